@@ -1,0 +1,176 @@
+"""The device seam: which array module (``xp``) and which kernel set a computation uses.
+
+Two devices exist:
+
+* ``"cpu"`` -- NumPy arrays; GEMMs through NumPy's BLAS; loops through the Numba kernels of
+  :mod:`pysnn_ref.kernels.cpu` (or, for teaching and testing, the plain loops of
+  :mod:`pysnn_ref.kernels.reference`, see :func:`use_cpu_kernels`).
+* ``"gpu"`` -- CuPy arrays; GEMMs through cuBLAS; loops through the numba.cuda kernels of
+  :mod:`pysnn_ref.kernels.cuda`.
+
+Functional code never imports a kernel module itself. It asks for the module that belongs to its
+input array::
+
+    xp = array_module(x)      # numpy or cupy
+    K = kernels_for(x)        # kernels.cpu / kernels.reference / kernels.cuda
+
+CuPy and numba.cuda are imported only when the GPU is chosen (or a CuPy array is seen), so the
+CPU path never needs them installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+DEVICES = ("cpu", "gpu")
+CPU_KERNEL_SETS = ("numba", "reference")
+
+_cpu_kernel_set = "numba"
+_gpu_backend: Backend | None = None
+
+
+class GPUUnavailableError(RuntimeError):
+    """Raised when ``device="gpu"`` is chosen but no usable GPU stack is present.
+
+    The message is one line saying what is missing and how to get it.
+    """
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A device: its name, its array module and its kernel module."""
+
+    name: str
+    xp: ModuleType
+    kernels: ModuleType
+
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        """Move ``x`` to this device (one host-to-device copy on the GPU)."""
+        return self.xp.asarray(x, dtype=dtype)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """Bring ``x`` back to the host as a NumPy array."""
+        return to_numpy(x)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (a no-op on the CPU); benchmarks call it before timing."""
+        if self.name == "gpu":
+            self.xp.cuda.get_current_stream().synchronize()
+
+
+def _cpu_kernels() -> ModuleType:
+    if _cpu_kernel_set == "reference":
+        from .kernels import reference
+
+        return reference
+    from .kernels import cpu
+
+    return cpu
+
+
+def _load_gpu() -> Backend:
+    """Import CuPy and numba.cuda and check that a device is usable; one clear error if not."""
+    global _gpu_backend
+    if _gpu_backend is not None:
+        return _gpu_backend
+    hint = 'install the GPU extra with: pip install "pysnn_ref[gpu]"'
+    try:
+        import cupy
+    except ImportError:
+        raise GPUUnavailableError(f"device 'gpu' needs CuPy, which is not installed; {hint}") from None
+    try:
+        usable = bool(cupy.is_available())
+    except Exception:  # noqa: BLE001 - any CuPy failure means the same thing to the user
+        usable = False
+    if not usable:
+        raise GPUUnavailableError(
+            "device 'gpu' needs a usable NVIDIA GPU, but CuPy finds none (no driver or no device); "
+            "use --device cpu"
+        )
+    try:
+        from numba import cuda
+    except ImportError:
+        raise GPUUnavailableError(f"device 'gpu' needs numba-cuda, which is not installed; {hint}") from None
+    try:
+        ok = bool(cuda.is_available())
+    except Exception:  # noqa: BLE001 - CudaSupportError and friends
+        ok = False
+    if not ok:
+        raise GPUUnavailableError(
+            "device 'gpu': numba.cuda cannot reach the CUDA driver; check the NVIDIA driver, "
+            f"or {hint}"
+        )
+    from .kernels import cuda as cuda_kernels
+
+    _gpu_backend = Backend("gpu", cupy, cuda_kernels)
+    return _gpu_backend
+
+
+def get_backend(device: str = "cpu") -> Backend:
+    """Return the :class:`Backend` for ``device`` ("cpu" or "gpu").
+
+    Raises ``ValueError`` for an unknown name and :class:`GPUUnavailableError` when the GPU is
+    asked for but is not usable.
+    """
+    if device == "cpu":
+        return Backend("cpu", np, _cpu_kernels())
+    if device == "gpu":
+        return _load_gpu()
+    raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+
+
+def is_gpu_array(x: Any) -> bool:
+    """True for a CuPy array (checked by type name, so CuPy need not be importable)."""
+    return type(x).__module__.startswith("cupy")
+
+
+def array_module(x: Any) -> ModuleType:
+    """``numpy`` for NumPy arrays, ``cupy`` for CuPy arrays."""
+    if is_gpu_array(x):
+        return _load_gpu().xp
+    return np
+
+
+def kernels_for(x: Any) -> ModuleType:
+    """The kernel module that operates on arrays like ``x``."""
+    if is_gpu_array(x):
+        return _load_gpu().kernels
+    return _cpu_kernels()
+
+
+def backend_of(x: Any) -> Backend:
+    """The :class:`Backend` an array lives on."""
+    return get_backend("gpu" if is_gpu_array(x) else "cpu")
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A host copy of ``x`` (``x`` itself if it is already a NumPy array)."""
+    if is_gpu_array(x):
+        return x.get()
+    return np.asarray(x)
+
+
+@contextlib.contextmanager
+def use_cpu_kernels(name: str) -> Iterator[None]:
+    """Run CPU computations with the ``"numba"`` (default) or ``"reference"`` kernels.
+
+    The reference kernels are the plain NumPy loops that read like the equations; they are slow
+    and meant for reading, teaching and testing::
+
+        with use_cpu_kernels("reference"):
+            o, cache = lif_forward(I, lam=0.5, v_th=1.0)
+    """
+    global _cpu_kernel_set
+    if name not in CPU_KERNEL_SETS:
+        raise ValueError(f"kernels must be one of {CPU_KERNEL_SETS}, got {name!r}")
+    old, _cpu_kernel_set = _cpu_kernel_set, name
+    try:
+        yield
+    finally:
+        _cpu_kernel_set = old

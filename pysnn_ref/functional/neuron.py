@@ -1,0 +1,109 @@
+"""LIF / IF spiking neurons, forward and exact BPTT backward (SSF paper, Sec. 3.1-3.2, 3.4).
+
+Dynamics, for every neuron independently (SSF Eqs. 6-7 with hard reset, 16-17 with soft reset)::
+
+    u[t] = lam * v[t-1] + I[t]            v[-1] = 0, so u[0] = I[0]
+    o[t] = H(u[t] - v_th)                 a spike when the membrane reaches the threshold
+    hard reset: v[t] = u[t] * (1 - o[t])  soft reset: v[t] = u[t] - v_th * o[t]
+
+so that u[t] = lam * u[t-1] * (1 - o[t-1]) + I[t] (hard), as in SSF Eq. 6.  IF is ``lam = 1``.
+
+Backward (exact BPTT; the loops are in :func:`pysnn_ref.kernels.reference.lif_backward`)::
+
+    dL/do[t] = g[t] + dL/du[t+1] * (-lam * u[t])        (hard;  -lam * v_th for soft)
+    dL/du[t] = dL/do[t] * sigma'(u[t] - v_th) + dL/du[t+1] * lam * (1 - o[t])   (hard; * lam soft)
+    dL/dI[t] = dL/du[t]                                                          (SSF Eq. 10)
+
+where g[t] is the gradient arriving from the next layer.  **Where the paper differs:** SSF's
+Eq. 8 as printed keeps only the reset path through o[t] of u[t+1]; together with its Eq. 9 (the
+path through the factor (1 - o[t])) the recurrence above is exact -- finite differences in smooth
+mode confirm it (tests/test_neuron.py).  ``detach_reset=True`` treats the spike in the reset as a
+constant (drops the ``-lam u[t]`` term), the common SpyTorch/SpikingJelly option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from .. import backend
+from .._check import check_choice, check_in_range, check_positive, check_time_major
+from .surrogate import Surrogate, get_surrogate
+
+RESETS = ("hard", "soft")
+
+
+@dataclass(frozen=True)
+class NeuronParams:
+    """Everything that defines a LIF/IF neuron's forward and backward."""
+
+    lam: float
+    v_th: float
+    reset: str = "hard"
+    surrogate: Surrogate = get_surrogate("triangle")
+    smooth: bool = False
+    detach_reset: bool = False
+
+    @property
+    def soft(self) -> bool:
+        return self.reset == "soft"
+
+
+def make_neuron_params(*, lam: float, v_th: float, reset: str = "hard",
+                       surrogate: str | Surrogate = "triangle", smooth: bool = False,
+                       detach_reset: bool = False) -> NeuronParams:
+    """Validate neuron hyper-parameters: ``lam`` in (0, 1], ``v_th`` > 0, known reset/surrogate."""
+    lam = check_in_range("lam", lam, 0.0, 1.0)
+    v_th = check_positive("v_th", v_th)
+    check_choice("reset", reset, RESETS)
+    return NeuronParams(lam, v_th, reset, get_surrogate(surrogate), bool(smooth),
+                        bool(detach_reset))
+
+
+class LIFCache(NamedTuple):
+    """What :func:`lif_backward` needs: the membrane before reset and the neuron parameters."""
+
+    u: Any
+    p: NeuronParams
+
+
+def lif_forward(I: Any, *, lam: float, v_th: float, reset: str = "hard",
+                surrogate: str | Surrogate = "triangle", smooth: bool = False,
+                detach_reset: bool = False) -> tuple[Any, LIFCache]:
+    """Run LIF (IF for ``lam=1``) neurons over time.
+
+    Inputs:
+      I: input current, time-major ``(T, B, ...)``, float32 or float64.
+      lam: membrane decay per step in (0, 1];  v_th: firing threshold > 0.
+      reset: "hard" (SSF Eqs. 6-7) or "soft" (Eqs. 16-17).
+      surrogate: name, "name:param" or :class:`Surrogate` -- used by the backward, and by the
+        forward in smooth mode.
+      smooth: spike with the surrogate's primitive instead of the Heaviside (gradient checks).
+      detach_reset: drop the reset path from the backward.
+    Returns ``(o, cache)``: spikes shaped like ``I`` and the cache for :func:`lif_backward`.
+    """
+    p = make_neuron_params(lam=lam, v_th=v_th, reset=reset, surrogate=surrogate, smooth=smooth,
+                           detach_reset=detach_reset)
+    return lif_forward_p(I, p)
+
+
+def lif_forward_p(I: Any, p: NeuronParams) -> tuple[Any, LIFCache]:
+    """:func:`lif_forward` with already-validated :class:`NeuronParams` (used by layers)."""
+    check_time_major("I", I)
+    T = I.shape[0]
+    K = backend.kernels_for(I)
+    o, u = K.lif_forward(I.reshape(T, -1), p.lam, p.v_th, p.soft, p.smooth, p.surrogate.kind,
+                         p.surrogate.a)
+    return o.reshape(I.shape), LIFCache(u.reshape(I.shape), p)
+
+
+def lif_backward(do: Any, cache: LIFCache) -> Any:
+    """Exact BPTT through the neuron: ``dI`` from ``do`` = dL/do (shaped like the spikes)."""
+    u, p = cache
+    if tuple(do.shape) != tuple(u.shape):
+        raise ValueError(f"do must have shape {tuple(u.shape)}, got {tuple(do.shape)}")
+    T = u.shape[0]
+    K = backend.kernels_for(u)
+    dI = K.lif_backward(do.reshape(T, -1), u.reshape(T, -1), p.lam, p.v_th, p.soft, p.smooth,
+                        p.detach_reset, p.surrogate.kind, p.surrogate.a)
+    return dI.reshape(u.shape)

@@ -1,0 +1,240 @@
+"""Reference kernels: the equations as plain, loop-by-loop NumPy/Python code.
+
+This module is the teaching text of pysnn_ref. Each function is written to be read next to the
+paper it cites -- one neuron at a time, one time step at a time, no vectorisation tricks. It is
+slow. :mod:`pysnn_ref.kernels.cpu` (Numba) and :mod:`pysnn_ref.kernels.cuda` (numba.cuda)
+implement the same signatures and are tested equal to this module.
+
+Conventions: neuron tensors are ``(T, N)`` -- time steps by neurons (batch and features flattened
+together). Surrogates are passed as ``(kind, a)``: an integer from :data:`SURROGATE_KINDS` and the
+surrogate's one parameter.
+
+Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 3. LIF/IF neuron streaming with spiking
+flows (ASF/SSF); 4. flow gains; 5. im2col / col2im; 6. pooling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# --------------------------------------------------------------------------------------------
+# 1. Surrogate functions.  x = u - v_th, the membrane's distance above threshold.
+#    The scalar functions below are the ONE definition of each formula: the Numba and CUDA
+#    kernels compile these same Python functions (njit / cuda.jit(device=True)).
+# --------------------------------------------------------------------------------------------
+
+RECTANGULAR, TRIANGLE, SIGMOID, ATAN, DSPIKE = 0, 1, 2, 3, 4
+SURROGATE_KINDS = {"rectangular": RECTANGULAR, "triangle": TRIANGLE, "sigmoid": SIGMOID,
+                   "atan": ATAN, "dspike": DSPIKE}
+
+
+def heaviside(x):
+    """Eq. 5/7 of SSF: a spike when the membrane reaches the threshold, H(0) = 1."""
+    return 1.0 if x >= 0.0 else 0.0
+
+
+def surrogate_primitive_scalar(x, kind, a):
+    """The smooth function whose derivative is the surrogate (used as the spike in smooth mode).
+
+    rectangular (Dspike Eq. 7, width a):   hard sigmoid  clip(x/a + 1/2, 0, 1)
+    triangle    (TET Eq. 5, gamma = a):    piecewise quadratic, 0 below -a, 1 above a
+    sigmoid     (slope k = a):             1 / (1 + exp(-a x))
+    atan        (alpha = a):               atan(pi/2 a x) / pi + 1/2
+    dspike      (Dspike Eqs. 11-12, b = a, centred on the threshold, window width 1):
+                                           (tanh(b x) + tanh(b/2)) / (2 tanh(b/2)), clipped to [0, 1]
+    """
+    if kind == RECTANGULAR:
+        return min(1.0, max(0.0, x / a + 0.5))
+    if kind == TRIANGLE:
+        if x <= -a:
+            return 0.0
+        if x >= a:
+            return 1.0
+        if x < 0.0:
+            return (x + a) * (x + a) / (2.0 * a * a)
+        return 1.0 - (a - x) * (a - x) / (2.0 * a * a)
+    if kind == SIGMOID:
+        return 1.0 / (1.0 + math.exp(-a * x))
+    if kind == ATAN:
+        return math.atan(0.5 * math.pi * a * x) / math.pi + 0.5
+    # DSPIKE
+    if x < -0.5:
+        return 0.0
+    if x > 0.5:
+        return 1.0
+    return (math.tanh(a * x) + math.tanh(0.5 * a)) / (2.0 * math.tanh(0.5 * a))
+
+
+def surrogate_grad_scalar(x, kind, a):
+    """The surrogate gradient d o / d u, the derivative of :func:`surrogate_primitive_scalar`.
+
+    rectangular: 1/a if |x| < a/2 else 0                    (Dspike Eq. 7)
+    triangle:    max(0, a - |x|) / a^2                      (TET Eq. 5)
+    sigmoid:     a s (1 - s),  s = sigmoid(a x)
+    atan:        a/2 / (1 + (pi/2 a x)^2)
+    dspike:      b (1 - tanh^2(b x)) / (2 tanh(b/2)) for |x| <= 1/2, else 0   (Dspike Eq. 12)
+    """
+    if kind == RECTANGULAR:
+        return 1.0 / a if abs(x) < 0.5 * a else 0.0
+    if kind == TRIANGLE:
+        return max(0.0, a - abs(x)) / (a * a)
+    if kind == SIGMOID:
+        s = 1.0 / (1.0 + math.exp(-a * x))
+        return a * s * (1.0 - s)
+    if kind == ATAN:
+        z = 0.5 * math.pi * a * x
+        return 0.5 * a / (1.0 + z * z)
+    # DSPIKE
+    if abs(x) > 0.5:
+        return 0.0
+    th = math.tanh(a * x)
+    return a * (1.0 - th * th) / (2.0 * math.tanh(0.5 * a))
+
+
+def spike_scalar(x, smooth, kind, a):
+    """The neuron's output for membrane distance x: Heaviside, or the primitive in smooth mode."""
+    if smooth:
+        return surrogate_primitive_scalar(x, kind, a)
+    return heaviside(x)
+
+
+def surrogate_primitive(x, kind, a):
+    """Elementwise :func:`surrogate_primitive_scalar` over an array."""
+    out = np.empty_like(x)
+    for i, xi in enumerate(x.flat):
+        out.flat[i] = surrogate_primitive_scalar(xi, kind, a)
+    return out
+
+
+def surrogate_grad(x, kind, a):
+    """Elementwise :func:`surrogate_grad_scalar` over an array."""
+    out = np.empty_like(x)
+    for i, xi in enumerate(x.flat):
+        out.flat[i] = surrogate_grad_scalar(xi, kind, a)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# 2. LIF / IF neuron, BPTT.  SSF Eqs. 6-7 (hard reset), 16-17 (soft reset); IF is lam = 1.
+# --------------------------------------------------------------------------------------------
+
+def lif_forward(I, lam, v_th, soft, smooth, kind, a):
+    """LIF forward over T steps for N independent neurons.  Returns ``(o, u)``, both (T, N).
+
+    u[t] = lam * v[t-1] + I[t],        v[-1] = 0 so u[0] = I[0]         (SSF Eq. 6 / 16)
+    o[t] = H(u[t] - v_th)                                               (SSF Eq. 7 / 17)
+    hard reset: v[t] = u[t] (1 - o[t])       soft reset: v[t] = u[t] - v_th o[t]
+
+    ``u`` (the membrane before reset) is all the backward needs.
+    """
+    T, N = I.shape
+    o = np.empty_like(I)
+    u = np.empty_like(I)
+    for n in range(N):
+        v = 0.0
+        for t in range(T):
+            u_t = lam * v + I[t, n]
+            o_t = spike_scalar(u_t - v_th, smooth, kind, a)
+            if soft:
+                v = u_t - v_th * o_t
+            else:
+                v = u_t * (1.0 - o_t)
+            u[t, n] = u_t
+            o[t, n] = o_t
+    return o, u
+
+
+def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
+    """Exact BPTT through the LIF recurrence, backwards in time.  Returns dI (T, N).
+
+    With du_next = dL/du[t+1] (zero after the last step) and sg = sigma'(u[t] - v_th):
+
+    hard reset:  dL/do[t] = do[t] + du_next * (-lam * u[t])
+                 dL/du[t] = dL/do[t] * sg + du_next * lam * (1 - o[t])
+    soft reset:  dL/do[t] = do[t] + du_next * (-lam * v_th)
+                 dL/du[t] = dL/do[t] * sg + du_next * lam
+    dL/dI[t] = dL/du[t]                                                  (SSF Eq. 10)
+
+    SSF's printed Eq. 8 keeps only the reset path through o[t]; the second path, through
+    (1 - o[t]) in Eq. 9, is its Eq. 9 -- the two together are the exact recurrence above.
+    ``detach_reset`` drops the reset term from dL/do[t] (the spike is treated as a constant in
+    the reset, as in SpyTorch/SpikingJelly's option), which is no longer the exact gradient.
+    """
+    T, N = u.shape
+    dI = np.empty_like(u)
+    for n in range(N):
+        du_next = 0.0
+        for t in range(T - 1, -1, -1):
+            x = u[t, n] - v_th
+            o_t = spike_scalar(x, smooth, kind, a)
+            sg = surrogate_grad_scalar(x, kind, a)
+            do_t = do[t, n]
+            if soft:
+                if not detach_reset:
+                    do_t += du_next * (-lam * v_th)
+                du_t = do_t * sg + du_next * lam
+            else:
+                if not detach_reset:
+                    do_t += du_next * (-lam * u[t, n])
+                du_t = do_t * sg + du_next * lam * (1.0 - o_t)
+            dI[t, n] = du_t
+            du_next = du_t
+    return dI
+
+
+# --------------------------------------------------------------------------------------------
+# 3. LIF / IF neuron streamed over a chunk of time steps, accumulating spiking flows.
+#    Used by the "asf" and "ssf" methods: no per-step state is kept, only running sums.
+# --------------------------------------------------------------------------------------------
+
+def lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU):
+    """Run the neuron over one chunk I (Tc, N), carrying the state ``v`` (N,) in place.
+
+    The same dynamics as :func:`lif_forward`; ``v`` is the membrane after reset of the previous
+    step (zeros before the first chunk). Alongside, three running sums (N,) are updated in place
+    with decay ``w`` per step, so that after the last step they hold
+    sI = sum_t w^(T-1-t) I[t],  sO = sum_t w^(T-1-t) o[t],  sOU = sum_t w^(T-1-t) o[t] u[t]
+    (ASF Eq. 7 uses w = 1; SSF Sec. 3.3 uses w = lam).  Returns the spikes o (Tc, N).
+    """
+    Tc, N = I.shape
+    o = np.empty_like(I)
+    for n in range(N):
+        vn = v[n]
+        for t in range(Tc):
+            u_t = lam * vn + I[t, n]
+            o_t = spike_scalar(u_t - v_th, smooth, kind, a)
+            if soft:
+                vn = u_t - v_th * o_t
+            else:
+                vn = u_t * (1.0 - o_t)
+            sI[n] = w * sI[n] + I[t, n]
+            sO[n] = w * sO[n] + o_t
+            sOU[n] = w * sOU[n] + o_t * u_t
+            o[t, n] = o_t
+        v[n] = vn
+    return o
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Flow gains: d FO / d FI of the stabilized spiking flow mapping (SSF Eqs. 14 and 19).
+# --------------------------------------------------------------------------------------------
+
+def ssf_gain(FI, R, v_th, soft, r_max):
+    """The SSF mapping's derivative dFO/dFI, elementwise over arrays of the same shape.
+
+    hard reset (Eq. 14):  FO = max(0, FI / (R v_th))  ->  gain = 1/(R v_th) where FI > 0,
+                          and 0 where R > r_max (the paper's cutoff, r_max = 2)
+    soft reset (Eq. 19):  FO = clamp(FI / v_th, 0, 1) ->  gain = 1/v_th where 0 < FI < v_th
+    """
+    gain = np.empty_like(FI)
+    for i in range(FI.size):
+        fi = FI.flat[i]
+        if soft:
+            g = 1.0 / v_th if 0.0 < fi < v_th else 0.0
+        else:
+            r = R.flat[i]
+            g = 1.0 / (r * v_th) if (fi > 0.0 and r <= r_max) else 0.0
+        gain.flat[i] = g
+    return gain
