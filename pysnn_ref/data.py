@@ -1,0 +1,594 @@
+"""Datasets, mini-batches, augmentation and spike encoders.
+
+Datasets (:func:`load_dataset`) come back as host NumPy arrays in a :class:`Dataset`: images are
+float32 ``(N, C, H, W)``, flat vectors float32 ``(N, D)``, labels int64 ``(N,)``. Nothing is
+downloaded: ``"digits"`` is scikit-learn's copy of the UCI 8x8 digits (shipped inside the wheel);
+MNIST, Fashion-MNIST and CIFAR-10 are read from files you already have, in their original formats;
+``"npz"`` reads your own arrays. A missing or malformed file raises :class:`DataError` (a
+``ValueError``) whose one-line message names the path and the expected format.
+
+Encoders turn a batch ``x`` of shape ``(B, ...)`` into a time-major input ``(T, B, ...)``:
+
+* :class:`DirectEncoder` repeats ``x`` at every step (a stride-0 view, no copy);
+* :class:`PoissonEncoder` draws Bernoulli spikes with rate ``|x|`` per step (ASF-BP's input).
+
+Both also stream the steps in chunks (:meth:`Encoder.chunks`) so that a forward pass never holds
+all ``T`` steps of the input. Encoders keep the array module of their input: a CuPy batch gives a
+CuPy encoding, drawn on the device.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import backend
+from ._check import check_choice, check_float_array, check_in_range, check_int
+
+__all__ = [
+    "DATASETS",
+    "ENCODERS",
+    "DataError",
+    "Dataset",
+    "load_dataset",
+    "split_indices",
+    "read_idx",
+    "iterate_minibatches",
+    "augment_cifar",
+    "Encoder",
+    "DirectEncoder",
+    "PoissonEncoder",
+    "make_encoder",
+]
+
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "npz")
+ENCODERS = ("direct", "poisson")
+
+
+class DataError(ValueError):
+    """A data file is missing or not in the expected format; the message names path and format."""
+
+
+@dataclass
+class Dataset:
+    """A train/test split held in host memory.
+
+    Attributes:
+        x_train, x_test: float32 inputs, ``(N,) + input_shape`` (images ``(N, C, H, W)``).
+        y_train, y_test: int64 labels in ``[0, num_classes)``.
+        name: the dataset name given to :func:`load_dataset`.
+        input_shape: ``(C, H, W)`` for images, ``(D,)`` for flat vectors.
+        num_classes: number of classes.
+        mean, std: the per-channel statistics that were subtracted/divided (shape ``(C,)``, or
+            ``(1,)`` for flat vectors), or ``None`` when ``normalize=False``.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# errors and small helpers
+# ----------------------------------------------------------------------------------------------
+
+def _fail(dataset: str, path: Any, problem: str, expected: str) -> DataError:
+    """One-line :class:`DataError`: ``"<dataset>: cannot read <path>: <problem>; expected ..."``."""
+    problem = " ".join(str(problem).split())   # keep it on one line
+    return DataError(f"{dataset}: cannot read {path}: {problem}; expected {expected}")
+
+
+def _as_rng(rng: Any) -> np.random.Generator:
+    """A NumPy Generator from a Generator, an int seed, or None (fresh OS entropy)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
+        return np.random.default_rng(rng)
+    raise ValueError(f"rng must be a numpy.random.Generator, an int seed or None, got {rng!r}")
+
+
+def split_indices(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified random train/test split: ``(train_idx, test_idx)``, both sorted and disjoint.
+
+    For each class, its indices are permuted by ``numpy.random.default_rng(seed)`` and the first
+    ``round(n_class · test_fraction)`` go to the test set, so the class proportions are kept and
+    the same ``seed`` gives the same split.
+    """
+    test_fraction = check_in_range("test_fraction", test_fraction, 0.0, 1.0, hi_open=True)
+    rng = np.random.default_rng(check_int("seed", seed, minimum=0))
+    test = []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        test.append(idx[: int(round(len(idx) * test_fraction))])
+    test_idx = np.sort(np.concatenate(test)) if test else np.zeros(0, dtype=np.int64)
+    train_idx = np.setdiff1d(np.arange(len(y)), test_idx)
+    if len(test_idx) == 0 or len(train_idx) == 0:
+        raise ValueError(f"test_fraction={test_fraction} leaves an empty train or test split of "
+                         f"{len(y)} samples; choose a test_fraction that gives both at least one")
+    return train_idx, test_idx
+
+
+def _normalize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Standardise both splits in place with the training set's per-channel mean and std.
+
+    Images ``(N, C, H, W)``: one mean/std per channel over ``(N, H, W)``. Flat vectors ``(N, D)``:
+    one mean/std over all entries (a single channel; per-feature statistics would divide constant
+    features by zero). A std below 1e-12 is replaced by 1. Returns ``(mean, std)`` as float32.
+    """
+    axes = (0, 2, 3) if x_train.ndim == 4 else (0, 1)
+    mean = x_train.mean(axis=axes, dtype=np.float64).reshape(-1)
+    std = x_train.std(axis=axes, dtype=np.float64).reshape(-1)
+    std[std < 1e-12] = 1.0
+    shape = (1, -1, 1, 1) if x_train.ndim == 4 else (1, 1)
+    for x in (x_train, x_test):
+        x -= mean.astype(np.float32).reshape(shape)
+        x /= std.astype(np.float32).reshape(shape)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# digits (scikit-learn, no download)
+# ----------------------------------------------------------------------------------------------
+
+def _load_digits(seed: int, test_fraction: float) -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[:, None]         # (1797, 1, 8, 8) in [0, 1]
+    y = d.target.astype(np.int64)
+    tr, te = split_indices(y, test_fraction, seed)
+    return x[tr], y[tr], x[te], y[te]
+
+
+# ----------------------------------------------------------------------------------------------
+# MNIST / Fashion-MNIST (IDX files)
+# ----------------------------------------------------------------------------------------------
+
+IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+_IDX_IMAGES, _IDX_LABELS = 0x00000803, 0x00000801
+
+
+def _idx_expected(magic: int) -> str:
+    what = "image" if magic == _IDX_IMAGES else "label"
+    return f"an IDX {what} file with magic 0x{magic:08x} (raw or .gz)"
+
+
+def read_idx(path: str | Path, magic: int, dataset: str = "idx") -> np.ndarray:
+    """Read one IDX file of unsigned bytes (raw, or gzip if the name ends in ``.gz``).
+
+    Layout (LeCun's MNIST page): a big-endian 32-bit magic ``0x000008NN`` (``0x08`` = uint8,
+    ``NN`` = number of dimensions), then ``NN`` big-endian 32-bit sizes, then the data.
+    ``magic`` is the expected value (0x803 for images, 0x801 for labels).
+    """
+    path = Path(path)
+    expected = _idx_expected(magic)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:
+        raise _fail(dataset, path, e.strerror or e, expected) from None
+    if len(raw) < 4:
+        raise _fail(dataset, path, f"only {len(raw)} bytes", expected)
+    got = int.from_bytes(raw[:4], "big")
+    if got != magic:
+        raise _fail(dataset, path, f"magic is 0x{got:08x}", expected)
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise _fail(dataset, path, f"header truncated ({len(raw)} bytes)", expected)
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    n = int(np.prod(dims))
+    if len(raw) != header + n:
+        raise _fail(dataset, path, f"{len(raw) - header} data bytes, header sizes {dims} need {n}",
+                    expected)
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _find(dirs: list[Path], fname: str, dataset: str, expected: str) -> Path:
+    """The first of ``dir/fname``, ``dir/fname.gz`` over ``dirs`` that exists."""
+    for d in dirs:
+        for p in (d / fname, d / (fname + ".gz")):
+            if p.is_file():
+                return p
+    also = f" (also looked in {', '.join(str(d) for d in dirs[1:])})" if len(dirs) > 1 else ""
+    raise _fail(dataset, f"{dirs[0] / fname}(.gz)", f"file not found{also}", expected)
+
+
+def _load_idx_dataset(name: str, data_dir: Path) -> tuple[np.ndarray, ...]:
+    sub = "MNIST" if name == "mnist" else "FashionMNIST"
+    dirs = [data_dir, data_dir / "raw", data_dir / sub / "raw"]     # plain, torchvision layouts
+    out = []
+    for split in ("train", "test"):
+        px = _find(dirs, IDX_FILES[f"{split}_x"], name, _idx_expected(_IDX_IMAGES))
+        py = _find(dirs, IDX_FILES[f"{split}_y"], name, _idx_expected(_IDX_LABELS))
+        x = read_idx(px, _IDX_IMAGES, name)
+        y = read_idx(py, _IDX_LABELS, name)
+        if len(y) != len(x):
+            raise _fail(name, py, f"{len(y)} labels for {len(x)} images in {px}",
+                        "one label per image")
+        if y.size and y.max() > 9:
+            raise _fail(name, py, f"label {int(y.max())}", "labels in [0, 10)")
+        out += [(x.astype(np.float32) / 255.0)[:, None], y.astype(np.int64)]
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# CIFAR-10 (python pickle batches)
+# ----------------------------------------------------------------------------------------------
+
+CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_TEST = "test_batch"
+_CIFAR_EXPECTED = ("a CIFAR-10 python pickle batch (a dict with b'data': uint8 (N, 3072) and "
+                   "b'labels': N ints in [0, 10))")
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles only dicts/lists of plain NumPy arrays: any other global is refused.
+
+    CIFAR batches are pickles; a pickle can run arbitrary code, so we allow only the globals a
+    NumPy array needs.
+    """
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to unpickle global {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 batch: ``(x uint8 (N, 3, 32, 32), y int64 (N,))``."""
+    try:
+        with open(path, "rb") as f:
+            d = _ArrayUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
+    except FileNotFoundError:
+        raise _fail("cifar10", path, "file not found", _CIFAR_EXPECTED) from None
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a batch"
+        raise _fail("cifar10", path, f"not a readable pickle ({type(e).__name__}: {e})",
+                    _CIFAR_EXPECTED) from None
+    if not isinstance(d, dict):
+        raise _fail("cifar10", path, f"pickle holds a {type(d).__name__}", _CIFAR_EXPECTED)
+    data = d.get(b"data", d.get("data"))
+    labels = d.get(b"labels", d.get("labels"))
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+            or data.shape[1] != 3 * 32 * 32:
+        got = (f"data {data.dtype} {data.shape}" if isinstance(data, np.ndarray)
+               else f"data {type(data).__name__}")
+        raise _fail("cifar10", path, got, _CIFAR_EXPECTED)
+    try:
+        y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError):
+        raise _fail("cifar10", path, "labels are not integers", _CIFAR_EXPECTED) from None
+    if len(y) != len(data) or (y.size and (y.min() < 0 or y.max() > 9)):
+        raise _fail("cifar10", path, f"{len(y)} labels for {len(data)} images, or labels out of "
+                    "range", _CIFAR_EXPECTED)
+    return data.reshape(-1, 3, 32, 32), y
+
+
+def _load_cifar10(data_dir: Path) -> tuple[np.ndarray, ...]:
+    dirs = [data_dir, data_dir / "cifar-10-batches-py"]
+    root = next((d for d in dirs if (d / CIFAR_TRAIN[0]).is_file()), data_dir)
+    parts = [_read_cifar_batch(root / f) for f in CIFAR_TRAIN + (CIFAR_TEST,)]
+    x_tr = np.concatenate([p[0] for p in parts[:-1]]).astype(np.float32) / 255.0
+    y_tr = np.concatenate([p[1] for p in parts[:-1]])
+    x_te = parts[-1][0].astype(np.float32) / 255.0
+    return x_tr, y_tr, x_te, parts[-1][1]
+
+
+# ----------------------------------------------------------------------------------------------
+# npz (your own arrays)
+# ----------------------------------------------------------------------------------------------
+
+_NPZ_EXPECTED = ("a .npz with integer label array y (N,) and input array x of shape (N, C, H, W), "
+                 "(N, H, W) or (N, D), optionally x_test and y_test")
+
+
+def _load_npz(data_dir: Path, seed: int, test_fraction: float) -> tuple[np.ndarray, ...]:
+    path = data_dir / "data.npz" if data_dir.is_dir() else data_dir
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise _fail("npz", path, "file not found", _NPZ_EXPECTED) from None
+    except Exception as e:  # noqa: BLE001 - BadZipFile, object arrays, truncated files ...
+        raise _fail("npz", path, f"not a readable .npz ({type(e).__name__}: {e})",
+                    _NPZ_EXPECTED) from None
+    for k in ("x", "y"):
+        if k not in arrays:
+            raise _fail("npz", path, f"no array {k!r} (has {sorted(arrays)})", _NPZ_EXPECTED)
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise _fail("npz", path, "only one of x_test, y_test is present", _NPZ_EXPECTED)
+
+    def inputs(key: str) -> np.ndarray:
+        x = arrays[key]
+        if x.dtype.kind not in "biuf" or x.ndim not in (2, 3, 4):
+            raise _fail("npz", path, f"{key} has dtype {x.dtype} and shape {x.shape}",
+                        _NPZ_EXPECTED)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return x[:, None] if x.ndim == 3 else x                # (N, H, W) -> (N, 1, H, W)
+
+    def labels(key: str, n: int) -> np.ndarray:
+        y = arrays[key]
+        if y.dtype.kind not in "iu" or y.shape != (n,) or (y.size and y.min() < 0):
+            raise _fail("npz", path, f"{key} has dtype {y.dtype} and shape {y.shape} "
+                        f"(need {n} labels >= 0)", _NPZ_EXPECTED)
+        return y.astype(np.int64)
+
+    x = inputs("x")
+    y = labels("y", len(x))
+    if "x_test" in arrays:
+        x_te = inputs("x_test")
+        y_te = labels("y_test", len(x_te))
+        if x_te.shape[1:] != x.shape[1:]:
+            raise _fail("npz", path, f"x_test samples have shape {x_te.shape[1:]}, x samples "
+                        f"{x.shape[1:]}", _NPZ_EXPECTED)
+        return x, y, x_te, y_te
+    tr, te = split_indices(y, test_fraction, seed)
+    return x[tr], y[tr], x[te], y[te]
+
+
+# ----------------------------------------------------------------------------------------------
+# the entry point
+# ----------------------------------------------------------------------------------------------
+
+def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0,
+                 test_fraction: float = 0.2, normalize: bool = True) -> Dataset:
+    """Load a dataset as a :class:`Dataset` of host NumPy arrays.
+
+    ``name``:
+
+    * ``"digits"``: scikit-learn's 8x8 digits (1797 images, 10 classes, no download), pixel
+      values / 16, shape ``(1, 8, 8)``; a stratified split by ``seed`` with ``test_fraction``.
+    * ``"mnist"`` / ``"fashion-mnist"``: the four IDX files ``train-images-idx3-ubyte``,
+      ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each
+      raw or ``.gz``, in ``data_dir`` (or ``data_dir/raw``, or torchvision's
+      ``data_dir/MNIST/raw`` / ``data_dir/FashionMNIST/raw``); pixels / 255, ``(1, 28, 28)``;
+      the official train/test split.
+    * ``"cifar10"``: the python batches ``data_batch_1`` .. ``data_batch_5`` and ``test_batch``
+      in ``data_dir`` or ``data_dir/cifar-10-batches-py``; pixels / 255, ``(3, 32, 32)``. The
+      pickles are read with an unpickler that only accepts NumPy arrays.
+    * ``"npz"``: ``data_dir`` is a ``.npz`` file (or a folder holding ``data.npz``) with arrays
+      ``x``, ``y`` and optionally ``x_test``, ``y_test`` (else a stratified split by ``seed``).
+      ``x`` of shape ``(N, C, H, W)`` is kept; ``(N, H, W)`` becomes ``(N, 1, H, W)``; ``(N, D)``
+      stays flat with ``input_shape = (D,)``. Values are used as stored (cast to float32, not
+      rescaled); ``num_classes = max(label) + 1``.
+
+    ``seed`` and ``test_fraction`` only matter where the split is made here (digits, npz without
+    a test set). With ``normalize=True`` both splits are standardised with the *training* set's
+    per-channel mean and std (``(x - mean_c) / std_c``; one channel for flat vectors), which are
+    returned in ``Dataset.mean`` / ``Dataset.std``; with ``normalize=False`` images stay in
+    [0, 1].
+
+    Raises:
+        ValueError: unknown ``dataset`` name or bad ``seed`` / ``test_fraction``.
+        DataError: a missing or malformed file (the message names the path and the format).
+    """
+    check_choice("dataset", name, DATASETS)
+    seed = check_int("seed", seed, minimum=0)
+    test_fraction = check_in_range("test_fraction", test_fraction, 0.0, 1.0, hi_open=True)
+    if name == "digits":
+        parts = _load_digits(seed, test_fraction)
+    else:
+        if data_dir is None:
+            where = "a .npz file or a folder with data.npz" if name == "npz" else "a folder"
+            raise DataError(f"{name}: data_dir is required ({where} holding the {name} files; "
+                            "nothing is downloaded)")
+        data_dir = Path(data_dir).expanduser()
+        if name in ("mnist", "fashion-mnist"):
+            parts = _load_idx_dataset(name, data_dir)
+        elif name == "cifar10":
+            parts = _load_cifar10(data_dir)
+        else:
+            parts = _load_npz(data_dir, seed, test_fraction)
+    x_tr, y_tr, x_te, y_te = (np.ascontiguousarray(a) for a in parts)
+    mean = std = None
+    if normalize:
+        mean, std = _normalize(x_tr, x_te)
+    num_classes = 10 if name != "npz" else int(max(y_tr.max(), y_te.max())) + 1
+    return Dataset(x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, name=name,
+                   input_shape=tuple(int(s) for s in x_tr.shape[1:]), num_classes=num_classes,
+                   mean=mean, std=std)
+
+
+# ----------------------------------------------------------------------------------------------
+# batching and augmentation
+# ----------------------------------------------------------------------------------------------
+
+def iterate_minibatches(x: Any, y: Any, batch_size: int, shuffle: bool = True, rng: Any = None,
+                        drop_last: bool = False) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(xb, yb)`` mini-batches that cover every sample once (per call = one epoch).
+
+    With ``shuffle=True`` the order is ``rng.permutation(N)``; ``rng`` is a
+    ``numpy.random.Generator`` (advanced by the call, so successive epochs differ), an int seed,
+    or None (fresh OS entropy, not reproducible). With ``shuffle=False`` batches are slices
+    (views) in order. The last, smaller batch is yielded unless ``drop_last``. ``x`` and ``y`` may
+    be NumPy or CuPy arrays (the permutation is drawn on the host).
+    """
+    n = len(x)
+    if len(y) != n:
+        raise ValueError(f"y must have one label per sample of x ({n}), got {len(y)}")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    order = _as_rng(rng).permutation(n) if shuffle else None
+
+    def batches() -> Iterator[tuple[Any, Any]]:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            if drop_last and stop - start < batch_size:
+                return
+            if order is None:
+                yield x[start:stop], y[start:stop]
+            else:
+                idx = order[start:stop]
+                yield (x[backend.array_module(x).asarray(idx)],
+                       y[backend.array_module(y).asarray(idx)])
+
+    return batches()
+
+
+def augment_cifar(xb: Any, rng: Any, pad: int = 4) -> Any:
+    """Random crop with ``pad`` pixels of zero padding, then a random horizontal flip.
+
+    The standard CIFAR augmentation used by ASF-BP and TET (torchvision ``RandomCrop(32,
+    padding=4)`` + ``RandomHorizontalFlip()``): each image is zero-padded to ``H+2·pad``,
+    a window of the original size is cut at a random offset in ``[0, 2·pad]²`` and flipped with
+    probability 1/2. Offsets and flips are drawn from ``rng`` (a ``numpy.random.Generator`` or
+    an int seed) on the host; the gather is one vectorised fancy-indexing operation on the
+    batch's own device. Returns a new ``(B, C, H, W)`` array of the same dtype.
+    """
+    check_float_array("xb", xb, ndim=4)
+    pad = check_int("pad", pad, minimum=0)
+    rng = _as_rng(rng)
+    xp = backend.array_module(xb)
+    B, C, H, W = xb.shape
+    oy = rng.integers(0, 2 * pad + 1, size=B)
+    ox = rng.integers(0, 2 * pad + 1, size=B)
+    flip = rng.random(B) < 0.5
+    rows = oy[:, None] + np.arange(H)                          # (B, H) rows of the padded image
+    cols = ox[:, None] + np.arange(W)                          # (B, W)
+    cols = np.where(flip[:, None], cols[:, ::-1], cols)       # crop, then flip
+    padded = xp.zeros((B, C, H + 2 * pad, W + 2 * pad), dtype=xb.dtype)
+    padded[:, :, pad:pad + H, pad:pad + W] = xb
+    b = xp.arange(B)[:, None, None, None]
+    c = xp.arange(C)[None, :, None, None]
+    return padded[b, c, xp.asarray(rows)[:, None, :, None], xp.asarray(cols)[:, None, None, :]]
+
+
+# ----------------------------------------------------------------------------------------------
+# encoders: (B, ...) -> time-major (T, B, ...)
+# ----------------------------------------------------------------------------------------------
+
+class Encoder:
+    """Turns a batch ``x`` ``(B, ...)`` into the network's time-major input ``(T, B, ...)``.
+
+    Subclasses implement :meth:`_next_steps` (the next ``n`` steps); :meth:`encode` returns all
+    ``T`` at once, :meth:`chunks` streams them. For the same encoder state, the concatenation of
+    ``chunks(x, T, time_chunk)`` along axis 0 equals ``encode(x, T)``.
+    """
+
+    name = "encoder"
+
+    def _next_steps(self, x: Any, n: int) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def encode(self, x: Any, T: int) -> Any:
+        """All ``T`` steps, shape ``(T,) + x.shape``, same array module and dtype as ``x``."""
+        check_float_array("x", x, min_ndim=1)
+        return self._next_steps(x, check_int("T", T, minimum=1))
+
+    def chunks(self, x: Any, T: int, time_chunk: int) -> Iterator[Any]:
+        """Successive ``(Tc, B, ...)`` pieces of the encoding, ``Tc = time_chunk`` (the last may
+        be shorter), so that a streaming forward never holds all ``T`` steps of the input."""
+        check_float_array("x", x, min_ndim=1)
+        T = check_int("T", T, minimum=1)
+        time_chunk = check_int("time_chunk", time_chunk, minimum=1)
+
+        def pieces() -> Iterator[Any]:
+            for t0 in range(0, T, time_chunk):
+                yield self._next_steps(x, min(time_chunk, T - t0))
+
+        return pieces()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class DirectEncoder(Encoder):
+    """Direct (repeat) encoding: the analog input is presented unchanged at every step.
+
+    ``encode(x, T)`` is ``xp.broadcast_to(x, (T,) + x.shape)``: a read-only view with stride 0
+    on the time axis, no copy. A first layer can detect it (``x.strides[0] == 0``) and run its
+    GEMM once on ``x[0]`` instead of ``T`` times on identical rows. Do not write into it.
+    """
+
+    name = "direct"
+
+    def _next_steps(self, x: Any, n: int) -> Any:
+        xp = backend.array_module(x)
+        return xp.broadcast_to(x, (n,) + tuple(x.shape))
+
+
+class PoissonEncoder(Encoder):
+    """Bernoulli ("Poisson") rate coding, ASF-BP's input layer (paper Alg. 1 line 3,
+    REFERENCES.md 1.1).
+
+    At every step, independently for each entry::
+
+        spike = (|x| > U) · sign(x),    U ~ Uniform[0, 1)        (signed=True)
+        spike = (x > U)                                          (signed=False)
+
+    so an entry fires with rate ``clip(|x|, 0, 1)``: ``|x| >= 1`` fires every step, ``x = 0``
+    never, and with ``signed=False`` negative entries never fire. Signed coding lets
+    mean/std-normalised images (which are negative below the mean) drive the network, as in the
+    ASF-BP CIFAR code; its MNIST scripts use rate ``|x|/2`` (scale ``x`` yourself for that).
+
+    Randomness comes from a generator seeded with ``seed``, one per array module: NumPy's
+    ``default_rng`` on the host, ``cupy.random.RandomState`` for CuPy inputs (drawn on the
+    device). Each step draws one uniform array of ``x.shape`` in ``x.dtype``, so ``encode`` and
+    ``chunks`` consume the generator identically.
+    """
+
+    name = "poisson"
+
+    def __init__(self, seed: int = 0, signed: bool = True) -> None:
+        self.seed = check_int("seed", seed, minimum=0)
+        self.signed = bool(signed)
+        self._generators: dict[str, Any] = {}
+
+    def _uniform(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+        gen = self._generators.get(xp.__name__)
+        if gen is None:
+            gen = (np.random.default_rng(self.seed) if xp is np
+                   else xp.random.RandomState(self.seed))
+            self._generators[xp.__name__] = gen
+        if xp is np:
+            return gen.random(shape, dtype=dtype)
+        return gen.random_sample(size=shape, dtype=dtype)
+
+    def _next_steps(self, x: Any, n: int) -> Any:
+        xp = backend.array_module(x)
+        out = xp.empty((n,) + tuple(x.shape), dtype=x.dtype)
+        rate = xp.abs(x) if self.signed else x
+        sign = xp.sign(x) if self.signed else None
+        for t in range(n):
+            fired = rate > self._uniform(xp, tuple(x.shape), x.dtype)
+            if sign is None:
+                out[t] = fired
+            else:
+                xp.multiply(fired, sign, out=out[t])
+        return out
+
+    def __repr__(self) -> str:
+        return f"PoissonEncoder(seed={self.seed}, signed={self.signed})"
+
+
+def make_encoder(name: str, seed: int = 0) -> Encoder:
+    """``"direct"`` -> :class:`DirectEncoder`; ``"poisson"`` -> :class:`PoissonEncoder(seed)`."""
+    check_choice("encoder", name, ENCODERS)
+    return DirectEncoder() if name == "direct" else PoissonEncoder(seed)
