@@ -1,0 +1,500 @@
+"""numba.cuda kernels: the computations of :mod:`pysnn_ref.kernels.reference`, on the GPU.
+
+Same signatures and return values as the reference and CPU modules; tests assert equality
+(float64, rel <= 1e-10) by running these kernels in numba's CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``), and ``numba.cuda.compile_ptx`` proves they compile for real GPUs.
+
+How the kernels are built (the SpikingJelly fused multi-step pattern, REFERENCES.md Sec. 2.1):
+
+* Neuron tensors are ``(T, N)``. **One thread per neuron**; the whole time loop runs inside the
+  thread with the membrane state in a register, so a T-step forward or backward is one launch,
+  not T. Thread ``n`` reads column ``n`` of row ``t``, so the threads of a warp touch consecutive
+  addresses at every step (coalesced).
+* The backward recomputes the spike and the surrogate gradient from the stored pre-reset
+  membrane ``u`` instead of storing them.
+* The scalar surrogate formulas are not re-written here: the reference module's own
+  ``surrogate_primitive_scalar``, ``surrogate_grad_scalar`` and ``heaviside`` are compiled with
+  ``cuda.jit(device=True)``, so each formula has one definition for all three kernel sets.
+* Launch configuration: :func:`launch_config` -- one thread per independent item, threads per
+  block a multiple of 32, ``blocks = ceil(n / threads)``; every kernel bounds-checks its index,
+  so any ``n`` works.
+* Kernels are compiled lazily for the argument types of the first call, so float32 and float64
+  inputs each get their own machine code. Host wrappers cast the scalar parameters to the array
+  dtype, so a float32 call gets float32 parameters. (Float literals inside the shared scalar
+  formulas, e.g. ``0.5``, are float64 in Numba's typing, exactly as on the CPU: a float32 kernel
+  evaluates the surrogate formulas partly in float64 and rounds the stored result to float32.)
+
+Arrays: the host wrappers take CuPy arrays on a real GPU -- passed straight to the kernels
+(numba reads them through ``__cuda_array_interface__`` / DLPack, no host round trip) and launched
+on CuPy's current stream -- and plain NumPy arrays under the simulator. Outputs are allocated with
+the input's own array module (:func:`pysnn_ref.backend.array_module`). The only CuPy-specific
+line is the stream lookup in :func:`_stream_for`.
+
+This module imports ``numba.cuda``; it is itself imported only when the GPU device is chosen
+(:mod:`pysnn_ref.backend`) or by the CUDA tests, so the CPU path never loads numba.cuda.
+
+Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 3. LIF/IF streaming with spiking flows;
+4. flow gains; 5. im2col / col2im; 6. pooling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import cuda
+
+from .. import backend
+from . import reference as _ref
+
+# --------------------------------------------------------------------------------------------
+# 0. Launch configuration and the CuPy glue.
+# --------------------------------------------------------------------------------------------
+
+#: threads per block for small and large launches (multiples of the 32-thread warp)
+TPB_SMALL, TPB_LARGE = 128, 256
+#: from this many threads on, 256-thread blocks are used
+LARGE_LAUNCH = 1 << 17
+
+
+def launch_config(n: int) -> tuple[int, int]:
+    """``(blocks, threads_per_block)`` for ``n`` independent threads (n >= 1).
+
+    Threads per block: 128 below :data:`LARGE_LAUNCH` (2^17) threads, 256 from there on; in
+    both cases at most ``n`` rounded up to a multiple of 32, so a tiny launch is one small block.
+    Blocks: ``ceil(n / threads_per_block)``.  The time-loop kernels hold their state in
+    registers and use no shared memory, so the block size only decides how evenly the blocks
+    spread over the SMs: 128-thread blocks give 2x more blocks for mid-sized layers (an H100 has
+    132 SMs), 256 saves scheduling work once there are many waves of blocks anyway.  These
+    numbers are a reasoned default, not a measured optimum (no GPU was available when they
+    were chosen; see docs/gpu.md).
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    tpb = TPB_LARGE if n >= LARGE_LAUNCH else TPB_SMALL
+    tpb = min(tpb, 32 * ((n + 31) // 32))
+    return (n + tpb - 1) // tpb, tpb
+
+
+def _stream_for(x: Any) -> Any:
+    """The stream to launch on: CuPy's current stream for a CuPy array, so that the kernel is
+    ordered with the CuPy work before and after it; numba's default stream otherwise (NumPy
+    arrays under the simulator, or CuPy's null stream, which is that same default stream)."""
+    if backend.is_gpu_array(x):
+        ptr = backend.array_module(x).cuda.get_current_stream().ptr
+        if ptr:
+            return cuda.external_stream(ptr)
+    return 0
+
+
+def _contiguous(xp: Any, x: Any, dtype: Any = None) -> Any:
+    """``x`` as a C-contiguous array (of ``dtype``), copied only when needed.
+
+    A read-only NumPy array (``broadcast_to`` gives one) is copied too: numba treats the NumPy
+    arguments of a kernel (the simulator's case) as in/out and writes them back after a launch.
+    """
+    x = xp.ascontiguousarray(x, dtype=dtype)
+    if xp is np and not x.flags.writeable:
+        x = x.copy()
+    return x
+
+
+def _launch(kernel: Any, n: int, x: Any, *args: Any) -> None:
+    """Launch ``kernel`` with one thread per item for ``n`` items (nothing to do for n == 0)."""
+    if n == 0:
+        return
+    blocks, tpb = launch_config(n)
+    kernel[blocks, tpb, _stream_for(x)](*args)
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Surrogate functions (compiled from the reference module's scalar definitions).
+# --------------------------------------------------------------------------------------------
+
+SURROGATE_KINDS = _ref.SURROGATE_KINDS
+_primitive = cuda.jit(device=True)(_ref.surrogate_primitive_scalar)
+_grad = cuda.jit(device=True)(_ref.surrogate_grad_scalar)
+_heaviside = cuda.jit(device=True)(_ref.heaviside)
+
+
+@cuda.jit(device=True)
+def _spike(x, smooth, kind, a):
+    """reference.spike_scalar: Heaviside, or the surrogate's primitive in smooth mode."""
+    if smooth:
+        return _primitive(x, kind, a)
+    return _heaviside(x)
+
+
+@cuda.jit
+def _surrogate_primitive_kernel(x, kind, a, out):
+    """out[i] = primitive(x[i]); x, out flat (n,). Launch: launch_config(n), one thread per i."""
+    i = cuda.grid(1)
+    if i < x.size:
+        out[i] = _primitive(x[i], kind, a)
+
+
+@cuda.jit
+def _surrogate_grad_kernel(x, kind, a, out):
+    """out[i] = surrogate'(x[i]); x, out flat (n,). Launch: launch_config(n), one thread per i."""
+    i = cuda.grid(1)
+    if i < x.size:
+        out[i] = _grad(x[i], kind, a)
+
+
+def _elementwise(kernel: Any, x: Any, kind: int, a: float) -> Any:
+    xp = backend.array_module(x)
+    xf = _contiguous(xp, x).reshape(-1)
+    out = xp.empty_like(xf)
+    _launch(kernel, xf.size, x, xf, int(kind), xf.dtype.type(a), out)
+    return out.reshape(x.shape)
+
+
+def surrogate_primitive(x, kind, a):
+    """Elementwise surrogate primitive over an array (see the reference module)."""
+    return _elementwise(_surrogate_primitive_kernel, x, kind, a)
+
+
+def surrogate_grad(x, kind, a):
+    """Elementwise surrogate gradient over an array (see the reference module)."""
+    return _elementwise(_surrogate_grad_kernel, x, kind, a)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. LIF / IF neuron, BPTT: one thread per neuron, the time loop fused inside the thread.
+# --------------------------------------------------------------------------------------------
+
+@cuda.jit
+def _lif_forward_kernel(I, lam, v_th, soft, smooth, kind, a, o, u):
+    """SSF Eqs. 6-7 / 16-17 for neuron n = thread index, t = 0..T-1 in registers.
+
+    I, o, u: (T, N). Launch: launch_config(N) -- one thread per neuron, one launch for all T.
+    """
+    n = cuda.grid(1)
+    T, N = I.shape
+    if n < N:
+        v = 0.0 * v_th
+        for t in range(T):
+            u_t = lam * v + I[t, n]
+            o_t = _spike(u_t - v_th, smooth, kind, a)
+            if soft:
+                v = u_t - v_th * o_t
+            else:
+                v = u_t * (1.0 - o_t)
+            u[t, n] = u_t
+            o[t, n] = o_t
+
+
+@cuda.jit
+def _lif_backward_kernel(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, dI):
+    """Exact BPTT (reference.lif_backward) for neuron n = thread index, t = T-1..0.
+
+    dL/du[t+1] is carried in a register; o[t] and sigma'(u[t] - v_th) are recomputed from u.
+    do, u, dI: (T, N). Launch: launch_config(N) -- one thread per neuron, one launch for all T.
+    """
+    n = cuda.grid(1)
+    T, N = u.shape
+    if n < N:
+        du_next = 0.0 * v_th
+        for t in range(T - 1, -1, -1):
+            u_t = u[t, n]
+            x = u_t - v_th
+            sg = _grad(x, kind, a)
+            do_t = do[t, n]
+            if soft:
+                if not detach_reset:
+                    do_t += du_next * (-lam * v_th)
+                du_t = do_t * sg + du_next * lam
+            else:
+                o_t = _spike(x, smooth, kind, a)
+                if not detach_reset:
+                    do_t += du_next * (-lam * u_t)
+                du_t = do_t * sg + du_next * lam * (1.0 - o_t)
+            dI[t, n] = du_t
+            du_next = du_t
+
+
+def lif_forward(I, lam, v_th, soft, smooth, kind, a):
+    """LIF forward, ``(o, u)``; see :func:`pysnn_ref.kernels.reference.lif_forward`."""
+    xp = backend.array_module(I)
+    I = _contiguous(xp, I)
+    o = xp.empty_like(I)
+    u = xp.empty_like(I)
+    f = I.dtype.type
+    _launch(_lif_forward_kernel, I.shape[1] if I.shape[0] else 0, I,
+            I, f(lam), f(v_th), bool(soft), bool(smooth), int(kind), f(a), o, u)
+    return o, u
+
+
+def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
+    """Exact BPTT, ``dI``; see :func:`pysnn_ref.kernels.reference.lif_backward`."""
+    xp = backend.array_module(u)
+    u = _contiguous(xp, u)
+    do = _contiguous(xp, do, u.dtype)
+    dI = xp.empty_like(u)
+    f = u.dtype.type
+    _launch(_lif_backward_kernel, u.shape[1] if u.shape[0] else 0, u,
+            do, u, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset), int(kind),
+            f(a), dI)
+    return dI
+
+
+# --------------------------------------------------------------------------------------------
+# 3. LIF / IF streaming over a time chunk with spiking-flow accumulators (ASF / SSF).
+# --------------------------------------------------------------------------------------------
+
+@cuda.jit
+def _lif_forward_flows_kernel(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU, o):
+    """reference.lif_forward_flows for neuron n = thread index over the chunk's Tc steps.
+
+    The state v[n] and the three flow sums are read once into registers, updated every step
+    (ASF Eq. 7 with w = 1, SSF Sec. 3.3 with w = lam) and written back once.
+    I, o: (Tc, N); v, sI, sO, sOU: (N,). Launch: launch_config(N), one thread per neuron.
+    """
+    n = cuda.grid(1)
+    Tc, N = I.shape
+    if n < N:
+        vn = v[n]
+        si = sI[n]
+        so = sO[n]
+        sou = sOU[n]
+        for t in range(Tc):
+            i_t = I[t, n]
+            u_t = lam * vn + i_t
+            o_t = _spike(u_t - v_th, smooth, kind, a)
+            if soft:
+                vn = u_t - v_th * o_t
+            else:
+                vn = u_t * (1.0 - o_t)
+            si = w * si + i_t
+            so = w * so + o_t
+            sou = w * sou + o_t * u_t
+            o[t, n] = o_t
+        v[n] = vn
+        sI[n] = si
+        sO[n] = so
+        sOU[n] = sou
+
+
+def lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU):
+    """Streamed LIF chunk with flow sums; see the reference module.  Returns ``o``.
+
+    ``v``, ``sI``, ``sO``, ``sOU`` are updated in place (they are passed to the kernel as they
+    are, never copied, so they may be views).
+    """
+    xp = backend.array_module(I)
+    I = _contiguous(xp, I)
+    o = xp.empty_like(I)
+    f = I.dtype.type
+    _launch(_lif_forward_flows_kernel, I.shape[1] if I.shape[0] else 0, I,
+            I, v, f(lam), f(v_th), bool(soft), bool(smooth), int(kind), f(a), f(w),
+            sI, sO, sOU, o)
+    return o
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Flow gains (SSF Eqs. 14, 19).
+# --------------------------------------------------------------------------------------------
+
+@cuda.jit
+def _ssf_gain_kernel(FI, R, v_th, soft, r_max, gain):
+    """gain[i] = dFO/dFI (reference.ssf_gain); FI, R, gain flat (n,).
+
+    Launch: launch_config(n), one thread per element.
+    """
+    i = cuda.grid(1)
+    if i < FI.size:
+        fi = FI[i]
+        if soft:
+            gain[i] = 1.0 / v_th if (fi > 0.0 and fi < v_th) else 0.0
+        else:
+            r = R[i]
+            gain[i] = 1.0 / (r * v_th) if (fi > 0.0 and r <= r_max) else 0.0
+
+
+def ssf_gain(FI, R, v_th, soft, r_max):
+    """SSF dFO/dFI; see :func:`pysnn_ref.kernels.reference.ssf_gain`."""
+    xp = backend.array_module(FI)
+    FIf = _contiguous(xp, FI).reshape(-1)
+    Rf = _contiguous(xp, xp.broadcast_to(xp.asarray(R, dtype=FI.dtype), FI.shape)).reshape(-1)
+    gain = xp.empty_like(FIf)
+    f = FI.dtype.type
+    _launch(_ssf_gain_kernel, FIf.size, FI, FIf, Rf, f(v_th), bool(soft), f(r_max), gain)
+    return gain.reshape(FI.shape)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. im2col / col2im (layout and formulas: reference module, section 5).
+#    One thread per OUTPUT element, so no two threads write the same address and nothing needs
+#    atomics: im2col has a thread per entry of ``cols`` (consecutive threads write consecutive
+#    columns p = oh*OW + ow: coalesced stores), col2im a thread per input pixel that GATHERS the
+#    KH*KW column entries that came from it (the Caffe GPU col2im pattern), adding them in the
+#    reference's (kh, kw) order -- so the float64 sums are bit-identical to the reference.
+#    Flat indices are int64 (cuda.grid(1) is int64), so sizes beyond 2^31 elements are fine.
+# --------------------------------------------------------------------------------------------
+
+@cuda.jit
+def _im2col_kernel(x, KH, KW, stride, pad, cols):
+    """cols[n, (c*KH + kh)*KW + kw, oh*OW + ow] = xpad[n, c, oh*stride + kh, ow*stride + kw].
+
+    x (N, C, H, W), cols (N, C*KH*KW, OH*OW). Launch: launch_config(cols.size), one thread per
+    entry of cols.
+    """
+    i = cuda.grid(1)
+    if i < cols.size:
+        N, C, H, W = x.shape
+        _, R, P = cols.shape
+        OW = (W + 2 * pad - KW) // stride + 1
+        p = i % P
+        row = (i // P) % R
+        n = i // (P * R)
+        c = row // (KH * KW)
+        kh = (row // KW) % KH
+        kw = row % KW
+        ih = (p // OW) * stride + kh - pad
+        iw = (p % OW) * stride + kw - pad
+        if ih >= 0 and ih < H and iw >= 0 and iw < W:
+            cols[n, row, p] = x[n, c, ih, iw]
+        else:
+            cols[n, row, p] = 0
+
+
+@cuda.jit
+def _col2im_kernel(cols, KH, KW, stride, pad, zero, dx):
+    """dx[n, c, ih, iw] = sum of the cols entries that im2col copied from (ih, iw).
+
+    For each (kh, kw) at most one window position (oh, ow) covers the pixel:
+    oh = (ih + pad - kh) / stride when that is a whole number in [0, OH), likewise ow.
+    cols (N, C*KH*KW, OH*OW), dx (N, C, H, W); ``zero`` is 0 in dx's dtype (the accumulator's
+    start, so float32 sums stay float32). Launch: launch_config(dx.size), one thread per pixel
+    of dx.
+    """
+    i = cuda.grid(1)
+    if i < dx.size:
+        N, C, H, W = dx.shape
+        OH = (H + 2 * pad - KH) // stride + 1
+        OW = (W + 2 * pad - KW) // stride + 1
+        iw = i % W
+        ih = (i // W) % H
+        c = (i // (W * H)) % C
+        n = i // (W * H * C)
+        acc = zero
+        for kh in range(KH):
+            th = ih + pad - kh
+            if th >= 0 and th % stride == 0 and th // stride < OH:
+                oh = th // stride
+                for kw in range(KW):
+                    tw = iw + pad - kw
+                    if tw >= 0 and tw % stride == 0 and tw // stride < OW:
+                        acc += cols[n, (c * KH + kh) * KW + kw, oh * OW + tw // stride]
+        dx[n, c, ih, iw] = acc
+
+
+def im2col(x, KH, KW, stride, pad):
+    """x (N, C, H, W) -> cols (N, C*KH*KW, OH*OW); see the reference module's ``im2col``."""
+    xp = backend.array_module(x)
+    x = _contiguous(xp, x)
+    N, C, H, W = x.shape
+    OH = _ref.conv_out_size(H, KH, stride, pad)
+    OW = _ref.conv_out_size(W, KW, stride, pad)
+    cols = xp.empty((N, C * KH * KW, OH * OW), dtype=x.dtype)
+    _launch(_im2col_kernel, cols.size, x, x, int(KH), int(KW), int(stride), int(pad), cols)
+    return cols
+
+
+def col2im(cols, x_shape, KH, KW, stride, pad):
+    """The adjoint of :func:`im2col`, dx with shape ``x_shape``; see the reference module."""
+    xp = backend.array_module(cols)
+    cols = _contiguous(xp, cols)
+    dx = xp.empty(tuple(int(s) for s in x_shape), dtype=cols.dtype)
+    _launch(_col2im_kernel, dx.size, cols, cols, int(KH), int(KW), int(stride), int(pad),
+            cols.dtype.type(0), dx)
+    return dx
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Pooling (reference module, section 6).  Forward: one thread per output element scans its
+#    k x k window (strict ">": the first maximum wins, as in the reference).  Backward: one
+#    thread per input pixel gathers dout from the windows whose recorded maximum is that pixel,
+#    in the reference's (oh, ow) order -- overlapping windows add up, no atomics.
+# --------------------------------------------------------------------------------------------
+
+@cuda.jit
+def _maxpool2d_forward_kernel(x, k, stride, out, idx):
+    """out[n, c, oh, ow] = window max, idx[...] = its flat (ih*W + iw) index, int32.
+
+    x (N, C, H, W), out and idx (N, C, OH, OW). Launch: launch_config(out.size), one thread per
+    output element.
+    """
+    i = cuda.grid(1)
+    if i < out.size:
+        N, C, H, W = x.shape
+        _, _, OH, OW = out.shape
+        ow = i % OW
+        oh = (i // OW) % OH
+        c = (i // (OW * OH)) % C
+        n = i // (OW * OH * C)
+        ih0 = oh * stride
+        iw0 = ow * stride
+        best = x[n, c, ih0, iw0]
+        best_i = ih0 * W + iw0
+        for kh in range(k):
+            for kw in range(k):
+                v = x[n, c, ih0 + kh, iw0 + kw]
+                if v > best:
+                    best = v
+                    best_i = (ih0 + kh) * W + iw0 + kw
+        out[n, c, oh, ow] = best
+        idx[n, c, oh, ow] = best_i
+
+
+@cuda.jit
+def _maxpool2d_backward_kernel(dout, idx, k, stride, zero, dx):
+    """dx[n, c, ih, iw] = sum of dout over the windows whose maximum is (ih, iw).
+
+    The windows containing row ih are oh = ceil((ih - k + 1) / stride) .. floor(ih / stride),
+    clipped to [0, OH); likewise for columns. dout, idx (N, C, OH, OW), dx (N, C, H, W);
+    ``zero`` is 0 in dx's dtype. Launch: launch_config(dx.size), one thread per pixel of dx.
+    """
+    i = cuda.grid(1)
+    if i < dx.size:
+        N, C, H, W = dx.shape
+        _, _, OH, OW = dout.shape
+        iw = i % W
+        ih = (i // W) % H
+        c = (i // (W * H)) % C
+        n = i // (W * H * C)
+        flat = ih * W + iw
+        oh_lo = max(0, (ih - k + stride) // stride)
+        oh_hi = min(OH - 1, ih // stride)
+        ow_lo = max(0, (iw - k + stride) // stride)
+        ow_hi = min(OW - 1, iw // stride)
+        acc = zero
+        for oh in range(oh_lo, oh_hi + 1):
+            for ow in range(ow_lo, ow_hi + 1):
+                if idx[n, c, oh, ow] == flat:
+                    acc += dout[n, c, oh, ow]
+        dx[n, c, ih, iw] = acc
+
+
+def maxpool2d_forward(x, k, stride):
+    """``(out, idx)`` of k x k max pooling; see the reference module's ``maxpool2d_forward``."""
+    xp = backend.array_module(x)
+    x = _contiguous(xp, x)
+    N, C, H, W = x.shape
+    OH = _ref.conv_out_size(H, k, stride, 0)
+    OW = _ref.conv_out_size(W, k, stride, 0)
+    out = xp.empty((N, C, OH, OW), dtype=x.dtype)
+    idx = xp.empty((N, C, OH, OW), dtype=np.int32)
+    _launch(_maxpool2d_forward_kernel, out.size, x, x, int(k), int(stride), out, idx)
+    return out, idx
+
+
+def maxpool2d_backward(dout, idx, x_shape, k, stride):
+    """Route ``dout`` to the window maxima; see the reference module."""
+    xp = backend.array_module(dout)
+    dout = _contiguous(xp, dout)
+    idx = _contiguous(xp, idx, np.int32)
+    dx = xp.empty(tuple(int(s) for s in x_shape), dtype=dout.dtype)
+    _launch(_maxpool2d_backward_kernel, dx.size, dout, dout, idx, int(k), int(stride),
+            dout.dtype.type(0), dx)
+    return dx
