@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 
-def check_float_array(name: str, x: Any, ndim: int | None = None, min_ndim: int | None = None) -> None:
+def check_float_array(name: str, x: Any, ndim: int | None = None,
+                      min_ndim: int | None = None) -> None:
     """``x`` must be a NumPy/CuPy float32 or float64 array of the given rank."""
     if not hasattr(x, "dtype") or not hasattr(x, "shape"):
         raise ValueError(f"{name} must be a float32 or float64 array, got {type(x).__name__}")

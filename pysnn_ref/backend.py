@@ -83,7 +83,8 @@ def _load_gpu() -> Backend:
     try:
         import cupy
     except ImportError:
-        raise GPUUnavailableError(f"device 'gpu' needs CuPy, which is not installed; {hint}") from None
+        raise GPUUnavailableError(
+            f"device 'gpu' needs CuPy, which is not installed; {hint}") from None
     try:
         usable = bool(cupy.is_available())
     except Exception:  # noqa: BLE001 - any CuPy failure means the same thing to the user
@@ -96,7 +97,8 @@ def _load_gpu() -> Backend:
     try:
         from numba import cuda
     except ImportError:
-        raise GPUUnavailableError(f"device 'gpu' needs numba-cuda, which is not installed; {hint}") from None
+        raise GPUUnavailableError(
+            f"device 'gpu' needs numba-cuda, which is not installed; {hint}") from None
     try:
         ok = bool(cuda.is_available())
     except Exception:  # noqa: BLE001 - CudaSupportError and friends

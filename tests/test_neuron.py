@@ -6,7 +6,7 @@ import pytest
 from pysnn_ref import backend
 from pysnn_ref.functional.neuron import lif_backward, lif_forward
 from pysnn_ref.functional.surrogate import SURROGATE_KINDS, get_surrogate
-from pysnn_ref.gradcheck import check_neuron, numerical_gradient, rel_error
+from pysnn_ref.gradcheck import check_neuron, rel_error
 from pysnn_ref.kernels import cpu, reference
 
 CONFIGS = [(soft, smooth, kind) for soft in (False, True) for smooth in (False, True)
@@ -56,14 +56,14 @@ def test_T1_and_flows_kernel_equal_reference():
             o_full, _ = reference.lif_forward(I, 0.7, 1.0, soft, False, 1, 1.0)
             outs = {}
             for mod in (reference, cpu):
-                v = np.zeros(33); sI = np.zeros(33); sO = np.zeros(33); sOU = np.zeros(33)
+                v, sI, sO, sOU = (np.zeros(33) for _ in range(4))
                 os_ = [mod.lif_forward_flows(I[t0:t0 + 4], v, 0.7, 1.0, soft, False, 1, 1.0,
                                               0.7, sI, sO, sOU) for t0 in range(0, T, 4)]
                 outs[mod.__name__] = (np.concatenate(os_), sI, sO, sOU)
             (o1, *s1), (o2, *s2) = outs.values()
             # streaming in chunks reproduces the full forward exactly
             assert np.array_equal(o1, o_full) and np.array_equal(o2, o_full)
-            for x, y in zip(s1, s2):
+            for x, y in zip(s1, s2, strict=True):
                 assert rel_error(x, y) <= 1e-10
             w = 0.7 ** np.arange(T - 1, -1, -1)[:, None]
             assert np.allclose(s1[0], (w * I).sum(0)) and np.allclose(s1[1], (w * o_full).sum(0))

@@ -15,9 +15,11 @@ Backward (exact BPTT; the loops are in :func:`pysnn_ref.kernels.reference.lif_ba
     dL/dI[t] = dL/du[t]                                                          (SSF Eq. 10)
 
 where g[t] is the gradient arriving from the next layer.  **Where the paper differs:** SSF's
-Eq. 8 as printed keeps only the reset path through o[t] of u[t+1]; together with its Eq. 9 (the
-path through the factor (1 - o[t])) the recurrence above is exact -- finite differences in smooth
-mode confirm it (tests/test_neuron.py).  ``detach_reset=True`` treats the spike in the reset as a
+Eq. 8 as printed writes the reset term of dL/do[t-1] as (dL/do[t] from the next layer) *
+sigma'(u[t] - v_th) * (-lam u[t-1]): it follows u[t] only along its spike into the next layer
+and drops the path through the membrane recurrence u[t] -> u[t+1] -> ...  The exact factor is the
+whole dL/du[t], as above -- finite differences in smooth mode confirm it (tests/test_neuron.py).
+``detach_reset=True`` treats the spike in the reset as a
 constant (drops the ``-lam u[t]`` term), the common SpyTorch/SpikingJelly option.
 """
 

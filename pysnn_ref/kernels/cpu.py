@@ -12,8 +12,10 @@ Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 3. LIF/IF streaming w
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uintp
 
 from . import reference as _ref
 
@@ -188,3 +190,218 @@ def ssf_gain(FI, R, v_th, soft, r_max):
     f = FI.dtype.type
     _ssf_gain(FIf, Rf, f(v_th), bool(soft), f(r_max), gain)
     return gain.reshape(FI.shape)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. im2col / col2im (layout and formulas: reference module, section 5).
+#    prange over the N*C (image, channel) planes: each plane's rows of ``cols`` are written by
+#    one thread (im2col), and each plane of ``dx`` is summed by one thread (col2im), so there
+#    are no races.  The loop over ``ow`` runs only over the in-bounds range, so it is a plain
+#    copy/add (contiguous for stride 1) that LLVM vectorises.  Indexing: the kernels address
+#    flat 1-D views with *unsigned* offsets (``uintp``); with signed indices Numba must handle
+#    negative (wrap-around) indices on every access, which blocks vectorisation and made these
+#    kernels 3-4x slower.  Both are memory-bound; a convolution's cost is its three GEMMs.
+#
+#    Threads: these kernels alternate with multi-threaded BLAS calls (chunk by chunk in
+#    functional/conv.py).  GNU OpenMP's default is to keep its idle workers spinning for
+#    milliseconds after a parallel region, which steals the cores from the BLAS threads
+#    (measured on 2 cores: im2col + GEMM 2.1 s instead of 0.3 s).  Passive waiting removes this;
+#    it must be set before the OpenMP runtime loads (numba loads it lazily, at the first parallel
+#    launch), and an explicit user setting wins.  If numba's OpenMP layer already runs when this
+#    module is imported, the setting comes too late, and a warning says how to fix it.
+# --------------------------------------------------------------------------------------------
+
+def _prefer_passive_openmp() -> None:
+    if "OMP_WAIT_POLICY" in os.environ:
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        import numba
+        from numba.np.ufunc import parallel as _parallel
+
+        late = bool(getattr(_parallel, "_is_initialized", False)) and \
+            numba.threading_layer() == "omp"
+    except (ImportError, ValueError):
+        late = False
+    if late:
+        import warnings
+
+        warnings.warn("numba's OpenMP threads started before pysnn_ref.kernels.cpu was imported, "
+                      "so their busy-waiting will slow the BLAS calls between kernels; set "
+                      "OMP_WAIT_POLICY=PASSIVE in the environment, or import pysnn_ref first",
+                      RuntimeWarning, stacklevel=2)
+
+
+_prefer_passive_openmp()
+
+
+@njit(cache=True, inline="always")
+def _ow_range(kw, stride, pad, W, OW):
+    """The ``ow`` with 0 <= ow*stride + kw - pad < W, as ``lo <= ow < hi`` (lo <= hi <= OW)."""
+    t = pad - kw
+    lo = (t + stride - 1) // stride if t > 0 else 0
+    if lo > OW:
+        lo = OW
+    hi = (W - 1 + pad - kw) // stride + 1
+    if hi > OW:
+        hi = OW
+    if hi < lo:
+        hi = lo
+    return lo, hi
+
+
+@njit(cache=True, parallel=True)
+def _im2col(x, KH, KW, stride, pad, cols):
+    N, C, H, W = x.shape
+    OH = (H + 2 * pad - KH) // stride + 1
+    OW = (W + 2 * pad - KW) // stride + 1
+    P = OH * OW
+    xf = x.reshape(-1)
+    cf = cols.reshape(-1)
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc - n * C
+        for kh in range(KH):
+            for kw in range(KW):
+                row0 = ((n * C + c) * KH + kh) * KW + kw
+                lo, hi = _ow_range(kw, stride, pad, W, OW)
+                for oh in range(OH):
+                    ih = oh * stride + kh - pad
+                    d = uintp(row0 * P + oh * OW)
+                    if ih < 0 or ih >= H:
+                        for ow in range(OW):
+                            cf[d + uintp(ow)] = 0
+                        continue
+                    for ow in range(lo):
+                        cf[d + uintp(ow)] = 0
+                    s0 = uintp((nc * H + ih) * W + lo * stride + kw - pad)
+                    dl = d + uintp(lo)
+                    if stride == 1:
+                        for j in range(hi - lo):
+                            cf[dl + uintp(j)] = xf[s0 + uintp(j)]
+                    else:
+                        for j in range(hi - lo):
+                            cf[dl + uintp(j)] = xf[s0 + uintp(j * stride)]
+                    for ow in range(hi, OW):
+                        cf[d + uintp(ow)] = 0
+
+
+@njit(cache=True, parallel=True)
+def _col2im(cols, KH, KW, stride, pad, dx):
+    N, C, H, W = dx.shape
+    OH = (H + 2 * pad - KH) // stride + 1
+    OW = (W + 2 * pad - KW) // stride + 1
+    P = OH * OW
+    cf = cols.reshape(-1)
+    df = dx.reshape(-1)
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc - n * C
+        x0 = uintp(nc * H * W)
+        for i in range(H * W):
+            df[x0 + uintp(i)] = 0
+        for kh in range(KH):
+            for kw in range(KW):
+                row0 = ((n * C + c) * KH + kh) * KW + kw
+                lo, hi = _ow_range(kw, stride, pad, W, OW)
+                for oh in range(OH):
+                    ih = oh * stride + kh - pad
+                    if ih < 0 or ih >= H:
+                        continue
+                    dl = uintp(row0 * P + oh * OW + lo)
+                    s0 = uintp((nc * H + ih) * W + lo * stride + kw - pad)
+                    if stride == 1:
+                        for j in range(hi - lo):
+                            df[s0 + uintp(j)] += cf[dl + uintp(j)]
+                    else:
+                        for j in range(hi - lo):
+                            df[s0 + uintp(j * stride)] += cf[dl + uintp(j)]
+
+
+def im2col(x, KH, KW, stride, pad):
+    """x (N, C, H, W) -> cols (N, C*KH*KW, OH*OW); see the reference module's ``im2col``."""
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    OH = _ref.conv_out_size(H, KH, stride, pad)
+    OW = _ref.conv_out_size(W, KW, stride, pad)
+    cols = np.empty((N, C * KH * KW, OH * OW), dtype=x.dtype)
+    _im2col(x, int(KH), int(KW), int(stride), int(pad), cols)
+    return cols
+
+
+def col2im(cols, x_shape, KH, KW, stride, pad):
+    """The adjoint of :func:`im2col`, dx with shape ``x_shape``; see the reference module."""
+    cols = np.ascontiguousarray(cols)
+    dx = np.empty(tuple(int(s) for s in x_shape), dtype=cols.dtype)
+    _col2im(cols, int(KH), int(KW), int(stride), int(pad), dx)
+    return dx
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Pooling (reference module, section 6): prange over the N*C planes, flat unsigned offsets
+#    as in section 5; the first maximum of a window wins (strict ">").
+# --------------------------------------------------------------------------------------------
+
+@njit(cache=True, parallel=True)
+def _maxpool2d_forward(x, k, stride, out, idx):
+    N, C, H, W = x.shape
+    _, _, OH, OW = out.shape
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    jf = idx.reshape(-1)
+    for nc in prange(N * C):
+        x0 = uintp(nc * H * W)
+        o0 = uintp(nc * OH * OW)
+        for oh in range(OH):
+            for ow in range(OW):
+                i0 = oh * stride * W + ow * stride
+                best = xf[x0 + uintp(i0)]
+                best_i = i0
+                for kh in range(k):
+                    for kw in range(k):
+                        i = i0 + kh * W + kw
+                        v = xf[x0 + uintp(i)]
+                        if v > best:
+                            best = v
+                            best_i = i
+                o = o0 + uintp(oh * OW + ow)
+                of[o] = best
+                jf[o] = best_i
+
+
+@njit(cache=True, parallel=True)
+def _maxpool2d_backward(dout, idx, dx):
+    N, C, H, W = dx.shape
+    _, _, OH, OW = dout.shape
+    gf = dout.reshape(-1)
+    jf = idx.reshape(-1)
+    df = dx.reshape(-1)
+    for nc in prange(N * C):
+        x0 = uintp(nc * H * W)
+        o0 = uintp(nc * OH * OW)
+        for i in range(H * W):
+            df[x0 + uintp(i)] = 0
+        for j in range(OH * OW):
+            o = o0 + uintp(j)
+            df[x0 + uintp(jf[o])] += gf[o]
+
+
+def maxpool2d_forward(x, k, stride):
+    """``(out, idx)`` of k x k max pooling; see the reference module's ``maxpool2d_forward``."""
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    OH = _ref.conv_out_size(H, k, stride, 0)
+    OW = _ref.conv_out_size(W, k, stride, 0)
+    out = np.empty((N, C, OH, OW), dtype=x.dtype)
+    idx = np.empty((N, C, OH, OW), dtype=np.int32)
+    _maxpool2d_forward(x, int(k), int(stride), out, idx)
+    return out, idx
+
+
+def maxpool2d_backward(dout, idx, x_shape, k, stride):
+    """Scatter ``dout`` to the window maxima; see the reference module."""
+    dout = np.ascontiguousarray(dout)
+    idx = np.ascontiguousarray(idx, dtype=np.int32)
+    dx = np.empty(tuple(int(s) for s in x_shape), dtype=dout.dtype)
+    _maxpool2d_backward(dout, idx, dx)
+    return dx

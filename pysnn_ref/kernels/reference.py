@@ -43,7 +43,7 @@ def surrogate_primitive_scalar(x, kind, a):
     sigmoid     (slope k = a):             1 / (1 + exp(-a x))
     atan        (alpha = a):               atan(pi/2 a x) / pi + 1/2
     dspike      (Dspike Eqs. 11-12, b = a, centred on the threshold, window width 1):
-                                           (tanh(b x) + tanh(b/2)) / (2 tanh(b/2)), clipped to [0, 1]
+                                 (tanh(b x) + tanh(b/2)) / (2 tanh(b/2)), clipped to [0, 1]
     """
     if kind == RECTANGULAR:
         return min(1.0, max(0.0, x / a + 0.5))
@@ -157,8 +157,9 @@ def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
                  dL/du[t] = dL/do[t] * sg + du_next * lam
     dL/dI[t] = dL/du[t]                                                  (SSF Eq. 10)
 
-    SSF's printed Eq. 8 keeps only the reset path through o[t]; the second path, through
-    (1 - o[t]) in Eq. 9, is its Eq. 9 -- the two together are the exact recurrence above.
+    SSF's printed Eq. 8 multiplies the reset term by only the spike path of dL/du[t] (the
+    gradient reaching u[t] through o[t] and the next layer); the exact factor, used here, is the
+    whole dL/du[t], including the path through the membrane recurrence.
     ``detach_reset`` drops the reset term from dL/do[t] (the spike is treated as a constant in
     the reset, as in SpyTorch/SpikingJelly's option), which is no longer the exact gradient.
     """
@@ -238,3 +239,118 @@ def ssf_gain(FI, R, v_th, soft, r_max):
             g = 1.0 / (r * v_th) if (fi > 0.0 and r <= r_max) else 0.0
         gain.flat[i] = g
     return gain
+
+
+# --------------------------------------------------------------------------------------------
+# 5. im2col / col2im: a convolution as one matrix product (Chellapilla et al. 2006; Caffe).
+#    x (N, C, H, W) -> cols (N, C*KH*KW, OH*OW).  Row r = (c, kh, kw) in C order, so the weight
+#    W (F, C, KH, KW) reshaped to (F, C*KH*KW) multiplies every image's columns:
+#    out[n] = W2 @ cols[n] is (F, OH*OW) -- already NCHW.  Column p = (oh, ow).
+#    OH = (H + 2 pad - KH) // stride + 1 (floor: trailing rows that do not fill a window are
+#    dropped, as in PyTorch); likewise OW.
+# --------------------------------------------------------------------------------------------
+
+def conv_out_size(size, k, stride, pad):
+    """Output length of a sliding window: floor((size + 2 pad - k) / stride) + 1."""
+    return (size + 2 * pad - k) // stride + 1
+
+
+def im2col(x, KH, KW, stride, pad):
+    """Unfold every receptive field of ``x`` (N, C, H, W) into a column.
+
+    cols[n, (c*KH + kh)*KW + kw, oh*OW + ow] = xpad[n, c, oh*stride + kh, ow*stride + kw]
+
+    where xpad is ``x`` with ``pad`` zeros on each side of H and W.  Returns (N, C*KH*KW, OH*OW).
+    """
+    N, C, H, W = x.shape
+    OH = conv_out_size(H, KH, stride, pad)
+    OW = conv_out_size(W, KW, stride, pad)
+    cols = np.zeros((N, C * KH * KW, OH * OW), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for kh in range(KH):
+                for kw in range(KW):
+                    row = (c * KH + kh) * KW + kw
+                    for oh in range(OH):
+                        for ow in range(OW):
+                            ih = oh * stride + kh - pad
+                            iw = ow * stride + kw - pad
+                            if 0 <= ih < H and 0 <= iw < W:  # else: a padding zero
+                                cols[n, row, oh * OW + ow] = x[n, c, ih, iw]
+    return cols
+
+
+def col2im(cols, x_shape, KH, KW, stride, pad):
+    """The adjoint of :func:`im2col`: add every column entry back onto the pixel it came from.
+
+    dx[n, c, ih, iw] = sum of cols[n, (c*KH + kh)*KW + kw, oh*OW + ow] over all (kh, kw, oh, ow)
+    with oh*stride + kh - pad = ih and ow*stride + kw - pad = iw.  Entries that came from the
+    padding are dropped.  Returns dx with shape ``x_shape`` = (N, C, H, W).
+    """
+    N, C, H, W = x_shape
+    OH = conv_out_size(H, KH, stride, pad)
+    OW = conv_out_size(W, KW, stride, pad)
+    dx = np.zeros(x_shape, dtype=cols.dtype)
+    for n in range(N):
+        for c in range(C):
+            for kh in range(KH):
+                for kw in range(KW):
+                    row = (c * KH + kh) * KW + kw
+                    for oh in range(OH):
+                        for ow in range(OW):
+                            ih = oh * stride + kh - pad
+                            iw = ow * stride + kw - pad
+                            if 0 <= ih < H and 0 <= iw < W:
+                                dx[n, c, ih, iw] += cols[n, row, oh * OW + ow]
+    return dx
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Pooling.  Max pooling over k x k windows moved by ``stride`` (no padding, floor mode).
+#    idx[n, c, oh, ow] = ih * W + iw of the window's maximum (flat index in the (H, W) plane),
+#    int32.  Ties: the FIRST maximum in row-major window order wins (strict ">"), so exactly one
+#    input per window receives the gradient.
+# --------------------------------------------------------------------------------------------
+
+def maxpool2d_forward(x, k, stride):
+    """out[n, c, oh, ow] = max over the window x[n, c, oh*s : oh*s + k, ow*s : ow*s + k].
+
+    Returns ``(out, idx)``: out (N, C, OH, OW) and the int32 flat plane index of each maximum.
+    """
+    N, C, H, W = x.shape
+    OH = conv_out_size(H, k, stride, 0)
+    OW = conv_out_size(W, k, stride, 0)
+    out = np.empty((N, C, OH, OW), dtype=x.dtype)
+    idx = np.empty((N, C, OH, OW), dtype=np.int32)
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                for ow in range(OW):
+                    best_i = oh * stride * W + ow * stride
+                    best = x[n, c, oh * stride, ow * stride]
+                    for kh in range(k):
+                        for kw in range(k):
+                            ih = oh * stride + kh
+                            iw = ow * stride + kw
+                            if x[n, c, ih, iw] > best:  # strict: the first maximum wins
+                                best = x[n, c, ih, iw]
+                                best_i = ih * W + iw
+                    out[n, c, oh, ow] = best
+                    idx[n, c, oh, ow] = best_i
+    return out, idx
+
+
+def maxpool2d_backward(dout, idx, x_shape, k, stride):
+    """Route each output gradient to the input that won its window:
+    dx[n, c].flat[idx[n, c, oh, ow]] += dout[n, c, oh, ow]  (overlapping windows add up).
+    ``k`` and ``stride`` are not needed by the loop; they are part of the shared signature."""
+    N, C, H, W = x_shape
+    _, _, OH, OW = dout.shape
+    dx = np.zeros(x_shape, dtype=dout.dtype)
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                for ow in range(OW):
+                    i = idx[n, c, oh, ow]
+                    dx[n, c, i // W, i % W] += dout[n, c, oh, ow]
+    return dx

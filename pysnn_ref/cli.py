@@ -1,0 +1,117 @@
+"""Shared helpers of the command-line tools (``python -m pysnn_ref.train``, ``.evaluate``, ...).
+
+The CLIs promise two things:
+
+* **Bad input never shows a traceback.**  An unknown name, a bad value, a missing data file, a
+  GPU asked for where none is usable: one line ``<prog>: error: <message>`` on stderr and exit
+  code :data:`EXIT_USAGE` (2, the code argparse itself uses).
+* **A run that diverges stops with one line too**: a non-finite loss raises
+  :class:`NonFiniteLossError`, reported the same way with exit code :data:`EXIT_DIVERGED` (3).
+
+Anything else (a bug) is not caught: its traceback is what a developer needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+EXIT_OK = 0
+EXIT_USAGE = 2      #: bad command line or input (argparse's own code)
+EXIT_DIVERGED = 3   #: training stopped because the loss became NaN or infinite
+EXIT_INTERRUPTED = 130
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "EXIT_DIVERGED",
+    "EXIT_INTERRUPTED",
+    "NonFiniteLossError",
+    "ArgumentParser",
+    "HelpFormatter",
+    "one_line",
+    "run_main",
+]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the message names the epoch and the batch."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` shows every flag's default and keeps the epilog's layout.
+
+    A help text that already states its default (``(default: ...)``, for defaults that depend on
+    other flags) is kept as it is; otherwise ``(default: X)`` is appended, ``(default: off)``
+    for on/off switches and ``(default: none)`` for unset options.
+    """
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30, width=100)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text.lower() or action.default is argparse.SUPPRESS
+                or not action.option_strings):
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return f"{text} (default: off)" if action.default is False else f"{text} (default: on)"
+        if action.default is None:
+            return f"{text} (default: none)"
+        return f"{text} (default: %(default)s)"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An ``argparse.ArgumentParser`` whose errors are one line on stderr (exit 2).
+
+    argparse prints the whole usage block before its error message; the CLIs here print only
+    ``<prog>: error: <message>`` so that a script (or a test) sees exactly one line.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} "
+                              f"(see {self.prog} --help)\n")
+
+
+def one_line(message: object) -> str:
+    """``message`` as a single line (internal newlines and runs of spaces collapsed)."""
+    return " ".join(str(message).split())
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean "bad input", not "bug": ValueError (which includes
+    :class:`pysnn_ref.data.DataError`), missing/unreadable files, and a GPU that is not usable."""
+    from .backend import GPUUnavailableError
+
+    return (ValueError, OSError, GPUUnavailableError)
+
+
+def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
+             argv: Sequence[str] | None = None) -> int:
+    """Run ``main(argv)`` and map its outcome to an exit code.
+
+    * bad input (``ValueError``, ``OSError``, ``GPUUnavailableError``) -> one line on stderr, 2;
+    * :class:`NonFiniteLossError` -> one line on stderr, 3;
+    * Ctrl-C -> one line on stderr, 130;
+    * ``SystemExit`` (argparse: ``--help``, usage errors) passes through unchanged.
+    """
+    try:
+        return int(main(argv) or 0)
+    except NonFiniteLossError as e:
+        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _user_errors() as e:
+        msg = one_line(e) or type(e).__name__
+        if isinstance(e, OSError) and e.filename is not None and str(e.filename) not in msg:
+            msg = f"{msg}: {e.filename}"
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,155 @@
+"""How a network trains: ``"bptt"``, ``"asf"`` or ``"ssf"`` -- one seam, one argument.
+
+=======  ==========================================  =============================================
+method   forward keeps                               backward
+=======  ==========================================  =============================================
+bptt     every layer's per-step input, every         exact BPTT with surrogate gradients, T steps
+         neuron's membrane u[t]  (memory ~ T)        through every layer  (cost ~ T)
+asf      per weight layer sum_t x[t]; per neuron     once through the equivalent network: neuron
+         the running sums FI, FO  (memory flat)      gain = layer scale factor S (ASF Eqs. 9-12)
+ssf      per weight layer sum_t x[t]; per neuron     once: neuron gain = dFO/dFI of the stabilized
+         lam-weighted FI, FO, R  (memory flat)       flow mapping (SSF Eqs. 14-15, 19)
+=======  ==========================================  =============================================
+
+In the flow methods the input is streamed ``time_chunk`` steps at a time, so no tensor with a
+time axis longer than one chunk exists (except the network's small ``(T, B, classes)`` output).
+The output layer does not spike; its per-step gradients are collapsed into one ``(B, classes)``
+gradient by the top spiking layer's flow weights -- exact for losses on the time-averaged or
+accumulated output (SDT, ASF-MSE), an approximation for the per-step TET loss.
+
+ASF scale factor S (:class:`~pysnn_ref.nn.LIF`), ``asf_variant``:
+
+* ``"paper"`` (ASF Eq. 12, Alg. 1): S = sum FO / sum FI over the layer, gathered over all
+  forward passes of a refresh epoch; gain S for every neuron.
+* ``"code"`` (the authors' public code, REFERENCES.md Sec. 1.1): S estimated per batch only over
+  neurons whose accumulated input is at least their spike count, S_new = 1 when that input sum
+  is below 1e-3, EMA S = 0.6 S_new + 0.4 S; gain S * 1[FI > 0].
+
+S is refreshed every ``asf_refresh`` epochs (5 in the paper) -- updated on every training batch
+of epochs 0, K, 2K, ... and frozen in between -- or on every batch with ``asf_refresh="batch"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import backend
+from ._check import check_choice, check_int
+from .functional.flows import R_GRANULARITIES
+from .nn import ASF_VARIANTS, BatchNorm, Module, _weighted_time_mean, check_method, spiking_layers
+
+DEFAULT_TIME_CHUNK = 4
+
+
+class _SliceEncoder:
+    """Adapter: an already time-major input (T, B, ...) streamed in chunks."""
+
+    @staticmethod
+    def chunks(x: Any, T: int, time_chunk: int):
+        for t0 in range(0, T, time_chunk):
+            yield x[t0:t0 + time_chunk]
+
+
+class Method:
+    """A training method.  ``forward`` runs the network, ``backward`` fills parameter grads.
+
+    Options (flow methods only): ``time_chunk`` (steps streamed at once; default 4, or T when
+    the network has BatchNorm in training mode), ``asf_variant`` ("paper" | "code"),
+    ``asf_refresh`` (K >= 1 epochs, or "batch"), ``r_granularity`` ("neuron" | "channel" |
+    "sample" | "layer", SSF Table 3), ``r_max`` (SSF's R cutoff, 2).
+    """
+
+    def __init__(self, name: str, *, time_chunk: int | None = None,
+                 asf_variant: str | None = None, asf_refresh: int | str = 5,
+                 r_granularity: str | None = None, r_max: float = 2.0) -> None:
+        self.name = check_method(name)
+        if time_chunk is not None:
+            check_int("time_chunk", time_chunk)
+        if asf_variant is not None:
+            if name != "asf":
+                raise ValueError(f"asf_variant only applies to method 'asf', not {name!r}")
+            check_choice("asf_variant", asf_variant, ASF_VARIANTS)
+        if r_granularity is not None:
+            if name != "ssf":
+                raise ValueError(f"r_granularity only applies to method 'ssf', not {name!r}")
+            check_choice("r_granularity", r_granularity, R_GRANULARITIES)
+        if asf_refresh != "batch":
+            check_int("asf_refresh", asf_refresh)
+        self.time_chunk = time_chunk
+        self.opts = {"asf_variant": asf_variant or "paper",
+                     "r_granularity": r_granularity or "neuron", "r_max": float(r_max)}
+        self.asf_refresh = asf_refresh
+        self._T = 0
+
+    @property
+    def is_flow(self) -> bool:
+        return self.name != "bptt"
+
+    def check_network(self, net: Module) -> None:
+        """Reject combinations that make no sense for this method."""
+        neurons = spiking_layers(net)
+        if not neurons:
+            raise ValueError("net must contain at least one LIF/IF layer")
+        if self.is_flow:
+            for n in neurons:
+                if n.p.detach_reset:
+                    raise ValueError(
+                        f"detach_reset=True only changes the BPTT backward; method "
+                        f"{self.name!r} has no reset path to detach -- use detach_reset=False")
+
+    def begin_epoch(self, net: Module, epoch: int) -> None:
+        """ASF: decide whether this epoch refreshes the scale factors (ASF Alg. 1)."""
+        if self.name != "asf":
+            return
+        refresh = self.asf_refresh == "batch" or epoch % int(self.asf_refresh) == 0
+        for n in spiking_layers(net):
+            n.update_S = refresh
+            if refresh:
+                n.asf_refresh()
+
+    def time_chunk_for(self, net: Module, T: int) -> int:
+        if any(isinstance(m, BatchNorm) and m.training for m in net.modules()):
+            return T  # batch statistics need every step before normalising
+        return min(T, self.time_chunk or DEFAULT_TIME_CHUNK)
+
+    def forward(self, net: Module, x: Any, T: int | None = None, encoder: Any = None) -> Any:
+        """Run ``net`` and return its output ``(T, B, classes)``.
+
+        ``x`` is either a time-major input ``(T, B, ...)`` (``encoder=None``) or a static batch
+        that ``encoder`` (see :mod:`pysnn_ref.data`) turns into T steps.
+        """
+        if encoder is None:
+            T = x.shape[0] if T is None else T
+            if T != x.shape[0]:
+                raise ValueError(f"T must equal x.shape[0] = {x.shape[0]}, got {T}")
+            encoder = _SliceEncoder
+        elif T is None:
+            raise ValueError("T is required with an encoder")
+        T = check_int("T", T)
+        self._T = T
+        if not self.is_flow:
+            X = x if encoder is _SliceEncoder else encoder.encode(x, T)
+            return net.forward(X)
+        net.plan_flow(False)
+        net.flow_begin(self.name, self.opts)
+        xp = backend.array_module(x)
+        ys = [net.forward_chunk(c) for c in encoder.chunks(x, T, self.time_chunk_for(net, T))]
+        net.flow_end()
+        return ys[0] if len(ys) == 1 else xp.concatenate(ys)
+
+    def backward(self, net: Module, dy: Any) -> None:
+        """Accumulate parameter gradients from ``dy`` = dL/dy ``(T, B, classes)``."""
+        if not self.is_flow:
+            net.backward(dy, need_dx=False)
+            return
+        top = spiking_layers(net)[-1]
+        G = _weighted_time_mean(dy, top._w) if dy.shape[0] > 1 else dy[0]
+        net.backward_flow(G, False, dy.shape[0], need_dx=False)
+
+    def __repr__(self) -> str:
+        return f"Method({self.name!r})"
+
+
+def make_method(name: str, **opts: Any) -> Method:
+    """A :class:`Method` by name: ``"bptt"``, ``"asf"`` or ``"ssf"``."""
+    return Method(name, **opts)

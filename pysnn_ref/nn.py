@@ -1,0 +1,673 @@
+"""Stateful layers and containers built on :mod:`pysnn_ref.functional`.
+
+Every layer has parameters (:class:`~pysnn_ref.parameter.Parameter`, with ``.grad``), a train /
+eval mode, and two ways to run, chosen by the training *method* (:mod:`pysnn_ref.methods`):
+
+**BPTT** (``forward(x)`` / ``backward(dy)``): the whole time-major tensor ``(T, B, ...)`` goes
+through each layer; each layer caches what its backward needs; spiking layers back-propagate
+through time exactly (:func:`~pysnn_ref.functional.neuron.lif_backward`).
+
+**Flows** (ASF, SSF: ``flow_begin`` / ``forward_chunk`` / ``flow_end`` / ``backward_flow``):
+the input is streamed through the network a time chunk at a time; spiking layers keep only their
+membrane and running sums (:class:`~pysnn_ref.functional.flows.FlowState`), weight layers only
+the time-summed input.  The backward then runs **once**, on one ``(B, ...)`` gradient ``G``
+that stands for every time step's gradient (all per-step input gradients are equal under
+ASF/SSF: SSF Eq. 15, ASF Eqs. 10-11):
+
+* Linear / Conv2d: ``dx = G W``, ``dW = G^T sum_t x[t]``, ``db = T sum G``;
+* AvgPool / Flatten: their ordinary backward on ``G``;
+* LIF / IF: ``G_in = G * dFO/dFI`` (the flow gain: SSF Eqs. 14/19, ASF scale factor S).
+
+Two layers cannot be collapsed exactly -- MaxPool2d (which input won depends on t) and
+BatchNorm with batch statistics (its backward depends on x_hat[t]).  In flow mode they fall back
+to a per-step backward: they keep their per-step inputs, turn ``G`` into a per-step gradient
+``(T, B, ...)``, and the weight layers between them and the next spiking layer below also keep
+their per-step inputs (:meth:`Sequential.plan_flow` decides which).  The spiking layer below
+collapses the per-step gradient again by its flow weights (SSF: lam^(T-t)-weighted mean; ASF:
+uniform mean).  Memory then grows with T for those layers only; BatchNorm with batch statistics
+also needs all T steps before it can normalise, so a network with it streams in one chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import backend
+from ._check import check_choice, check_int
+from .functional import flows as F
+from .functional.batchnorm import batchnorm_backward, batchnorm_forward
+from .functional.conv import Conv2dCache, conv2d_backward, conv2d_forward
+from .functional.linear import LinearCache, linear_backward, linear_forward
+from .functional.neuron import lif_backward, lif_forward_p, make_neuron_params
+from .functional.pool import (
+    avgpool2d_backward,
+    avgpool2d_forward,
+    maxpool2d_backward,
+    maxpool2d_forward,
+)
+from .functional.shape import add_backward, add_forward
+from .functional.surrogate import Surrogate
+from .parameter import Parameter
+
+FLOW_METHODS = ("asf", "ssf")
+ASF_VARIANTS = ("paper", "code")
+
+
+def _is_static(x: Any) -> bool:
+    """True for a time-broadcast input (direct encoding): the same tensor at every step."""
+    return x.ndim >= 3 and x.shape[0] > 1 and x.strides[0] == 0
+
+
+def _time_sum(x: Any) -> Any:
+    """sum_t x[t] of a time-major chunk (cheap for a time-broadcast input)."""
+    if _is_static(x):
+        return x[0] * x.shape[0]
+    return x.sum(axis=0)
+
+
+def _weighted_time_mean(g: Any, w: float) -> Any:
+    """sum_t w^(T-1-t) g[t] / sum_t w^(T-1-t): how a spiking layer collapses per-step gradients
+    (SSF's dL/dFO, Sec. 3.3; uniform mean for w = 1, ASF)."""
+    T = g.shape[0]
+    if w == 1.0:
+        return g.mean(axis=0)
+    xp = backend.array_module(g)
+    wt = xp.asarray(w ** np.arange(T - 1, -1, -1), dtype=g.dtype)
+    return xp.tensordot(wt / wt.sum(), g, axes=(0, 0))
+
+
+class Module:
+    """Base class: parameters, train/eval mode, BPTT and flow-mode interfaces."""
+
+    #: True for layers whose flow-mode backward must run per time step (MaxPool2d, BN)
+    per_step_backward = False
+
+    def __init__(self) -> None:
+        self.training = True
+        self.keep_steps = False  # flow mode: keep per-step inputs (set by Sequential.plan_flow)
+
+    # --- structure -----------------------------------------------------------------------
+    def parameters(self) -> list[Parameter]:
+        """Every trainable parameter of this module and its children."""
+        return self.own_parameters() + [p for c in self.children() for p in c.parameters()]
+
+    def children(self) -> list[Module]:
+        return []
+
+    def modules(self) -> list[Module]:
+        out: list[Module] = [self]
+        for c in self.children():
+            out.extend(c.modules())
+        return out
+
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.zero_grad()
+
+    def to(self, device: str, dtype: Any = None) -> Module:
+        """Move every parameter and buffer to ``device`` ("cpu" or "gpu"), optionally casting."""
+        be = backend.get_backend(device)
+        for m in self.modules():
+            for p in m.own_parameters():
+                p.data = be.asarray(p.data, dtype=dtype or p.data.dtype)
+                p.grad = be.xp.zeros_like(p.data)
+            for name in m.buffer_names():
+                buf = getattr(m, name)
+                setattr(m, name, be.asarray(buf, dtype=dtype or buf.dtype))
+        return self
+
+    def own_parameters(self) -> list[Parameter]:
+        return []
+
+    def buffer_names(self) -> tuple[str, ...]:
+        return ()
+
+    # --- BPTT ----------------------------------------------------------------------------
+    def forward(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, x: Any) -> Any:
+        return self.forward(x)
+
+    # --- flows ---------------------------------------------------------------------------
+    def flow_begin(self, method: str, opts: dict) -> None:
+        """Start a streamed forward pass (reset running state)."""
+
+    def forward_chunk(self, x: Any) -> Any:
+        """Stream one time chunk; stateless layers just run their forward."""
+        return self.forward(x)
+
+    def flow_end(self) -> None:
+        """All chunks seen: finish the statistics the flow backward needs."""
+
+    def backward_flow(self, g: Any, per_step: bool, T: int, need_dx: bool = True
+                      ) -> tuple[Any, bool]:
+        """Flow-mode backward.  ``g`` is a collapsed ``(B, ...)`` gradient (one for every time
+        step) or, if ``per_step``, a ``(T, B, ...)`` one.  Returns the gradient below and whether
+        it is per-step."""
+        return self.backward(g, need_dx), per_step
+
+    def flow_out_per_step(self, per_step: bool) -> bool:
+        """Whether the gradient this layer passes down is per-step, given what it receives."""
+        return per_step or self.per_step_backward
+
+    def state_dict(self, prefix: str = "") -> dict[str, np.ndarray]:
+        out = {}
+        for i, c in enumerate(self.children()):
+            out.update(c.state_dict(f"{prefix}{i}."))
+        for p in self.own_parameters():
+            out[prefix + p.name] = backend.to_numpy(p.data)
+        for name in self.buffer_names():
+            out[prefix + name] = backend.to_numpy(getattr(self, name))
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray], prefix: str = "") -> None:
+        for i, c in enumerate(self.children()):
+            c.load_state_dict(state, f"{prefix}{i}.")
+        for p in self.own_parameters():
+            key = prefix + p.name
+            if key not in state:
+                raise ValueError(f"state_dict is missing parameter {key!r}")
+            if tuple(state[key].shape) != tuple(p.data.shape):
+                raise ValueError(f"state_dict[{key!r}] must have shape {tuple(p.data.shape)}, "
+                                 f"got {tuple(state[key].shape)}")
+            xp = backend.array_module(p.data)
+            p.data[...] = xp.asarray(state[key], dtype=p.data.dtype)
+        for name in self.buffer_names():
+            key = prefix + name
+            if key in state:
+                buf = getattr(self, name)
+                buf[...] = backend.array_module(buf).asarray(state[key], dtype=buf.dtype)
+
+
+class _WeightLayer(Module):
+    """Shared flow-mode logic of Linear and Conv2d: keep sum_t x[t], or per-step x if asked."""
+
+    def own_parameters(self) -> list[Parameter]:
+        return [self.W] + ([self.b] if self.b is not None else [])
+
+    def _accumulate(self, g: Any, dW: Any, db: Any) -> None:
+        self.W.grad += dW
+        if self.b is not None:
+            self.b.grad += db
+
+    def flow_begin(self, method: str, opts: dict) -> None:
+        self._x_sum = None
+        self._steps: list[Any] = []
+
+    def forward_chunk(self, x: Any) -> Any:
+        if self.keep_steps:
+            self._steps.append(x)
+        s = _time_sum(x)
+        self._x_sum = s if self._x_sum is None else self._x_sum + s
+        return self._fwd(x)[0]
+
+    def backward_flow(self, g, per_step, T, need_dx=True):
+        if per_step:
+            xp = backend.array_module(g)
+            x = self._steps[0] if len(self._steps) == 1 else xp.concatenate(self._steps)
+            self._steps = []
+            dx, dW, db = self._bwd(g, self._make_cache(x), need_dx)
+            self._accumulate(g, dW, db)
+            return dx, True
+        dx, dW, db = self._bwd(g, self._make_cache(self._x_sum), need_dx)
+        self._accumulate(g, dW, None if db is None else db * T)
+        return dx, False
+
+
+class Linear(_WeightLayer):
+    """Fully connected layer, y = x W^T + b, time folded into batch (one GEMM for all steps)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 rng: np.random.Generator | None = None, dtype: Any = np.float32) -> None:
+        super().__init__()
+        check_int("in_features", in_features)
+        check_int("out_features", out_features)
+        rng = rng or np.random.default_rng(0)
+        std = math.sqrt(2.0 / in_features)  # Kaiming normal, fan-in
+        self.W = Parameter("W", rng.normal(0, std, (out_features, in_features)).astype(dtype))
+        self.b = Parameter("b", np.zeros(out_features, dtype)) if bias else None
+        self.in_features, self.out_features = in_features, out_features
+
+    def _fwd(self, x):
+        return linear_forward(x, self.W.data, None if self.b is None else self.b.data)
+
+    def _bwd(self, g, cache, need_dx):
+        return linear_backward(g, cache, need_dx=need_dx)
+
+    def _make_cache(self, x):
+        return LinearCache(x, self.W.data, self.b is not None)
+
+    def forward(self, x):
+        y, self._cache = self._fwd(x)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        dx, dW, db = self._bwd(dy, self._cache, need_dx)
+        self._accumulate(dy, dW, db)
+        self._cache = None
+        return dx
+
+    def __repr__(self) -> str:
+        return f"Linear({self.in_features}, {self.out_features}, bias={self.b is not None})"
+
+
+class Conv2d(_WeightLayer):
+    """2-D convolution (NCHW), im2col + one GEMM over all time steps."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, bias: bool = True, rng: np.random.Generator | None = None,
+                 dtype: Any = np.float32) -> None:
+        super().__init__()
+        check_int("in_channels", in_channels)
+        check_int("out_channels", out_channels)
+        check_int("kernel_size", kernel_size)
+        check_int("stride", stride)
+        check_int("padding", padding, minimum=0)
+        rng = rng or np.random.default_rng(0)
+        fan_in = in_channels * kernel_size * kernel_size
+        w = rng.normal(0, math.sqrt(2.0 / fan_in),
+                       (out_channels, in_channels, kernel_size, kernel_size))
+        self.W = Parameter("W", w.astype(dtype))
+        self.b = Parameter("b", np.zeros(out_channels, dtype)) if bias else None
+        self.stride, self.padding = stride, padding
+        self.shape_args = (in_channels, out_channels, kernel_size)
+
+    def _fwd(self, x):
+        return conv2d_forward(x, self.W.data, None if self.b is None else self.b.data,
+                              stride=self.stride, padding=self.padding)
+
+    def _bwd(self, g, cache, need_dx):
+        return conv2d_backward(g, cache, need_dx=need_dx)
+
+    def _make_cache(self, x):
+        return Conv2dCache(x, self.W.data, self.b is not None, self.stride, self.padding)
+
+    forward = Linear.forward
+    backward = Linear.backward
+
+    def __repr__(self) -> str:
+        ci, co, k = self.shape_args
+        return f"Conv2d({ci}, {co}, {k}, stride={self.stride}, padding={self.padding})"
+
+
+class BatchNorm(Module):
+    """Batch normalisation over time x batch x space per channel (time folded into batch).
+
+    ``alpha`` set -> tdBN (Dspike Eqs. 4-5): the normalised input is scaled by alpha * v_th.
+    Flow mode: its backward depends on x_hat[t] (batch statistics), so it runs per step and
+    keeps its per-step input (see the module docstring).
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5,
+                 alpha: float | None = None, v_th: float = 1.0, dtype: Any = np.float32) -> None:
+        super().__init__()
+        check_int("num_features", num_features)
+        self.gamma = Parameter("gamma", np.ones(num_features, dtype))
+        self.beta = Parameter("beta", np.zeros(num_features, dtype))
+        self.running_mean = np.zeros(num_features, dtype)
+        self.running_var = np.ones(num_features, dtype)
+        self.momentum, self.eps = momentum, eps
+        self.scale = 1.0 if alpha is None else float(alpha) * float(v_th)
+        self.tdbn = alpha is not None
+
+    per_step_backward = True
+
+    def own_parameters(self):
+        return [self.gamma, self.beta]
+
+    def buffer_names(self):
+        return ("running_mean", "running_var")
+
+    def forward(self, x):
+        y, self._cache = batchnorm_forward(
+            x, self.gamma.data, self.beta.data, self.running_mean, self.running_var,
+            training=self.training, momentum=self.momentum, eps=self.eps, scale=self.scale,
+            time_major=True)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        dx, dgamma, dbeta = batchnorm_backward(dy, self._cache)
+        self.gamma.grad += dgamma
+        self.beta.grad += dbeta
+        self._cache = None
+        return dx
+
+    def backward_flow(self, g, per_step, T, need_dx=True):
+        if not per_step:  # one gradient for every step -> per-step (x_hat[t] differs)
+            g = backend.array_module(g).broadcast_to(g, (T, *g.shape))
+        return self.backward(g, need_dx), True
+
+    def __repr__(self) -> str:
+        kind = f"tdBN(scale={self.scale:g})" if self.tdbn else "BN"
+        return f"BatchNorm({self.gamma.data.shape[0]}, {kind})"
+
+
+class AvgPool2d(Module):
+    """Average pooling; collapsible (linear, weight-free)."""
+
+    def __init__(self, kernel_size: int, stride: int | None = None) -> None:
+        super().__init__()
+        self.k = check_int("kernel_size", kernel_size)
+        self.stride = stride
+
+    def forward(self, x):
+        y, self._cache = avgpool2d_forward(x, self.k, self.stride)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        return avgpool2d_backward(dy, self._cache)
+
+    def forward_chunk(self, x):
+        self._sample_shape = tuple(x.shape[1:])
+        return self.forward(x)
+
+    def backward_flow(self, g, per_step, T, need_dx=True):
+        if per_step:
+            return self.backward(g), True
+        # collapsed: the same pooling backward, on a one-step view of the layer's input shape
+        xp = backend.array_module(g)
+        _, cache = avgpool2d_forward(xp.zeros((1, *self._sample_shape), g.dtype), self.k,
+                                     self.stride)
+        return avgpool2d_backward(g[None], cache)[0], False
+
+    def __repr__(self) -> str:
+        return f"AvgPool2d({self.k})"
+
+
+class MaxPool2d(Module):
+    """Max pooling.  Flow mode: not collapsible (the winner depends on t), per-step backward."""
+
+    per_step_backward = True
+
+    def __init__(self, kernel_size: int, stride: int | None = None) -> None:
+        super().__init__()
+        self.k = check_int("kernel_size", kernel_size)
+        self.stride = stride
+
+    def forward(self, x):
+        y, self._cache = maxpool2d_forward(x, self.k, self.stride)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        return maxpool2d_backward(dy, self._cache)
+
+    def flow_begin(self, method, opts):
+        self._caches: list[Any] = []
+
+    def forward_chunk(self, x):
+        y, cache = maxpool2d_forward(x, self.k, self.stride)
+        self._caches.append((x.shape[0], cache))
+        return y
+
+    def backward_flow(self, g, per_step, T, need_dx=True):
+        xp = backend.array_module(g)
+        outs, t0 = [], 0
+        for Tc, cache in self._caches:
+            gc = g[t0:t0 + Tc] if per_step else xp.broadcast_to(g, (Tc, *g.shape))
+            outs.append(maxpool2d_backward(xp.ascontiguousarray(gc), cache))
+            t0 += Tc
+        self._caches = []
+        return (outs[0] if len(outs) == 1 else xp.concatenate(outs)), True
+
+    def __repr__(self) -> str:
+        return f"MaxPool2d({self.k})"
+
+
+class Flatten(Module):
+    """Flatten every axis after (T, B) -- or after B for a collapsed flow gradient."""
+
+    def forward(self, x):
+        self._shape = x.shape[2:]
+        return x.reshape(*x.shape[:2], -1)
+
+    def backward(self, dy, need_dx=True):
+        return dy.reshape(*dy.shape[:2], *self._shape)
+
+    def backward_flow(self, g, per_step, T, need_dx=True):
+        lead = g.shape[:2] if per_step else g.shape[:1]
+        return g.reshape(*lead, *self._shape), per_step
+
+    def __repr__(self) -> str:
+        return "Flatten()"
+
+
+class LIF(Module):
+    """LIF spiking neurons (IF for ``lam=1``): SSF Eqs. 6-7 (hard reset), 16-17 (soft reset).
+
+    BPTT: exact backward through time.  Flow mode: keeps a :class:`FlowState` (membrane and
+    running sums) and back-propagates through the flow gain (ASF scale factor or SSF mapping).
+    """
+
+    def __init__(self, lam: float = 0.5, v_th: float = 1.0, reset: str = "hard",
+                 surrogate: str | Surrogate = "triangle", detach_reset: bool = False,
+                 smooth: bool = False) -> None:
+        super().__init__()
+        self.p = make_neuron_params(lam=lam, v_th=v_th, reset=reset, surrogate=surrogate,
+                                    smooth=smooth, detach_reset=detach_reset)
+        # ASF scale factor state (ASF Eq. 12), one scalar per layer
+        self.S = 1.0
+        self.update_S = True
+        self._asf_tot = [0.0, 0.0]  # sum FO, sum FI gathered since the last refresh
+        self.firing_rate = 0.0      # mean spikes per neuron per step, last forward
+
+    def set_surrogate(self, surrogate: Surrogate) -> None:
+        self.p = make_neuron_params(lam=self.p.lam, v_th=self.p.v_th, reset=self.p.reset,
+                                    surrogate=surrogate, smooth=self.p.smooth,
+                                    detach_reset=self.p.detach_reset)
+
+    # BPTT
+    def forward(self, x):
+        o, self._cache = lif_forward_p(x, self.p)
+        self.firing_rate = float(o.mean())
+        return o
+
+    def backward(self, dy, need_dx=True):
+        dI = lif_backward(dy, self._cache)
+        self._cache = None
+        return dI
+
+    # flows
+    def flow_begin(self, method, opts):
+        self._method = method
+        self._opts = opts
+        self._state = None
+
+    def forward_chunk(self, x):
+        if self._state is None:
+            xp = backend.array_module(x)
+            w = self.p.lam if self._method == "ssf" else 1.0
+            self._state = F.FlowState.zeros(tuple(x.shape[1:]), x.dtype, xp, w)
+        return F.lif_forward_flows(x, self._state, self.p)
+
+    def flow_end(self):
+        st = self._state
+        self.firing_rate = float(st.sO.sum()) / (st.sO.size * st.norm())
+        if self._method == "ssf":
+            self._gain = F.ssf_gain(st, self.p, self._opts.get("r_granularity", "neuron"),
+                                    self._opts.get("r_max", 2.0))
+        else:
+            FI, FO = st.sI, st.sO  # accumulated (w = 1) sums, ASF Eq. 7
+            variant = self._opts.get("asf_variant", "paper")
+            if self.training and self.update_S:
+                if variant == "paper":
+                    self._asf_tot[0] += float(FO.sum())
+                    self._asf_tot[1] += float(FI.sum())
+                    self.S = F.asf_scale_paper(*self._asf_tot, previous=self.S)
+                else:
+                    self.S = F.asf_scale_code(FO, FI, previous=self.S)
+            if variant == "code":
+                self._gain = (FI > 0).astype(FI.dtype) * FI.dtype.type(self.S)
+            else:
+                self._gain = FI.dtype.type(self.S)
+        self._w = st.w
+        self._state = None  # nothing of the forward is kept but the gain
+
+    def asf_refresh(self) -> None:
+        """Start a new gathering period for the paper's scale factor (ASF Alg. 1)."""
+        self._asf_tot = [0.0, 0.0]
+
+    def backward_flow(self, g, per_step, T, need_dx=True):
+        if per_step:
+            g = _weighted_time_mean(g, self._w)
+        return g * self._gain, False
+
+    def flow_out_per_step(self, per_step: bool) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        p = self.p
+        kind = "IF" if p.lam == 1.0 else f"LIF(lam={p.lam:g}"
+        kind = kind + ("(" if p.lam == 1.0 else ", ")
+        return f"{kind}v_th={p.v_th:g}, reset={p.reset}, surrogate={p.surrogate})"
+
+
+def IF(v_th: float = 1.0, reset: str = "hard", surrogate: str | Surrogate = "triangle",
+       detach_reset: bool = False, smooth: bool = False) -> LIF:
+    """Integrate-and-fire neurons: LIF with ``lam = 1`` (ASF Eq. 3)."""
+    return LIF(1.0, v_th, reset, surrogate, detach_reset, smooth)
+
+
+class Sequential(Module):
+    """Layers applied in order; drives BPTT and flow-mode forward/backward."""
+
+    def __init__(self, *layers: Module) -> None:
+        super().__init__()
+        if not layers:
+            raise ValueError("layers must contain at least one layer")
+        self.layers = list(layers)
+
+    def children(self):
+        return self.layers
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy, need_dx=True):
+        n = len(self.layers)
+        for i, layer in enumerate(reversed(self.layers)):
+            dy = layer.backward(dy, need_dx or i < n - 1)
+        return dy
+
+    # flows
+    def plan_flow(self, per_step: bool = False) -> bool:
+        """Decide, from the top down, which layers must keep per-step inputs in flow mode.
+
+        ``per_step`` says whether the gradient arriving at the top is per-step.  Returns
+        whether the gradient leaving the bottom is."""
+        for layer in reversed(self.layers):
+            if isinstance(layer, (Sequential, Residual)):
+                per_step = layer.plan_flow(per_step)
+                continue
+            layer.keep_steps = per_step
+            per_step = layer.flow_out_per_step(per_step)
+        return per_step
+
+    def flow_begin(self, method, opts):
+        for layer in self.layers:
+            layer.flow_begin(method, opts)
+
+    def forward_chunk(self, x):
+        for layer in self.layers:
+            x = layer.forward_chunk(x)
+        return x
+
+    def flow_end(self):
+        for layer in self.layers:
+            layer.flow_end()
+
+    def backward_flow(self, g, per_step, T, need_dx=True):
+        n = len(self.layers)
+        for i, layer in enumerate(reversed(self.layers)):
+            g, per_step = layer.backward_flow(g, per_step, T, need_dx or i < n - 1)
+        return g, per_step
+
+    def __repr__(self) -> str:
+        inner = "\n".join("  " + repr(m).replace("\n", "\n  ") for m in self.layers)
+        return f"Sequential(\n{inner}\n)"
+
+
+class Residual(Module):
+    """Spiking residual block body: ``main(x) + shortcut(x)`` (identity shortcut if None).
+
+    Put a spiking layer after it (``Sequential(Residual(...), LIF())``) for the usual
+    "add, then fire" block of spiking ResNets.
+    """
+
+    def __init__(self, main: Sequential, shortcut: Sequential | None = None) -> None:
+        super().__init__()
+        self.main = main
+        self.shortcut = shortcut
+
+    def children(self):
+        return [self.main] + ([self.shortcut] if self.shortcut is not None else [])
+
+    def forward(self, x):
+        a = self.main.forward(x)
+        b = x if self.shortcut is None else self.shortcut.forward(x)
+        y, self._cache = add_forward(a, b)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        da, db = add_backward(dy, self._cache)
+        dx = self.main.backward(da)
+        return dx + (db if self.shortcut is None else self.shortcut.backward(db))
+
+    def plan_flow(self, per_step: bool = False) -> bool:
+        pm = self.main.plan_flow(per_step)
+        ps = per_step if self.shortcut is None else self.shortcut.plan_flow(per_step)
+        return pm or ps
+
+    def flow_begin(self, method, opts):
+        for c in self.children():
+            c.flow_begin(method, opts)
+
+    def forward_chunk(self, x):
+        a = self.main.forward_chunk(x)
+        b = x if self.shortcut is None else self.shortcut.forward_chunk(x)
+        return a + b
+
+    def flow_end(self):
+        for c in self.children():
+            c.flow_end()
+
+    def backward_flow(self, g, per_step, T, need_dx=True):
+        ga, pa = self.main.backward_flow(g, per_step, T)
+        if self.shortcut is None:
+            gb, pb = g, per_step
+        else:
+            gb, pb = self.shortcut.backward_flow(g, per_step, T)
+        if pa == pb:
+            return ga + gb, pa
+        xp = backend.array_module(ga)
+        full, coll = (ga, gb) if pa else (gb, ga)
+        return full + xp.broadcast_to(coll, full.shape), True
+
+    def __repr__(self) -> str:
+        return f"Residual(main={self.main!r}, shortcut={self.shortcut!r})"
+
+
+def spiking_layers(net: Module) -> list[LIF]:
+    """All LIF/IF layers of a network, bottom to top."""
+    return [m for m in net.modules() if isinstance(m, LIF)]
+
+
+def check_method(method: str) -> str:
+    """``method`` must be "bptt", "asf" or "ssf"."""
+    return check_choice("method", method, ("bptt",) + FLOW_METHODS)
