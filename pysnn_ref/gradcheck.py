@@ -260,31 +260,34 @@ def all_gradcheck_cases(device: str = "cpu") -> list[tuple[str, str, float]]:
 TOLERANCE = 1e-6
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pysnn_ref.gradcheck``: one row per (case, parameter), exit 1 on failure."""
-    from .cli import ArgumentParser, run_cli
+def _main(argv: list[str] | None = None) -> int:
+    from .cli import ArgumentParser
 
     ap = ArgumentParser(
         prog="python -m pysnn_ref.gradcheck",
         description="Check every hand-written backward against central finite differences "
-                    f"(float64, smooth-mode spikes); fails if any max relative error > "
+                    f"(float64, smooth-mode spikes); fails if any relative error > "
                     f"{TOLERANCE:g}.")
     ap.add_argument("--device", default="cpu", choices=("cpu", "gpu"),
-                    help="where the analytic gradients run (default: cpu)")
+                    help="where the analytic gradients run")
+    args = ap.parse_args(argv)
+    rows = all_gradcheck_cases(args.device)
+    width = max(len(c) for c, _, _ in rows)
+    print(f"{'case':<{width}}  {'param':<8} {'rel err':>9}  ok")
+    bad = 0
+    for case, param, err in rows:
+        ok = err <= TOLERANCE
+        bad += not ok
+        print(f"{case:<{width}}  {param:<8} {err:9.2e}  {'yes' if ok else 'NO'}")
+    print(f"{len(rows) - bad} passed, {bad} failed")
+    return 1 if bad else 0
 
-    def run(args):
-        rows = all_gradcheck_cases(args.device)
-        width = max(len(c) for c, _, _ in rows)
-        print(f"{'case':<{width}}  {'param':<8} {'max rel err':>11}  ok")
-        bad = 0
-        for case, param, err in rows:
-            ok = err <= TOLERANCE
-            bad += not ok
-            print(f"{case:<{width}}  {param:<8} {err:11.2e}  {'yes' if ok else 'NO'}")
-        print(f"{len(rows) - bad} passed, {bad} failed")
-        return 1 if bad else 0
 
-    return run_cli(ap, run, argv)
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pysnn_ref.gradcheck``: one row per (case, parameter), exit 1 on failure."""
+    from .cli import run_main
+
+    return run_main(_main, "python -m pysnn_ref.gradcheck", argv)
 
 
 if __name__ == "__main__":

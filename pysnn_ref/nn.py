@@ -463,7 +463,12 @@ class LIF(Module):
         self.S = 1.0
         self.update_S = True
         self._asf_tot = [0.0, 0.0]  # sum FO, sum FI gathered since the last refresh
-        self.firing_rate = 0.0      # mean spikes per neuron per step, last forward
+        self._rate: Any = 0.0       # mean spikes per neuron per step, last forward (on device)
+
+    @property
+    def firing_rate(self) -> float:
+        """Mean spikes per neuron per time step in the last forward pass (SSF: lam-weighted)."""
+        return float(self._rate)
 
     def set_surrogate(self, surrogate: Surrogate) -> None:
         self.p = make_neuron_params(lam=self.p.lam, v_th=self.p.v_th, reset=self.p.reset,
@@ -473,7 +478,7 @@ class LIF(Module):
     # BPTT
     def forward(self, x):
         o, self._cache = lif_forward_p(x, self.p)
-        self.firing_rate = float(o.mean())
+        self._rate = o.mean()  # stays on the device until read: no sync inside a step
         return o
 
     def backward(self, dy, need_dx=True):
@@ -496,7 +501,7 @@ class LIF(Module):
 
     def flow_end(self):
         st = self._state
-        self.firing_rate = float(st.sO.sum()) / (st.sO.size * st.norm())
+        self._rate = st.sO.mean() / st.norm()  # lam-weighted under SSF
         if self._method == "ssf":
             self._gain = F.ssf_gain(st, self.p, self._opts.get("r_granularity", "neuron"),
                                     self._opts.get("r_max", 2.0))
