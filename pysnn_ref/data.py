@@ -144,12 +144,29 @@ def _normalize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.
 # digits (scikit-learn, no download)
 # ----------------------------------------------------------------------------------------------
 
-def _load_digits(seed: int, test_fraction: float) -> tuple[np.ndarray, ...]:
-    from sklearn.datasets import load_digits
+def _digits_path() -> Path:
+    """scikit-learn's embedded ``digits.csv.gz``, found without importing scikit-learn (whose
+    import costs seconds per process); the same file ``sklearn.datasets.load_digits`` reads."""
+    import importlib.util
 
-    d = load_digits()
-    x = (d.images / 16.0).astype(np.float32)[:, None]         # (1797, 1, 8, 8) in [0, 1]
-    y = d.target.astype(np.int64)
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise DataError("digits: scikit-learn is not installed; it ships the embedded digits data "
+                        "(pip install scikit-learn)")
+    return Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+
+
+def _load_digits(seed: int, test_fraction: float) -> tuple[np.ndarray, ...]:
+    path = _digits_path()
+    try:
+        d = np.loadtxt(path, delimiter=",")
+    except (OSError, ValueError) as e:
+        raise _fail("digits", path, str(e), "scikit-learn's digits.csv.gz (1797 rows of 64 pixels "
+                    "and a label)") from None
+    if d.shape != (1797, 65):
+        raise _fail("digits", path, f"shape {d.shape}", "1797 rows of 64 pixels and a label")
+    x = (d[:, :64].reshape(-1, 1, 8, 8) / 16.0).astype(np.float32)  # (1797, 1, 8, 8) in [0, 1]
+    y = d[:, 64].astype(np.int64)
     tr, te = split_indices(y, test_fraction, seed)
     return x[tr], y[tr], x[te], y[te]
 

@@ -102,9 +102,12 @@ def neuron_gradcheck_cases(device: str = "cpu") -> list[tuple[str, str, float]]:
 # gradient (FDG) of the true spiking loss (Dspike Sec. 4.2, Eq. 10).
 # --------------------------------------------------------------------------------------------
 
-def _loss_fns(loss: str):
+def _loss_fns(loss: Any):
+    """``(forward, backward)`` of a loss given by name, or the pair itself."""
     from .functional import loss as L
 
+    if isinstance(loss, tuple):
+        return loss
     table = {"sdt": (L.sdt_loss_forward, L.sdt_loss_backward),
              "tet": (L.tet_loss_forward, L.tet_loss_backward),
              "asf-mse": (L.asf_mse_loss_forward, L.asf_mse_loss_backward)}
@@ -127,44 +130,88 @@ def named_parameters(net) -> dict[str, Any]:
     return out
 
 
+class preserved_state:
+    """Context manager: restore every buffer (BN running statistics) and every spiking layer's
+    ASF scale-factor state after measuring gradients, so a measurement does not train the
+    network.  ``with preserved_state(net): ...``"""
+
+    def __init__(self, net) -> None:
+        self.net = net
+
+    def __enter__(self):
+        from .nn import LIF
+
+        self.buffers = [(m, n, getattr(m, n).copy()) for m in self.net.modules()
+                        for n in m.buffer_names()]
+        self.asf = [(m, m.S, list(m._asf_tot)) for m in self.net.modules() if isinstance(m, LIF)]
+        return self.net
+
+    def __exit__(self, *exc) -> None:
+        for m, n, val in self.buffers:
+            getattr(m, n)[...] = val
+        for m, S, tot in self.asf:
+            m.S, m._asf_tot = S, tot
+
+
+def _encoded(x, T, encoder):
+    """Encode a static batch once, so repeated forward passes see the same (Poisson) spikes."""
+    if encoder is None:
+        return x, None
+    return encoder.encode(x, T), None
+
+
 def method_gradients(net, method, x, labels, *, loss: str = "sdt", T: int | None = None,
                      encoder: Any = None) -> tuple[float, dict[str, np.ndarray]]:
-    """Loss and every parameter's gradient under ``method`` (a name or a Method)."""
+    """Loss and every parameter's gradient under ``method`` (a name or a Method).
+
+    The network's buffers and ASF state are restored afterwards (:class:`preserved_state`)."""
     from .methods import Method, make_method
 
     m = method if isinstance(method, Method) else make_method(method)
     fwd, bwd = _loss_fns(loss)
-    net.zero_grad()
-    y = m.forward(net, x, T, encoder)
-    value, cache = fwd(y, labels)
-    m.backward(net, bwd(cache))
-    return float(value), {k: p.grad.copy() for k, p in named_parameters(net).items()}
+    x, encoder = _encoded(x, T, encoder)
+    with preserved_state(net):
+        net.zero_grad()
+        y = m.forward(net, x)
+        value, cache = fwd(y, labels)
+        m.backward(net, bwd(cache))
+        grads = {k: p.grad.copy() for k, p in named_parameters(net).items()}
+    return float(value), grads
 
 
 def finite_difference_gradient(net, x, labels, params: list[str], *, loss: str = "sdt",
-                               T: int | None = None, encoder: Any = None,
-                               eps: float = 0.1) -> dict[str, np.ndarray]:
+                               T: int | None = None, encoder: Any = None, eps: float = 0.1,
+                               indices: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """FDG (Dspike Eq. 10): (L(w + eps e_i) - L(w - eps e_i)) / 2 eps for every element of the
-    named parameters, with the true spiking (Heaviside) forward."""
+    named parameters, with the true spiking (Heaviside) forward.
+
+    ``indices`` (optional, ``{name: flat indices}``) limits the check to those elements (the
+    others stay 0), since each element costs two forward passes.  The input is encoded once, so
+    a Poisson encoder does not turn the differences into noise, and the network's buffers and
+    ASF state are restored afterwards.
+    """
     from .methods import make_method
 
     m = make_method("bptt")
     fwd, _ = _loss_fns(loss)
     named = named_parameters(net)
+    x, _ = _encoded(x, T, encoder)
     out = {}
-    for name in params:
-        w = named[name].data
-        g = np.zeros(w.shape)
-        flat = w.reshape(-1)
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + eps
-            lp = fwd(m.forward(net, x, T, encoder), labels)[0]
-            flat[i] = old - eps
-            lm = fwd(m.forward(net, x, T, encoder), labels)[0]
-            flat[i] = old
-            g.reshape(-1)[i] = (lp - lm) / (2 * eps)
-        out[name] = g
+    with preserved_state(net):
+        for name in params:
+            w = named[name].data
+            g = np.zeros(w.shape)
+            flat = w.reshape(-1)
+            idx = range(flat.size) if indices is None or name not in indices else indices[name]
+            for i in idx:
+                old = flat[i]
+                flat[i] = old + eps
+                lp = fwd(m.forward(net, x), labels)[0]
+                flat[i] = old - eps
+                lm = fwd(m.forward(net, x), labels)[0]
+                flat[i] = old
+                g.reshape(-1)[i] = (lp - lm) / (2 * eps)
+            out[name] = g
     return out
 
 
@@ -178,13 +225,16 @@ def cosine(a: Any, b: Any) -> float:
 
 def cosine_vs(net, method, x, labels, *, reference: str = "bptt", loss: str = "sdt",
               T: int | None = None, encoder: Any = None, eps: float = 0.1,
-              params: list[str] | None = None) -> dict[str, float]:
+              params: list[str] | None = None,
+              reference_grads: dict[str, Any] | None = None) -> dict[str, float]:
     """Cosine similarity between ``method``'s weight gradients and a reference.
 
     ``reference="bptt"``: BPTT's surrogate gradients of the same network and batch.
     ``reference="fdg"``: the finite-difference gradient of the true spiking loss with step
     ``eps`` (Dspike Sec. 4.2, Eq. 10) -- costly (two forward passes per weight), so by default
     only the first layer's weight is compared.
+    ``reference_grads`` skips computing the reference (e.g. one FDG reused for several
+    surrogates).  The network's buffers and ASF state are left as they were.
     Returns ``{parameter name: cosine}``.
     """
     if reference not in ("bptt", "fdg"):
@@ -195,12 +245,14 @@ def cosine_vs(net, method, x, labels, *, reference: str = "bptt", loss: str = "s
     for p in params:
         if p not in names:
             raise ValueError(f"params: unknown parameter {p!r}; expected one of {names}")
-    _, g = method_gradients(net, method, x, labels, loss=loss, T=T, encoder=encoder)
-    if reference == "bptt":
-        _, ref = method_gradients(net, "bptt", x, labels, loss=loss, T=T, encoder=encoder)
+    x, encoder = _encoded(x, T, encoder)
+    _, g = method_gradients(net, method, x, labels, loss=loss)
+    if reference_grads is not None:
+        ref = reference_grads
+    elif reference == "bptt":
+        _, ref = method_gradients(net, "bptt", x, labels, loss=loss)
     else:
-        ref = finite_difference_gradient(net, x, labels, params, loss=loss, T=T,
-                                         encoder=encoder, eps=eps)
+        ref = finite_difference_gradient(net, x, labels, params, loss=loss, eps=eps)
     return {p: cosine(g[p], ref[p]) for p in params}
 
 

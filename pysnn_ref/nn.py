@@ -522,6 +522,12 @@ class LIF(Module):
         self._w = st.w
         self._state = None  # nothing of the forward is kept but the gain
 
+    @property
+    def flow_gain(self) -> Any:
+        """dFO/dFI of the last flow-mode forward pass: the ASF scale factor (times the mask of
+        the "code" variant) or the SSF mapping's slope, per neuron and sample."""
+        return self._gain
+
     def asf_refresh(self) -> None:
         """Start a new gathering period for the paper's scale factor (ASF Alg. 1)."""
         self._asf_tot = [0.0, 0.0]

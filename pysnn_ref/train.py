@@ -52,7 +52,7 @@ from .data import DATASETS, ENCODERS, Dataset, augment_cifar, iterate_minibatche
 from .data import make_encoder as _make_encoder
 from .functional import loss as L
 from .functional.surrogate import dspike, get_surrogate
-from .gradcheck import cosine, named_parameters
+from .gradcheck import cosine, finite_difference_gradient, method_gradients, named_parameters
 from .methods import DEFAULT_TIME_CHUNK, Method, make_method
 from .models import MODELS, make_model
 from .optim import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer, make_schedule
@@ -508,16 +508,6 @@ def restore_neuron_state(net: nn_.Module, states: list[dict[str, Any]]) -> None:
         n.set_surrogate(get_surrogate(s["surrogate"]))
 
 
-def _buffers(net: nn_.Module) -> list[tuple[Any, str, Any]]:
-    return [(m, name, getattr(m, name).copy()) for m in net.modules()
-            for name in m.buffer_names()]
-
-
-def _restore_buffers(saved: list[tuple[Any, str, Any]]) -> None:
-    for m, name, value in saved:
-        getattr(m, name)[...] = value
-
-
 # ================================================================================================
 # evaluation and Dspike adaptation
 # ================================================================================================
@@ -566,35 +556,19 @@ def adapt_dspike(net: nn_.Module, method: Method, x: Any, labels: Any, b: float,
     Returns ``(new b, {candidate b: cosine})``.
     """
     layers = nn_.spiking_layers(net)
-    _, W = _first_weight(net)
-    if not W.data.flags.c_contiguous:
-        raise ValueError("the first layer's weight must be C-contiguous for the FDG")
-    flat = W.data.reshape(-1)  # a view: writing flat[i] perturbs the weight
-    idx = np.sort(rng.choice(flat.size, size=min(n_samples, flat.size), replace=False))
-    saved = _buffers(net)
-    fdg = np.empty(len(idx))
-    bptt = make_method("bptt")
-    for j, i in enumerate(idx):
-        old = flat[i].copy()
-        flat[i] = old + eps
-        lp = loss_forward(bptt.forward(net, x), labels)[0]
-        flat[i] = old - eps
-        lm = loss_forward(bptt.forward(net, x), labels)[0]
-        flat[i] = old
-        fdg[j] = (lp - lm) / (2 * eps)
-    _restore_buffers(saved)
+    name, W = _first_weight(net)
+    idx = np.sort(rng.choice(W.data.size, size=min(n_samples, W.data.size), replace=False))
+    loss = (loss_forward, loss_backward)
+    fdg = finite_difference_gradient(net, x, labels, [name], loss=loss, eps=eps,
+                                     indices={name: idx})[name].reshape(-1)[idx]
     cos: dict[float, float] = {}
     for cand in (b, round(b - step, 6), round(b + step, 6)):
         if cand <= 0:
             continue
         for n in layers:
             n.set_surrogate(dspike(cand))
-        net.zero_grad()
-        _, cache = loss_forward(method.forward(net, x), labels)
-        method.backward(net, loss_backward(cache))
-        g = backend.to_numpy(W.grad).reshape(-1)[idx]
-        cos[cand] = cosine(g, fdg)
-        _restore_buffers(saved)
+        _, g = method_gradients(net, method, x, labels, loss=loss)
+        cos[cand] = cosine(backend.to_numpy(g[name]).reshape(-1)[idx], fdg)
     best = max(cos, key=lambda c: cos[c])  # first maximum: b itself on a tie
     for n in layers:
         n.set_surrogate(dspike(best))

@@ -36,3 +36,25 @@ def test_cli_gpu_without_gpu_is_one_line(capsys):
     rc = gradcheck.main(["--device", "gpu"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "gpu" in err[0]
+
+
+def test_gradient_measurements_do_not_train_the_network():
+    from pysnn_ref import nn
+    from pysnn_ref.data import PoissonEncoder
+
+    rng = np.random.default_rng(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, rng=rng, dtype=np.float64),
+                        nn.BatchNorm(2, dtype=np.float64), nn.LIF(lam=0.8), nn.Flatten(),
+                        nn.Linear(2 * 4 * 4, 3, rng=rng, dtype=np.float64))
+    x = rng.uniform(0, 1, (4, 1, 4, 4))
+    labels = rng.integers(0, 3, 4)
+    before = net.state_dict()
+    S = net.layers[2].S
+    cos = gradcheck.cosine_vs(net, "asf", x, labels, T=3, encoder=PoissonEncoder(seed=1))
+    fdg = gradcheck.cosine_vs(net, "bptt", x, labels, reference="fdg", T=3,
+                              encoder=PoissonEncoder(seed=1), eps=0.1)
+    after = net.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert net.layers[2].S == S
+    assert set(cos) == {"0.W", "4.W"} and all(-1 <= c <= 1 for c in cos.values())
+    assert set(fdg) == {"0.W"}
