@@ -208,12 +208,18 @@ class _WeightLayer(Module):
     def flow_begin(self, method: str, opts: dict) -> None:
         self._x_sum = None
         self._steps: list[Any] = []
+        self._static: tuple[Any, Any] | None = None  # (input x[0], output) of a static input
 
     def forward_chunk(self, x: Any) -> Any:
         if self.keep_steps:
             self._steps.append(x)
         s = _time_sum(x)
         self._x_sum = s if self._x_sum is None else self._x_sum + s
+        if _is_static(x):  # direct encoding: every chunk is the same tensor -> one GEMM
+            xp = backend.array_module(x)
+            if self._static is None or not xp.shares_memory(self._static[0], x[0]):
+                self._static = (x[0], self._fwd(x[:1])[0][0])
+            return xp.broadcast_to(self._static[1], (x.shape[0], *self._static[1].shape))
         return self._fwd(x)[0]
 
     def backward_flow(self, g, per_step, T, need_dx=True):
@@ -494,6 +500,7 @@ class LIF(Module):
 
     def forward_chunk(self, x):
         if self._state is None:
+            self._dtype = x.dtype
             xp = backend.array_module(x)
             w = self.p.lam if self._method == "ssf" else 1.0
             self._state = F.FlowState.zeros(tuple(x.shape[1:]), x.dtype, xp, w)
@@ -504,7 +511,7 @@ class LIF(Module):
         self._rate = st.sO.mean() / st.norm()  # lam-weighted under SSF
         if self._method == "ssf":
             self._gain = F.ssf_gain(st, self.p, self._opts.get("r_granularity", "neuron"),
-                                    self._opts.get("r_max", 2.0))
+                                    self._opts.get("r_max", 2.0)).astype(self._dtype)
         else:
             FI, FO = st.sI, st.sO  # accumulated (w = 1) sums, ASF Eq. 7
             variant = self._opts.get("asf_variant", "paper")
@@ -516,9 +523,9 @@ class LIF(Module):
                 else:
                     self.S = F.asf_scale_code(FO, FI, previous=self.S)
             if variant == "code":
-                self._gain = (FI > 0).astype(FI.dtype) * FI.dtype.type(self.S)
+                self._gain = (FI > 0).astype(self._dtype) * self._dtype.type(self.S)
             else:
-                self._gain = FI.dtype.type(self.S)
+                self._gain = self._dtype.type(self.S)
         self._w = st.w
         self._state = None  # nothing of the forward is kept but the gain
 
@@ -570,10 +577,22 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
+    def _need_dx(self, need_dx: bool) -> list[bool]:
+        """Per layer: must it compute its input gradient?  Only if a layer below it has
+        parameters (or the caller wants the input gradient) -- an input layer skips its dx GEMM
+        even behind a Flatten."""
+        need, out = need_dx, []
+        for layer in self.layers:
+            out.append(need)
+            need = need or bool(layer.parameters())
+        return out
+
     def backward(self, dy, need_dx=True):
-        n = len(self.layers)
-        for i, layer in enumerate(reversed(self.layers)):
-            dy = layer.backward(dy, need_dx or i < n - 1)
+        for layer, need in zip(reversed(self.layers), reversed(self._need_dx(need_dx)),
+                               strict=True):
+            dy = layer.backward(dy, need)
+            if dy is None:
+                return None
         return dy
 
     # flows
@@ -604,9 +623,11 @@ class Sequential(Module):
             layer.flow_end()
 
     def backward_flow(self, g, per_step, T, need_dx=True):
-        n = len(self.layers)
-        for i, layer in enumerate(reversed(self.layers)):
-            g, per_step = layer.backward_flow(g, per_step, T, need_dx or i < n - 1)
+        for layer, need in zip(reversed(self.layers), reversed(self._need_dx(need_dx)),
+                               strict=True):
+            g, per_step = layer.backward_flow(g, per_step, T, need)
+            if g is None:
+                return None, per_step
         return g, per_step
 
     def __repr__(self) -> str:

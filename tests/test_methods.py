@@ -345,3 +345,15 @@ def test_detach_reset_with_flow_method_is_rejected():
     m = make_method("ssf")
     with pytest.raises(ValueError, match="detach_reset"):
         m.check_network(net)
+
+
+def test_flow_forward_equals_bptt_forward_float32():
+    rng = np.random.default_rng(14)
+    X = rng.uniform(0, 2, (9, 3, 1, 6, 6)).astype(np.float32)
+    net = _conv_net(0.8)
+    for p in net.parameters():
+        p.data = p.data.astype(np.float32)
+        p.grad = p.grad.astype(np.float32)
+    y_b = make_method("bptt").forward(net, X)
+    y_s = make_method("ssf", time_chunk=4).forward(net, X)
+    assert y_b.dtype == np.float32 and np.array_equal(y_b, y_s)

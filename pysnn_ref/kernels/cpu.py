@@ -68,43 +68,57 @@ def surrogate_grad(x, kind, a):
 # 2. LIF / IF neuron, BPTT: one fused time loop per neuron, prange over neurons.
 # --------------------------------------------------------------------------------------------
 
+# Neurons are processed in blocks of BLOCK: one thread takes a block and runs the time loop
+# over it, the innermost loop walking neurons n0..n0+BLOCK of one time row.  Rows are contiguous
+# in memory (I is (T, N)), so every access streams through the cache -- a thread that walked one
+# neuron down its column would touch a new cache line at every step.
+
+BLOCK = 256
+
+
 @njit(cache=True, parallel=True)
 def _lif_forward(I, lam, v_th, soft, smooth, kind, a, o, u):
     T, N = I.shape
-    for n in prange(N):
-        v = 0.0 * v_th
+    for blk in prange((N + BLOCK - 1) // BLOCK):
+        n0 = blk * BLOCK
+        m = min(BLOCK, N - n0)
+        v = np.zeros(m, dtype=np.float64)
         for t in range(T):
-            u_t = lam * v + I[t, n]
-            o_t = _spike(u_t - v_th, smooth, kind, a)
-            if soft:
-                v = u_t - v_th * o_t
-            else:
-                v = u_t * (1.0 - o_t)
-            u[t, n] = u_t
-            o[t, n] = o_t
+            for j in range(m):
+                u_t = lam * v[j] + I[t, n0 + j]
+                o_t = _spike(u_t - v_th, smooth, kind, a)
+                if soft:
+                    v[j] = u_t - v_th * o_t
+                else:
+                    v[j] = u_t * (1.0 - o_t)
+                u[t, n0 + j] = u_t
+                o[t, n0 + j] = o_t
 
 
 @njit(cache=True, parallel=True)
 def _lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, dI):
     T, N = u.shape
-    for n in prange(N):
-        du_next = 0.0 * v_th
+    for blk in prange((N + BLOCK - 1) // BLOCK):
+        n0 = blk * BLOCK
+        m = min(BLOCK, N - n0)
+        du_next = np.zeros(m, dtype=np.float64)
         for t in range(T - 1, -1, -1):
-            u_t = u[t, n]
-            x = u_t - v_th
-            sg = _grad(x, kind, a)
-            do_t = do[t, n]
-            if soft:
-                if not detach_reset:
-                    do_t += du_next * (-lam * v_th)
-                du_t = do_t * sg + du_next * lam
-            else:
-                o_t = _spike(x, smooth, kind, a)
-                if not detach_reset:
-                    do_t += du_next * (-lam * u_t)
-                du_t = do_t * sg + du_next * lam * (1.0 - o_t)
-            dI[t, n] = du_t
-            du_next = du_t
+            for j in range(m):
+                u_t = u[t, n0 + j]
+                x = u_t - v_th
+                sg = _grad(x, kind, a)
+                do_t = do[t, n0 + j] + 0.0
+                if soft:
+                    if not detach_reset:
+                        do_t += du_next[j] * (-lam * v_th)
+                    du_t = do_t * sg + du_next[j] * lam
+                else:
+                    o_t = _spike(x, smooth, kind, a)
+                    if not detach_reset:
+                        do_t += du_next[j] * (-lam * u_t)
+                    du_t = do_t * sg + du_next[j] * lam * (1.0 - o_t)
+                dI[t, n0 + j] = du_t
+                du_next[j] = du_t
 
 
 def lif_forward(I, lam, v_th, soft, smooth, kind, a):
@@ -134,27 +148,22 @@ def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
 @njit(cache=True, parallel=True)
 def _lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU, o):
     Tc, N = I.shape
-    for n in prange(N):
-        vn = v[n]
-        si = sI[n]
-        so = sO[n]
-        sou = sOU[n]
+    for blk in prange((N + BLOCK - 1) // BLOCK):
+        n0 = blk * BLOCK
+        n1 = min(N, n0 + BLOCK)
         for t in range(Tc):
-            i_t = I[t, n]
-            u_t = lam * vn + i_t
-            o_t = _spike(u_t - v_th, smooth, kind, a)
-            if soft:
-                vn = u_t - v_th * o_t
-            else:
-                vn = u_t * (1.0 - o_t)
-            si = w * si + i_t
-            so = w * so + o_t
-            sou = w * sou + o_t * u_t
-            o[t, n] = o_t
-        v[n] = vn
-        sI[n] = si
-        sO[n] = so
-        sOU[n] = sou
+            for n in range(n0, n1):
+                i_t = I[t, n]
+                u_t = lam * v[n] + i_t
+                o_t = _spike(u_t - v_th, smooth, kind, a)
+                if soft:
+                    v[n] = u_t - v_th * o_t
+                else:
+                    v[n] = u_t * (1.0 - o_t)
+                sI[n] = w * sI[n] + i_t
+                sO[n] = w * sO[n] + o_t
+                sOU[n] = w * sOU[n] + o_t * u_t
+                o[t, n] = o_t
 
 
 def lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU):
