@@ -12,8 +12,6 @@ Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 3. LIF/IF streaming w
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from numba import njit, prange, uintp
 
@@ -211,37 +209,10 @@ def ssf_gain(FI, R, v_th, soft, r_max):
 #    negative (wrap-around) indices on every access, which blocks vectorisation and made these
 #    kernels 3-4x slower.  Both are memory-bound; a convolution's cost is its three GEMMs.
 #
-#    Threads: these kernels alternate with multi-threaded BLAS calls (chunk by chunk in
-#    functional/conv.py).  GNU OpenMP's default is to keep its idle workers spinning for
-#    milliseconds after a parallel region, which steals the cores from the BLAS threads
-#    (measured on 2 cores: im2col + GEMM 2.1 s instead of 0.3 s).  Passive waiting removes this;
-#    it must be set before the OpenMP runtime loads (numba loads it lazily, at the first parallel
-#    launch), and an explicit user setting wins.  If numba's OpenMP layer already runs when this
-#    module is imported, the setting comes too late, and a warning says how to fix it.
+#    Threads: these kernels alternate with BLAS calls (chunk by chunk in functional/conv.py);
+#    see pysnn_ref.backend for the thread policy (passive OpenMP waiting, one BLAS thread).
 # --------------------------------------------------------------------------------------------
 
-def _prefer_passive_openmp() -> None:
-    if "OMP_WAIT_POLICY" in os.environ:
-        return
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        import numba
-        from numba.np.ufunc import parallel as _parallel
-
-        late = bool(getattr(_parallel, "_is_initialized", False)) and \
-            numba.threading_layer() == "omp"
-    except (ImportError, ValueError):
-        late = False
-    if late:
-        import warnings
-
-        warnings.warn("numba's OpenMP threads started before pysnn_ref.kernels.cpu was imported, "
-                      "so their busy-waiting will slow the BLAS calls between kernels; set "
-                      "OMP_WAIT_POLICY=PASSIVE in the environment, or import pysnn_ref first",
-                      RuntimeWarning, stacklevel=2)
-
-
-_prefer_passive_openmp()
 
 
 @njit(cache=True, inline="always")

@@ -1,0 +1,157 @@
+"""im2col / col2im / max-pooling kernels: Numba (kernels/cpu.py) equal to the reference loops
+(kernels/reference.py), the adjoint identity, and the convolution against scipy's correlation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import correlate
+
+import pysnn_ref.functional.conv as conv_mod
+from pysnn_ref import backend
+from pysnn_ref.functional.conv import conv2d_backward, conv2d_forward
+from pysnn_ref.functional.pool import maxpool2d_backward, maxpool2d_forward
+from pysnn_ref.gradcheck import rel_error
+from pysnn_ref.kernels import cpu, reference
+
+# (N, C, H, W, KH, KW, stride, pad): odd sizes, strides 1-3, padding 0-2, non-square kernels,
+# a kernel larger than the input (fits only thanks to the padding), 1x1
+GEOMETRIES = [
+    (2, 3, 5, 5, 3, 3, 1, 1),
+    (2, 2, 7, 6, 3, 3, 2, 0),
+    (1, 2, 5, 4, 2, 3, 2, 2),
+    (3, 1, 9, 8, 3, 2, 3, 1),
+    (2, 2, 3, 3, 5, 5, 1, 2),
+    (1, 3, 4, 4, 1, 1, 2, 0),
+    (1, 2, 6, 7, 4, 4, 1, 0),
+]
+
+
+@pytest.mark.parametrize("geom", GEOMETRIES)
+def test_im2col_col2im_numba_equal_reference(geom):
+    N, C, H, W, KH, KW, s, p = geom
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, C, H, W))
+    ref = reference.im2col(x, KH, KW, s, p)
+    OH, OW = reference.conv_out_size(H, KH, s, p), reference.conv_out_size(W, KW, s, p)
+    assert ref.shape == (N, C * KH * KW, OH * OW)
+    assert rel_error(cpu.im2col(x, KH, KW, s, p), ref) <= 1e-10
+    cols = rng.normal(size=ref.shape)
+    assert rel_error(cpu.col2im(cols, x.shape, KH, KW, s, p),
+                     reference.col2im(cols, x.shape, KH, KW, s, p)) <= 1e-10
+
+
+@pytest.mark.parametrize("geom", GEOMETRIES[:4])
+def test_col2im_is_adjoint_of_im2col(geom):
+    """<im2col(x), c> = <x, col2im(c)>: col2im is exactly the transpose of the linear map."""
+    N, C, H, W, KH, KW, s, p = geom
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(N, C, H, W))
+    cols = cpu.im2col(x, KH, KW, s, p)
+    c = rng.normal(size=cols.shape)
+    lhs = np.sum(cols * c)
+    rhs = np.sum(x * cpu.col2im(c, x.shape, KH, KW, s, p))
+    assert abs(lhs - rhs) <= 1e-10 * (abs(lhs) + 1)
+
+
+def test_kernels_float32_match_reference():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 3, 7, 5)).astype(np.float32)
+    cols = cpu.im2col(x, 3, 3, 2, 1)
+    assert cols.dtype == np.float32
+    np.testing.assert_array_equal(cols, reference.im2col(x, 3, 3, 2, 1))
+    d = cpu.col2im(cols, x.shape, 3, 3, 2, 1)
+    assert d.dtype == np.float32
+    np.testing.assert_allclose(d, reference.col2im(cols, x.shape, 3, 3, 2, 1), rtol=1e-6)
+    out, idx = cpu.maxpool2d_forward(x, 2, 2)
+    assert out.dtype == np.float32 and idx.dtype == np.int32
+
+
+@pytest.mark.parametrize("shape,k,s", [((2, 3, 5, 4), 2, 2), ((1, 2, 7, 7), 3, 2),
+                                       ((2, 1, 6, 5), 2, 1), ((1, 1, 4, 4), 4, 4)])
+def test_maxpool_numba_equal_reference(shape, k, s):
+    rng = np.random.default_rng(3)
+    # integer values: many ties, so this also checks that both pick the same (first) maximum
+    x = rng.integers(0, 4, size=shape).astype(np.float64)
+    out_r, idx_r = reference.maxpool2d_forward(x, k, s)
+    out_c, idx_c = cpu.maxpool2d_forward(x, k, s)
+    np.testing.assert_array_equal(out_c, out_r)
+    np.testing.assert_array_equal(idx_c, idx_r)
+    d = rng.normal(size=out_r.shape)
+    assert rel_error(cpu.maxpool2d_backward(d, idx_c, shape, k, s),
+                     reference.maxpool2d_backward(d, idx_r, shape, k, s)) <= 1e-10
+
+
+def test_maxpool_first_maximum_wins_and_overlaps_add():
+    x = np.array([[[[1.0, 3.0, 3.0],
+                    [3.0, 0.0, 2.0],
+                    [0.0, 1.0, 3.0]]]])
+    for K in (reference, cpu):
+        out, idx = K.maxpool2d_forward(x, 2, 1)
+        np.testing.assert_array_equal(out[0, 0], [[3.0, 3.0], [3.0, 3.0]])
+        # window (0,0): 3 at flat 1 comes before the 3 at flat 3; window (0,1): flat 1 before 2
+        np.testing.assert_array_equal(idx[0, 0], [[1, 1], [3, 8]])
+        dx = K.maxpool2d_backward(np.ones((1, 1, 2, 2)), idx, x.shape, 2, 1)
+        np.testing.assert_array_equal(dx[0, 0], [[0, 2, 0], [1, 0, 0], [0, 0, 1]])
+
+
+def _scipy_conv(x, W, b, s, p):
+    """Independent reference: scipy's N-d correlation of the padded image, then subsampling."""
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    out = np.stack([np.stack([correlate(xp[n], W[f], mode="valid")[0] + b[f]
+                              for f in range(W.shape[0])]) for n in range(x.shape[0])])
+    return out[:, :, ::s, ::s]
+
+
+@pytest.mark.parametrize("geom", GEOMETRIES)
+def test_conv_forward_matches_scipy_correlation(geom):
+    N, C, H, W, KH, KW, s, p = geom
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(N, C, H, W))
+    Wt = rng.normal(size=(3, C, KH, KW))
+    b = rng.normal(size=3)
+    out, _ = conv2d_forward(x, Wt, b, s, p)
+    ref = _scipy_conv(x, Wt, b, s, p)[:, :, :out.shape[2], :out.shape[3]]
+    assert out.shape == (N, 3, reference.conv_out_size(H, KH, s, p),
+                         reference.conv_out_size(W, KW, s, p))
+    assert rel_error(out, ref) <= 1e-10
+
+
+def test_conv_reference_kernels_equal_numba_path():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 2, 6, 5))
+    Wt = rng.normal(size=(3, 2, 3, 3))
+    b = rng.normal(size=3)
+    out, cache = conv2d_forward(x, Wt, b, 2, 1)
+    d = rng.normal(size=out.shape)
+    grads = conv2d_backward(d, cache)
+    with backend.use_cpu_kernels("reference"):
+        out_r, cache_r = conv2d_forward(x, Wt, b, 2, 1)
+        grads_r = conv2d_backward(d, cache_r)
+        mp_r = maxpool2d_forward(x, 2, 2)
+        dmp_r = maxpool2d_backward(mp_r[0], mp_r[1])
+    assert rel_error(out, out_r) <= 1e-10
+    for g, gr in zip(grads, grads_r, strict=True):
+        assert rel_error(g, gr) <= 1e-10
+    mp = maxpool2d_forward(x, 2, 2)
+    np.testing.assert_array_equal(mp[0], mp_r[0])
+    np.testing.assert_array_equal(maxpool2d_backward(mp[0], mp[1]), dmp_r)
+
+
+def test_conv_chunking_gives_the_same_result(monkeypatch):
+    """Many small chunks (with a remainder) equal one chunk: forward, dW, db, dx."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(7, 2, 5, 5))
+    Wt = rng.normal(size=(3, 2, 3, 3))
+    b = rng.normal(size=3)
+    d = rng.normal(size=(7, 3, 5, 5))
+    out1, c1 = conv2d_forward(x, Wt, b, 1, 1)
+    g1 = conv2d_backward(d, c1)
+    per_image = 2 * 9 * 25 * 8
+    monkeypatch.setattr(conv_mod, "CHUNK_BYTES", 3 * per_image)  # chunks of 3, 3, 1 images
+    assert conv_mod._chunk(np, per_image) == 3
+    out2, c2 = conv2d_forward(x, Wt, b, 1, 1)
+    g2 = conv2d_backward(d, c2)
+    assert rel_error(out1, out2) <= 1e-12
+    for a, bb in zip(g1, g2, strict=True):
+        assert rel_error(a, bb) <= 1e-12
