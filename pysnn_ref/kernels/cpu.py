@@ -148,20 +148,29 @@ def _lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU, o
     Tc, N = I.shape
     for blk in prange((N + BLOCK - 1) // BLOCK):
         n0 = blk * BLOCK
-        n1 = min(N, n0 + BLOCK)
+        m = min(BLOCK, N - n0)
+        # the block's state in thread-local arrays for the whole chunk, written back once
+        vb = v[n0:n0 + m].copy()
+        si = sI[n0:n0 + m].copy()
+        so = sO[n0:n0 + m].copy()
+        sou = sOU[n0:n0 + m].copy()
         for t in range(Tc):
-            for n in range(n0, n1):
-                i_t = I[t, n]
-                u_t = lam * v[n] + i_t
+            for j in range(m):
+                i_t = I[t, n0 + j]
+                u_t = lam * vb[j] + i_t
                 o_t = _spike(u_t - v_th, smooth, kind, a)
                 if soft:
-                    v[n] = u_t - v_th * o_t
+                    vb[j] = u_t - v_th * o_t
                 else:
-                    v[n] = u_t * (1.0 - o_t)
-                sI[n] = w * sI[n] + i_t
-                sO[n] = w * sO[n] + o_t
-                sOU[n] = w * sOU[n] + o_t * u_t
-                o[t, n] = o_t
+                    vb[j] = u_t * (1.0 - o_t)
+                si[j] = w * si[j] + i_t
+                so[j] = w * so[j] + o_t
+                sou[j] = w * sou[j] + o_t * u_t
+                o[t, n0 + j] = o_t
+        v[n0:n0 + m] = vb
+        sI[n0:n0 + m] = si
+        sO[n0:n0 + m] = so
+        sOU[n0:n0 + m] = sou
 
 
 def lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU):
