@@ -272,7 +272,8 @@ def network_gradcheck_cases(device: str = "cpu", T: int = 4,
     rows = []
     for reset in ("hard", "soft"):
         net = nn.Sequential(
-            nn.Conv2d(2, 3, 3, padding=1, rng=rng, dtype=np.float64),
+            # no conv bias: BN removes it, so its true gradient is 0 and only round-off is left
+            nn.Conv2d(2, 3, 3, padding=1, bias=False, rng=rng, dtype=np.float64),
             nn.BatchNorm(3, alpha=1.0, v_th=1.0, dtype=np.float64),
             nn.LIF(lam=0.8, v_th=1.0, reset=reset, surrogate="sigmoid", smooth=True),
             nn.AvgPool2d(2),

@@ -50,10 +50,9 @@ class FlowState:
 
     @classmethod
     def zeros(cls, shape: tuple[int, ...], dtype: Any, xp: Any, w: float) -> FlowState:
-        """Zero state.  The membrane and the sums are kept in float64 whatever ``dtype`` the
-        layer computes in: the streamed forward then matches the BPTT kernel (which carries the
-        membrane in a float64 register) bit for bit, and long sums do not lose precision."""
-        z = lambda: xp.zeros(shape, dtype=xp.float64)  # noqa: E731
+        """Zero state in the layer's ``dtype`` -- the BPTT kernels carry the membrane in that
+        dtype too, so the streamed forward matches the BPTT forward bit for bit."""
+        z = lambda: xp.zeros(shape, dtype=dtype)  # noqa: E731
         return cls(z(), z(), z(), z(), float(w))
 
     def norm(self) -> float:

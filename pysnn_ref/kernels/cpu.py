@@ -63,60 +63,105 @@ def surrogate_grad(x, kind, a):
 
 
 # --------------------------------------------------------------------------------------------
-# 2. LIF / IF neuron, BPTT: one fused time loop per neuron, prange over neurons.
+# 2. LIF / IF neuron, BPTT: one fused time loop per block of neurons, prange over blocks.
 # --------------------------------------------------------------------------------------------
 
 # Neurons are processed in blocks of BLOCK: one thread takes a block and runs the time loop
-# over it, the innermost loop walking neurons n0..n0+BLOCK of one time row.  Rows are contiguous
-# in memory (I is (T, N)), so every access streams through the cache -- a thread that walked one
-# neuron down its column would touch a new cache line at every step.
+# over it, the innermost loop walking the block's neurons along one contiguous time row, so every
+# access streams through the cache (a thread walking one neuron down its column would touch a new
+# cache line at every step).  The reset and the detach switch are folded into coefficients, and
+# the surrogate dispatch is hoisted out of the recurrence (the backward first writes
+# sigma'(u - v_th) for all elements in a pass of its own), so the inner loops have no branches
+# and vectorise.  Arithmetic stays in the input dtype.
+#   hard reset: v = u - o*u,      dL/do = do - c*lam*u*dn,      dL/du = dL/do*sg + lam*(1-o)*dn
+#   soft reset: v = u - o*v_th,   dL/do = do - c*lam*v_th*dn,   dL/du = dL/do*sg + lam*dn
+# with c = 0 for detach_reset, written once as r = s*v_th + (1-s)*u, keep = 1 - (1-s)*o.
 
-BLOCK = 256
+BLOCK = 2048
 
 
 @njit(cache=True, parallel=True)
 def _lif_forward(I, lam, v_th, soft, smooth, kind, a, o, u):
     T, N = I.shape
+    s = I.dtype.type(1.0 if soft else 0.0)
+    one = I.dtype.type(1.0)
+    zero = I.dtype.type(0.0)
     for blk in prange((N + BLOCK - 1) // BLOCK):
         n0 = blk * BLOCK
-        m = min(BLOCK, N - n0)
-        v = np.zeros(m, dtype=np.float64)
+        m = min(N, n0 + BLOCK) - n0
+        v = np.zeros(m, I.dtype)
         for t in range(T):
-            for j in range(m):
-                u_t = lam * v[j] + I[t, n0 + j]
-                o_t = _spike(u_t - v_th, smooth, kind, a)
-                if soft:
-                    v[j] = u_t - v_th * o_t
-                else:
-                    v[j] = u_t * (1.0 - o_t)
-                u[t, n0 + j] = u_t
-                o[t, n0 + j] = o_t
+            It = I[t, n0:n0 + m]
+            ut = u[t, n0:n0 + m]
+            ot = o[t, n0:n0 + m]
+            if smooth:
+                for j in range(m):
+                    u_t = lam * v[j] + It[j]
+                    o_t = _primitive(u_t - v_th, kind, a)
+                    v[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
+                    ut[j] = u_t
+                    ot[j] = o_t
+            else:
+                for j in range(m):
+                    u_t = lam * v[j] + It[j]
+                    o_t = one if u_t >= v_th else zero
+                    v[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
+                    ut[j] = u_t
+                    ot[j] = o_t
 
 
 @njit(cache=True, parallel=True)
-def _lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, dI):
+def _grad_pass(x, v_th, kind, a, out):
+    """out = sigma'(x - v_th), elementwise (flat; a loop of its own so that it vectorises)."""
+    for i in prange(x.size):
+        out[i] = _grad(x[i] - v_th, kind, a)
+
+
+@njit(cache=True, parallel=True)
+def _spike_pass(x, v_th, kind, a, out):
+    """out = sigma(x - v_th), the smooth-mode spike (gradient checks only)."""
+    for i in prange(x.size):
+        out[i] = _primitive(x[i] - v_th, kind, a)
+
+
+@njit(cache=True, parallel=True)
+def _lif_backward(do, u, o_smooth, lam, v_th, soft, smooth, detach_reset, dI):
+    """BPTT recurrence; on entry dI holds sigma'(u - v_th) and is overwritten in place."""
     T, N = u.shape
+    s = u.dtype.type(1.0 if soft else 0.0)
+    c = u.dtype.type(0.0 if detach_reset else 1.0)
+    one = u.dtype.type(1.0)
+    zero = u.dtype.type(0.0)
     for blk in prange((N + BLOCK - 1) // BLOCK):
         n0 = blk * BLOCK
-        m = min(BLOCK, N - n0)
-        du_next = np.zeros(m, dtype=np.float64)
+        m = min(N, n0 + BLOCK) - n0
+        dn = np.zeros(m, u.dtype)
         for t in range(T - 1, -1, -1):
-            for j in range(m):
-                u_t = u[t, n0 + j]
-                x = u_t - v_th
-                sg = _grad(x, kind, a)
-                do_t = do[t, n0 + j] + 0.0
-                if soft:
-                    if not detach_reset:
-                        do_t += du_next[j] * (-lam * v_th)
-                    du_t = do_t * sg + du_next[j] * lam
-                else:
-                    o_t = _spike(x, smooth, kind, a)
-                    if not detach_reset:
-                        do_t += du_next[j] * (-lam * u_t)
-                    du_t = do_t * sg + du_next[j] * lam * (1.0 - o_t)
-                dI[t, n0 + j] = du_t
-                du_next[j] = du_t
+            ut = u[t, n0:n0 + m]
+            dt = do[t, n0:n0 + m]
+            dIt = dI[t, n0:n0 + m]
+            if smooth:
+                ot = o_smooth[t, n0:n0 + m]
+                for j in range(m):
+                    u_t = ut[j]
+                    d_next = dn[j]
+                    r = s * v_th + (one - s) * u_t
+                    keep = one - (one - s) * ot[j]
+                    d_u = (dt[j] - c * lam * r * d_next) * dIt[j] + lam * keep * d_next
+                    dIt[j] = d_u
+                    dn[j] = d_u
+            else:
+                for j in range(m):
+                    u_t = ut[j]
+                    d_next = dn[j]
+                    o_t = one if u_t >= v_th else zero
+                    # hard: dL/do = do - c lam u dn;    dL/du = dL/do sg + lam (1 - o) dn
+                    # soft: dL/do = do - c lam v_th dn; dL/du = dL/do sg + lam dn
+                    r = s * v_th + (one - s) * u_t
+                    keep = one - (one - s) * o_t
+                    d_u = (dt[j] - c * lam * r * d_next) * dIt[j] + lam * keep * d_next
+                    dIt[j] = d_u
+                    dn[j] = d_u
 
 
 def lif_forward(I, lam, v_th, soft, smooth, kind, a):
@@ -132,10 +177,14 @@ def lif_forward(I, lam, v_th, soft, smooth, kind, a):
 def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
     """Exact BPTT, ``dI``; see :func:`pysnn_ref.kernels.reference.lif_backward`."""
     do = np.ascontiguousarray(do, dtype=u.dtype)
-    dI = np.empty_like(u)
     f = u.dtype.type
-    _lif_backward(do, u, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset),
-                  int(kind), f(a), dI)
+    dI = np.empty_like(u)
+    _grad_pass(u.reshape(-1), f(v_th), int(kind), f(a), dI.reshape(-1))
+    o = np.empty((0, 0), u.dtype)
+    if smooth:
+        o = np.empty_like(u)
+        _spike_pass(u.reshape(-1), f(v_th), int(kind), f(a), o.reshape(-1))
+    _lif_backward(do, u, o, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset), dI)
     return dI
 
 
@@ -146,27 +195,31 @@ def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
 @njit(cache=True, parallel=True)
 def _lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU, o):
     Tc, N = I.shape
+    s = I.dtype.type(1.0 if soft else 0.0)
+    one = I.dtype.type(1.0)
+    zero = I.dtype.type(0.0)
     for blk in prange((N + BLOCK - 1) // BLOCK):
         n0 = blk * BLOCK
-        m = min(BLOCK, N - n0)
-        # the block's state in thread-local arrays for the whole chunk, written back once
+        m = min(N, n0 + BLOCK) - n0
         vb = v[n0:n0 + m].copy()
         si = sI[n0:n0 + m].copy()
         so = sO[n0:n0 + m].copy()
         sou = sOU[n0:n0 + m].copy()
         for t in range(Tc):
+            It = I[t, n0:n0 + m]
+            ot = o[t, n0:n0 + m]
             for j in range(m):
-                i_t = I[t, n0 + j]
+                i_t = It[j]
                 u_t = lam * vb[j] + i_t
-                o_t = _spike(u_t - v_th, smooth, kind, a)
-                if soft:
-                    vb[j] = u_t - v_th * o_t
+                if smooth:
+                    o_t = _primitive(u_t - v_th, kind, a)
                 else:
-                    vb[j] = u_t * (1.0 - o_t)
+                    o_t = one if u_t >= v_th else zero
+                vb[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
                 si[j] = w * si[j] + i_t
                 so[j] = w * so[j] + o_t
                 sou[j] = w * sou[j] + o_t * u_t
-                o[t, n0 + j] = o_t
+                ot[j] = o_t
         v[n0:n0 + m] = vb
         sI[n0:n0 + m] = si
         sO[n0:n0 + m] = so
@@ -179,7 +232,7 @@ def lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU):
     o = np.empty_like(I)
     f = I.dtype.type
     _lif_forward_flows(I, v, f(lam), f(v_th), bool(soft), bool(smooth), int(kind), f(a), f(w),
-                       sI, sO, sOU, o)
+                         sI, sO, sOU, o)
     return o
 
 
