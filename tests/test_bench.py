@@ -1,0 +1,167 @@
+"""The benchmark CLI (python -m pysnn_ref.bench) on tiny sizes: records, files, plots, errors."""
+
+import csv
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pysnn_ref import bench
+
+REQUIRED = ("method", "T", "forward_s", "backward_s", "optimizer_s", "step_s", "peak_mem_bytes",
+            "model", "batch", "device", "dtype", "first_step_s", "compile_s", "mem_method")
+
+
+def _run(argv, capsys):
+    try:
+        rc = bench.cli(argv)
+    except SystemExit as e:  # argparse usage errors
+        rc = e.code
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.mark.parametrize("model", ["mlp", "convnet"])
+def test_tiny_run_writes_records_csv_and_plots(model, tmp_path, capsys):
+    js, cs, plots = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "img"
+    threads_before = bench.thread_count()
+    extra = ["--threads", "1"] if model == "mlp" else []
+    rc, out, err = _run(["--model", model, "--methods", "bptt,asf,ssf", "--T", "2,4",
+                         "--batch-size", "4", "--repeats", "2", "--warmup", "1",
+                         "--json", str(js), "--csv", str(cs), "--plots", str(plots), *extra],
+                        capsys)
+    assert rc == 0, err
+    assert bench.thread_count() == threads_before  # --threads is undone after the run
+    recs = json.loads(js.read_text())
+    assert [(r["method"], r["T"]) for r in recs] == [
+        (m, T) for T in (2, 4) for m in ("bptt", "asf", "ssf")]
+    for r in recs:
+        for f in REQUIRED:
+            assert f in r, f
+        assert r["model"] == model and r["batch"] == 4 and r["device"] == "cpu"
+        assert r["dtype"] == "float32"
+        if extra:
+            assert r["threads"] == 1 and r["blas_threads"] in (1, None)
+        for f in ("forward_s", "backward_s", "optimizer_s", "step_s", "first_step_s"):
+            assert r[f] > 0, (f, r)
+        assert r["step_s"] >= max(r["forward_s"], r["backward_s"])
+        assert isinstance(r["peak_mem_bytes"], int) and r["peak_mem_bytes"] > 0
+        assert "tracemalloc" in r["mem_method"]
+    by = {(r["method"], r["T"]): r for r in recs}
+    for m in ("asf", "ssf"):
+        assert by[(m, 4)]["peak_mem_bytes"] <= by[("bptt", 4)]["peak_mem_bytes"], m
+        assert by[(m, 4)]["backward_speedup_vs_bptt"] == pytest.approx(
+            by[("bptt", 4)]["backward_s"] / by[(m, 4)]["backward_s"])
+    # bptt keeps every step: its step memory grows with T
+    assert by[("bptt", 4)]["peak_mem_bytes"] > by[("bptt", 2)]["peak_mem_bytes"]
+    with open(cs) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(recs)
+    assert set(REQUIRED) <= set(rows[0])
+    assert float(rows[0]["step_s"]) == pytest.approx(recs[0]["step_s"])
+    assert rows[0]["input_shape"] == "1x28x28"
+    for name in ("time", "speedup", "memory"):
+        p = plots / f"{model}-{name}.png"
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p
+    # the printed table has one row per record and says how memory was measured
+    assert "tracemalloc" in out and "peak MiB" in out
+    rows = [s for s in out.splitlines() if re.match(r"^\s*(bptt|asf|ssf)\s+\d+\s", s)]
+    assert len(rows) == len(recs)
+
+
+def test_flow_memory_is_flat_and_bptt_grows(capsys, tmp_path):
+    """The memory claim on a small net: from T=4 to T=16 bptt's step memory grows several-fold,
+    the flow methods' stays (nearly) the same."""
+    js = tmp_path / "m.json"
+    rc, _, err = _run(["--model", "convnet", "--T", "4,16", "--batch-size", "2", "--repeats", "1",
+                       "--warmup", "1", "--threads", "1", "--json", str(js)], capsys)
+    assert rc == 0, err
+    by = {(r["method"], r["T"]): r["peak_mem_bytes"] for r in json.loads(js.read_text())}
+    assert by[("bptt", 16)] > 2.5 * by[("bptt", 4)]
+    for m in ("asf", "ssf"):
+        assert by[(m, 16)] <= 1.3 * by[(m, 4)], (m, by)
+
+
+def test_records_and_table_helpers():
+    recs = [{f: None for f in bench.FIELDS} | {"method": m, "T": T, "forward_s": 0.001 * T,
+             "backward_s": (0.002 * T if m == "bptt" else 0.001), "optimizer_s": 1e-4,
+             "step_s": 0.01 * T, "compile_s": 0.0, "first_step_s": 0.1,
+             "peak_mem_bytes": 1000 * (T if m == "bptt" else 1), "firing_rate": 0.1,
+             "model": "mlp", "batch": 2, "device": "cpu", "dtype": "float32", "threads": 2,
+             "input_shape": [1, 28, 28]}
+            for T in (4, 8) for m in ("bptt", "ssf")]
+    table = bench.format_table(recs)
+    assert len(table.splitlines()) == 2 + len(recs)
+    lines = bench.summary(recs)
+    assert any("bptt peak memory T=8 / T=4: 2.00x" in s for s in lines)
+    assert any("ssf peak memory T=8 / T=4: 1.00x" in s for s in lines)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--model", "nope"], "model"),
+    (["--methods", "bptt,foo"], "methods"),
+    (["--T", "0"], "T"),
+    (["--T", "4,x"], "T"),
+    (["--batch-size", "0"], "batch-size"),
+    (["--dtype", "float16"], "dtype"),
+    (["--input-shape", "1,28"], "image input"),
+])
+def test_bad_input_one_line_exit_2(argv, needle, capsys):
+    rc, _, err = _run(["--T", "2", "--batch-size", "2", *argv], capsys)
+    assert rc == 2
+    lines = [s for s in err.splitlines() if s.strip()]
+    assert len(lines) == 1, err
+    assert "error" in lines[0] and needle in lines[0]
+    assert "Traceback" not in err
+
+
+def test_gpu_without_gpu_is_one_line_exit_2():
+    """A subprocess, as a user would run it: no traceback, exit 2, one line on stderr."""
+    from pysnn_ref.backend import GPUUnavailableError, get_backend
+
+    try:
+        get_backend("gpu")
+        pytest.skip("a usable GPU is present")
+    except GPUUnavailableError:
+        pass
+    p = subprocess.run([sys.executable, "-m", "pysnn_ref.bench", "--device", "gpu", "--T", "2",
+                        "--batch-size", "2"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    lines = [s for s in p.stderr.splitlines() if s.strip()]
+    assert len(lines) == 1 and "gpu" in lines[0].lower(), p.stderr
+
+
+def test_vs_torch_without_torch_is_one_line_exit_2(capsys, monkeypatch):
+    from pysnn_ref import torch_ref
+
+    monkeypatch.setattr(torch_ref, "torch", None)
+    rc, _, err = _run(["--model", "mlp", "--T", "2", "--batch-size", "2", "--vs-torch"], capsys)
+    assert rc == 2
+    assert len(err.strip().splitlines()) == 1 and "torch" in err
+
+
+def test_vs_torch_tiny(tmp_path, capsys):
+    pytest.importorskip("torch")
+    js = tmp_path / "t.json"
+    rc, out, err = _run(["--model", "convnet", "--methods", "bptt", "--T", "3", "--threads", "1",
+                         "--batch-size", "4", "--repeats", "1", "--warmup", "1", "--vs-torch",
+                         "--json", str(js)], capsys)
+    assert rc == 0, err
+    recs = json.loads(js.read_text())
+    t = [r for r in recs if r["method"] == "torch"]
+    assert len(t) == 1 and t[0]["step_s"] > 0
+    assert t[0]["grad_max_rel_diff_f64_smooth"] <= 1e-9
+    assert 0 <= t[0]["spike_mismatches"] < t[0]["spikes_total"]
+    if t[0]["spike_mismatches"] == 0:
+        assert t[0]["grad_max_rel_diff"] <= 1e-4
+    assert t[0]["bptt_over_torch"] == pytest.approx(recs[0]["step_s"] / t[0]["step_s"])
+    assert "PyTorch" in out
+
+
+def test_synthetic_batch_shapes():
+    x, y = bench.synthetic_batch(3, (1, 4, 4), 5, np.float64)
+    assert x.shape == (3, 1, 4, 4) and x.dtype == np.float64 and y.shape == (3,)
+    assert y.min() >= 0 and y.max() < 5
