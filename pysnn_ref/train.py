@@ -30,7 +30,6 @@ or infinite (one line naming the epoch and the batch); 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import math
@@ -693,21 +692,9 @@ def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
     Raises ``ValueError`` / ``GPUUnavailableError`` / ``DataError`` for bad input and
     :class:`~pysnn_ref.cli.NonFiniteLossError` when the loss becomes NaN or infinite.
     """
-    with _blas_limit(cfg.get("blas_threads", 0) if cfg["device"] == "cpu" else 0):
-        return _train(cfg, resume, log or (lambda s: print(s, flush=True)))
-
-
-def _blas_limit(n: int) -> Any:
-    """A context limiting NumPy's BLAS to ``n`` threads (no-op for 0 or without threadpoolctl,
-    which comes with scikit-learn)."""
-    if n > 0:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # pragma: no cover - scikit-learn depends on it
-            pass
-        else:
-            return threadpool_limits(limits=n, user_api="blas")
-    return contextlib.nullcontext()
+    if cfg["device"] == "cpu" and cfg.get("blas_threads", 0) > 0:
+        backend.set_blas_threads(cfg["blas_threads"])
+    return _train(cfg, resume, log or (lambda s: print(s, flush=True)))
 
 
 def _train(cfg: dict[str, Any], resume: str | Path | None,
