@@ -103,36 +103,32 @@ __all__ = ["build_parser", "parse_tit", "resolve_config", "build_model", "build_
 # command line
 # ================================================================================================
 
-def _asf_refresh(s: str) -> int | str:
-    if s == "batch":
-        return s
+def _int_at_least(s: str, minimum: int) -> int:
     try:
         k = int(s)
     except ValueError:
-        k = 0
-    if k < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer K >= 1 or 'batch', got {s!r}")
+        k = minimum - 1
+    if k < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {s!r}")
     return k
 
 
 def _pos_int(s: str) -> int:
-    try:
-        k = int(s)
-    except ValueError:
-        k = 0
-    if k < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {s!r}")
-    return k
+    return _int_at_least(s, 1)
 
 
 def _nonneg_int(s: str) -> int:
+    return _int_at_least(s, 0)
+
+
+def _asf_refresh(s: str) -> int | str:
+    if s == "batch":
+        return s
     try:
-        k = int(s)
-    except ValueError:
-        k = -1
-    if k < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}")
-    return k
+        return _pos_int(s)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer K >= 1 or 'batch', got {s!r}") from None
 
 
 def _float(s: str) -> float:
