@@ -18,14 +18,15 @@ ASF/SSF: SSF Eq. 15, ASF Eqs. 10-11):
 * AvgPool / Flatten: their ordinary backward on ``G``;
 * LIF / IF: ``G_in = G * dFO/dFI`` (the flow gain: SSF Eqs. 14/19, ASF scale factor S).
 
-Two layers cannot be collapsed exactly -- MaxPool2d (which input won depends on t) and
-BatchNorm with batch statistics (its backward depends on x_hat[t]).  In flow mode they fall back
-to a per-step backward: they keep their per-step inputs, turn ``G`` into a per-step gradient
-``(T, B, ...)``, and the weight layers between them and the next spiking layer below also keep
-their per-step inputs (:meth:`Sequential.plan_flow` decides which).  The spiking layer below
-collapses the per-step gradient again by its flow weights (SSF: lam^(T-t)-weighted mean; ASF:
-uniform mean).  Memory then grows with T for those layers only; BatchNorm with batch statistics
-also needs all T steps before it can normalise, so a network with it streams in one chunk.
+Two layers are not linear in time: BatchNorm with batch statistics (its backward depends on
+x_hat[t]) falls back to a per-step backward -- it keeps its per-step input, turns ``G`` into a
+per-step gradient ``(T, B, ...)``, and the weight layers between it and the next spiking layer
+below also keep their per-step inputs (:meth:`Sequential.plan_flow` decides which); the spiking
+layer below collapses the per-step gradient again by its flow weights (SSF: lam^(T-t)-weighted
+mean; ASF: uniform mean).  BN also needs all T steps before it can normalise, so a network with
+it streams in one chunk and its memory grows with T.  MaxPool2d right above a spiking layer
+collapses exactly through a flow-weighted map of the steps each input won (see its docstring);
+elsewhere it falls back to the per-step backward too.
 """
 
 from __future__ import annotations
@@ -396,14 +397,23 @@ class AvgPool2d(Module):
 
 
 class MaxPool2d(Module):
-    """Max pooling.  Flow mode: not collapsible (the winner depends on t), per-step backward."""
+    """Max pooling.
 
-    per_step_backward = True
+    Flow mode: which input wins a window depends on t, so in general the backward runs per step
+    and the per-step winners are kept.  In the usual order, conv -> LIF -> MaxPool (with
+    non-overlapping windows), the spiking layer below collapses those per-step gradients again
+    by its flow weights, and the composition is exact and cheap: ``dx = upsample(G) * C``, where
+    ``C`` is the flow-weighted fraction of the steps in which each input won its window
+    (w^(T-1-t)-weighted, w = lam for SSF, 1 for ASF) -- one (B, C, H, W) map accumulated during
+    the forward, so nothing of length T is kept.  :meth:`Sequential.plan_flow` picks the mode.
+    """
 
     def __init__(self, kernel_size: int, stride: int | None = None) -> None:
         super().__init__()
         self.k = check_int("kernel_size", kernel_size)
         self.stride = stride
+        self._below_lif: LIF | None = None  # set by Sequential.plan_flow
+        self._count_mode = False
 
     def forward(self, x):
         y, self._cache = maxpool2d_forward(x, self.k, self.stride)
@@ -412,16 +422,43 @@ class MaxPool2d(Module):
     def backward(self, dy, need_dx=True):
         return maxpool2d_backward(dy, self._cache)
 
+    def flow_out_per_step(self, per_step: bool) -> bool:
+        non_overlapping = (self.stride or self.k) == self.k
+        self._count_mode = self._below_lif is not None and non_overlapping and not per_step
+        return not self._count_mode
+
     def flow_begin(self, method, opts):
         self._caches: list[Any] = []
+        self._C = None
+        self._steps = 0
 
     def forward_chunk(self, x):
         y, cache = maxpool2d_forward(x, self.k, self.stride)
-        self._caches.append((x.shape[0], cache))
+        if not self._count_mode:
+            self._caches.append((x.shape[0], cache))
+            return y
+        xp = backend.array_module(x)
+        won = maxpool2d_backward(xp.ones(y.shape, x.dtype), cache)  # 1 where an input won
+        self._C = _decayed_sum(self._C, won, self._below_lif._state.w)
+        self._steps += x.shape[0]
         return y
+
+    def flow_end(self):
+        if self._count_mode:
+            w = self._below_lif._w
+            norm = self._steps if w == 1.0 else (1.0 - w ** self._steps) / (1.0 - w)
+            self._C = self._C / self._C.dtype.type(norm)
 
     def backward_flow(self, g, per_step, T, need_dx=True):
         xp = backend.array_module(g)
+        if self._count_mode:
+            up = xp.repeat(xp.repeat(g, self.k, axis=-1), self.k, axis=-2)
+            H, W = self._C.shape[-2:]
+            if up.shape[-2:] != (H, W):  # trailing rows/columns no window covers get 0
+                full = xp.zeros(self._C.shape, g.dtype)
+                full[..., :up.shape[-2], :up.shape[-1]] = up
+                up = full
+            return up * self._C, False
         outs, t0 = [], 0
         for Tc, cache in self._caches:
             gc = g[t0:t0 + Tc] if per_step else xp.broadcast_to(g, (Tc, *g.shape))
@@ -432,6 +469,15 @@ class MaxPool2d(Module):
 
     def __repr__(self) -> str:
         return f"MaxPool2d({self.k})"
+
+
+def _decayed_sum(acc: Any, x: Any, w: float) -> Any:
+    """Continue ``acc = sum_t w^(T-1-t) x[t]`` over one more time chunk ``x`` (Tc, ...)."""
+    xp = backend.array_module(x)
+    Tc = x.shape[0]
+    wt = xp.asarray(w ** np.arange(Tc - 1, -1, -1), dtype=x.dtype)
+    s = xp.tensordot(wt, x, axes=(0, 0))
+    return s if acc is None else acc * x.dtype.type(w ** Tc) + s
 
 
 class Flatten(Module):
@@ -601,6 +647,10 @@ class Sequential(Module):
 
         ``per_step`` says whether the gradient arriving at the top is per-step.  Returns
         whether the gradient leaving the bottom is."""
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, MaxPool2d):
+                below = self.layers[i - 1] if i > 0 else None
+                layer._below_lif = below if isinstance(below, LIF) else None
         for layer in reversed(self.layers):
             if isinstance(layer, (Sequential, Residual)):
                 per_step = layer.plan_flow(per_step)

@@ -357,3 +357,41 @@ def test_flow_forward_equals_bptt_forward_float32():
     y_b = make_method("bptt").forward(net, X)
     y_s = make_method("ssf", time_chunk=4).forward(net, X)
     assert y_b.dtype == np.float32 and np.array_equal(y_b, y_s)
+
+
+@pytest.mark.parametrize("method", ["ssf", "asf"])
+def test_maxpool_above_lif_collapses_exactly(method):
+    """conv -> LIF -> MaxPool: the pool keeps one flow-weighted winner map, not per-step
+    winners, and gives the same gradients as the per-step backward (explicit test above) for
+    every chunk size."""
+    rng = np.random.default_rng(15)
+    mk = lambda: nn.Sequential(  # noqa: E731
+        nn.Conv2d(1, 3, 3, padding=1, rng=np.random.default_rng(1), dtype=np.float64),
+        nn.LIF(lam=0.8), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(27, 4, rng=np.random.default_rng(2), dtype=np.float64))
+    X = rng.uniform(0, 2, (7, 3, 1, 6, 6))
+    labels = rng.integers(0, 4, 3)
+    out = []
+    for chunk in (1, 3, 7):
+        net = mk()
+        out.append(_grads(net, method, X, labels, time_chunk=chunk)[1])
+        pool = net.layers[2]
+        assert pool._count_mode and not pool._caches and pool._C.shape == (3, 3, 6, 6)
+        assert not net.layers[0].keep_steps
+    # per-step reference: the same network with the pool's collapse disabled
+    net = mk()
+    m = make_method(method, time_chunk=3)
+    net.plan_flow(False)
+    net.layers[2]._below_lif = None
+    net.plan_flow = lambda per_step=False: per_step  # keep the per-step plan
+    for layer in net.layers[:2]:
+        layer.keep_steps = True
+    net.layers[2].flow_out_per_step(False)
+    y = m.forward(net, X)
+    _, cache = sdt_loss_forward(y, labels)
+    m.backward(net, sdt_loss_backward(cache))
+    ref = {f"{i}.{p.name}": p.grad for i, layer in enumerate(net.layers)
+           for p in layer.own_parameters()}
+    for g in out:
+        for k in ref:
+            assert rel_error(g[k], ref[k]) < 1e-10, k
