@@ -123,3 +123,28 @@ def test_bad_arrays():
     _, cache = lif_forward(np.zeros((3, 2, 4)), lam=0.5, v_th=1.0)
     with pytest.raises(ValueError, match="do"):
         lif_backward(np.zeros((3, 2, 5)), cache)
+
+
+@pytest.mark.parametrize("kind", range(5))
+def test_surrogate_kernels_equal_reference(kind):
+    x = np.concatenate([np.linspace(-2.3, 2.3, 301), [-0.5, 0.5, 0.0, -1.0, 1.0]])
+    for a in (0.6, 1.0, 3.0):
+        assert rel_error(cpu.surrogate_grad(x, kind, a), reference.surrogate_grad(x, kind, a)) \
+            <= 1e-10
+        assert rel_error(cpu.surrogate_primitive(x, kind, a),
+                         reference.surrogate_primitive(x, kind, a)) <= 1e-10
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_ssf_gain_kernel_equals_reference(soft):
+    rng = np.random.default_rng(16)
+    FI = rng.normal(0.3, 0.8, (5, 37))
+    FI[0, :3] = [0.0, 1.0, -0.0]       # boundaries of the clamp / max(0, .)
+    R = rng.uniform(0.5, 3.0, FI.shape)
+    R[1, :2] = 2.0                      # exactly at the cutoff r_max: still passes
+    g_ref = reference.ssf_gain(FI, R, 1.0, soft, 2.0)
+    g_cpu = cpu.ssf_gain(FI, R, 1.0, soft, 2.0)
+    assert rel_error(g_cpu, g_ref) <= 1e-10
+    assert np.all(g_ref[FI <= 0] == 0)
+    if not soft:
+        assert np.all(g_ref[R > 2.0] == 0) and np.all(g_ref[1, :2][FI[1, :2] > 0] == 0.5)
