@@ -19,9 +19,9 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
+from bench_conv import best_of  # same folder: the one best-of timer of the benchmark scripts
 
 TORCH_SNIPPET = r"""
 import json, sys, time
@@ -57,16 +57,6 @@ for _ in range(rep + 1):
     best = min(best, time.perf_counter() - t0)
 print(json.dumps({"fwd_bwd_s": best, "torch": torch.__version__}))
 """
-
-
-def best_of(f, repeat: int) -> float:
-    f()  # warm-up (JIT compile or cache load)
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        f()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> None:
