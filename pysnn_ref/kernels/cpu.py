@@ -82,7 +82,8 @@ BLOCK = 2048
 
 @njit(cache=True, parallel=True)
 def _lif_forward(I, lam, v_th, soft, smooth, kind, a, o, u):
-    T, N = I.shape
+    T, N = u.shape
+    static = I.shape[0] == 1  # one current row for every step (time-broadcast input)
     s = I.dtype.type(1.0 if soft else 0.0)
     one = I.dtype.type(1.0)
     zero = I.dtype.type(0.0)
@@ -91,7 +92,7 @@ def _lif_forward(I, lam, v_th, soft, smooth, kind, a, o, u):
         m = min(N, n0 + BLOCK) - n0
         v = np.zeros(m, I.dtype)
         for t in range(T):
-            It = I[t, n0:n0 + m]
+            It = I[0 if static else t, n0:n0 + m]
             ut = u[t, n0:n0 + m]
             ot = o[t, n0:n0 + m]
             if smooth:
@@ -165,10 +166,14 @@ def _lif_backward(do, u, o_smooth, lam, v_th, soft, smooth, detach_reset, dI):
 
 
 def lif_forward(I, lam, v_th, soft, smooth, kind, a):
-    """LIF forward, ``(o, u)``; see :func:`pysnn_ref.kernels.reference.lif_forward`."""
-    I = np.ascontiguousarray(I)
-    o = np.empty_like(I)
-    u = np.empty_like(I)
+    """LIF forward, ``(o, u)``; see :func:`pysnn_ref.kernels.reference.lif_forward`.
+
+    A time-broadcast ``I`` (axis 0 of stride 0: direct encoding through a first layer that ran
+    once) is read as its one row, not copied out T times."""
+    T = I.shape[0]
+    o = np.empty(I.shape, I.dtype)
+    u = np.empty(I.shape, I.dtype)
+    I = np.ascontiguousarray(I[:1] if T > 1 and I.strides[0] == 0 else I)
     f = I.dtype.type
     _lif_forward(I, f(lam), f(v_th), bool(soft), bool(smooth), int(kind), f(a), o, u)
     return o, u
@@ -194,7 +199,8 @@ def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
 
 @njit(cache=True, parallel=True)
 def _lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU, o):
-    Tc, N = I.shape
+    Tc, N = o.shape
+    static = I.shape[0] == 1  # one current row for every step of the chunk
     s = I.dtype.type(1.0 if soft else 0.0)
     one = I.dtype.type(1.0)
     zero = I.dtype.type(0.0)
@@ -206,7 +212,7 @@ def _lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU, o
         so = sO[n0:n0 + m].copy()
         sou = sOU[n0:n0 + m].copy()
         for t in range(Tc):
-            It = I[t, n0:n0 + m]
+            It = I[0 if static else t, n0:n0 + m]
             ot = o[t, n0:n0 + m]
             for j in range(m):
                 i_t = It[j]
@@ -227,9 +233,10 @@ def _lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU, o
 
 
 def lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU):
-    """Streamed LIF chunk with flow sums; see the reference module.  Returns ``o``."""
-    I = np.ascontiguousarray(I)
-    o = np.empty_like(I)
+    """Streamed LIF chunk with flow sums; see the reference module.  Returns ``o``.
+    A time-broadcast chunk ``I`` is read as its one row, as in :func:`lif_forward`."""
+    o = np.empty(I.shape, I.dtype)
+    I = np.ascontiguousarray(I[:1] if I.shape[0] > 1 and I.strides[0] == 0 else I)
     f = I.dtype.type
     _lif_forward_flows(I, v, f(lam), f(v_th), bool(soft), bool(smooth), int(kind), f(a), f(w),
                          sI, sO, sOU, o)
