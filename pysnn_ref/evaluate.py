@@ -1,10 +1,11 @@
 """Test accuracy of a saved run: ``python -m pysnn_ref.evaluate RUN_DIR [flags]``.
 
-Rebuilds the network from a checkpoint of :mod:`pysnn_ref.train` (:func:`pysnn_ref.train.load`),
-reloads the run's dataset (same test split), switches the network to eval mode (BatchNorm uses
-its running statistics) and reports the test accuracy at the checkpoint's ``T``.  Evaluation is
-deterministic (a Poisson encoder is seeded exactly as during training), so on the device the
-run was trained on it reproduces the ``test_acc`` recorded for that epoch.
+Rebuilds the network from a checkpoint of :mod:`pysnn_ref.train`
+(:func:`pysnn_ref.checkpoint.load`), reloads the run's dataset (same test split), switches the
+network to eval mode (BatchNorm uses its running statistics) and reports the test accuracy at
+the checkpoint's ``T``.  Evaluation is deterministic (a Poisson encoder is seeded exactly as
+during training), so on the device the run was trained on it reproduces the ``test_acc``
+recorded for that epoch.
 
 The last line printed is ``test_acc=0.XXXX``.  Exit codes as for training: 2 for bad input
 (one line on stderr).
@@ -18,17 +19,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import backend
+from .checkpoint import load
 from .cli import ArgumentParser, run_main
 from .data import load_dataset
-from .train import (
-    SPLIT_SEED,
-    _pos_int,
-    build_method,
-    evaluate_model,
-    load,
-    loss_functions,
-    make_encoder,
-)
+from .runconfig import SPLIT_SEED, build_method, loss_functions, make_encoder
+from .train import _pos_int
+from .trainer import evaluate_model
 
 PROG = "python -m pysnn_ref.evaluate"
 

@@ -8,55 +8,25 @@ which is exactly what a hand-written backward returns for upstream gradient ``df
 
 Spikes are step functions, so spiking layers are checked in *smooth mode* (the forward spike
 is the surrogate's primitive), where the hand-written BPTT backward is the exact gradient.
+
+The two primitives live in :mod:`pysnn_ref.finite_diff` (shared with
+:mod:`pysnn_ref.gradcheck_layers`, which this module imports); ``from pysnn_ref.gradcheck import
+numerical_gradient, rel_error`` keeps working, as documented in the tutorials.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from .finite_diff import numerical_gradient, rel_error
+from .gradcheck_layers import layer_gradcheck_cases
 
-def rel_error(a: Any, b: Any) -> float:
-    """Relative error of two arrays: ``max |a−b| / max(1e-8, max|a| + max|b|)``.
-
-    CS231n divides elementwise (``|a_i−b_i| / (|a_i|+|b_i|)``), which makes a gradient element
-    that is almost zero -- common behind a silent spiking neuron -- fail on finite-difference
-    round-off alone (1e-10 absolute on a 1e-9 entry).  Dividing by the array's scale keeps the
-    check as strict for the entries that matter and immune to that noise.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"rel_error: shapes differ, {a.shape} vs {b.shape}")
-    if a.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a - b)) / max(1e-8, np.max(np.abs(a)) + np.max(np.abs(b))))
-
-
-def numerical_gradient(f: Callable[[], Any], x: np.ndarray, df: Any = None,
-                       h: float = 1e-6) -> np.ndarray:
-    """Central finite-difference gradient of ``<f(), df>`` with respect to ``x`` (in place).
-
-    ``f`` takes no argument and reads ``x`` (which is perturbed in place and restored). If ``df``
-    is None, ``f`` must return a scalar.
-    """
-    if x.dtype != np.float64:
-        raise ValueError(f"x must be float64 for a finite-difference check, got {x.dtype}")
-    grad = np.zeros_like(x)
-    flat = x.reshape(-1)
-    gflat = grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
-        fp = np.asarray(f(), dtype=np.float64)
-        flat[i] = old - h
-        fm = np.asarray(f(), dtype=np.float64)
-        flat[i] = old
-        diff = fp - fm
-        gflat[i] = (diff if df is None else np.sum(diff * df)) / (2 * h)
-    return grad
+__all__ = ["rel_error", "numerical_gradient", "check_neuron", "neuron_gradcheck_cases",
+           "named_parameters", "method_gradients", "finite_difference_gradient", "cosine",
+           "cosine_vs", "network_gradcheck_cases", "layer_gradcheck_cases",
+           "all_gradcheck_cases", "main"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,8 +274,6 @@ def network_gradcheck_cases(device: str = "cpu", T: int = 4,
 
 def all_gradcheck_cases(device: str = "cpu") -> list[tuple[str, str, float]]:
     """Every check the CLI runs: layers, neurons, a whole network."""
-    from .gradcheck_layers import layer_gradcheck_cases
-
     return (layer_gradcheck_cases(device) + neuron_gradcheck_cases(device)
             + network_gradcheck_cases(device))
 

@@ -5,7 +5,7 @@ neurons: linear, conv2d, avg/max pooling, batch norm / tdBN, flatten and the res
 relative error)`` rows -- the gradient-check CLI prints them and the tests assert them (rel
 error <= 1e-6; typically 1e-9 or smaller, these layers being linear or smooth).  Each case
 draws a random upstream gradient ``G`` and compares the hand-written backward with the central
-difference gradient of ``sum(forward(...) * G)`` (:func:`pysnn_ref.gradcheck.numerical_gradient`).
+difference gradient of ``sum(forward(...) * G)`` (:func:`pysnn_ref.finite_diff.numerical_gradient`).
 
 Max pooling is checked on inputs whose values are at least 0.05 apart, so that no perturbation
 of 1e-6 changes a window's winner (at a tie the function has no derivative).
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .gradcheck import numerical_gradient, rel_error
+from .finite_diff import numerical_gradient, rel_error
 
 Arrays = dict[str, np.ndarray]
 #: a case: (name, arrays, forward(arrays) -> out, backward(arrays, G) -> {param: grad})

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from pysnn_ref import bench
+from pysnn_ref import bench, bench_measure, bench_report
 
 REQUIRED = ("method", "T", "forward_s", "backward_s", "optimizer_s", "step_s", "peak_mem_bytes",
             "model", "batch", "device", "dtype", "first_step_s", "compile_s", "mem_method")
@@ -27,14 +27,14 @@ def _run(argv, capsys):
 @pytest.mark.parametrize("model", ["mlp", "convnet"])
 def test_tiny_run_writes_records_csv_and_plots(model, tmp_path, capsys):
     js, cs, plots = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "img"
-    threads_before = bench.thread_count()
+    threads_before = bench_measure.thread_count()
     extra = ["--threads", "1"] if model == "mlp" else []
     rc, out, err = _run(["--model", model, "--methods", "bptt,asf,ssf", "--T", "2,4",
                          "--batch-size", "4", "--repeats", "2", "--warmup", "1",
                          "--json", str(js), "--csv", str(cs), "--plots", str(plots), *extra],
                         capsys)
     assert rc == 0, err
-    assert bench.thread_count() == threads_before  # --threads is undone after the run
+    assert bench_measure.thread_count() == threads_before  # --threads is undone after the run
     recs = json.loads(js.read_text())
     assert [(r["method"], r["T"]) for r in recs] == [
         (m, T) for T in (2, 4) for m in ("bptt", "asf", "ssf")]
@@ -86,16 +86,16 @@ def test_flow_memory_is_flat_and_bptt_grows(capsys, tmp_path):
 
 
 def test_records_and_table_helpers():
-    recs = [{f: None for f in bench.FIELDS} | {"method": m, "T": T, "forward_s": 0.001 * T,
+    recs = [{f: None for f in bench_measure.FIELDS} | {"method": m, "T": T, "forward_s": 0.001 * T,
              "backward_s": (0.002 * T if m == "bptt" else 0.001), "optimizer_s": 1e-4,
              "step_s": 0.01 * T, "compile_s": 0.0, "first_step_s": 0.1,
              "peak_mem_bytes": 1000 * (T if m == "bptt" else 1), "firing_rate": 0.1,
              "model": "mlp", "batch": 2, "device": "cpu", "dtype": "float32", "threads": 2,
              "input_shape": [1, 28, 28]}
             for T in (4, 8) for m in ("bptt", "ssf")]
-    table = bench.format_table(recs)
+    table = bench_report.format_table(recs)
     assert len(table.splitlines()) == 2 + len(recs)
-    lines = bench.summary(recs)
+    lines = bench_report.summary(recs)
     assert any("bptt peak memory T=8 / T=4: 2.00x" in s for s in lines)
     assert any("ssf peak memory T=8 / T=4: 1.00x" in s for s in lines)
 
@@ -162,6 +162,6 @@ def test_vs_torch_tiny(tmp_path, capsys):
 
 
 def test_synthetic_batch_shapes():
-    x, y = bench.synthetic_batch(3, (1, 4, 4), 5, np.float64)
+    x, y = bench_measure.synthetic_batch(3, (1, 4, 4), 5, np.float64)
     assert x.shape == (3, 1, 4, 4) and x.dtype == np.float64 and y.shape == (3,)
     assert y.min() >= 0 and y.max() < 5

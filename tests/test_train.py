@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pysnn_ref import backend
+from pysnn_ref import backend, trainer
 from pysnn_ref import evaluate as ev
 from pysnn_ref import train as tr
+from pysnn_ref.checkpoint import load, read_checkpoint
 from pysnn_ref.data import load_dataset
 from pysnn_ref.functional import loss as L
+from pysnn_ref.runconfig import SPLIT_SEED, build_method, make_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--no-progress", "--T", "2", "--epochs", "2", "--max-batches", "4", "--batch-size", "32"]
@@ -125,11 +127,11 @@ def test_evaluate_cli_reproduces_recorded_accuracy(cli_runs):
 def test_load_best_checkpoint_reproduces_its_accuracy(cli_runs, method, capsys):
     run = cli_runs[method][0]
     best = max(_metrics(run), key=lambda r: r["test_acc"])
-    net, cfg = tr.load(run, checkpoint="best")
+    net, cfg = load(run, checkpoint="best")
     assert cfg["checkpoint"]["epoch"] == best["epoch"] and not net.training
-    data = load_dataset("digits", seed=tr.SPLIT_SEED)
-    res = tr.evaluate_model(net, tr.build_method(cfg), data.x_test, data.y_test, T=cfg["T"],
-                            encoder=tr.make_encoder(cfg, None), batch_size=cfg["batch_size"])
+    data = load_dataset("digits", seed=SPLIT_SEED)
+    res = trainer.evaluate_model(net, build_method(cfg), data.x_test, data.y_test, T=cfg["T"],
+                                 encoder=make_encoder(cfg, None), batch_size=cfg["batch_size"])
     assert res["acc"] == best["test_acc"]
     assert ev.cli([str(run), "--checkpoint", "best"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"test_acc={best['test_acc']:.4f}"
@@ -148,7 +150,7 @@ def test_resume_continues_exactly(tmp_path, capsys):
     assert "resumed from" in out and "at epoch 2/3" in out
     assert [s.split()[1] for s in out.splitlines() if s.startswith("epoch ")] == ["3/3"]
     assert _metrics(tmp_path / "part") == _metrics(tmp_path / "full")
-    _, _, meta = tr.read_checkpoint(tmp_path / "part" / "last.npz")
+    _, _, meta = read_checkpoint(tmp_path / "part" / "last.npz")
     assert meta["epoch"] == 3 and meta["config"]["epochs"] == 3
     # resuming into a new folder carries the history over
     rc, _, err = _run(["--resume", str(tmp_path / "part" / "best.npz"), "--no-progress",
@@ -256,7 +258,7 @@ def test_time_inheritance_switches_T(tmp_path, capsys):
     assert [(r["T"], r["stage"]) for r in rows] == [(2, 1), (2, 1), (3, 2)]
     assert rows[2]["lr"] == 1e-3                      # the schedule restarts with the stage
     assert "--epochs 9 is ignored" in out and "T 2 -> 3" in out
-    _, optim, meta = tr.read_checkpoint(tmp_path / "tit" / "last.npz")
+    _, optim, meta = read_checkpoint(tmp_path / "tit" / "last.npz")
     assert int(optim["steps"]) == 3 * 2               # one optimizer across the stages
     assert meta["T"] == 3
 
@@ -272,7 +274,7 @@ def test_dspike_adapt_logs_and_keeps_b(tmp_path, capsys):
     assert bs == [float(b) for _, b, _ in logged]
     assert bs[0] in (0.8, 1.0, 1.2) and round(abs(bs[1] - bs[0]), 6) in (0.0, 0.2)
     assert all(-1 <= r["dspike_cos"] <= 1 for r in rows)
-    _, _, meta = tr.read_checkpoint(tmp_path / "ds" / "last.npz")
+    _, _, meta = read_checkpoint(tmp_path / "ds" / "last.npz")
     assert meta["neurons"][0]["surrogate"] == f"dspike:{bs[-1]!r}"
     rc, _, err = _run([*QUICK, "--method", "ssf", "--surrogate", "dspike", "--dspike-adapt"],
                       capsys)
@@ -293,9 +295,9 @@ def test_adapt_dspike_picks_best_cosine_and_restores_state():
     labels = rng.integers(0, 3, 8)
     bn = [m for m in net.modules() if isinstance(m, nn.BatchNorm)][0]
     before = bn.running_mean.copy()
-    b, cos = tr.adapt_dspike(net, tr.build_method({"method": "bptt"}), x, labels, 0.1,
-                             L.sdt_loss_forward, L.sdt_loss_backward, n_samples=20,
-                             rng=np.random.default_rng(1))
+    b, cos = trainer.adapt_dspike(net, build_method({"method": "bptt"}), x, labels, 0.1,
+                                  L.sdt_loss_forward, L.sdt_loss_backward, n_samples=20,
+                                  rng=np.random.default_rng(1))
     assert set(cos) == {0.1, 0.3}                      # 0.1 - 0.2 <= 0 is skipped
     assert b == max(cos, key=cos.get)
     assert all(n.p.surrogate.a == b for n in nn.spiking_layers(net))

@@ -1,0 +1,112 @@
+"""Checkpoints of a training run (:mod:`pysnn_ref.trainer`): one ``.npz`` per checkpoint with
+``model/<key>`` and ``optim/<key>`` arrays and a JSON ``meta`` entry (epoch, T, test accuracy,
+best so far, Dspike temperature, the spiking layers' state beyond the state_dict, the run's
+configuration).  :func:`load` rebuilds a trained network from a run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import nn as nn_
+from .functional.surrogate import get_surrogate
+from .optim import Optimizer
+from .runconfig import build_model
+
+__all__ = ["neuron_state", "restore_neuron_state", "save_checkpoint", "read_checkpoint",
+           "checkpoint_path", "load"]
+
+
+# ---- neuron state that is not in the state_dict (ASF scale factors, surrogate) ---------------
+
+def neuron_state(net: nn_.Module) -> list[dict[str, Any]]:
+    """What a checkpoint must keep of each spiking layer beyond the state_dict."""
+    return [{"S": float(n.S), "asf_tot": [float(v) for v in n._asf_tot],
+             "surrogate": f"{n.p.surrogate.name}:{n.p.surrogate.a!r}"}
+            for n in nn_.spiking_layers(net)]
+
+
+def restore_neuron_state(net: nn_.Module, states: list[dict[str, Any]]) -> None:
+    """Put the spiking layers' state saved by :func:`neuron_state` back into ``net``."""
+    layers = nn_.spiking_layers(net)
+    if len(layers) != len(states):
+        raise ValueError(f"checkpoint has {len(states)} spiking layers, the network "
+                         f"{len(layers)}")
+    for n, s in zip(layers, states, strict=True):
+        n.S = float(s["S"])
+        n._asf_tot = [float(v) for v in s["asf_tot"]]
+        n.set_surrogate(get_surrogate(s["surrogate"]))
+
+
+# ---- the .npz file ------------------------------------------------------------------------------
+
+def save_checkpoint(path: str | Path, net: nn_.Module, opt: Optimizer,
+                    meta: dict[str, Any]) -> Path:
+    """Write ``model/<key>``, ``optim/<key>`` arrays and a JSON ``meta`` (epoch, config, neuron
+    state, ...) into one ``.npz``; atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    arrays = {f"model/{k}": v for k, v in net.state_dict().items()}
+    arrays.update({f"optim/{k}": v for k, v in opt.state_dict().items()})
+    arrays["meta"] = np.array(json.dumps(meta))
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                                                dict[str, Any]]:
+    """``(model state, optimizer state, meta)`` of a checkpoint written by
+    :func:`save_checkpoint`.  Raises ``ValueError`` naming the file when it is not one."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise ValueError(f"checkpoint {path} does not exist") from None
+    except Exception as e:  # noqa: BLE001 - BadZipFile, truncated file, ...
+        raise ValueError(f"checkpoint {path} is not a readable .npz ({type(e).__name__}: {e})"
+                         ) from None
+    if "meta" not in arrays:
+        raise ValueError(f"checkpoint {path} has no 'meta' entry: not written by "
+                         "pysnn_ref.train")
+    meta = json.loads(str(arrays.pop("meta")))
+    model = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
+    optim = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
+    return model, optim, meta
+
+
+def checkpoint_path(run_dir_or_path: str | Path, which: str = "last") -> Path:
+    """``RUN_DIR/<which>.npz`` for a run folder, the path itself for a file."""
+    p = Path(run_dir_or_path).expanduser()
+    if p.is_dir():
+        if which not in ("best", "last"):
+            raise ValueError(f"checkpoint must be 'best' or 'last', got {which!r}")
+        p = p / f"{which}.npz"
+    if not p.is_file():
+        raise ValueError(f"checkpoint {p} does not exist (expected a run folder with "
+                         "best.npz / last.npz, or an .npz file)")
+    return p
+
+
+def load(run_dir_or_path: str | Path, device: str = "cpu",
+         checkpoint: str = "best") -> tuple[nn_.Module, dict[str, Any]]:
+    """Rebuild a trained network from a run folder (its ``best.npz`` or ``last.npz``) or a
+    checkpoint file.  Returns ``(net, config)``: the network on ``device`` in eval mode, and the
+    run's configuration plus ``config["checkpoint"]`` (path, epoch, T, test_acc)."""
+    path = checkpoint_path(run_dir_or_path, checkpoint)
+    model_state, _, meta = read_checkpoint(path)
+    cfg = dict(meta["config"])
+    net = build_model(cfg, cfg["input_shape"], cfg["num_classes"])
+    net.load_state_dict(model_state)
+    restore_neuron_state(net, meta["neurons"])
+    net.to(device)
+    net.eval()
+    cfg["checkpoint"] = {"path": str(path), "epoch": meta["epoch"], "T": meta["T"],
+                         "test_acc": meta["test_acc"]}
+    return net, cfg

@@ -1,0 +1,501 @@
+"""The training loop behind ``python -m pysnn_ref.train`` (:mod:`pysnn_ref.train` is the CLI).
+
+One epoch (:func:`run_epoch`)::
+
+    method.check_network(net); method.begin_epoch(net, epoch)   # ASF: scale-factor refresh
+    [--dspike-adapt: pick the Dspike temperature b by FDG cosine similarity, Dspike Alg. 1]
+    for every mini-batch (seeded order):                         # train_step
+        net.zero_grad()
+        y = method.forward(net, x, T, encoder)                 # (T, B, classes)
+        loss, cache = <loss>_forward(y, labels); dy = <loss>_backward(cache)
+        method.backward(net, dy); optimizer.step()
+    test accuracy with net.eval() (BatchNorm running statistics)     # evaluate_model
+    metrics.jsonl line, best.npz / last.npz                          # runlog, checkpoint
+
+:func:`train_step` is the one place where a mini-batch is trained on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import backend, runlog
+from . import nn as nn_
+from .checkpoint import neuron_state, read_checkpoint, restore_neuron_state, save_checkpoint
+from .cli import NonFiniteLossError
+from .data import Dataset, augment_cifar, iterate_minibatches, load_dataset
+from .functional import loss as L
+from .functional.surrogate import dspike, get_surrogate
+from .gradcheck import cosine, finite_difference_gradient, method_gradients, named_parameters
+from .methods import Method
+from .optim import Optimizer, make_optimizer, make_schedule
+from .runconfig import (
+    S_AUGMENT,
+    S_FDG,
+    S_FDG_INPUT,
+    S_ORDER,
+    SPLIT_SEED,
+    build_method,
+    build_model,
+    epoch_rng,
+    loss_functions,
+    make_encoder,
+)
+
+FDG_EPS = 0.1           # Dspike Sec. 4.2: the best finite-difference step
+DSPIKE_STEP = 0.2       # Dspike Sec. 5: the temperature's update step, delta b
+
+__all__ = ["TrainState", "StepResult", "train", "setup_run", "run_epoch", "train_step",
+           "evaluate_model", "adapt_dspike", "spiking_layer_names"]
+
+
+# ================================================================================================
+# the state of a run
+# ================================================================================================
+
+@dataclass
+class TrainState:
+    """Everything a training run carries from one epoch to the next."""
+
+    cfg: dict[str, Any]
+    be: Any                       # the array backend of cfg["device"]
+    dtype: np.dtype
+    data: Dataset
+    net: nn_.Module
+    method: Method
+    opt: Optimizer
+    loss_fwd: Callable
+    loss_bwd: Callable
+    layer_names: list[str]        # "2:LIF", ... (spiking_layer_names)
+    spiking: list[nn_.LIF]
+    n_params: int
+    n_batches: int                # training batches per epoch
+    start_epoch: int = 0
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    dspike_b: float | None = None
+    run_dir: Path = Path()
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def stages(self) -> list[list[int]]:
+        return self.cfg["stages"]
+
+    @property
+    def total(self) -> int:
+        return sum(e for _, e in self.cfg["stages"])
+
+
+@dataclass
+class StepResult:
+    """What :func:`train_step` returns: the loss (a float), the network output on the device
+    and the forward / backward times in seconds."""
+
+    loss: float
+    out: Any
+    forward_s: float
+    backward_s: float
+
+
+def spiking_layer_names(net: nn_.Module) -> list[tuple[str, nn_.LIF]]:
+    """``(name, layer)`` of every spiking layer, bottom to top.  The name is the layer's index
+    path in the nested Sequential / Residual containers and its kind: ``"2:LIF"``,
+    ``"4.0.2:IF"``."""
+    out: list[tuple[str, nn_.LIF]] = []
+
+    def walk(m: nn_.Module, prefix: str) -> None:
+        for i, c in enumerate(m.children()):
+            path = f"{prefix}{i}"
+            if isinstance(c, nn_.LIF):
+                out.append((f"{path}:{'IF' if c.p.lam == 1.0 else 'LIF'}", c))
+            walk(c, path + ".")
+
+    walk(net, "")
+    return out
+
+
+def _first_weight(net: nn_.Module) -> tuple[str, Any]:
+    for name, p in named_parameters(net).items():
+        if name.endswith("W"):
+            return name, p
+    raise ValueError("net has no Linear or Conv2d weight")
+
+
+def _stage_of(stages: list[list[int]], epoch: int) -> tuple[int, int, int]:
+    """(stage index, T, first epoch of the stage) of a 0-based global ``epoch``."""
+    start = 0
+    for s, (T, E) in enumerate(stages):
+        if epoch < start + E:
+            return s, T, start
+        start += E
+    raise ValueError(f"epoch {epoch} is past the last stage")
+
+
+# ================================================================================================
+# setup
+# ================================================================================================
+
+def _load_data(cfg: dict[str, Any]) -> Dataset:
+    data = load_dataset(cfg["dataset"], cfg["data_dir"], seed=SPLIT_SEED)
+    if cfg["augment"] and len(data.input_shape) != 3:
+        raise ValueError(f"--augment needs image inputs (C, H, W), the {cfg['dataset']} inputs "
+                         f"have shape {data.input_shape}")
+    cfg["input_shape"] = list(data.input_shape)
+    cfg["num_classes"] = int(data.num_classes)
+    cfg["n_train"], cfg["n_test"] = int(len(data.y_train)), int(len(data.y_test))
+    return data
+
+
+def _restore(net: nn_.Module, cfg: dict[str, Any], resume: str | Path,
+             dspike_b: float | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load the checkpoint ``resume`` into ``net``; returns ``(optimizer state, progress)``
+    where progress holds start_epoch, best_acc, best_epoch, dspike_b."""
+    model_state, optim_state, meta = read_checkpoint(resume)
+    net.load_state_dict(model_state)
+    restore_neuron_state(net, meta["neurons"])
+    total = sum(e for _, e in cfg["stages"])
+    if meta["epoch"] > total:
+        raise ValueError(f"--epochs: the checkpoint {resume} is at epoch {meta['epoch']}, "
+                         f"past the {total} epochs asked for; give --epochs >= "
+                         f"{meta['epoch']} (or a longer --tit)")
+    if dspike_b is not None:
+        dspike_b = meta.get("dspike_b", dspike_b)
+    return optim_state, {"start_epoch": meta["epoch"], "best_acc": meta["best_acc"],
+                         "best_epoch": meta["best_epoch"], "dspike_b": dspike_b}
+
+
+def setup_run(cfg: dict[str, Any], resume: str | Path | None = None) -> TrainState:
+    """Data, network, method, loss and optimizer of ``cfg``, restored from the checkpoint
+    ``resume`` if given; the network is on ``cfg["device"]``.  No files are written."""
+    be = backend.get_backend(cfg["device"])          # fails early without a usable GPU
+    data = _load_data(cfg)
+    net = build_model(cfg, data.input_shape, data.num_classes)
+    method = build_method(cfg)
+    method.check_network(net)
+    loss_fwd, loss_bwd = loss_functions(cfg)
+    dspike_b = get_surrogate(cfg["surrogate"]).a if cfg["dspike_adapt"] else None
+    optim_state, progress = None, {"dspike_b": dspike_b}
+    if resume is not None:
+        optim_state, progress = _restore(net, cfg, resume, dspike_b)
+    net.to(cfg["device"])
+    opt = make_optimizer(cfg["optimizer"], net.parameters(), cfg["lr"],
+                         weight_decay=cfg["weight_decay"],
+                         **({"momentum": cfg["momentum"]} if cfg["optimizer"] == "sgd" else {}))
+    if optim_state is not None:
+        opt.load_state_dict(optim_state)  # buffers go to the parameters' device
+    named = spiking_layer_names(net)
+    n_batches = math.ceil(len(data.y_train) / cfg["batch_size"])
+    if cfg["max_batches"] is not None:
+        n_batches = min(n_batches, cfg["max_batches"])
+    return TrainState(cfg=cfg, be=be, dtype=np.dtype(cfg["dtype"]), data=data, net=net,
+                      method=method, opt=opt, loss_fwd=loss_fwd, loss_bwd=loss_bwd,
+                      layer_names=[n for n, _ in named], spiking=[la for _, la in named],
+                      n_params=sum(int(p.data.size) for p in net.parameters()),
+                      n_batches=n_batches, **progress)
+
+
+# ================================================================================================
+# one mini-batch, one epoch
+# ================================================================================================
+
+def train_step(st: TrainState, xd: Any, yd: Any, T: int, encoder: Any, *, epoch: int,
+               batch: int) -> StepResult:
+    """One mini-batch ``(xd, yd)`` (on the device): zero_grad, ``method.forward``, the loss,
+    the NaN check, the loss and method backward, the optimizer step.
+
+    ``epoch`` / ``batch`` (0-based) only name the place in the error message.  Raises
+    :class:`~pysnn_ref.cli.NonFiniteLossError` when the loss is NaN or infinite (before any
+    parameter changes).
+    """
+    net, be = st.net, st.be
+    net.zero_grad()
+    t0 = time.perf_counter()
+    out = st.method.forward(net, xd, T, encoder)
+    be.synchronize()
+    t1 = time.perf_counter()
+    loss, cache = st.loss_fwd(out, yd)
+    if not math.isfinite(loss):
+        good = f"last.npz holds epoch {epoch}" if epoch > 0 else "no checkpoint was written"
+        raise NonFiniteLossError(
+            f"loss became {loss} at epoch {epoch + 1}, batch {batch + 1} (of {st.n_batches}, "
+            f"T={T}, lr={st.opt.lr:g}); training stopped ({good}) -- lower --lr or check "
+            "the data")
+    dy = st.loss_bwd(cache)
+    t2 = time.perf_counter()
+    st.method.backward(net, dy)
+    be.synchronize()
+    t3 = time.perf_counter()
+    st.opt.step()
+    return StepResult(loss, out, t1 - t0, t3 - t2)
+
+
+@dataclass
+class _EpochStats:
+    """Running sums of one training epoch."""
+
+    n_layers: int
+    t_fwd: float = 0.0
+    t_bwd: float = 0.0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    rate_sum: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rate_sum = np.zeros(self.n_layers)
+
+    def add(self, r: StepResult, yd: Any, spiking: list[nn_.LIF]) -> None:
+        self.t_fwd += r.forward_s
+        self.t_bwd += r.backward_s
+        nb = int(yd.shape[0])
+        self.loss_sum += r.loss * nb
+        self.correct += int((L.predict(r.out) == yd).sum())
+        self.seen += nb
+        for i, n in enumerate(spiking):
+            self.rate_sum[i] += n.firing_rate * nb
+
+
+def _device_batches(st: TrainState, epoch: int) -> Iterator[tuple[Any, Any]]:
+    """An epoch's training batches in seeded order, augmented if asked, moved to the device
+    (one host-to-device copy per batch); at most ``st.n_batches``."""
+    cfg = st.cfg
+    order_rng = epoch_rng(cfg["seed"], epoch, S_ORDER)
+    aug_rng = epoch_rng(cfg["seed"], epoch, S_AUGMENT)
+    for b, (xb, yb) in enumerate(iterate_minibatches(st.data.x_train, st.data.y_train,
+                                                     cfg["batch_size"], shuffle=True,
+                                                     rng=order_rng)):
+        if b >= st.n_batches:
+            return
+        if cfg["augment"]:
+            xb = augment_cifar(xb, aug_rng)
+        yield st.be.asarray(xb, dtype=st.dtype), st.be.asarray(yb)
+
+
+def _begin_epoch(st: TrainState, epoch: int, log: Callable[[str], None]) -> tuple[int, int]:
+    """Learning rate of the epoch, time-inheritance stage change, the method's epoch start.
+    Returns ``(stage, T)``."""
+    cfg, stages = st.cfg, st.stages
+    stage, T, stage_start = _stage_of(stages, epoch)
+    stage_lr = cfg["lr"] if stage == 0 else cfg["tit_lr"]
+    st.opt.lr = make_schedule(cfg["schedule"], stage_lr, stages[stage][1]).lr_at(
+        epoch - stage_start)
+    if stage > 0 and epoch == stage_start:
+        log(f"time inheritance: stage {stage + 1}/{len(stages)}, T {stages[stage - 1][0]}"
+            f" -> {T}, same weights and optimizer state")
+    st.method.check_network(st.net)
+    st.method.begin_epoch(st.net, epoch)
+    return stage, T
+
+
+def _dspike_epoch(st: TrainState, epoch: int, T: int, first: tuple[Any, Any],
+                  log: Callable[[str], None]) -> float:
+    """``--dspike-adapt`` on the epoch's first batch: update ``st.dspike_b``, log it; returns
+    the chosen temperature's cosine similarity."""
+    cfg = st.cfg
+    t0 = time.perf_counter()
+    xe = make_encoder(cfg, epoch, S_FDG_INPUT).encode(first[0], T)  # fixed spikes
+    st.dspike_b, cos = adapt_dspike(st.net, st.method, xe, first[1], st.dspike_b, st.loss_fwd,
+                                    st.loss_bwd, n_samples=cfg["fdg_samples"],
+                                    rng=epoch_rng(cfg["seed"], epoch, S_FDG))
+    cands = " ".join(f"{c:g}:{v:.3f}" for c, v in sorted(cos.items()))
+    n_fdg = min(cfg["fdg_samples"], int(_first_weight(st.net)[1].data.size))
+    log(f"dspike: epoch {epoch + 1} b={st.dspike_b:g} cos={cos[st.dspike_b]:.3f} (b:cos "
+        f"{cands}; FDG of {n_fdg} first-layer weights, {time.perf_counter() - t0:.1f}s)")
+    return cos[st.dspike_b]
+
+
+def _train_batches(st: TrainState, epoch: int, T: int,
+                   batches: Iterator[tuple[Any, Any]]) -> _EpochStats:
+    """Train on every batch of the epoch (with a progress bar); the running sums."""
+    from tqdm import tqdm
+
+    encoder = make_encoder(st.cfg, epoch)
+    stats = _EpochStats(len(st.layer_names))
+    bar = tqdm(total=st.n_batches, desc=f"epoch {epoch + 1}/{st.total}", leave=False,
+               disable=st.cfg["no_progress"], file=sys.stderr, dynamic_ncols=True)
+    try:
+        for b, (xd, yd) in enumerate(batches):
+            stats.add(train_step(st, xd, yd, T, encoder, epoch=epoch, batch=b), yd, st.spiking)
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats.loss_sum / stats.seen:.4f}",
+                            acc=f"{stats.correct / stats.seen:.3f}", refresh=False)
+    finally:
+        bar.close()
+    return stats
+
+
+def _epoch_record(st: TrainState, epoch: int, stage: int, T: int, stats: _EpochStats,
+                  ev: dict[str, float], dspike_cos: float | None,
+                  epoch_s: float) -> dict[str, Any]:
+    """The epoch's line of metrics.jsonl."""
+    seen = max(stats.seen, 1)
+    rates = stats.rate_sum / seen
+    rec = {"epoch": epoch + 1, "stage": stage + 1, "T": T, "lr": st.opt.lr,
+           "loss": stats.loss_sum / seen, "train_acc": stats.correct / seen,
+           "test_loss": ev["loss"], "test_acc": ev["acc"],
+           "firing_rate": float(rates.mean()) if len(rates) else 0.0,
+           "firing_rates": {k: float(r) for k, r in zip(st.layer_names, rates, strict=True)},
+           "forward_s": stats.t_fwd, "backward_s": stats.t_bwd, "epoch_s": epoch_s}
+    if st.dspike_b is not None:
+        rec.update(dspike_b=st.dspike_b, dspike_cos=dspike_cos)
+    if st.cfg["method"] == "asf":
+        rec["asf_S"] = [float(n.S) for n in nn_.spiking_layers(st.net)]
+    return rec
+
+
+def _checkpoint_meta(st: TrainState, epoch: int, T: int, test_acc: float) -> dict[str, Any]:
+    return {"epoch": epoch, "T": T, "test_acc": test_acc, "best_acc": st.best_acc,
+            "best_epoch": st.best_epoch, "dspike_b": st.dspike_b,
+            "neurons": neuron_state(st.net), "config": st.cfg}
+
+
+def _evaluate(st: TrainState, T: int, loss: bool = True) -> dict[str, float]:
+    """Test accuracy (and loss) of the network with the run's evaluation encoder."""
+    cfg = st.cfg
+    return evaluate_model(st.net, st.method, st.data.x_test, st.data.y_test, T=T,
+                          encoder=make_encoder(cfg, None), batch_size=cfg["batch_size"],
+                          device=cfg["device"], dtype=st.dtype,
+                          loss_forward=st.loss_fwd if loss else None,
+                          max_batches=cfg["max_eval_batches"])
+
+
+def run_epoch(st: TrainState, epoch: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """Train one epoch (0-based ``epoch``), evaluate, append to metrics.jsonl, write
+    last.npz (and best.npz on a new best), log the epoch's line.  Returns the record."""
+    stage, T = _begin_epoch(st, epoch, log)
+    st.net.train()
+    t_epoch = time.perf_counter()
+    batches = _device_batches(st, epoch)
+    dspike_cos = None
+    if st.cfg["dspike_adapt"]:  # on the epoch's first batch, which is then trained on as usual
+        first = next(batches)
+        dspike_cos = _dspike_epoch(st, epoch, T, first, log)
+        batches = itertools.chain([first], batches)
+    stats = _train_batches(st, epoch, T, batches)
+    ev = _evaluate(st, T)
+    st.net.train()
+    rec = _epoch_record(st, epoch, stage, T, stats, ev, dspike_cos,
+                        time.perf_counter() - t_epoch)
+    runlog.append_metrics(st.run_dir, rec)
+    st.history.append(rec)
+    if ev["acc"] > st.best_acc:
+        st.best_acc, st.best_epoch = ev["acc"], epoch + 1
+        save_checkpoint(st.run_dir / "best.npz", st.net, st.opt,
+                        _checkpoint_meta(st, epoch + 1, T, ev["acc"]))
+    save_checkpoint(st.run_dir / "last.npz", st.net, st.opt,
+                    _checkpoint_meta(st, epoch + 1, T, ev["acc"]))
+    log(runlog.epoch_line(rec, st.total))
+    return rec
+
+
+# ================================================================================================
+# the whole run
+# ================================================================================================
+
+def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
+          log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the training described by ``cfg`` (see :func:`pysnn_ref.train.resolve_config`).
+
+    ``resume``: a checkpoint to continue from (``cfg`` is then the checkpoint's configuration
+    with the allowed overrides applied).  Returns a summary: ``test_acc`` (final epoch),
+    ``best_test_acc``, ``best_epoch``, ``run_dir``, ``epochs``, ``history``.
+
+    Raises ``ValueError`` / ``GPUUnavailableError`` / ``DataError`` for bad input and
+    :class:`~pysnn_ref.cli.NonFiniteLossError` when the loss becomes NaN or infinite.
+    """
+    if cfg["device"] == "cpu" and cfg.get("blas_threads", 0) > 0:
+        backend.set_blas_threads(cfg["blas_threads"])
+    log = log or (lambda s: print(s, flush=True))
+    st = setup_run(cfg, resume)
+    st.run_dir, st.history = runlog.open_run_dir(cfg, resume, st.start_epoch)
+    runlog.write_config(st.run_dir, cfg, repr(st.net), st.n_params)
+    runlog.log_header(log, cfg, st.data.input_shape, st.n_params, len(st.layer_names),
+                      st.total)
+    if resume is not None:
+        log(f"resumed from {resume} at epoch {st.start_epoch}/{st.total}")
+    last_acc = None
+    for epoch in range(st.start_epoch, st.total):
+        last_acc = run_epoch(st, epoch, log)["test_acc"]
+    if last_acc is None:  # nothing left to train: report the checkpoint's network
+        log(f"nothing to train: the checkpoint is at epoch {st.start_epoch} of {st.total}")
+        last_acc = _evaluate(st, _stage_of(st.stages, st.total - 1)[1], loss=False)["acc"]
+    runlog.finish_log(log, st.run_dir, cfg, st.history, st.best_acc, st.best_epoch, last_acc)
+    return {"test_acc": last_acc, "best_test_acc": st.best_acc, "best_epoch": st.best_epoch,
+            "run_dir": str(st.run_dir), "epochs": st.total, "history": st.history}
+
+
+# ================================================================================================
+# evaluation and Dspike adaptation
+# ================================================================================================
+
+def evaluate_model(net: nn_.Module, method: Method, x: np.ndarray, y: np.ndarray, *, T: int,
+                   encoder: Any, batch_size: int, device: str = "cpu", dtype: Any = np.float32,
+                   loss_forward: Callable | None = None,
+                   max_batches: int | None = None) -> dict[str, float]:
+    """Test accuracy (and mean loss) of ``net`` in eval mode (BatchNorm running statistics).
+
+    The batches go in order, without shuffling; ``encoder`` should be fresh (seeded) so that a
+    Poisson evaluation is the same every time.  The network is left in eval mode.
+    """
+    be = backend.get_backend(device)
+    net.eval()
+    correct, n, loss_sum = 0, 0, 0.0
+    for b, (xb, yb) in enumerate(iterate_minibatches(x, y, batch_size, shuffle=False)):
+        if max_batches is not None and b >= max_batches:
+            break
+        xd, yd = be.asarray(xb, dtype=dtype), be.asarray(yb)
+        out = method.forward(net, xd, T, encoder)
+        correct += int((L.predict(out) == yd).sum())
+        if loss_forward is not None:
+            loss_sum += loss_forward(out, yd)[0] * len(yb)
+        n += len(yb)
+    return {"acc": correct / max(n, 1), "loss": loss_sum / max(n, 1), "n": n}
+
+
+def adapt_dspike(net: nn_.Module, method: Method, x: Any, labels: Any, b: float,
+                 loss_forward: Callable, loss_backward: Callable, *, n_samples: int,
+                 rng: np.random.Generator, eps: float = FDG_EPS,
+                 step: float = DSPIKE_STEP) -> tuple[float, dict[float, float]]:
+    """One temperature update of Dspike's Algorithm 1 (Li et al., NeurIPS 2021, Sec. 4.2-4.3).
+
+    ``x`` is one training batch, already encoded and time-major ``(T, B, ...)`` (so that every
+    forward pass sees the same input spikes).  The finite-difference gradient (FDG, Dspike
+    Eq. 10) of the loss of the true spiking network, ``(L(w + eps e_i) - L(w - eps e_i)) / 2 eps``,
+    is computed for ``n_samples`` randomly chosen elements ``i`` of the first layer's weight
+    (all of them when the layer is smaller; the paper uses the whole first layer, which costs
+    two forward passes per weight -- too many for a 64 x 800 layer).  The surrogate gradient of
+    the same elements is computed with the Dspike temperature ``b - step``, ``b`` and
+    ``b + step`` (candidates <= 0 are skipped); every spiking layer is left with the one whose
+    gradient has the highest cosine similarity with the FDG (ties keep ``b``).
+
+    BatchNorm running statistics are restored afterwards; parameter gradients are zeroed.
+    Returns ``(new b, {candidate b: cosine})``.
+    """
+    layers = nn_.spiking_layers(net)
+    name, W = _first_weight(net)
+    idx = np.sort(rng.choice(W.data.size, size=min(n_samples, W.data.size), replace=False))
+    loss = (loss_forward, loss_backward)
+    fdg = finite_difference_gradient(net, x, labels, [name], loss=loss, eps=eps,
+                                     indices={name: idx})[name].reshape(-1)[idx]
+    cos: dict[float, float] = {}
+    for cand in (b, round(b - step, 6), round(b + step, 6)):
+        if cand <= 0:
+            continue
+        for n in layers:
+            n.set_surrogate(dspike(cand))
+        _, g = method_gradients(net, method, x, labels, loss=loss)
+        cos[cand] = cosine(backend.to_numpy(g[name]).reshape(-1)[idx], fdg)
+    best = max(cos, key=lambda c: cos[c])  # first maximum: b itself on a tie
+    for n in layers:
+        n.set_surrogate(dspike(best))
+    net.zero_grad()
+    return best, cos
