@@ -18,7 +18,18 @@ from typing import Any
 
 import numpy as np
 
+from .backend import get_backend
 from .finite_diff import numerical_gradient, rel_error
+from .functional.batchnorm import batchnorm_backward, batchnorm_forward
+from .functional.conv import conv2d_backward, conv2d_forward
+from .functional.linear import linear_backward, linear_forward
+from .functional.pool import (
+    avgpool2d_backward,
+    avgpool2d_forward,
+    maxpool2d_backward,
+    maxpool2d_forward,
+)
+from .functional.shape import add_backward, add_forward, flatten_backward, flatten_forward
 
 Arrays = dict[str, np.ndarray]
 #: a case: (name, arrays, forward(arrays) -> out, backward(arrays, G) -> {param: grad})
@@ -32,27 +43,19 @@ def _distinct(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return (v - v.mean()).reshape(shape)
 
 
-def _cases(device: str) -> list[Case]:
-    from .backend import get_backend
-    from .functional.batchnorm import batchnorm_backward, batchnorm_forward
-    from .functional.conv import conv2d_backward, conv2d_forward
-    from .functional.linear import linear_backward, linear_forward
-    from .functional.pool import (
-        avgpool2d_backward,
-        avgpool2d_forward,
-        maxpool2d_backward,
-        maxpool2d_forward,
-    )
-    from .functional.shape import add_backward, add_forward, flatten_backward, flatten_forward
+class _Cases:
+    """Builds the layer cases, in order, from one seeded generator (``rng``); the analytic
+    backward of each case runs on ``device`` (``dev`` moves an array there)."""
 
-    be = get_backend(device)
-    dev = be.asarray
-    rng = np.random.default_rng(0)
-    N = rng.normal
-    cases: list[Case] = []
+    def __init__(self, device: str) -> None:
+        self.be = get_backend(device)
+        self.dev = self.be.asarray
+        self.rng = np.random.default_rng(0)
+        self.N = self.rng.normal
+        self.cases: list[Case] = []
 
-    # --- linear ---------------------------------------------------------------------------
-    def linear_case(name: str, xshape: tuple, bias: bool) -> None:
+    def linear(self, name: str, xshape: tuple, bias: bool) -> None:
+        N, dev = self.N, self.dev
         arrs = {"x": N(size=xshape), "W": N(size=(4, xshape[-1]))}
         if bias:
             arrs["b"] = N(size=4)
@@ -65,35 +68,29 @@ def _cases(device: str) -> list[Case]:
             dx, dW, db = linear_backward(dev(G), c)
             return {"x": dx, "W": dW, **({"b": db} if bias else {})}
 
-        cases.append((name, arrs, fwd, bwd))
+        self.cases.append((name, arrs, fwd, bwd))
 
-    linear_case("linear (B, in)", (3, 5), True)
-    linear_case("linear time-major (T, B, in)", (2, 3, 5), True)
-    linear_case("linear no bias", (2, 3, 5), False)
-
-    def static_case(name: str, layer_fwd: Callable, layer_bwd: Callable, x0shape: tuple,
-                    arrs: Arrays, T: int = 3, **kw: Any) -> None:
+    def static(self, name: str, layer_fwd: Callable, layer_bwd: Callable, x0shape: tuple,
+               arrs: Arrays, T: int = 3, **kw: Any) -> None:
         """Time-broadcast input: FD w.r.t. the weights, and w.r.t. x0 = sum_t dx[t]."""
-        arrs = {"x0": N(size=x0shape), **arrs}
+        dev, xp = self.dev, self.be.xp
+        arrs = {"x0": self.N(size=x0shape), **arrs}
 
         def fwd(a: Arrays) -> Any:
             return np.array(layer_fwd(np.broadcast_to(a["x0"], (T, *x0shape)), a["W"], a["b"],
                                       **kw)[0])
 
         def bwd(a: Arrays, G: Any) -> dict[str, Any]:
-            xd = be.xp.broadcast_to(dev(a["x0"]), (T, *x0shape))
+            xd = xp.broadcast_to(dev(a["x0"]), (T, *x0shape))
             _, c = layer_fwd(xd, dev(a["W"]), dev(a["b"]), **kw)
             dx, dW, db = layer_bwd(dev(G), c)
             return {"x0": dx.sum(axis=0), "W": dW, "b": db}
 
-        cases.append((name, arrs, fwd, bwd))
+        self.cases.append((name, arrs, fwd, bwd))
 
-    static_case("linear static input (time-broadcast)", linear_forward, linear_backward, (3, 5),
-                {"W": N(size=(4, 5)), "b": N(size=4)})
-
-    # --- conv2d ---------------------------------------------------------------------------
-    def conv_case(name: str, xshape: tuple, wshape: tuple, stride: int, padding: int,
-                  bias: bool = True) -> None:
+    def conv(self, name: str, xshape: tuple, wshape: tuple, stride: int, padding: int,
+             bias: bool = True) -> None:
+        N, dev = self.N, self.dev
         arrs = {"x": N(size=xshape), "W": N(size=wshape)}
         if bias:
             arrs["b"] = N(size=wshape[0])
@@ -107,22 +104,13 @@ def _cases(device: str) -> list[Case]:
             dx, dW, db = conv2d_backward(dev(G), c)
             return {"x": dx, "W": dW, **({"b": db} if bias else {})}
 
-        cases.append((name, arrs, fwd, bwd))
+        self.cases.append((name, arrs, fwd, bwd))
 
-    conv_case("conv2d 3x3 stride 1 pad 1", (2, 2, 5, 5), (3, 2, 3, 3), 1, 1)
-    conv_case("conv2d 3x3 stride 2 pad 0, odd size", (2, 2, 7, 6), (3, 2, 3, 3), 2, 0)
-    conv_case("conv2d 2x3 kernel stride 2 pad 2", (1, 2, 5, 4), (2, 2, 2, 3), 2, 2)
-    conv_case("conv2d 1x1 no bias", (2, 3, 4, 4), (2, 3, 1, 1), 1, 0, bias=False)
-    conv_case("conv2d 1x1 stride 2 (shortcut)", (2, 3, 5, 5), (2, 3, 1, 1), 2, 0)
-    conv_case("conv2d time-major (T, B, C, H, W)", (2, 2, 2, 4, 4), (3, 2, 3, 3), 1, 1)
-    static_case("conv2d static input (time-broadcast)", conv2d_forward, conv2d_backward,
-                (2, 2, 4, 4), {"W": N(size=(3, 2, 3, 3)), "b": N(size=3)}, stride=1, padding=1)
-
-    # --- pooling --------------------------------------------------------------------------
-    def pool_case(name: str, kind: str, xshape: tuple, k: int, s: int | None) -> None:
+    def pool(self, name: str, kind: str, xshape: tuple, k: int, s: int | None) -> None:
+        dev = self.dev
         f, b = ((avgpool2d_forward, avgpool2d_backward) if kind == "avg"
                 else (maxpool2d_forward, maxpool2d_backward))
-        arrs = {"x": _distinct(rng, xshape) if kind == "max" else N(size=xshape)}
+        arrs = {"x": _distinct(self.rng, xshape) if kind == "max" else self.N(size=xshape)}
 
         def fwd(a: Arrays) -> Any:
             return f(a["x"], k, s)[0]
@@ -131,21 +119,14 @@ def _cases(device: str) -> list[Case]:
             _, c = f(dev(a["x"]), k, s)
             return {"x": b(dev(G), c)}
 
-        cases.append((name, arrs, fwd, bwd))
+        self.cases.append((name, arrs, fwd, bwd))
 
-    pool_case("avgpool 2x2 (N, C, H, W), odd width", "avg", (2, 2, 4, 5), 2, None)
-    pool_case("avgpool 3x3 stride 2 (overlapping)", "avg", (2, 2, 7, 6), 3, 2)
-    pool_case("avgpool 2x2 time-major", "avg", (2, 2, 2, 4, 4), 2, None)
-    pool_case("maxpool 2x2 (N, C, H, W), odd size", "max", (2, 2, 5, 4), 2, None)
-    pool_case("maxpool 3x3 stride 2 (overlapping)", "max", (2, 2, 7, 7), 3, 2)
-    pool_case("maxpool 2x2 time-major", "max", (2, 2, 2, 4, 4), 2, None)
-
-    # --- batch norm / tdBN ----------------------------------------------------------------
-    def bn_case(name: str, xshape: tuple, training: bool, scale: float,
-                time_major: bool) -> None:
+    def bn(self, name: str, xshape: tuple, training: bool, scale: float,
+           time_major: bool) -> None:
+        N, dev = self.N, self.dev
         C = xshape[2 if time_major else 1]
         arrs = {"x": N(size=xshape) * 2 + 0.5, "gamma": N(size=C), "beta": N(size=C)}
-        rm, rv = N(size=C), rng.uniform(0.5, 2.0, C)
+        rm, rv = N(size=C), self.rng.uniform(0.5, 2.0, C)
         kw = dict(training=training, scale=scale, time_major=time_major)
 
         def fwd(a: Arrays) -> Any:
@@ -158,26 +139,54 @@ def _cases(device: str) -> list[Case]:
             dx, dg, db = batchnorm_backward(dev(G), c)
             return {"x": dx, "gamma": dg, "beta": db}
 
-        cases.append((name, arrs, fwd, bwd))
+        self.cases.append((name, arrs, fwd, bwd))
 
-    bn_case("batchnorm train, time-major (T, B, C, H, W)", (2, 3, 2, 2, 2), True, 1.0, True)
-    bn_case("batchnorm train, (N, C)", (5, 3), True, 1.0, False)
-    bn_case("tdBN train, scale = alpha * V_th = 0.7", (2, 3, 2, 3), True, 0.7, True)
-    bn_case("batchnorm eval (running stats)", (2, 3, 2, 2, 2), False, 1.0, True)
-    bn_case("tdBN eval, scale 0.7", (4, 3, 2, 2), False, 0.7, False)
+    def shape_layers(self) -> None:
+        """Flatten (it returns a view of x: copy it, or the FD sees no change) and the
+        residual add."""
+        N, dev = self.N, self.dev
+        fl = {"x": N(size=(2, 3, 2, 2, 2))}
+        self.cases.append(
+            ("flatten time-major", fl, lambda a: np.array(flatten_forward(a["x"])[0]),
+             lambda a, G: {"x": flatten_backward(dev(G), flatten_forward(dev(a["x"]))[1])}))
 
-    # --- shape layers (flatten returns a view of x: copy it, or the FD sees no change) -----
-    fl = {"x": N(size=(2, 3, 2, 2, 2))}
-    cases.append(("flatten time-major", fl, lambda a: np.array(flatten_forward(a["x"])[0]),
-                  lambda a, G: {"x": flatten_backward(dev(G), flatten_forward(dev(a["x"]))[1])}))
+        def add_bwd(a: Arrays, G: Any) -> dict[str, Any]:
+            da, db = add_backward(dev(G), add_forward(dev(a["a"]), dev(a["b"]))[1])
+            return {"a": da, "b": db}
 
-    def add_bwd(a: Arrays, G: Any) -> dict[str, Any]:
-        da, db = add_backward(dev(G), add_forward(dev(a["a"]), dev(a["b"]))[1])
-        return {"a": da, "b": db}
+        self.cases.append(("residual add", {"a": N(size=(2, 3, 4)), "b": N(size=(2, 3, 4))},
+                           lambda a: add_forward(a["a"], a["b"])[0], add_bwd))
 
-    cases.append(("residual add", {"a": N(size=(2, 3, 4)), "b": N(size=(2, 3, 4))},
-                  lambda a: add_forward(a["a"], a["b"])[0], add_bwd))
-    return cases
+
+def _cases(device: str) -> list[Case]:
+    c = _Cases(device)
+    N = c.N
+    c.linear("linear (B, in)", (3, 5), True)
+    c.linear("linear time-major (T, B, in)", (2, 3, 5), True)
+    c.linear("linear no bias", (2, 3, 5), False)
+    c.static("linear static input (time-broadcast)", linear_forward, linear_backward, (3, 5),
+             {"W": N(size=(4, 5)), "b": N(size=4)})
+    c.conv("conv2d 3x3 stride 1 pad 1", (2, 2, 5, 5), (3, 2, 3, 3), 1, 1)
+    c.conv("conv2d 3x3 stride 2 pad 0, odd size", (2, 2, 7, 6), (3, 2, 3, 3), 2, 0)
+    c.conv("conv2d 2x3 kernel stride 2 pad 2", (1, 2, 5, 4), (2, 2, 2, 3), 2, 2)
+    c.conv("conv2d 1x1 no bias", (2, 3, 4, 4), (2, 3, 1, 1), 1, 0, bias=False)
+    c.conv("conv2d 1x1 stride 2 (shortcut)", (2, 3, 5, 5), (2, 3, 1, 1), 2, 0)
+    c.conv("conv2d time-major (T, B, C, H, W)", (2, 2, 2, 4, 4), (3, 2, 3, 3), 1, 1)
+    c.static("conv2d static input (time-broadcast)", conv2d_forward, conv2d_backward,
+             (2, 2, 4, 4), {"W": N(size=(3, 2, 3, 3)), "b": N(size=3)}, stride=1, padding=1)
+    c.pool("avgpool 2x2 (N, C, H, W), odd width", "avg", (2, 2, 4, 5), 2, None)
+    c.pool("avgpool 3x3 stride 2 (overlapping)", "avg", (2, 2, 7, 6), 3, 2)
+    c.pool("avgpool 2x2 time-major", "avg", (2, 2, 2, 4, 4), 2, None)
+    c.pool("maxpool 2x2 (N, C, H, W), odd size", "max", (2, 2, 5, 4), 2, None)
+    c.pool("maxpool 3x3 stride 2 (overlapping)", "max", (2, 2, 7, 7), 3, 2)
+    c.pool("maxpool 2x2 time-major", "max", (2, 2, 2, 4, 4), 2, None)
+    c.bn("batchnorm train, time-major (T, B, C, H, W)", (2, 3, 2, 2, 2), True, 1.0, True)
+    c.bn("batchnorm train, (N, C)", (5, 3), True, 1.0, False)
+    c.bn("tdBN train, scale = alpha * V_th = 0.7", (2, 3, 2, 3), True, 0.7, True)
+    c.bn("batchnorm eval (running stats)", (2, 3, 2, 2, 2), False, 1.0, True)
+    c.bn("tdBN eval, scale 0.7", (4, 3, 2, 2), False, 0.7, False)
+    c.shape_layers()
+    return c.cases
 
 
 def layer_gradcheck_cases(device: str = "cpu") -> list[tuple[str, str, float]]:
