@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pysnn_ref import backend
 from pysnn_ref.functional.batchnorm import batchnorm_backward, batchnorm_forward
 from pysnn_ref.functional.conv import Conv2dCache, conv2d_backward, conv2d_forward
 from pysnn_ref.functional.linear import LinearCache, linear_backward, linear_forward
@@ -319,3 +320,17 @@ W4 = np.zeros((4, 3, 3, 3))
 def test_bad_input_raises_value_error_naming_the_parameter(call, param):
     with pytest.raises(ValueError, match=rf"^{param}\b"):
         call()
+
+
+@pytest.mark.parametrize("k,s", [(2, None), (3, 2), (2, 1), (3, 3)])
+def test_avgpool_numba_kernel_equals_array_code(k, s):
+    """The Numba average pooling (CPU default) equals the NumPy slice sums bit for bit."""
+    rng = np.random.default_rng(3)
+    x = rng.random((3, 2, 4, 11, 9)).astype(np.float32)
+    out, cache = avgpool2d_forward(x, k, s)
+    d = rng.standard_normal(out.shape).astype(np.float32)
+    dx = avgpool2d_backward(d, cache)
+    with backend.use_cpu_kernels("reference"):
+        out_r, cache_r = avgpool2d_forward(x, k, s)
+        dx_r = avgpool2d_backward(d, cache_r)
+    assert np.array_equal(out, out_r) and np.array_equal(dx, dx_r)

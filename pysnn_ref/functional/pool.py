@@ -10,8 +10,13 @@ Average pooling (linear, weight-free)::
     out[.., oh, ow] = (1/k^2) sum_{kh, kw} x[.., oh*s + kh, ow*s + kw]
     dx[.., oh*s + kh, ow*s + kw] += dout[.., oh, ow] / k^2
 
-written with array operations only (a reshape-mean when stride == k, else k^2 strided slices),
-so it runs unchanged on NumPy and CuPy.  Max pooling routes the gradient to the window's maximum::
+written with array operations only (k^2 strided slice sums; a ``repeat`` for the backward of
+non-overlapping windows), so it runs unchanged on NumPy and CuPy; these are the reference.  On
+the CPU the Numba kernels ``avgpool2d_forward`` / ``avgpool2d_backward`` of
+:mod:`pysnn_ref.kernels.cpu` do the same sums in the same order in one parallel pass (tested
+bit-equal to the array code, which ``use_cpu_kernels("reference")`` selects).
+
+Max pooling routes the gradient to the window's maximum::
 
     out[.., oh, ow] = x[.., i*],  i* = argmax over the window      dx[.., i*] += dout[.., oh, ow]
 
@@ -74,6 +79,10 @@ def avgpool2d_forward(x: Any, kernel_size: int, stride: int | None = None
     """
     k, s, OH, OW = _check(x, kernel_size, stride)
     cache = AvgPoolCache(tuple(x.shape), k, s)
+    K = backend.kernels_for(x)
+    if hasattr(K, "avgpool2d_forward"):  # Numba: one parallel pass, equal to the sums below
+        out = K.avgpool2d_forward(x.reshape(-1, *x.shape[-3:]), k, s)
+        return out.reshape(*x.shape[:-2], OH, OW), cache
     # the sum of the k*k strided slices x[..., kh::s, kw::s]: k*k plain strided adds (a
     # reshape + mean over the tiny window axes was 10x slower in NumPy)
     out = None
@@ -97,6 +106,10 @@ def avgpool2d_backward(dout: Any, cache: AvgPoolCache) -> Any:
     lead = x_shape[:-2]
     _check_dout(dout, (*lead, OH, OW))
     xp = backend.array_module(dout)
+    K = backend.kernels_for(dout)
+    if hasattr(K, "avgpool2d_backward"):  # Numba: one parallel pass, equal to the adds below
+        d4 = dout.reshape(-1, *dout.shape[-3:])
+        return K.avgpool2d_backward(d4, (d4.shape[0], *x_shape[-3:]), k, s).reshape(x_shape)
     g = dout * dout.dtype.type(1.0 / (k * k))
     if s == k and OH * k == H and OW * k == W:  # non-overlapping, exact fit: repeat each value
         return xp.repeat(xp.repeat(g, k, axis=-1), k, axis=-2)

@@ -454,3 +454,58 @@ def maxpool2d_backward(dout, idx, x_shape, k, stride):
     dx = np.empty(tuple(int(s) for s in x_shape), dtype=dout.dtype)
     _maxpool2d_backward(dout, idx, dx)
     return dx
+
+
+@njit(cache=True, parallel=True)
+def _avgpool2d_forward(x, k, stride, scale, out):
+    N, C, H, W = x.shape
+    _, _, OH, OW = out.shape
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        xp_ = x[n, c]
+        op = out[n, c]
+        for oh in range(OH):
+            for ow in range(OW):
+                h0, w0 = oh * stride, ow * stride
+                acc = xp_[h0, w0]
+                for kh in range(k):
+                    for kw in range(k):
+                        if kh > 0 or kw > 0:
+                            acc += xp_[h0 + kh, w0 + kw]
+                op[oh, ow] = acc * scale
+
+
+@njit(cache=True, parallel=True)
+def _avgpool2d_backward(dout, k, stride, scale, dx):
+    N, C, H, W = dx.shape
+    _, _, OH, OW = dout.shape
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        gp = dout[n, c]
+        dp = dx[n, c]
+        dp[:, :] = 0
+        for kh in range(k):
+            for kw in range(k):
+                for oh in range(OH):
+                    for ow in range(OW):
+                        dp[oh * stride + kh, ow * stride + kw] += gp[oh, ow] * scale
+
+
+def avgpool2d_forward(x, k, stride):
+    """k x k average pooling of (N, C, H, W) images, one pass (the window sum in the order of
+    :func:`pysnn_ref.functional.pool.avgpool2d_forward`'s slice sums, then the 1/k^2 scale)."""
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    OH = _ref.conv_out_size(H, k, stride, 0)
+    OW = _ref.conv_out_size(W, k, stride, 0)
+    out = np.empty((N, C, OH, OW), dtype=x.dtype)
+    _avgpool2d_forward(x, int(k), int(stride), x.dtype.type(1.0 / (k * k)), out)
+    return out
+
+
+def avgpool2d_backward(dout, x_shape, k, stride):
+    """dx of :func:`avgpool2d_forward`: every input gets dout/k^2 of each window holding it."""
+    dout = np.ascontiguousarray(dout)
+    dx = np.empty(tuple(int(s) for s in x_shape), dtype=dout.dtype)
+    _avgpool2d_backward(dout, int(k), int(stride), dout.dtype.type(1.0 / (k * k)), dx)
+    return dx
