@@ -86,7 +86,7 @@ DEFAULT_ASF_REFRESH = 5
 DEFAULT_LOSS = {"bptt": "sdt", "ssf": "sdt", "asf": "sdt"}
 #: flags that ``--resume`` may change; every other setting comes from the checkpoint
 RESUME_OVERRIDES = ("epochs", "tit", "tit_lr", "device", "no_progress", "no_plots",
-                    "max_batches", "max_eval_batches", "out", "blas_threads")
+                    "max_batches", "max_eval_batches", "out", "blas_threads", "distributed")
 
 __all__ = ["DEFAULTS", "build_parser", "explicit_args", "parse_tit", "resolve_config", "main",
            "cli"]
@@ -283,6 +283,11 @@ def _add_run_args(p: ArgumentParser, D: dict[str, Any]) -> None:
                    help="no progress bar (the per-epoch summary lines are still printed)")
     g.add_argument("--max-batches", type=_pos_int, default=None,
                    help="train on at most N mini-batches per epoch (quick tests) (default: all)")
+    g.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI: start with mpiexec -n W; each rank trains on "
+                        "its slice of every --batch-size batch, gradients are all-reduced; "
+                        "rank 0 writes the run folder (needs the [mpi] extra; "
+                        "docs/distributed.md)")
     g.add_argument("--max-eval-batches", type=_pos_int, default=None,
                    help="test on at most N mini-batches (quick tests) (default: the whole "
                         "test set)")

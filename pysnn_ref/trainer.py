@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend, runlog
+from . import backend, distributed, runlog
 from . import nn as nn_
 from .checkpoint import neuron_state, read_checkpoint, restore_neuron_state, save_checkpoint
 from .cli import NonFiniteLossError
@@ -85,6 +85,7 @@ class TrainState:
     dspike_b: float | None = None
     run_dir: Path = Path()
     history: list[dict[str, Any]] = field(default_factory=list)
+    comm: distributed.LocalComm = field(default_factory=distributed.LocalComm)
 
     @property
     def stages(self) -> list[list[int]]:
@@ -210,7 +211,8 @@ def setup_run(cfg: dict[str, Any], resume: str | Path | None = None) -> TrainSta
 def train_step(st: TrainState, xd: Any, yd: Any, T: int, encoder: Any, *, epoch: int,
                batch: int) -> StepResult:
     """One mini-batch ``(xd, yd)`` (on the device): zero_grad, ``method.forward``, the loss,
-    the NaN check, the loss and method backward, the optimizer step.
+    the loss and method backward, the gradient all-reduce (``--distributed``, one flat buffer,
+    :func:`pysnn_ref.distributed.allreduce_gradients`), the NaN check, the optimizer step.
 
     ``epoch`` / ``batch`` (0-based) only name the place in the error message.  Raises
     :class:`~pysnn_ref.cli.NonFiniteLossError` when the loss is NaN or infinite (before any
@@ -223,17 +225,21 @@ def train_step(st: TrainState, xd: Any, yd: Any, T: int, encoder: Any, *, epoch:
     be.synchronize()
     t1 = time.perf_counter()
     loss, cache = st.loss_fwd(out, yd)
-    if not math.isfinite(loss):
-        good = f"last.npz holds epoch {epoch}" if epoch > 0 else "no checkpoint was written"
-        raise NonFiniteLossError(
-            f"loss became {loss} at epoch {epoch + 1}, batch {batch + 1} (of {st.n_batches}, "
-            f"T={T}, lr={st.opt.lr:g}); training stopped ({good}) -- lower --lr or check "
-            "the data")
     dy = st.loss_bwd(cache)
     t2 = time.perf_counter()
     st.method.backward(net, dy)
     be.synchronize()
     t3 = time.perf_counter()
+    # --distributed: one flat all-reduce makes the grads the global batch's (identity on 1 rank);
+    # the NaN check reads the global loss so that every rank stops at the same step
+    g_loss, _ = distributed.allreduce_gradients(st.comm, net.parameters(), loss,
+                                                int(yd.shape[0]))
+    if not math.isfinite(g_loss):
+        good = f"last.npz holds epoch {epoch}" if epoch > 0 else "no checkpoint was written"
+        raise NonFiniteLossError(
+            f"loss became {g_loss} at epoch {epoch + 1}, batch {batch + 1} (of {st.n_batches}, "
+            f"T={T}, lr={st.opt.lr:g}); training stopped ({good}) -- lower --lr or check "
+            "the data")
     st.opt.step()
     return StepResult(loss, out, t1 - t0, t3 - t2)
 
@@ -277,6 +283,9 @@ def _device_batches(st: TrainState, epoch: int) -> Iterator[tuple[Any, Any]]:
             return
         if cfg["augment"]:
             xb = augment_cifar(xb, aug_rng)
+        if st.comm.size > 1:  # this rank's contiguous slice of the global batch
+            part = distributed.shard_slice(len(yb), st.comm.rank, st.comm.size)
+            xb, yb = xb[part], yb[part]
         yield st.be.asarray(xb, dtype=st.dtype), st.be.asarray(yb)
 
 
@@ -381,6 +390,9 @@ def run_epoch(st: TrainState, epoch: int, log: Callable[[str], None]) -> dict[st
         dspike_cos = _dspike_epoch(st, epoch, T, first, log)
         batches = itertools.chain([first], batches)
     stats = _train_batches(st, epoch, T, batches)
+    distributed.end_epoch(st.comm, stats, st.net)  # metric sums, BN running stats over ranks
+    if st.comm.rank != 0:  # --distributed: only rank 0 evaluates, writes and logs
+        return {"epoch": epoch + 1, "test_acc": float("nan")}
     ev = _evaluate(st, T)
     st.net.train()
     rec = _epoch_record(st, epoch, stage, T, stats, ev, dspike_cos,
@@ -415,9 +427,19 @@ def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
     if cfg["device"] == "cpu" and cfg.get("blas_threads", 0) > 0:
         backend.set_blas_threads(cfg["blas_threads"])
     log = log or (lambda s: print(s, flush=True))
+    comm = distributed.init(bool(cfg.get("distributed")))
     st = setup_run(cfg, resume)
-    st.run_dir, st.history = runlog.open_run_dir(cfg, resume, st.start_epoch)
-    runlog.write_config(st.run_dir, cfg, repr(st.net), st.n_params)
+    if comm.size > 1:
+        _join_world(st, comm)
+        if comm.rank != 0:
+            return _train_silent(st)
+    try:
+        st.run_dir, st.history = runlog.open_run_dir(cfg, resume, st.start_epoch)
+        runlog.write_config(st.run_dir, cfg, repr(st.net), st.n_params)
+    except BaseException:
+        comm.min_int(0)  # tell the other ranks (they wait for the run folder) to stop too
+        raise
+    comm.min_int(1)
     runlog.log_header(log, cfg, st.data.input_shape, st.n_params, len(st.layer_names),
                       st.total)
     if resume is not None:
@@ -431,6 +453,36 @@ def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
     runlog.finish_log(log, st.run_dir, cfg, st.history, st.best_acc, st.best_epoch, last_acc)
     return {"test_acc": last_acc, "best_test_acc": st.best_acc, "best_epoch": st.best_epoch,
             "run_dir": str(st.run_dir), "epochs": st.total, "history": st.history}
+
+
+def _join_world(st: TrainState, comm: distributed.LocalComm) -> None:
+    """``--distributed`` on more than one rank: refuse what cannot be sharded, give every rank
+    rank 0's weights (:mod:`pysnn_ref.distributed`).  Every rank checks the same things."""
+    cfg, W = st.cfg, comm.size
+    if cfg["dspike_adapt"]:
+        raise ValueError("--dspike-adapt does not combine with --distributed on more than one "
+                         "rank (each rank would adapt the temperature on its own shard)")
+    B, n = cfg["batch_size"], cfg["n_train"]
+    last = n % B if st.n_batches == math.ceil(n / B) else 0
+    if B < W or 0 < last < W:
+        raise ValueError(f"--batch-size {B}: every global batch needs at least one sample per "
+                         f"rank ({W} ranks), but {n} training samples leave a last batch of "
+                         f"{last or B}; choose another --batch-size or --max-batches")
+    st.comm = comm
+    cfg["world_size"] = W
+    distributed.broadcast_parameters(comm, st.net.parameters())
+
+
+def _train_silent(st: TrainState) -> dict[str, Any]:
+    """Ranks > 0 of a ``--distributed`` run: every epoch in step with rank 0 (the same
+    all-reduces), nothing written, nothing logged."""
+    if not st.comm.min_int(1):
+        raise ValueError("rank 0 could not open the run folder (see its error)")
+    st.cfg["no_progress"] = True
+    for epoch in range(st.start_epoch, st.total):
+        run_epoch(st, epoch, lambda s: None)
+    return {"test_acc": float("nan"), "best_test_acc": float("nan"), "best_epoch": 0,
+            "run_dir": None, "epochs": st.total, "history": []}
 
 
 # ================================================================================================
