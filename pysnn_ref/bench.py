@@ -117,6 +117,8 @@ def _validate(args: argparse.Namespace) -> None:
         check_int("threads", args.threads)
     if args.lr < 0:
         raise ValueError(f"lr must be >= 0, got {args.lr}")
+    if args.workers is not None:
+        args.workers = _int_list("workers", args.workers)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -163,6 +165,10 @@ def make_parser() -> argparse.ArgumentParser:
                     help="also time PyTorch autograd on the same network and compare BPTT "
                          "gradients (needs torch installed)")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    ap.add_argument("--workers", default=None, metavar="W,...",
+                    help="data-parallel over MPI instead: step time and speed-up of W ranks "
+                         "sharing the global --batch-size, per method (needs the [mpi] extra; "
+                         "--threads per rank, default 1; docs/distributed.md)")
     ap.add_argument("--profile", action="store_true",
                     help="cProfile one extra step per configuration and print the top entries")
     return ap
@@ -175,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .backend import get_backend
 
     get_backend(args.device)
+    if args.workers is not None:
+        return _run_workers(args)
     restore = set_threads(args.threads) if args.threads is not None else None
     try:
         return _run(args, argv)
@@ -221,6 +229,25 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
                (Path(f).resolve() for f in figures)]
         Path(args.markdown).write_text(format_markdown(records, command, rel))
         print(f"wrote {args.markdown}")
+    return 0
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    """``--workers``: :mod:`pysnn_ref.bench_distributed` (mpiexec -n W per row)."""
+    from .bench_distributed import format_workers_table, run_workers
+
+    if args.device != "cpu":
+        raise ValueError("--workers runs on the cpu (the GPU path stages through the host; "
+                         "docs/distributed.md)")
+    print(f"pysnn_ref bench --workers: model={args.model} global batch={args.batch_size} "
+          f"dtype={args.dtype} threads per rank={args.threads or 1} warmup={args.warmup} "
+          f"repeats={args.repeats} (medians)", flush=True)
+    records = run_workers(args, args.workers,
+                          lambda s: print(s, file=sys.stderr, flush=True))
+    print(format_workers_table(records))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        write_json(records, args.json)
     return 0
 
 

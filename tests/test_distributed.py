@@ -146,3 +146,21 @@ def test_two_ranks_reach_the_one_process_weights(tmp_path, method, batch):
     assert r2["loss"] == pytest.approx(r1["loss"], abs=1e-12)   # metric sums over both ranks
     assert r2["train_acc"] == r1["train_acc"]
     assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
+
+
+@needs_mpi
+def test_bench_workers_reports_speedup_per_method(tmp_path):
+    out = tmp_path / "w.json"
+    r = subprocess.run([sys.executable, "-m", "pysnn_ref.bench", "--model", "mlp", "--workers",
+                        "1,2", "--methods", "bptt,ssf", "--T", "2", "--batch-size", "8",
+                        "--repeats", "1", "--warmup", "1", "--json", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = [s for s in r.stdout.splitlines() if s.startswith("| bptt") or s.startswith("| ssf")]
+    assert len(rows) == 4
+    recs = json.loads(out.read_text())
+    assert sorted((x["method"], x["workers"]) for x in recs) == [
+        ("bptt", 1), ("bptt", 2), ("ssf", 1), ("ssf", 2)]
+    for x in recs:
+        assert x["step_s"] > 0 and x["speedup"] > 0
+        assert (x["speedup"] == 1.0) == (x["workers"] == 1)
