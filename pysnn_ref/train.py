@@ -272,7 +272,7 @@ def _add_run_args(p: ArgumentParser, D: dict[str, Any]) -> None:
                    help="continue a run from RUN_DIR/last.npz (or the given .npz): every "
                         "setting comes from the checkpoint except --epochs, --tit, --tit-lr, "
                         "--device, --out, --no-progress, --no-plots, --max-batches, "
-                        "--max-eval-batches, --blas-threads")
+                        "--max-eval-batches, --blas-threads, --distributed")
     g.add_argument("--blas-threads", type=_nonneg_int, default=D["blas_threads"],
                    help="cpu: threads of NumPy's BLAS during the run (0: leave it alone). The "
                         "Numba kernels already use every core; BLAS threads of their own "
