@@ -450,9 +450,26 @@ def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
     if last_acc is None:  # nothing left to train: report the checkpoint's network
         log(f"nothing to train: the checkpoint is at epoch {st.start_epoch} of {st.total}")
         last_acc = _evaluate(st, _stage_of(st.stages, st.total - 1)[1], loss=False)["acc"]
+    energy = _energy_summary(st, log)
     runlog.finish_log(log, st.run_dir, cfg, st.history, st.best_acc, st.best_epoch, last_acc)
     return {"test_acc": last_acc, "best_test_acc": st.best_acc, "best_epoch": st.best_epoch,
-            "run_dir": str(st.run_dir), "epochs": st.total, "history": st.history}
+            "run_dir": str(st.run_dir), "epochs": st.total, "history": st.history,
+            "energy": energy}
+
+
+def _energy_summary(st: TrainState, log: Callable[[str], None]) -> dict[str, Any]:
+    """The final network's energy estimate (:mod:`pysnn_ref.energy`) on the first test batch:
+    one log line, and ``energy.json`` in the run folder."""
+    import json
+
+    from .energy import estimate_energy
+
+    T = _stage_of(st.stages, st.total - 1)[1]
+    xb = st.be.asarray(st.data.x_test[: st.cfg["batch_size"]], dtype=st.dtype)
+    rep = estimate_energy(st.net, xb, T, make_encoder(st.cfg, None))
+    log(rep.summary_line())
+    (st.run_dir / "energy.json").write_text(json.dumps(rep.to_dict(), indent=1) + "\n")
+    return rep.to_dict()
 
 
 def _join_world(st: TrainState, comm: distributed.LocalComm) -> None:
