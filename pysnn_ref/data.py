@@ -11,8 +11,10 @@ Encoders turn a batch ``x`` of shape ``(B, ...)`` into a time-major input ``(T, 
 
 * :class:`DirectEncoder` repeats ``x`` at every step (a stride-0 view, no copy);
 * :class:`PoissonEncoder` draws Bernoulli spikes with rate ``|x|`` per step (ASF-BP's input).
+* :class:`EventEncoder` passes per-sample event frames ``(B, F, 2, H, W)`` through as
+  ``(T, B, 2, H, W)`` (``"nmnist"``; F / T frames summed per step).
 
-Both also stream the steps in chunks (:meth:`Encoder.chunks`) so that a forward pass never holds
+All three also stream the steps in chunks (:meth:`Encoder.chunks`) so that a forward pass never holds
 all ``T`` steps of the input. Encoders keep the array module of their input: a CuPy batch gives a
 CuPy encoding, drawn on the device.
 """
@@ -46,11 +48,12 @@ __all__ = [
     "Encoder",
     "DirectEncoder",
     "PoissonEncoder",
+    "EventEncoder",
     "make_encoder",
 ]
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "npz")
-ENCODERS = ("direct", "poisson")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "npz", "nmnist")
+ENCODERS = ("direct", "poisson", "events")
 
 
 class DataError(ValueError):
@@ -396,6 +399,11 @@ def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0,
       ``x`` of shape ``(N, C, H, W)`` is kept; ``(N, H, W)`` becomes ``(N, 1, H, W)``; ``(N, D)``
       stays flat with ``input_shape = (D,)``. Values are used as stored (cast to float32, not
       rescaled); ``num_classes = max(label) + 1``.
+    * ``"nmnist"``: event files in a folder laid out like N-MNIST, ``data_dir/Train/<digit>/*.bin``
+      and ``data_dir/Test/<digit>/*.bin`` (or ``.npz`` events), read by
+      :func:`pysnn_ref.events.load_event_folder`: ``x`` is ``(N, 20, 2, 34, 34)`` event counts
+      (20 time bins, 2 polarities; not normalised), ``input_shape = (2, 34, 34)``; use the
+      ``"events"`` encoder (:class:`EventEncoder`, T dividing 20).
 
     ``seed`` and ``test_fraction`` only matter where the split is made here (digits, npz without
     a test set). With ``normalize=True`` both splits are standardised with the *training* set's
@@ -422,15 +430,20 @@ def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0,
             parts = _load_idx_dataset(name, data_dir)
         elif name == "cifar10":
             parts = _load_cifar10(data_dir)
+        elif name == "nmnist":  # event counts (N, F, 2, H, W), per-sample frames: pysnn_ref.events
+            from .events import load_event_folder
+
+            parts = load_event_folder(data_dir)
         else:
             parts = _load_npz(data_dir, seed, test_fraction)
     x_tr, y_tr, x_te, y_te = (np.ascontiguousarray(a) for a in parts)
     mean = std = None
-    if normalize:
+    if normalize and name != "nmnist":   # event counts are used as they are
         mean, std = _normalize(x_tr, x_te)
-    num_classes = 10 if name != "npz" else int(max(y_tr.max(), y_te.max())) + 1
+    num_classes = 10 if name not in ("npz", "nmnist") else int(max(y_tr.max(), y_te.max())) + 1
+    shape = x_tr.shape[2:] if name == "nmnist" else x_tr.shape[1:]   # frames: (2, H, W)
     return Dataset(x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, name=name,
-                   input_shape=tuple(int(s) for s in x_tr.shape[1:]), num_classes=num_classes,
+                   input_shape=tuple(int(s) for s in shape), num_classes=num_classes,
                    mean=mean, std=std)
 
 
@@ -605,7 +618,39 @@ class PoissonEncoder(Encoder):
         return f"PoissonEncoder(seed={self.seed}, signed={self.signed})"
 
 
+class EventEncoder(Encoder):
+    """Event frames pass through: a batch of per-sample frames ``(B, F, C, H, W)`` (the
+    ``"nmnist"`` dataset, :mod:`pysnn_ref.events`) becomes time-major ``(T, B, C, H, W)``.
+
+    ``T`` must divide ``F``; each step is the sum of ``F / T`` consecutive frames, which is
+    exactly the ``T``-frame integration of the same events (the binnings nest), so one stored
+    framing serves every ``T`` that divides it (TIT stages too).
+    """
+
+    name = "events"
+
+    def encode(self, x: Any, T: int) -> Any:
+        check_float_array("x", x, ndim=5)
+        T = check_int("T", T, minimum=1)
+        B, F = int(x.shape[0]), int(x.shape[1])
+        if F % T:
+            raise ValueError(f"T must divide the {F} event frames per sample, got {T}")
+        xp = backend.array_module(x)
+        xt = xp.moveaxis(x, 1, 0)
+        if F != T:
+            xt = xt.reshape(T, F // T, B, *x.shape[2:]).sum(axis=1)
+        return xp.ascontiguousarray(xt)
+
+    def chunks(self, x: Any, T: int, time_chunk: int) -> Iterator[Any]:
+        full = self.encode(x, T)
+        time_chunk = check_int("time_chunk", time_chunk, minimum=1)
+        return (full[t0:t0 + time_chunk] for t0 in range(0, int(full.shape[0]), time_chunk))
+
+
 def make_encoder(name: str, seed: int = 0) -> Encoder:
-    """``"direct"`` -> :class:`DirectEncoder`; ``"poisson"`` -> :class:`PoissonEncoder(seed)`."""
+    """``"direct"`` -> :class:`DirectEncoder`; ``"poisson"`` -> :class:`PoissonEncoder(seed)`;
+    ``"events"`` -> :class:`EventEncoder` (event-frame datasets)."""
     check_choice("encoder", name, ENCODERS)
+    if name == "events":
+        return EventEncoder()
     return DirectEncoder() if name == "direct" else PoissonEncoder(seed)

@@ -150,6 +150,9 @@ def _load_data(cfg: dict[str, Any]) -> Dataset:
     if cfg["augment"] and len(data.input_shape) != 3:
         raise ValueError(f"--augment needs image inputs (C, H, W), the {cfg['dataset']} inputs "
                          f"have shape {data.input_shape}")
+    if (cfg["dataset"] == "nmnist") != (cfg["encoder"] == "events"):
+        raise ValueError(f"--encoder {cfg['encoder']} with --dataset {cfg['dataset']}: event "
+                         "frames (--dataset nmnist) go with --encoder events, and only they")
     cfg["input_shape"] = list(data.input_shape)
     cfg["num_classes"] = int(data.num_classes)
     cfg["n_train"], cfg["n_test"] = int(len(data.y_train)), int(len(data.y_test))
