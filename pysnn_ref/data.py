@@ -14,9 +14,9 @@ Encoders turn a batch ``x`` of shape ``(B, ...)`` into a time-major input ``(T, 
 * :class:`EventEncoder` passes per-sample event frames ``(B, F, 2, H, W)`` through as
   ``(T, B, 2, H, W)`` (``"nmnist"``; F / T frames summed per step).
 
-All three also stream the steps in chunks (:meth:`Encoder.chunks`) so that a forward pass never holds
-all ``T`` steps of the input. Encoders keep the array module of their input: a CuPy batch gives a
-CuPy encoding, drawn on the device.
+All three also stream the steps in chunks (:meth:`Encoder.chunks`) so that a forward pass never
+holds all ``T`` steps of the input. Encoders keep the array module of their input: a CuPy batch
+gives a CuPy encoding, drawn on the device.
 """
 
 from __future__ import annotations
