@@ -202,13 +202,13 @@ def read_idx(path: str | Path, magic: int, dataset: str = "idx") -> np.ndarray:
     path = Path(path)
     expected = _idx_expected(magic)
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except (OSError, EOFError, zlib.error) as e:
-        raise _fail(dataset, path, e.strerror or e, expected) from None
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b" or path.suffix == ".gz":    # gzip, by magic or by name
+            raw = gzip.decompress(raw)
+    except EOFError:
+        raise _fail(dataset, path, "truncated gzip stream", expected) from None
+    except (OSError, zlib.error) as e:
+        raise _fail(dataset, path, getattr(e, "strerror", None) or e, expected) from None
     if len(raw) < 4:
         raise _fail(dataset, path, f"only {len(raw)} bytes", expected)
     got = int.from_bytes(raw[:4], "big")
@@ -248,6 +248,8 @@ def _load_idx_dataset(name: str, data_dir: Path) -> tuple[np.ndarray, ...]:
         if len(y) != len(x):
             raise _fail(name, py, f"{len(y)} labels for {len(x)} images in {px}",
                         "one label per image")
+        if x.shape[1:] != (28, 28) or len(x) == 0:
+            raise _fail(name, px, f"images of shape {x.shape}", "N >= 1 images of 28x28 pixels")
         if y.size and y.max() > 9:
             raise _fail(name, py, f"label {int(y.max())}", "labels in [0, 10)")
         out += [(x.astype(np.float32) / 255.0)[:, None], y.astype(np.int64)]
@@ -303,11 +305,16 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
                else f"data {type(data).__name__}")
         raise _fail("cifar10", path, got, _CIFAR_EXPECTED)
     try:
-        y = np.asarray(labels, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError):
+        y = np.asarray(labels)
+        if y.dtype.kind not in "iu":
+            raise TypeError
+        y = y.astype(np.int64).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
         raise _fail("cifar10", path, "labels are not integers", _CIFAR_EXPECTED) from None
-    if len(y) != len(data) or (y.size and (y.min() < 0 or y.max() > 9)):
-        raise _fail("cifar10", path, f"{len(y)} labels for {len(data)} images, or labels out of "
+    if len(y) != len(data):
+        raise _fail("cifar10", path, f"{len(y)} labels for {len(data)} images", _CIFAR_EXPECTED)
+    if y.size and (y.min() < 0 or y.max() > 9):
+        raise _fail("cifar10", path, f"label {int(y.min() if y.min() < 0 else y.max())} out of "
                     "range", _CIFAR_EXPECTED)
     return data.reshape(-1, 3, 32, 32), y
 
@@ -326,6 +333,7 @@ def _load_cifar10(data_dir: Path) -> tuple[np.ndarray, ...]:
 # npz (your own arrays)
 # ----------------------------------------------------------------------------------------------
 
+MAX_CLASSES = 100_000   #: npz: the largest number of classes (output units) accepted
 _NPZ_EXPECTED = ("a .npz with integer label array y (N,) and input array x of shape (N, C, H, W), "
                  "(N, H, W) or (N, D), optionally x_test and y_test")
 
@@ -351,17 +359,32 @@ def _load_npz(data_dir: Path, seed: int, test_fraction: float) -> tuple[np.ndarr
         if x.dtype.kind not in "biuf" or x.ndim not in (2, 3, 4):
             raise _fail("npz", path, f"{key} has dtype {x.dtype} and shape {x.shape}",
                         _NPZ_EXPECTED)
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        if len(x) == 0 or 0 in x.shape:
+            raise _fail("npz", path, f"{key} has shape {x.shape} (no samples or an empty axis)",
+                        _NPZ_EXPECTED)
+        with np.errstate(over="ignore"):
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        if not np.isfinite(x).all():
+            raise _fail("npz", path, f"{key} holds NaN or infinite values (or values beyond "
+                        "float32's range)", _NPZ_EXPECTED)
         return x[:, None] if x.ndim == 3 else x                # (N, H, W) -> (N, 1, H, W)
 
     def labels(key: str, n: int) -> np.ndarray:
         y = arrays[key]
-        if y.dtype.kind not in "iu" or y.shape != (n,) or (y.size and y.min() < 0):
+        if y.dtype.kind not in "iu" or y.shape != (n,):
             raise _fail("npz", path, f"{key} has dtype {y.dtype} and shape {y.shape} "
-                        f"(need {n} labels >= 0)", _NPZ_EXPECTED)
+                        f"(need {n} integer labels)", _NPZ_EXPECTED)
+        # K = max label + 1 sizes the output layer: bound it before anything is allocated
+        k_max = min(MAX_CLASSES, n_all)
+        if y.size and (y.min() < 0 or y.max() >= k_max):
+            bad = int(y.min()) if y.min() < 0 else int(y.max())
+            raise _fail("npz", path, f"{key} has label {bad}", f"labels in 0..K-1 with "
+                        f"K <= min({MAX_CLASSES}, number of samples {n_all})")
         return y.astype(np.int64)
 
     x = inputs("x")
+    xt = arrays.get("x_test")
+    n_all = len(x) + (int(xt.shape[0]) if xt is not None and xt.ndim else 0)
     y = labels("y", len(x))
     if "x_test" in arrays:
         x_te = inputs("x_test")
