@@ -252,7 +252,9 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _network(args: argparse.Namespace, argv: Sequence[str]) -> tuple[nn_.Module, Any, int]:
+def _network(args: argparse.Namespace, argv: Sequence[str]
+             ) -> tuple[nn_.Module, Any, int, str]:
+    """The network, the data, T and the encoder name (a checkpoint's own unless given)."""
     from .data import load_dataset
     from .runconfig import build_model
 
@@ -266,12 +268,12 @@ def _network(args: argparse.Namespace, argv: Sequence[str]) -> tuple[nn_.Module,
         dataset = args.dataset if "--dataset" in given else cfg["dataset"]
         data_dir = args.data_dir if "--data-dir" in given else cfg.get("data_dir")
         T = args.T if "--T" in given else int(cfg["checkpoint"]["T"])
-        data = load_dataset(dataset, data_dir, seed=0)
-        return net, data, T
+        encoder = args.encoder if "--encoder" in given else cfg["encoder"]
+        return net, load_dataset(dataset, data_dir, seed=0), T, encoder
     data = load_dataset(args.dataset, args.data_dir, seed=0)
     cfg = {"lam": 0.5, "v_th": 1.0, "reset": "hard", "surrogate": "triangle", "neuron": "lif",
            "model": args.model, "tdbn_alpha": None, "seed": args.seed, "dtype": "float32"}
-    return build_model(cfg, data.input_shape, data.num_classes), data, args.T
+    return build_model(cfg, data.input_shape, data.num_classes), data, args.T, args.encoder
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -282,9 +284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_int("T", args.T, minimum=1)
     check_int("batch_size", args.batch_size, minimum=1)
     check_int("seed", args.seed, minimum=0)
-    net, data, T = _network(args, argv)
+    net, data, T, encoder = _network(args, argv)
+    if (data.name == "nmnist") != (encoder == "events"):
+        raise ValueError(f"--encoder {encoder} with --dataset {data.name}: event frames "
+                         "(--dataset nmnist) go with --encoder events, and only they")
     x = np.ascontiguousarray(data.x_test[: args.batch_size], dtype=np.float32)
-    rep = estimate_energy(net, x, T, make_encoder(args.encoder, seed=args.seed))
+    rep = estimate_energy(net, x, T, make_encoder(encoder, seed=args.seed))
     print(format_table(rep))
     if args.json:
         Path(args.json).write_text(json.dumps(rep.to_dict(), indent=1) + "\n")

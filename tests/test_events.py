@@ -173,3 +173,15 @@ def test_train_cli_learns_synthetic_nmnist(tmp_path, capsys):
                        "--out", str(tmp_path / "run"), "--no-plots", "--no-progress"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("test_acc=") and float(last.split("=")[1]) >= 0.9  # chance: 0.5
+
+
+def test_energy_cli_on_events(tmp_path, capsys):
+    from pysnn_ref.energy import main as energy_main
+
+    _write_folder(tmp_path, 2, np.random.default_rng(2))
+    assert energy_main(["--dataset", "nmnist", "--data-dir", str(tmp_path), "--encoder",
+                        "events", "--T", "4"]) == 0
+    out = capsys.readouterr().out
+    assert " AC " in out.splitlines()[2]          # event input: the first layer does SOPs
+    with pytest.raises(ValueError, match="--encoder events"):
+        energy_main(["--dataset", "nmnist", "--data-dir", str(tmp_path)])
