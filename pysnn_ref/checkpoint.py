@@ -52,11 +52,55 @@ def save_checkpoint(path: str | Path, net: nn_.Module, opt: Optimizer,
     path = Path(path)
     arrays = {f"model/{k}": v for k, v in net.state_dict().items()}
     arrays.update({f"optim/{k}": v for k, v in opt.state_dict().items()})
-    arrays["meta"] = np.array(json.dumps(meta))
+    arrays["meta"] = np.array(json.dumps({**meta, "version": CHECKPOINT_VERSION}))
     tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with open(tmp, "wb") as f:             # temp file in the same folder, flushed to the disk
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)                  # atomic: readers see the old or the new file, whole
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)                   # make the rename itself durable
+        finally:
+            os.close(fd)
+    except OSError:                        # platforms without directory fsync
+        pass
     return path
+
+
+CHECKPOINT_VERSION = 1   #: the schema written by :func:`save_checkpoint`
+
+#: meta entries every checkpoint carries, with their JSON types
+_META_KEYS = {"epoch": int, "T": int, "config": dict, "neurons": list, "best_acc": (int, float),
+              "best_epoch": (int, type(None)), "test_acc": (int, float, type(None))}
+
+
+def _check_meta(path: Path, meta: Any) -> None:
+    """One ``ValueError`` line naming the file when ``meta`` is not a checkpoint's."""
+    if not isinstance(meta, dict) or not meta:
+        raise ValueError(f"checkpoint {path}: meta must be a non-empty JSON object, got "
+                         f"{type(meta).__name__}")
+    if meta.get("version", CHECKPOINT_VERSION) != CHECKPOINT_VERSION:
+        raise ValueError(f"checkpoint {path}: schema version {meta['version']!r}, this "
+                         f"pysnn_ref reads version {CHECKPOINT_VERSION}")
+    for k, t in _META_KEYS.items():
+        if k not in meta:
+            raise ValueError(f"checkpoint {path}: meta has no {k!r} entry")
+        v = meta[k]
+        if isinstance(v, bool) or not isinstance(v, t):
+            raise ValueError(f"checkpoint {path}: meta {k!r} has the wrong type "
+                             f"({type(v).__name__}: {v!r})")
+    if meta["epoch"] < 0:
+        raise ValueError(f"checkpoint {path}: meta 'epoch' must be >= 0, got {meta['epoch']}")
+    for s in meta["neurons"]:
+        if not isinstance(s, dict) or not {"S", "asf_tot", "surrogate"} <= set(s):
+            raise ValueError(f"checkpoint {path}: meta 'neurons' entries must hold S, asf_tot "
+                             "and surrogate")
+    for k in ("input_shape", "num_classes"):
+        if k not in meta["config"]:
+            raise ValueError(f"checkpoint {path}: meta 'config' has no {k!r} entry")
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
@@ -75,8 +119,18 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     if "meta" not in arrays:
         raise ValueError(f"checkpoint {path} has no 'meta' entry: not written by "
                          "pysnn_ref.train")
-    meta = json.loads(str(arrays.pop("meta")))
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except ValueError:
+        raise ValueError(f"checkpoint {path}: meta is not valid JSON") from None
+    _check_meta(path, meta)
     model = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
+    if not model:
+        raise ValueError(f"checkpoint {path} holds no model arrays")
+    for k, v in model.items():
+        if v.dtype.kind != "f" or not np.isfinite(v).all():
+            raise ValueError(f"checkpoint {path}: model array {k!r} is not finite floats "
+                             f"(dtype {v.dtype}); refusing to load NaN/inf weights")
     optim = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
     return model, optim, meta
 
