@@ -102,6 +102,7 @@ def lif_forward_p(I: Any, p: NeuronParams) -> tuple[Any, LIFCache]:
 def lif_backward(do: Any, cache: LIFCache) -> Any:
     """Exact BPTT through the neuron: ``dI`` from ``do`` = dL/do (shaped like the spikes)."""
     u, p = cache
+    check_time_major("do", do)
     if tuple(do.shape) != tuple(u.shape):
         raise ValueError(f"do must have shape {tuple(u.shape)}, got {tuple(do.shape)}")
     T = u.shape[0]
