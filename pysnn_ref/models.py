@@ -16,6 +16,7 @@ vgg7       64C3-64C3-AP2-128C3-128C3-128C3-MP2-FC1024  (no BN)                AS
 snn5       16C3-64C5-AP2-128C5-AP2-256C5-AP2-512C3-AP2  (BN)                  TET SNN-5
 vggsnn     64C3-128C3-AP2-256C3-256C3-AP2-512C3-512C3-AP2-512C3-512C3-AP2     TET VGGSNN
 resnet     32C3 stem, residual blocks [32, 64 s2, 128 s2], global AP  (BN)    spiking ResNet
+window     4 windows (3L/4) of 16C3, Algorithm 1 recompose, AP2  (BPTT only)  window-partition
 =========  =================================================================  ===============
 """
 
@@ -47,7 +48,7 @@ LAYER_STRINGS = {
     "snn5": ("16C3-64C5-AP2-128C5-AP2-256C5-AP2-512C3-AP2", True),
     "vggsnn": ("64C3-128C3-AP2-256C3-256C3-AP2-512C3-512C3-AP2-512C3-512C3-AP2", True),
 }
-MODELS = (*LAYER_STRINGS, "resnet")
+MODELS = (*LAYER_STRINGS, "resnet", "window")
 
 _TOKEN = re.compile(r"^(\d+)C(\d+)$|^(AP|MP)(\d+)$|^FC(\d+)$")
 
@@ -126,6 +127,23 @@ def _resnet(input_shape, num_classes, neuron, tdbn_alpha, v_th, seed, dtype,
     return Sequential(*layers)
 
 
+def _window(input_shape, num_classes, neuron, seed, dtype, width=16) -> Sequential:
+    """Window partition + recomposed computing (window-partition supplement, Algorithm 1):
+    a 3x3 conv + LIF on each of the four 3L/4 windows, condensed back with Region Threshold
+    0.1, 2x2 average pooling, classifier.  BPTT only (WindowRecompose has no flow mode)."""
+    from .nn import WindowRecompose
+
+    if len(input_shape) != 3 or input_shape[1] != input_shape[2] or input_shape[1] % 4:
+        raise ValueError(f"model 'window' needs square image input (C, L, L) with L divisible "
+                         f"by 4, got {input_shape}")
+    rng = np.random.default_rng(seed)
+    C, L, _ = input_shape
+    body = Sequential(Conv2d(C, width, 3, padding=1, rng=rng, dtype=dtype), neuron())
+    h = L // 2
+    return Sequential(WindowRecompose(body, th_r=0.1), AvgPool2d(2), Flatten(),
+                      Linear(width * h * h, num_classes, rng=rng, dtype=dtype))
+
+
 def make_model(name: str, input_shape: tuple[int, ...], num_classes: int,
                neuron: Callable[[], Module], *, tdbn_alpha: float | None = None,
                v_th: float = 1.0, seed: int = 0, dtype: Any = np.float32,
@@ -137,6 +155,8 @@ def make_model(name: str, input_shape: tuple[int, ...], num_classes: int,
     check_choice("model", name, MODELS)
     check_int("num_classes", num_classes, minimum=2)
     shape = tuple(input_shape)
+    if name == "window":
+        return _window(shape, num_classes, neuron, seed, dtype)
     if name == "resnet":
         if len(shape) != 3:
             raise ValueError(f"model 'resnet' needs image input (C, H, W), got {shape}")

@@ -10,7 +10,8 @@ together). Surrogates are passed as ``(kind, a)``: an integer from :data:`SURROG
 surrogate's one parameter.
 
 Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 3. LIF/IF neuron streaming with spiking
-flows (ASF/SSF); 4. flow gains; 5. im2col / col2im; 6. pooling.
+flows (ASF/SSF); 4. flow gains; 5. im2col / col2im; 6. pooling; 7. recomposed computing
+(window-partition supplement, Algorithm 1).
 """
 
 from __future__ import annotations
@@ -354,3 +355,54 @@ def maxpool2d_backward(dout, idx, x_shape, k, stride):
                     i = idx[n, c, oh, ow]
                     dx[n, c, i // W, i % W] += dout[n, c, oh, ow]
     return dx
+
+
+# --------------------------------------------------------------------------------------------
+# 7. Recomposed computing (window-partition supplement, Algorithm 1).  Four dilated windows
+#    G1 (top-left), G2 (top-right), G3 (bottom-left), G4 (bottom-right), each M x M with
+#    M = 3L/4, are put back on the L x L map; where windows overlap (width w_o = 2M - L) the
+#    values are averaged: weight 1/2 where two windows cover a pixel, 1/4 in the centre.
+# --------------------------------------------------------------------------------------------
+
+def recompose_forward(G1, G2, G3, G4):
+    """Algorithm 1 "Weighted-Condense": (N, M, M) x 4 -> (N, L, L), L = 4M/3, pixel by pixel."""
+    N, M = G1.shape[0], G1.shape[1]
+    L = 4 * M // 3
+    off = L - M                                   # window origin of G2/G4 (cols), G3/G4 (rows)
+    origins = ((0, 0), (0, off), (off, 0), (off, off))
+    out = np.zeros((N, L, L), dtype=G1.dtype)
+    count = np.zeros((L, L))
+    for G, (r0, c0) in zip((G1, G2, G3, G4), origins, strict=True):
+        for n in range(N):
+            for i in range(M):
+                for j in range(M):
+                    out[n, r0 + i, c0 + j] += G[n, i, j]
+        for i in range(M):
+            for j in range(M):
+                count[r0 + i, c0 + j] += 1.0
+    for n in range(N):
+        for r in range(L):
+            for c in range(L):
+                out[n, r, c] /= count[r, c]
+    return out
+
+
+def recompose_backward(dX, M):
+    """Adjoint of :func:`recompose_forward`: dG_k[i, j] = dX[window k pixel] / coverage count."""
+    N, L = dX.shape[0], dX.shape[1]
+    off = L - M
+    origins = ((0, 0), (0, off), (off, 0), (off, off))
+    count = np.zeros((L, L))
+    for r0, c0 in origins:
+        for i in range(M):
+            for j in range(M):
+                count[r0 + i, c0 + j] += 1.0
+    grads = []
+    for r0, c0 in origins:
+        dG = np.zeros((N, M, M), dtype=dX.dtype)
+        for n in range(N):
+            for i in range(M):
+                for j in range(M):
+                    dG[n, i, j] = dX[n, r0 + i, c0 + j] / count[r0 + i, c0 + j]
+        grads.append(dG)
+    return tuple(grads)
