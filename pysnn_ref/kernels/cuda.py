@@ -27,8 +27,8 @@ How the kernels are built (the SpikingJelly fused multi-step pattern, REFERENCES
 Arrays: the host wrappers take CuPy arrays on a real GPU -- passed straight to the kernels
 (numba reads them through ``__cuda_array_interface__`` / DLPack, no host round trip) and launched
 on CuPy's current stream -- and plain NumPy arrays under the simulator. Outputs are allocated with
-the input's own array module (:func:`pysnn_ref.backend.array_module`). The only CuPy-specific
-line is the stream lookup in :func:`_stream_for`.
+the input's own array module (:func:`_array_module`; kernels never import the
+backend). The only CuPy-specific line is the stream lookup in :func:`_stream_for`.
 
 This module imports ``numba.cuda``; it is itself imported only when the GPU device is chosen
 (:mod:`pysnn_ref.backend`) or by the CUDA tests, so the CPU path never loads numba.cuda.
@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from .. import backend
 from . import reference as _ref
 
 # --------------------------------------------------------------------------------------------
@@ -76,12 +75,27 @@ def launch_config(n: int) -> tuple[int, int]:
     return (n + tpb - 1) // tpb, tpb
 
 
+
+def _is_gpu_array(x: Any) -> bool:
+    """True for a CuPy array (by type name, so CuPy need not be importable)."""
+    return type(x).__module__.startswith("cupy")
+
+
+def _array_module(x: Any) -> Any:
+    """``cupy`` for a CuPy array, else ``numpy``: the kernels' own look-up, so that this module
+    never imports :mod:`pysnn_ref.backend` (the layers stack downwards only)."""
+    if _is_gpu_array(x):
+        import cupy
+
+        return cupy
+    return np
+
 def _stream_for(x: Any) -> Any:
     """The stream to launch on: CuPy's current stream for a CuPy array, so that the kernel is
     ordered with the CuPy work before and after it; numba's default stream otherwise (NumPy
     arrays under the simulator, or CuPy's null stream, which is that same default stream)."""
-    if backend.is_gpu_array(x):
-        ptr = backend.array_module(x).cuda.get_current_stream().ptr
+    if _is_gpu_array(x):
+        ptr = _array_module(x).cuda.get_current_stream().ptr
         if ptr:
             return cuda.external_stream(ptr)
     return 0
@@ -142,7 +156,7 @@ def _surrogate_grad_kernel(x, kind, a, out):
 
 
 def _elementwise(kernel: Any, x: Any, kind: int, a: float) -> Any:
-    xp = backend.array_module(x)
+    xp = _array_module(x)
     xf = _contiguous(xp, x).reshape(-1)
     out = xp.empty_like(xf)
     _launch(kernel, xf.size, x, xf, int(kind), xf.dtype.type(a), out)
@@ -215,7 +229,7 @@ def _lif_backward_kernel(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, 
 
 def lif_forward(I, lam, v_th, soft, smooth, kind, a):
     """LIF forward, ``(o, u)``; see :func:`pysnn_ref.kernels.reference.lif_forward`."""
-    xp = backend.array_module(I)
+    xp = _array_module(I)
     I = _contiguous(xp, I)
     o = xp.empty_like(I)
     u = xp.empty_like(I)
@@ -227,7 +241,7 @@ def lif_forward(I, lam, v_th, soft, smooth, kind, a):
 
 def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
     """Exact BPTT, ``dI``; see :func:`pysnn_ref.kernels.reference.lif_backward`."""
-    xp = backend.array_module(u)
+    xp = _array_module(u)
     u = _contiguous(xp, u)
     do = _contiguous(xp, do, u.dtype)
     dI = xp.empty_like(u)
@@ -281,7 +295,7 @@ def lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU):
     ``v``, ``sI``, ``sO``, ``sOU`` are updated in place (they are passed to the kernel as they
     are, never copied, so they may be views).
     """
-    xp = backend.array_module(I)
+    xp = _array_module(I)
     I = _contiguous(xp, I)
     o = xp.empty_like(I)
     f = I.dtype.type
@@ -313,7 +327,7 @@ def _ssf_gain_kernel(FI, R, v_th, soft, r_max, gain):
 
 def ssf_gain(FI, R, v_th, soft, r_max):
     """SSF dFO/dFI; see :func:`pysnn_ref.kernels.reference.ssf_gain`."""
-    xp = backend.array_module(FI)
+    xp = _array_module(FI)
     FIf = _contiguous(xp, FI).reshape(-1)
     Rf = _contiguous(xp, xp.broadcast_to(xp.asarray(R, dtype=FI.dtype), FI.shape)).reshape(-1)
     gain = xp.empty_like(FIf)
@@ -391,7 +405,7 @@ def _col2im_kernel(cols, KH, KW, stride, pad, zero, dx):
 
 def im2col(x, KH, KW, stride, pad):
     """x (N, C, H, W) -> cols (N, C*KH*KW, OH*OW); see the reference module's ``im2col``."""
-    xp = backend.array_module(x)
+    xp = _array_module(x)
     x = _contiguous(xp, x)
     N, C, H, W = x.shape
     OH = _ref.conv_out_size(H, KH, stride, pad)
@@ -403,7 +417,7 @@ def im2col(x, KH, KW, stride, pad):
 
 def col2im(cols, x_shape, KH, KW, stride, pad):
     """The adjoint of :func:`im2col`, dx with shape ``x_shape``; see the reference module."""
-    xp = backend.array_module(cols)
+    xp = _array_module(cols)
     cols = _contiguous(xp, cols)
     dx = xp.empty(tuple(int(s) for s in x_shape), dtype=cols.dtype)
     _launch(_col2im_kernel, dx.size, cols, cols, int(KH), int(KW), int(stride), int(pad),
@@ -478,7 +492,7 @@ def _maxpool2d_backward_kernel(dout, idx, k, stride, zero, dx):
 
 def maxpool2d_forward(x, k, stride):
     """``(out, idx)`` of k x k max pooling; see the reference module's ``maxpool2d_forward``."""
-    xp = backend.array_module(x)
+    xp = _array_module(x)
     x = _contiguous(xp, x)
     N, C, H, W = x.shape
     OH = _ref.conv_out_size(H, k, stride, 0)
@@ -491,7 +505,7 @@ def maxpool2d_forward(x, k, stride):
 
 def maxpool2d_backward(dout, idx, x_shape, k, stride):
     """Route ``dout`` to the window maxima; see the reference module."""
-    xp = backend.array_module(dout)
+    xp = _array_module(dout)
     dout = _contiguous(xp, dout)
     idx = _contiguous(xp, idx, np.int32)
     dx = xp.empty(tuple(int(s) for s in x_shape), dtype=dout.dtype)

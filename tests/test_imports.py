@@ -1,0 +1,28 @@
+"""The layers stack downwards only (CLIs -> methods/models -> nn -> functional -> backend ->
+kernels): no kernel module imports the backend or anything above it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+KERNELS = Path(__file__).resolve().parents[1] / "pysnn_ref" / "kernels"
+
+
+@pytest.mark.parametrize("path", sorted(KERNELS.glob("*.py")), ids=lambda p: p.name)
+def test_kernels_import_nothing_above_them(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            # relative imports must stay inside kernels/ (level 1), never reach the package
+            assert node.level <= 1, f"{path.name}:{node.lineno} imports from ..{mod}"
+            assert not mod.startswith("pysnn_ref") or mod.startswith("pysnn_ref.kernels"), \
+                f"{path.name}:{node.lineno} imports {mod}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                assert not alias.name.startswith("pysnn_ref") or \
+                    alias.name.startswith("pysnn_ref.kernels"), \
+                    f"{path.name}:{node.lineno} imports {alias.name}"
