@@ -353,3 +353,52 @@ def test_functional_conv_on_cuda_kernels(monkeypatch):
     assert len(grads_c) == len(grads_g) == 3
     for gc, gg in zip(grads_c, grads_g, strict=True):
         assert rel_error(gc, gg) <= TOL
+
+
+# ------------------------------------------------------------------------------------------
+# grid-stride loops: a grid of fewer threads than items still covers every item
+# ------------------------------------------------------------------------------------------
+
+def test_launch_config_caps_the_grid():
+    assert ck.launch_config(10**9)[0] == ck.MAX_BLOCKS
+    assert ck.launch_config(10**6, max_blocks=3) == (3, 256)
+    with pytest.raises(ValueError, match="max_blocks"):
+        ck.launch_config(10, max_blocks=0)
+
+
+@pytest.mark.parametrize("case", ["lif", "flows", "im2col", "maxpool", "surrogate", "gain"])
+def test_every_kernel_strides_over_a_capped_grid(case, monkeypatch):
+    """With one block of 32 threads for hundreds of items, each thread must take items
+    i, i + 32, ...: the results equal those of a grid with a thread per item."""
+    rng = np.random.default_rng(7)
+    full = {}
+
+    def run():
+        if case == "lif":
+            I = rng_I.copy()
+            o, u = ck.lif_forward(I, 0.8, 1.0, False, False, 1, 1.0)
+            return [o, u, ck.lif_backward(np.ones_like(I), u, 0.8, 1.0, False, False, False,
+                                          1, 1.0)]
+        if case == "flows":
+            st = [np.zeros(rng_I.shape[1]) for _ in range(4)]
+            o = ck.lif_forward_flows(rng_I.copy(), *st[:1], 0.8, 1.0, False, False, 1, 1.0,
+                                     0.8, *st[1:])
+            return [o, *st]
+        if case == "im2col":
+            cols = ck.im2col(x4, 3, 3, 1, 1)
+            return [cols, ck.col2im(cols, x4.shape, 3, 3, 1, 1)]
+        if case == "maxpool":
+            return list(ck.maxpool2d_forward(x4, 2, 2))
+        if case == "surrogate":
+            return [ck.surrogate_grad(rng_I, 1, 1.0), ck.surrogate_primitive(rng_I, 1, 1.0)]
+        return [ck.ssf_gain(np.abs(rng_I) - 0.2, np.abs(rng_I) + 0.5, 1.0, False, 2.0)]
+
+    rng_I = rng.normal(0.6, 1.0, (3, 200))
+    x4 = rng.normal(size=(2, 2, 6, 6))
+    full = run()
+    monkeypatch.setattr(ck, "MAX_BLOCKS", 1)
+    monkeypatch.setattr(ck, "TPB_SMALL", 32)
+    assert ck.launch_config(rng_I.size) == (1, 32)
+    capped = run()
+    for a, b in zip(full, capped, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -54,14 +54,19 @@ from . import reference as _ref
 TPB_SMALL, TPB_LARGE = 128, 256
 #: from this many threads on, 256-thread blocks are used
 LARGE_LAUNCH = 1 << 17
+#: at most this many blocks per launch: every kernel is a grid-stride loop, so a capped grid
+#: still covers every item (each thread takes items i, i + gridsize, ...)
+MAX_BLOCKS = 1 << 14
 
 
-def launch_config(n: int) -> tuple[int, int]:
+def launch_config(n: int, max_blocks: int | None = None) -> tuple[int, int]:
     """``(blocks, threads_per_block)`` for ``n`` independent threads (n >= 1).
 
     Threads per block: 128 below :data:`LARGE_LAUNCH` (2^17) threads, 256 from there on; in
     both cases at most ``n`` rounded up to a multiple of 32, so a tiny launch is one small block.
-    Blocks: ``ceil(n / threads_per_block)``.  The time-loop kernels hold their state in
+    Blocks: ``ceil(n / threads_per_block)``, at most ``max_blocks`` (default
+    :data:`MAX_BLOCKS`); every kernel strides over the grid, so fewer blocks only give each
+    thread more items.  The time-loop kernels hold their state in
     registers and use no shared memory, so the block size only decides how evenly the blocks
     spread over the SMs: 128-thread blocks give 2x more blocks for mid-sized layers (an H100 has
     132 SMs), 256 saves scheduling work once there are many waves of blocks anyway.  These
@@ -72,7 +77,10 @@ def launch_config(n: int) -> tuple[int, int]:
         raise ValueError(f"n must be >= 1, got {n}")
     tpb = TPB_LARGE if n >= LARGE_LAUNCH else TPB_SMALL
     tpb = min(tpb, 32 * ((n + 31) // 32))
-    return (n + tpb - 1) // tpb, tpb
+    cap = MAX_BLOCKS if max_blocks is None else max_blocks
+    if cap < 1:
+        raise ValueError(f"max_blocks must be >= 1, got {cap}")
+    return min((n + tpb - 1) // tpb, cap), tpb
 
 
 
@@ -142,16 +150,14 @@ def _spike(x, smooth, kind, a):
 @cuda.jit
 def _surrogate_primitive_kernel(x, kind, a, out):
     """out[i] = primitive(x[i]); x, out flat (n,). Launch: launch_config(n), one thread per i."""
-    i = cuda.grid(1)
-    if i < x.size:
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):  # grid-stride
         out[i] = _primitive(x[i], kind, a)
 
 
 @cuda.jit
 def _surrogate_grad_kernel(x, kind, a, out):
     """out[i] = surrogate'(x[i]); x, out flat (n,). Launch: launch_config(n), one thread per i."""
-    i = cuda.grid(1)
-    if i < x.size:
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):  # grid-stride
         out[i] = _grad(x[i], kind, a)
 
 
@@ -183,9 +189,8 @@ def _lif_forward_kernel(I, lam, v_th, soft, smooth, kind, a, o, u):
 
     I, o, u: (T, N). Launch: launch_config(N) -- one thread per neuron, one launch for all T.
     """
-    n = cuda.grid(1)
     T, N = I.shape
-    if n < N:
+    for n in range(cuda.grid(1), N, cuda.gridsize(1)):  # grid-stride
         v = 0.0 * v_th
         for t in range(T):
             u_t = lam * v + I[t, n]
@@ -205,9 +210,8 @@ def _lif_backward_kernel(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, 
     dL/du[t+1] is carried in a register; o[t] and sigma'(u[t] - v_th) are recomputed from u.
     do, u, dI: (T, N). Launch: launch_config(N) -- one thread per neuron, one launch for all T.
     """
-    n = cuda.grid(1)
     T, N = u.shape
-    if n < N:
+    for n in range(cuda.grid(1), N, cuda.gridsize(1)):  # grid-stride
         du_next = 0.0 * v_th
         for t in range(T - 1, -1, -1):
             u_t = u[t, n]
@@ -264,9 +268,8 @@ def _lif_forward_flows_kernel(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO,
     (ASF Eq. 7 with w = 1, SSF Sec. 3.3 with w = lam) and written back once.
     I, o: (Tc, N); v, sI, sO, sOU: (N,). Launch: launch_config(N), one thread per neuron.
     """
-    n = cuda.grid(1)
     Tc, N = I.shape
-    if n < N:
+    for n in range(cuda.grid(1), N, cuda.gridsize(1)):  # grid-stride
         vn = v[n]
         si = sI[n]
         so = sO[n]
@@ -315,8 +318,7 @@ def _ssf_gain_kernel(FI, R, v_th, soft, r_max, gain):
 
     Launch: launch_config(n), one thread per element.
     """
-    i = cuda.grid(1)
-    if i < FI.size:
+    for i in range(cuda.grid(1), FI.size, cuda.gridsize(1)):  # grid-stride
         fi = FI[i]
         if soft:
             gain[i] = 1.0 / v_th if (fi > 0.0 and fi < v_th) else 0.0
@@ -353,8 +355,7 @@ def _im2col_kernel(x, KH, KW, stride, pad, cols):
     x (N, C, H, W), cols (N, C*KH*KW, OH*OW). Launch: launch_config(cols.size), one thread per
     entry of cols.
     """
-    i = cuda.grid(1)
-    if i < cols.size:
+    for i in range(cuda.grid(1), cols.size, cuda.gridsize(1)):  # grid-stride
         N, C, H, W = x.shape
         _, R, P = cols.shape
         OW = (W + 2 * pad - KW) // stride + 1
@@ -382,8 +383,7 @@ def _col2im_kernel(cols, KH, KW, stride, pad, zero, dx):
     start, so float32 sums stay float32). Launch: launch_config(dx.size), one thread per pixel
     of dx.
     """
-    i = cuda.grid(1)
-    if i < dx.size:
+    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):  # grid-stride
         N, C, H, W = dx.shape
         OH = (H + 2 * pad - KH) // stride + 1
         OW = (W + 2 * pad - KW) // stride + 1
@@ -439,8 +439,7 @@ def _maxpool2d_forward_kernel(x, k, stride, out, idx):
     x (N, C, H, W), out and idx (N, C, OH, OW). Launch: launch_config(out.size), one thread per
     output element.
     """
-    i = cuda.grid(1)
-    if i < out.size:
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):  # grid-stride
         N, C, H, W = x.shape
         _, _, OH, OW = out.shape
         ow = i % OW
@@ -469,8 +468,7 @@ def _maxpool2d_backward_kernel(dout, idx, k, stride, zero, dx):
     clipped to [0, OH); likewise for columns. dout, idx (N, C, OH, OW), dx (N, C, H, W);
     ``zero`` is 0 in dx's dtype. Launch: launch_config(dx.size), one thread per pixel of dx.
     """
-    i = cuda.grid(1)
-    if i < dx.size:
+    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):  # grid-stride
         N, C, H, W = dx.shape
         _, _, OH, OW = dout.shape
         iw = i % W
