@@ -124,7 +124,7 @@ def section_gradients(axes) -> None:
                          label=f"layer {k}")
     axes[1].set_xlabel("rectangular surrogate width a")
     axes[1].set_ylabel("gradient norm |dL/dW|")
-    axes[1].set_title("a -> 0: the surrogate becomes H' and the gradient vanishes")
+    axes[1].set_title("rectangular width a -> 0: gradient -> 0")
     axes[1].legend(fontsize=8)
 
 
@@ -168,7 +168,7 @@ def main() -> None:
         axes[2].plot(losses, label=label)
     axes[2].set_xlabel("training step")
     axes[2].set_ylabel("SDT loss (cross-entropy)")
-    axes[2].set_title("a few training steps: only the readout learns without a surrogate")
+    axes[2].set_title("training: no surrogate = readout only")
     axes[2].legend(fontsize=8)
     path = OUT / "09_vanishing_gradient.png"
     fig.savefig(path, dpi=90)
