@@ -8,6 +8,7 @@ import importlib
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,3 +41,22 @@ def test_row_points_at_real_code_tests_and_chapters(row: dict[str, str]) -> None
     assert name in names, f"{path} has no {name}"
     if row["tut"] != "-":
         assert (ROOT / "tutorials" / row["tut"].strip("`")).is_file(), row["tut"]
+
+
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+def test_ssf_electricity_balance_eqs_12_18(reset: str) -> None:
+    """SSF Eq. 12 (hard) / 18 (soft): the membrane left after step T-1 is the lam-weighted input
+    minus what the spikes took (u[t] for a hard reset, v_th for a soft one), to round-off."""
+    from pysnn_ref.functional.neuron import lif_forward
+
+    rng = np.random.default_rng(1)
+    T, lam, v_th = 7, 0.8, 1.0
+    I = rng.normal(0.6, 0.9, (T, 5, 40))
+    o, cache = lif_forward(I, lam=lam, v_th=v_th, reset=reset)
+    u = np.asarray(cache.u)
+    assert 0 < o.mean() < 1                                   # some spikes, not all
+    took = o * u if reset == "hard" else v_th * o
+    w = lam ** np.arange(T - 1, -1, -1)[:, None, None]
+    balance = (w * (I - took)).sum(0)
+    v_last = u[-1] - took[-1]
+    np.testing.assert_allclose(v_last, balance, rtol=0, atol=1e-12)
