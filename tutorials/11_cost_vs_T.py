@@ -1,19 +1,22 @@
-"""Chapter 11 -- What BPTT, ASF and SSF cost as the number of time steps T grows.
+"""Chapter 11 -- What BPTT, ASF and SSF cost in time and memory as the number of steps T grows.
 
 BPTT walks back through all T steps of every neuron (SSF, Wang et al., ICCV 2023, Eqs. 8-10),
-so its backward pass does O(T) work per layer and keeps O(T) membranes.  ASF (Wu et al., AAAI
-2021, Eqs. 7-12) and SSF (Eqs. 11-15) back-propagate once through the equivalent rate network:
-one (B, ...) gradient per layer, then dL/dI[t] = dL/dFO dFO/dFI for every t (SSF Eq. 15).  Their
-backward is (almost) independent of T -- the point of SSF's Fig. 1.  The forward pass is the
-same spiking network for all three and grows with T for all of them.
+so its backward pass does O(T) work per layer and keeps O(T) membranes and spikes in memory.
+ASF (Wu et al., AAAI 2021, Eqs. 7-12) and SSF (Eqs. 11-15) back-propagate once through the
+equivalent rate network: one (B, ...) gradient per layer, then dL/dI[t] = dL/dFO dFO/dFI for
+every t (SSF Eq. 15).  Their backward is (almost) independent of T, and they keep running flow
+sums instead of T steps -- the point of SSF's Fig. 1.  The forward pass is the same spiking
+network for all three and grows with T for all of them.
 
 The measurement uses the library's benchmark (``python -m pysnn_ref.bench``), called as
 functions: ``bench.make_parser()`` for its options, ``bench_measure.run_benchmark`` for the
-sweep (one ``Runner`` per method and T, timed by ``time_steps``: interleaved rounds, medians).
+sweep (one ``Runner`` per method and T, timed by ``time_steps``: interleaved rounds, medians;
+peak memory of one step by ``tracemalloc``, above what was live before it).
 
 This chapter times one training step of the benchmark's small MLP for several T, plots the
-backward and forward times against T (``tutorials/out/11_cost_vs_T.png``), and checks that the
-flow methods' backward time grows less than BPTT's from the smallest to the largest T.
+backward and forward times and the peak memory against T (``tutorials/out/11_cost_vs_T.png``),
+and checks that the flow methods' backward time and memory grow less than BPTT's from the
+smallest to the largest T.
 Timings come from a shared CPU: the ratios matter, not the milliseconds.
 
 Run:  python tutorials/11_cost_vs_T.py      (PYSNN_TUTORIAL_QUICK=1 for a faster run)
@@ -40,7 +43,7 @@ REPEATS = 5 if QUICK else 7
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    args = make_parser().parse_args(["--model", "mlp", "--batch-size", "128", "--no-memory",
+    args = make_parser().parse_args(["--model", "mlp", "--batch-size", "128",
                                      "--repeats", str(REPEATS), "--warmup", "2"])
     args.methods, args.T = ["bptt", "asf", "ssf"], TS
     args.input_shape = default_input_shape("mlp")
@@ -63,8 +66,15 @@ def main() -> None:
     print(f"   flows grow less than BPTT: asf x{growth['asf']:.2f}, ssf x{growth['ssf']:.2f} "
           f"< bptt x{growth['bptt']:.2f} (T grew x{TS[-1] / TS[0]:g})")
 
-    fig = Figure(figsize=(11, 4.5), layout="constrained")
-    axes = fig.subplots(1, 2)
+    mem = {m: t[m, TS[-1]]["peak_mem_bytes"] / t[m, TS[0]]["peak_mem_bytes"] for m in COLORS}
+    print(f"   peak memory of a step (tracemalloc), T={TS[0]} -> T={TS[-1]}: " + ", ".join(
+        f"{m} {t[m, TS[0]]['peak_mem_bytes'] / 2**20:.1f} -> "
+        f"{t[m, TS[-1]]['peak_mem_bytes'] / 2**20:.1f} MiB (x{mem[m]:.2f})" for m in COLORS))
+    for m in ("asf", "ssf"):
+        assert mem[m] < mem["bptt"], (m, mem)
+
+    fig = Figure(figsize=(15, 4.5), layout="constrained")
+    axes = fig.subplots(1, 3)
     for ax, key, name in ((axes[0], "backward_s", "backward"), (axes[1], "forward_s", "forward")):
         for m, c in COLORS.items():
             ax.loglog(TS, [t[m, T][key] * 1e3 for T in TS], "o-", color=c, label=m)
@@ -74,11 +84,21 @@ def main() -> None:
         ax.set_ylabel(f"{name} time per step (ms)")
         ax.set_title(f"{name} pass, MLP batch {args.batch_size} (cf. SSF Fig. 1)")
         ax.legend(fontsize=8)
+    for m, c in COLORS.items():
+        axes[2].loglog(TS, [t[m, T]["peak_mem_bytes"] / 2**20 for T in TS], "o-", color=c,
+                       label=m)
+    axes[2].set_xticks(TS, [str(T) for T in TS])
+    axes[2].minorticks_off()
+    axes[2].set_xlabel("time steps T")
+    axes[2].set_ylabel("peak memory of a step (MiB)")
+    axes[2].set_title("memory: BPTT keeps T steps, flows keep sums")
+    axes[2].legend(fontsize=8)
     path = OUT / "11_cost_vs_T.png"
     fig.savefig(path, dpi=90)
     print(f"\nFigure: {path}")
     print("Chapter 11 done: " + ", ".join(f"{m} backward x{np.round(g, 2)}"
-                                            for m, g in growth.items()) + " over T.")
+                                            for m, g in growth.items()) + " over T; memory "
+          + ", ".join(f"{m} x{g:.2f}" for m, g in mem.items()) + ".")
 
 
 if __name__ == "__main__":
