@@ -172,7 +172,8 @@ def main() -> None:
     imgs, labels = digit_images()
     ev = simulate_dvs(imgs[0], rng)
     print(f"A digit {labels[0]} seen by a simulated DVS over {STEPS} positions x {DT_US // 1000} "
-          f"ms along 3 saccades")
+          f"ms along 3 saccades (N-MNIST-like; TET Sec. 5 and Dspike Sec. 5 train on DVS events "
+          f"framed this way)")
     with tempfile.TemporaryDirectory() as tmp:
         print("\nVerification 1-2: file round trip, frames conserve events, time bins nest")
         by_time, by_count = check_sample(ev, Path(tmp))
