@@ -48,7 +48,8 @@ def main() -> None:
     args.methods, args.T = ["bptt", "asf", "ssf"], TS
     args.input_shape = default_input_shape("mlp")
     print(f"Benchmark MLP, input {args.input_shape}, batch {args.batch_size}, {args.dtype}, "
-          f"T in {TS}, median of {REPEATS} steps")
+          f"T in {TS}, median of {REPEATS} steps\n(SSF Fig. 1: BPTT, SSF Eqs. 8-10, vs the flows, "
+          f"ASF Eqs. 7-12 and SSF Eqs. 11-15)")
     records = run_benchmark(args, log=lambda s: None)
     t = {(r["method"], r["T"]): r for r in records}
     print(f"   {'T':>3s}" + "".join(f"{m + ' fwd':>11s}{m + ' bwd':>11s}" for m in COLORS))
