@@ -7,7 +7,7 @@ kept in registers.  The scalar surrogate formulas are the reference module's own
 compiled with ``njit`` -- one definition of each formula.
 
 Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 3. LIF/IF streaming with spiking flows;
-4. flow gains; 5. im2col / col2im; 6. pooling.
+4. flow gains; 5. im2col / col2im; 6. pooling; 8. spiking LSTM cell (numbered as in the reference).
 """
 
 from __future__ import annotations
@@ -509,3 +509,80 @@ def avgpool2d_backward(dout, x_shape, k, stride):
     dx = np.empty(tuple(int(s) for s in x_shape), dtype=dout.dtype)
     _avgpool2d_backward(dout, int(k), int(stride), dout.dtype.type(1.0 / (k * k)), dx)
     return dx
+
+
+# --------------------------------------------------------------------------------------------
+# 8. Spiking LSTM cell, one time step (reference module, section 8): one fused pass per neuron,
+#    prange over the B*H neurons; the scalar cell formulas are the reference module's own
+#    functions compiled with njit.
+# --------------------------------------------------------------------------------------------
+
+def _compile_scalar(fn, **compiled):
+    """``njit`` a reference scalar function whose body calls other reference scalars: the same
+    code object, with those callees (plain Python there) swapped for their compiled twins."""
+    import types
+
+    glb = dict(fn.__globals__)
+    glb.update(compiled)
+    clone = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
+    return njit(cache=True, inline="always")(clone)
+
+
+_sigmoid = njit(cache=True, inline="always")(_ref.sigmoid_scalar)
+_lstm_cell = _compile_scalar(_ref.lstm_cell_scalar, sigmoid_scalar=_sigmoid, spike_scalar=_spike)
+_lstm_cell_bwd = _compile_scalar(_ref.lstm_cell_backward_scalar, surrogate_grad_scalar=_grad)
+
+
+@njit(cache=True, parallel=True)
+def _lstm_cell_forward(z, c_prev, v_th, smooth, kind, a, A, c, s):
+    B, H = c_prev.shape
+    for n in prange(B * H):
+        b = n // H
+        h = n - b * H
+        i, f, g, o, c_t, s_t = _lstm_cell(z[b, h], z[b, H + h], z[b, 2 * H + h],
+                                          z[b, 3 * H + h], c_prev[b, h], v_th, smooth, kind, a)
+        A[b, h] = i
+        A[b, H + h] = f
+        A[b, 2 * H + h] = g
+        A[b, 3 * H + h] = o
+        c[b, h] = c_t
+        s[b, h] = s_t
+
+
+@njit(cache=True, parallel=True)
+def _lstm_cell_backward(ds, dc_next, A, c_prev, c, v_th, kind, a, dz, dc_carry):
+    B, H = c_prev.shape
+    for n in prange(B * H):
+        b = n // H
+        h = n - b * H
+        dzi, dzf, dzg, dzo, dcc = _lstm_cell_bwd(
+            ds[b, h], dc_next[b, h], A[b, h], A[b, H + h], A[b, 2 * H + h], A[b, 3 * H + h],
+            c_prev[b, h], c[b, h], v_th, kind, a)
+        dz[b, h] = dzi
+        dz[b, H + h] = dzf
+        dz[b, 2 * H + h] = dzg
+        dz[b, 3 * H + h] = dzo
+        dc_carry[b, h] = dcc
+
+
+def lstm_cell_forward(z, c_prev, v_th, smooth, kind, a):
+    """One spiking LSTM step, ``(A, c, s)``; see the reference module's ``lstm_cell_forward``."""
+    z = np.ascontiguousarray(z)
+    c_prev = np.ascontiguousarray(c_prev, dtype=z.dtype)
+    A = np.empty_like(z)
+    c = np.empty_like(c_prev)
+    s = np.empty_like(c_prev)
+    _lstm_cell_forward(z, c_prev, float(v_th), bool(smooth), int(kind), float(a), A, c, s)
+    return A, c, s
+
+
+def lstm_cell_backward(ds, dc_next, A, c_prev, c, v_th, kind, a):
+    """Its adjoint, ``(dz, dc_carry)``; see the reference module's ``lstm_cell_backward``."""
+    f = A.dtype
+    ds, dc_next, A, c_prev, c = (np.ascontiguousarray(v, dtype=f)
+                                 for v in (ds, dc_next, A, c_prev, c))
+    dz = np.empty_like(A)
+    dc_carry = np.empty_like(c_prev)
+    _lstm_cell_backward(ds, dc_next, A, c_prev, c, float(v_th), int(kind), float(a), dz,
+                        dc_carry)
+    return dz, dc_carry

@@ -11,7 +11,7 @@ surrogate's one parameter.
 
 Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 3. LIF/IF neuron streaming with spiking
 flows (ASF/SSF); 4. flow gains; 5. im2col / col2im; 6. pooling; 7. recomposed computing
-(window-partition supplement, Algorithm 1).
+(window-partition supplement, Algorithm 1); 8. spiking LSTM cell (same supplement, Eq. 1).
 """
 
 from __future__ import annotations
@@ -406,3 +406,99 @@ def recompose_backward(dX, M):
                     dG[n, i, j] = dX[n, r0 + i, c0 + j] / count[r0 + i, c0 + j]
         grads.append(dG)
     return tuple(grads)
+
+
+# --------------------------------------------------------------------------------------------
+# 8. Spiking LSTM cell (the LSNN of the window-partition supplement, Sec. 3.1 Eq. 1), one time
+#    step, elementwise.  z (B, 4H) holds the gate pre-activations in the order (i, f, g, o):
+#    z[:, 0:H] -> input gate, z[:, H:2H] -> forget gate, z[:, 2H:3H] -> candidate, z[:, 3H:4H]
+#    -> output gate (PyTorch's order).  The GEMMs that make z live in functional/lstm.py.
+#    The scalar functions are the ONE definition of the cell's formulas; kernels/cpu.py
+#    compiles these same functions.
+# --------------------------------------------------------------------------------------------
+
+def sigmoid_scalar(x):
+    """The logistic function 1 / (1 + exp(-x)), in the form that never overflows."""
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def lstm_cell_scalar(zi, zf, zg, zo, c_prev, v_th, smooth, kind, a):
+    """One neuron, one step of the spiking LSTM cell.  Returns ``(i, f, g, o, c, s)``.
+
+    gates (Eq. L2):      i = sigma(z_i)  f = sigma(z_f)  g = tanh(z_g)  o = sigma(z_o)
+    cell (Eq. L3):       c = f c_prev + i g
+    membrane (Eq. L4):   u = o tanh(c)         in (-1, 1)
+    spike (Eq. L4):      s = H(u - v_th)       (the surrogate's primitive in smooth mode)
+    """
+    i = sigmoid_scalar(zi)
+    f = sigmoid_scalar(zf)
+    g = math.tanh(zg)
+    o = sigmoid_scalar(zo)
+    c = f * c_prev + i * g
+    u = o * math.tanh(c)
+    s = spike_scalar(u - v_th, smooth, kind, a)
+    return i, f, g, o, c, s
+
+
+def lstm_cell_backward_scalar(ds, dc_next, i, f, g, o, c_prev, c, v_th, kind, a):
+    """The adjoint of :func:`lstm_cell_scalar` for one neuron.  Returns
+    ``(dz_i, dz_f, dz_g, dz_o, dc_carry)``.
+
+    ``ds`` = dL/ds[t] (from the layer above and from the recurrence), ``dc_next`` = the part of
+    dL/dc[t] that comes through c[t+1] (already multiplied by f[t+1]; 0 at the last step).
+
+    du = ds sigma'(u - v_th)                          (Eq. B2; sigma' the surrogate gradient)
+    do = du tanh(c)
+    dc = du o (1 - tanh^2 c) + dc_next
+    dz_i = dc g i (1 - i)      dz_f = dc c_prev f (1 - f)                   (Eq. B3)
+    dz_g = dc i (1 - g^2)      dz_o = do o (1 - o)
+    dc_carry = dc f            (what dL/dc[t-1] receives through c[t])
+    """
+    tc = math.tanh(c)
+    du = ds * surrogate_grad_scalar(o * tc - v_th, kind, a)
+    do = du * tc
+    dc = du * o * (1.0 - tc * tc) + dc_next
+    return (dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f), dc * i * (1.0 - g * g),
+            do * o * (1.0 - o), dc * f)
+
+
+def lstm_cell_forward(z, c_prev, v_th, smooth, kind, a):
+    """One step of the spiking LSTM cell for B samples x H neurons, loop by loop.
+
+    ``z`` (B, 4H) gate pre-activations (i, f, g, o), ``c_prev`` (B, H) the cell state before the
+    step.  Returns ``(A, c, s)``: the gates after their activations (B, 4H), in z's layout, the
+    new cell state c (B, H) and the spikes s (B, H).
+    """
+    B, H = c_prev.shape
+    A = np.empty_like(z)
+    c = np.empty_like(c_prev)
+    s = np.empty_like(c_prev)
+    for b in range(B):
+        for h in range(H):
+            i, f, g, o, c_t, s_t = lstm_cell_scalar(
+                z[b, h], z[b, H + h], z[b, 2 * H + h], z[b, 3 * H + h], c_prev[b, h],
+                v_th, smooth, kind, a)
+            A[b, h], A[b, H + h], A[b, 2 * H + h], A[b, 3 * H + h] = i, f, g, o
+            c[b, h] = c_t
+            s[b, h] = s_t
+    return A, c, s
+
+
+def lstm_cell_backward(ds, dc_next, A, c_prev, c, v_th, kind, a):
+    """The adjoint of :func:`lstm_cell_forward` for one step.  Returns ``(dz, dc_carry)``:
+    dz (B, 4H) = dL/dz[t] and dc_carry (B, H) = dL/dc[t] f[t], the cell gradient step t-1
+    receives.  ``A``, ``c_prev``, ``c``: the step's gates, previous and new cell state."""
+    B, H = c_prev.shape
+    dz = np.empty_like(A)
+    dc_carry = np.empty_like(c_prev)
+    for b in range(B):
+        for h in range(H):
+            dzi, dzf, dzg, dzo, dcc = lstm_cell_backward_scalar(
+                ds[b, h], dc_next[b, h], A[b, h], A[b, H + h], A[b, 2 * H + h],
+                A[b, 3 * H + h], c_prev[b, h], c[b, h], v_th, kind, a)
+            dz[b, h], dz[b, H + h], dz[b, 2 * H + h], dz[b, 3 * H + h] = dzi, dzf, dzg, dzo
+            dc_carry[b, h] = dcc
+    return dz, dc_carry

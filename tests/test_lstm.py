@@ -1,0 +1,162 @@
+"""Spiking LSTM (window-partition supplement's LSNN): the cell kernels (reference == Numba),
+the hand-written BPTT against finite differences (float64, smooth mode), bad input, the layer,
+the model and the digits-rows sequence task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pysnn_ref import backend
+from pysnn_ref.finite_diff import numerical_gradient, rel_error
+from pysnn_ref.functional.lstm import lstm_backward, lstm_forward, make_lstm_params
+from pysnn_ref.kernels import cpu as KC
+from pysnn_ref.kernels import reference as KR
+from pysnn_ref.kernels.reference import SURROGATE_KINDS
+
+
+def _weights(rng, D, H, scale=0.7, dtype=np.float64):
+    return (rng.normal(0, scale, (4 * H, D)).astype(dtype),
+            rng.normal(0, scale, (4 * H, H)).astype(dtype),
+            rng.normal(0, 0.5, 4 * H).astype(dtype))
+
+
+# ---- kernels ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("smooth", [False, True])
+@pytest.mark.parametrize("kind", sorted(SURROGATE_KINDS.values()))
+def test_cell_kernels_numba_equal_reference(kind, smooth):
+    rng = np.random.default_rng(kind)
+    B, H = 4, 7
+    z = rng.normal(0, 2, (B, 4 * H))
+    c_prev = rng.normal(0, 1, (B, H))
+    fr, fc = (K.lstm_cell_forward(z, c_prev, 0.3, smooth, kind, 1.0) for K in (KR, KC))
+    for a, b in zip(fr, fc, strict=True):
+        assert rel_error(a, b) <= 1e-12
+    A, c, s = fr
+    assert ((s == 0) | (s == 1)).all() or smooth
+    ds, dc = rng.normal(size=(B, H)), rng.normal(size=(B, H))
+    br = KR.lstm_cell_backward(ds, dc, A, c_prev, c, 0.3, kind, 1.0)
+    bc = KC.lstm_cell_backward(ds, dc, A, c_prev, c, 0.3, kind, 1.0)
+    for a, b in zip(br, bc, strict=True):
+        assert rel_error(a, b) <= 1e-12
+
+
+def test_cell_reference_is_the_lstm_equations():
+    """(L2)-(L4) written out in NumPy for a whole batch, against the loop reference."""
+    rng = np.random.default_rng(1)
+    B, H = 3, 5
+    z = rng.normal(0, 2, (B, 4 * H))
+    c_prev = rng.normal(0, 1, (B, H))
+    A, c, s = KR.lstm_cell_forward(z, c_prev, 0.25, False, 1, 1.0)
+    sig = lambda v: 1 / (1 + np.exp(-v))
+    i, f, g, o = sig(z[:, :H]), sig(z[:, H:2 * H]), np.tanh(z[:, 2 * H:3 * H]), sig(z[:, 3 * H:])
+    c_ref = f * c_prev + i * g
+    np.testing.assert_allclose(A, np.concatenate([i, f, g, o], axis=1), rtol=1e-12)
+    np.testing.assert_allclose(c, c_ref, rtol=1e-12)
+    np.testing.assert_array_equal(s, (o * np.tanh(c_ref) >= 0.25).astype(float))
+
+
+def test_float32_kernels_close_to_float64():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(5, 3, 4))
+    Wx, Wh, b = _weights(rng, 4, 6)
+    p = make_lstm_params(0.3, "sigmoid", smooth=True)
+    s64, _ = lstm_forward(x, Wx, Wh, b, p)
+    s32, _ = lstm_forward(*(v.astype(np.float32) for v in (x, Wx, Wh, b)), p)
+    assert s32.dtype == np.float32
+    assert rel_error(s32, s64) < 1e-5
+
+
+# ---- BPTT against finite differences ---------------------------------------------------------
+
+@pytest.mark.parametrize("surrogate", ["sigmoid:4", "triangle", "atan"])
+def test_bptt_matches_finite_differences(surrogate):
+    rng = np.random.default_rng(3)
+    T, B, D, H = 4, 3, 5, 6
+    x = rng.normal(size=(T, B, D))
+    Wx, Wh, b = _weights(rng, D, H)
+    p = make_lstm_params(0.3, surrogate, smooth=True)
+    dS = rng.normal(size=(T, B, H))
+    s, cache = lstm_forward(x, Wx, Wh, b, p)
+    assert 0.05 < float(s.mean()) < 0.95  # the spikes are neither all off nor all on
+    grads = lstm_backward(dS, cache)
+    f = lambda: lstm_forward(x, Wx, Wh, b, p)[0]
+    for name, v, g in zip(("x", "W_x", "W_h", "b"), (x, Wx, Wh, b), grads, strict=True):
+        err = rel_error(numerical_gradient(f, v, dS), g)
+        assert err < 1e-7, f"d{name}: rel error {err:.2e}"
+
+
+def test_bptt_reference_kernels_give_the_same_gradients():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, 2, 4))
+    Wx, Wh, b = _weights(rng, 4, 5)
+    dS = rng.normal(size=(3, 2, 5))
+    p = make_lstm_params(0.3)
+    s1, c1 = lstm_forward(x, Wx, Wh, b, p)
+    g1 = lstm_backward(dS, c1)
+    with backend.use_cpu_kernels("reference"):
+        s2, c2 = lstm_forward(x, Wx, Wh, b, p)
+        g2 = lstm_backward(dS, c2)
+    np.testing.assert_array_equal(s1, s2)
+    for a, b_ in zip(g1, g2, strict=True):
+        assert rel_error(a, b_) <= 1e-12
+
+
+def test_time_broadcast_input_same_as_copied():
+    """A direct-encoded (stride-0) input takes the one-GEMM path and gives the same result."""
+    rng = np.random.default_rng(5)
+    x0 = rng.normal(size=(2, 4))
+    Wx, Wh, b = _weights(rng, 4, 3)
+    xb = np.broadcast_to(x0, (5, 2, 4))
+    p = make_lstm_params(0.3, "sigmoid", smooth=True)
+    dS = rng.normal(size=(5, 2, 3))
+    sb, cb = lstm_forward(xb, Wx, Wh, b, p)
+    sc, cc = lstm_forward(np.ascontiguousarray(xb), Wx, Wh, b, p)
+    assert rel_error(sb, sc) < 1e-13
+    for a, b_ in zip(lstm_backward(dS, cb), lstm_backward(dS, cc), strict=True):
+        assert rel_error(a, b_) < 1e-12
+
+
+def test_recurrence_carries_information():
+    """s[t] depends on x[0] for t > 0 (through c and the spike feedback), not the reverse."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(4, 2, 3))
+    Wx, Wh, b = _weights(rng, 3, 4)
+    p = make_lstm_params(0.3, "sigmoid", smooth=True)
+    s, cache = lstm_forward(x, Wx, Wh, b, p)
+    dS = np.zeros_like(s)
+    dS[-1] = 1.0
+    dx = lstm_backward(dS, cache)[0]
+    assert np.abs(dx[0]).max() > 1e-6
+    dS = np.zeros_like(s)
+    dS[0] = 1.0
+    dx = lstm_backward(dS, cache)[0]
+    assert np.abs(dx[1:]).max() == 0.0
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+def test_bad_inputs_name_the_parameter():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3, 2, 4))
+    Wx, Wh, b = _weights(rng, 4, 5)
+    with pytest.raises(ValueError, match="v_th must be in"):
+        make_lstm_params(1.0)
+    with pytest.raises(ValueError, match="v_th must be in"):
+        make_lstm_params(-0.1)
+    with pytest.raises(ValueError, match="surrogate"):
+        make_lstm_params(0.5, "nope")
+    with pytest.raises(ValueError, match="x must be time-major"):
+        lstm_forward(x[..., None], Wx, Wh, b)
+    with pytest.raises(ValueError, match="W_x must have shape"):
+        lstm_forward(x, Wx[:, :3], Wh, b)
+    with pytest.raises(ValueError, match="W_h must have shape"):
+        lstm_forward(x, Wx, Wh[:-1], b)
+    with pytest.raises(ValueError, match="b must have shape"):
+        lstm_forward(x, Wx, Wh, b[:-1])
+    with pytest.raises(ValueError, match="dtype of x"):
+        lstm_forward(x, Wx.astype(np.float32), Wh, b)
+    s, cache = lstm_forward(x, Wx, Wh, b)
+    with pytest.raises(ValueError, match="dS must have shape"):
+        lstm_backward(s[:, :1], cache)
