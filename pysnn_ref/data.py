@@ -13,6 +13,8 @@ Encoders turn a batch ``x`` of shape ``(B, ...)`` into a time-major input ``(T, 
 * :class:`PoissonEncoder` draws Bernoulli spikes with rate ``|x|`` per step (ASF-BP's input).
 * :class:`EventEncoder` passes per-sample event frames ``(B, F, 2, H, W)`` through as
   ``(T, B, 2, H, W)`` (``"nmnist"``; F / T frames summed per step).
+* :class:`SequenceEncoder` does the same for per-sample sequences ``(B, F, D)`` (``"digits-rows"``:
+  one image row per step) -> ``(T, B, D)``.
 
 All three also stream the steps in chunks (:meth:`Encoder.chunks`) so that a forward pass never
 holds all ``T`` steps of the input. Encoders keep the array module of their input: a CuPy batch
@@ -49,11 +51,16 @@ __all__ = [
     "DirectEncoder",
     "PoissonEncoder",
     "EventEncoder",
+    "SequenceEncoder",
+    "TIME_ENCODERS",
+    "check_encoder",
     "make_encoder",
 ]
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "npz", "nmnist")
-ENCODERS = ("direct", "poisson", "events")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "npz", "nmnist", "digits-rows")
+ENCODERS = ("direct", "poisson", "events", "sequence")
+#: datasets whose samples already carry their time steps, and the encoder that passes them on
+TIME_ENCODERS = {"nmnist": "events", "digits-rows": "sequence"}
 
 
 class DataError(ValueError):
@@ -427,6 +434,10 @@ def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0,
       :func:`pysnn_ref.events.load_event_folder`: ``x`` is ``(N, 20, 2, 34, 34)`` event counts
       (20 time bins, 2 polarities; not normalised), ``input_shape = (2, 34, 34)``; use the
       ``"events"`` encoder (:class:`EventEncoder`, T dividing 20).
+    * ``"digits-rows"``: the ``"digits"`` images and split read as sequences, one image row per
+      time step: ``x`` is ``(N, 8, 8)`` = (samples, 8 steps, 8 pixels), ``input_shape = (8,)``
+      (features per step); standardised with one mean/std over all pixels; use the
+      ``"sequence"`` encoder (:class:`SequenceEncoder`, T = 8, or 4, 2, 1: rows summed).
 
     ``seed`` and ``test_fraction`` only matter where the split is made here (digits, npz without
     a test set). With ``normalize=True`` both splits are standardised with the *training* set's
@@ -441,8 +452,10 @@ def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0,
     check_choice("dataset", name, DATASETS)
     seed = check_int("seed", seed, minimum=0)
     test_fraction = check_in_range("test_fraction", test_fraction, 0.0, 1.0, hi_open=True)
-    if name == "digits":
+    if name in ("digits", "digits-rows"):
         parts = _load_digits(seed, test_fraction)
+        if name == "digits-rows":  # (N, 1, 8, 8) -> (N, 8 steps, 8 features): one row per step
+            parts = tuple(p[:, 0] if p.ndim == 4 else p for p in parts)
     else:
         if data_dir is None:
             where = "a .npz file or a folder with data.npz" if name == "npz" else "a folder"
@@ -461,10 +474,13 @@ def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0,
             parts = _load_npz(data_dir, seed, test_fraction)
     x_tr, y_tr, x_te, y_te = (np.ascontiguousarray(a) for a in parts)
     mean = std = None
-    if normalize and name != "nmnist":   # event counts are used as they are
+    if normalize and name == "digits-rows":   # one channel: the statistics of all pixels
+        mean, std = _normalize(x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1))
+    elif normalize and name != "nmnist":   # event counts are used as they are
         mean, std = _normalize(x_tr, x_te)
     num_classes = 10 if name not in ("npz", "nmnist") else int(max(y_tr.max(), y_te.max())) + 1
-    shape = x_tr.shape[2:] if name == "nmnist" else x_tr.shape[1:]   # frames: (2, H, W)
+    # per-sample time steps: frames (2, H, W), rows (8,)
+    shape = x_tr.shape[2:] if name in TIME_ENCODERS else x_tr.shape[1:]
     return Dataset(x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, name=name,
                    input_shape=tuple(int(s) for s in shape), num_classes=num_classes,
                    mean=mean, std=std)
@@ -670,10 +686,46 @@ class EventEncoder(Encoder):
         return (full[t0:t0 + time_chunk] for t0 in range(0, int(full.shape[0]), time_chunk))
 
 
+class SequenceEncoder(EventEncoder):
+    """Per-sample sequences pass through: ``(B, F, D)`` (``"digits-rows"``: F = 8 rows of
+    D = 8 pixels) becomes time-major ``(T, B, D)``.  As for events, ``T`` must divide ``F``
+    and each step sums ``F / T`` consecutive entries (T = F: one row per step)."""
+
+    name = "sequence"
+
+    def encode(self, x: Any, T: int) -> Any:
+        check_float_array("x", x, ndim=3)
+        B, F = int(x.shape[0]), int(x.shape[1])
+        T = check_int("T", T, minimum=1)
+        if F % T:
+            raise ValueError(f"T must divide the {F} steps per sample, got {T}")
+        xp = backend.array_module(x)
+        xt = xp.moveaxis(x, 1, 0)
+        if F != T:
+            xt = xt.reshape(T, F // T, B, *x.shape[2:]).sum(axis=1)
+        return xp.ascontiguousarray(xt)
+
+
+def check_encoder(dataset: str, encoder: str) -> None:
+    """Datasets that carry their own time steps (:data:`TIME_ENCODERS`) go with their encoder,
+    and that encoder only with them; one error line otherwise."""
+    need = TIME_ENCODERS.get(dataset)
+    if need is not None and encoder != need:
+        raise ValueError(f"--encoder {encoder} with --dataset {dataset}: its samples carry their "
+                         f"own time steps; use --encoder {need}")
+    if need is None and encoder in TIME_ENCODERS.values():
+        owner = [d for d, e in TIME_ENCODERS.items() if e == encoder][0]
+        raise ValueError(f"--encoder {encoder} with --dataset {dataset}: it passes on per-sample "
+                         f"time steps (--dataset {owner}); use --encoder direct or poisson")
+
+
 def make_encoder(name: str, seed: int = 0) -> Encoder:
     """``"direct"`` -> :class:`DirectEncoder`; ``"poisson"`` -> :class:`PoissonEncoder(seed)`;
-    ``"events"`` -> :class:`EventEncoder` (event-frame datasets)."""
+    ``"events"`` -> :class:`EventEncoder` (event-frame datasets); ``"sequence"`` ->
+    :class:`SequenceEncoder` (sequence datasets)."""
     check_choice("encoder", name, ENCODERS)
     if name == "events":
         return EventEncoder()
+    if name == "sequence":
+        return SequenceEncoder()
     return DirectEncoder() if name == "direct" else PoissonEncoder(seed)

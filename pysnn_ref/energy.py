@@ -277,7 +277,7 @@ def _network(args: argparse.Namespace, argv: Sequence[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .data import make_encoder
+    from .data import check_encoder, make_encoder
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = make_parser().parse_args(argv)
@@ -285,9 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_int("batch_size", args.batch_size, minimum=1)
     check_int("seed", args.seed, minimum=0)
     net, data, T, encoder = _network(args, argv)
-    if (data.name == "nmnist") != (encoder == "events"):
-        raise ValueError(f"--encoder {encoder} with --dataset {data.name}: event frames "
-                         "(--dataset nmnist) go with --encoder events, and only they")
+    check_encoder(data.name, encoder)  # nmnist: events; digits-rows: sequence
     x = np.ascontiguousarray(data.x_test[: args.batch_size], dtype=np.float32)
     rep = estimate_energy(net, x, T, make_encoder(encoder, seed=args.seed))
     print(format_table(rep))

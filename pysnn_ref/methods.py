@@ -88,8 +88,12 @@ class Method:
     def check_network(self, net: Module) -> None:
         """Reject combinations that make no sense for this method."""
         neurons = spiking_layers(net)
-        if not neurons:
-            raise ValueError("net must contain at least one LIF/IF layer")
+        bptt_only = [m for m in net.modules() if getattr(m, "bptt_only", False)]
+        if self.is_flow and bptt_only:  # e.g. SpikingLSTM: no equivalent rate network
+            raise ValueError(f"method {self.name!r} cannot train {bptt_only[0]!r}: its gated "
+                             "recurrence has no equivalent rate network; use method 'bptt'")
+        if not neurons and not bptt_only:
+            raise ValueError("net must contain at least one LIF/IF (or SpikingLSTM) layer")
         if self.is_flow:
             for n in neurons:
                 if n.p.detach_reset:

@@ -17,7 +17,13 @@ snn5       16C3-64C5-AP2-128C5-AP2-256C5-AP2-512C3-AP2  (BN)                  TE
 vggsnn     64C3-128C3-AP2-256C3-256C3-AP2-512C3-512C3-AP2-512C3-512C3-AP2     TET VGGSNN
 resnet     32C3 stem, residual blocks [32, 64 s2, 128 s2], global AP  (BN)    spiking ResNet
 window     4 windows (3L/4) of 16C3, Algorithm 1 recompose, AP2  (BPTT only)  window-partition
+lstm       SpikingLSTM(128) on a sequence (T, B, D), classifier  (BPTT only)  window-partition
 =========  =================================================================  ===============
+
+``lstm`` takes sequence input, ``input_shape = (D,)`` features per step (``--dataset
+digits-rows --encoder sequence``: one 8-pixel image row per step); its spike threshold
+applies to the membrane ``o tanh(c)`` in (-1, 1), so it must lie in (0, 1)
+(:data:`LSTM_V_TH` = 0.5 unless ``--v-th`` is given).
 """
 
 from __future__ import annotations
@@ -48,7 +54,9 @@ LAYER_STRINGS = {
     "snn5": ("16C3-64C5-AP2-128C5-AP2-256C5-AP2-512C3-AP2", True),
     "vggsnn": ("64C3-128C3-AP2-256C3-256C3-AP2-512C3-512C3-AP2-512C3-512C3-AP2", True),
 }
-MODELS = (*LAYER_STRINGS, "resnet", "window")
+MODELS = (*LAYER_STRINGS, "resnet", "window", "lstm")
+LSTM_V_TH = 0.5   #: the lstm model's default threshold (its membrane lies in (-1, 1))
+LSTM_HIDDEN = 128
 
 _TOKEN = re.compile(r"^(\d+)C(\d+)$|^(AP|MP)(\d+)$|^FC(\d+)$")
 
@@ -144,17 +152,37 @@ def _window(input_shape, num_classes, neuron, seed, dtype, width=16) -> Sequenti
                       Linear(width * h * h, num_classes, rng=rng, dtype=dtype))
 
 
+def _lstm(input_shape, num_classes, v_th, surrogate, seed, dtype,
+          hidden=LSTM_HIDDEN) -> Sequential:
+    """The spiking LSTM of the window-partition supplement (its LSNN, Sec. 3.1 Eq. 1): one
+    SpikingLSTM layer of ``hidden`` units over the sequence, then a non-spiking classifier on
+    its spikes at every step (the SDT loss averages the steps).  BPTT only."""
+    from .nn import SpikingLSTM
+
+    if len(input_shape) != 1:
+        raise ValueError(f"model 'lstm' needs sequence input, (features per step,), e.g. "
+                         f"--dataset digits-rows --encoder sequence; got input_shape "
+                         f"{input_shape}")
+    rng = np.random.default_rng(seed)
+    return Sequential(SpikingLSTM(input_shape[0], hidden, v_th=v_th, surrogate=surrogate,
+                                  rng=rng, dtype=dtype),
+                      Linear(hidden, num_classes, rng=rng, dtype=dtype))
+
+
 def make_model(name: str, input_shape: tuple[int, ...], num_classes: int,
                neuron: Callable[[], Module], *, tdbn_alpha: float | None = None,
                v_th: float = 1.0, seed: int = 0, dtype: Any = np.float32,
-               batch_norm: bool | None = None) -> Sequential:
+               batch_norm: bool | None = None, surrogate: str = "triangle") -> Sequential:
     """Build model ``name`` (see the module table) for ``input_shape`` and ``num_classes``.
 
     ``batch_norm`` overrides the model's default (BN where its source paper uses it).
+    ``surrogate`` is used by ``lstm`` only (the other models' neurons come from ``neuron``).
     """
     check_choice("model", name, MODELS)
     check_int("num_classes", num_classes, minimum=2)
     shape = tuple(input_shape)
+    if name == "lstm":
+        return _lstm(shape, num_classes, v_th, surrogate, seed, dtype)
     if name == "window":
         return _window(shape, num_classes, neuron, seed, dtype)
     if name == "resnet":

@@ -37,7 +37,7 @@ def build_model(cfg: dict[str, Any], input_shape: Sequence[int], num_classes: in
         neuron = lambda: nn_.IF(v_th, reset, sg)
     return make_model(cfg["model"], tuple(input_shape), num_classes, neuron,
                       tdbn_alpha=cfg["tdbn_alpha"], v_th=v_th, seed=cfg["seed"],
-                      dtype=np.dtype(cfg["dtype"]))
+                      dtype=np.dtype(cfg["dtype"]), surrogate=sg)
 
 
 def build_method(cfg: dict[str, Any]) -> Method:

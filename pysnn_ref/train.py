@@ -49,7 +49,7 @@ from .cli import ArgumentParser, run_main
 from .data import DATASETS, ENCODERS
 from .functional.surrogate import get_surrogate
 from .methods import DEFAULT_TIME_CHUNK
-from .models import MODELS
+from .models import LSTM_V_TH, MODELS
 from .optim import OPTIMIZERS, SCHEDULES
 from .runconfig import LOSSES
 from .trainer import train
@@ -356,7 +356,13 @@ def resolve_config(args: argparse.Namespace, explicit: set[str]) -> dict[str, An
     only("momentum", cfg["optimizer"] == "sgd", "--optimizer sgd")
     only("fdg_samples", cfg["dspike_adapt"], "--dspike-adapt")
     only("tit_lr", cfg["tit"] is not None, "--tit")
-    only("data_dir", cfg["dataset"] != "digits", "datasets read from files (digits is built in)")
+    only("data_dir", cfg["dataset"] not in ("digits", "digits-rows"),
+         "datasets read from files (digits and digits-rows are built in)")
+    if cfg["model"] == "lstm":  # the spiking LSTM has no LIF/IF neurons: their flags do nothing
+        for flag in ("neuron", "lam", "reset", "tdbn_alpha", "dspike_adapt"):
+            only(flag, False, "models with LIF/IF neurons, not --model lstm")
+        if "v_th" not in explicit:
+            cfg["v_th"] = LSTM_V_TH  # its membrane o tanh(c) lies in (-1, 1)
     if cfg["loss"] != "tet":
         only("tet_lambda", False, "--loss tet")
     if m == "asf":

@@ -32,7 +32,7 @@ from . import backend, distributed, runlog
 from . import nn as nn_
 from .checkpoint import neuron_state, read_checkpoint, restore_neuron_state, save_checkpoint
 from .cli import NonFiniteLossError
-from .data import Dataset, augment_cifar, iterate_minibatches, load_dataset
+from .data import Dataset, augment_cifar, check_encoder, iterate_minibatches, load_dataset
 from .functional import loss as L
 from .functional.surrogate import dspike, get_surrogate
 from .gradcheck import cosine, finite_difference_gradient, method_gradients, named_parameters
@@ -118,6 +118,8 @@ def spiking_layer_names(net: nn_.Module) -> list[tuple[str, nn_.LIF]]:
             path = f"{prefix}{i}"
             if isinstance(c, nn_.LIF):
                 out.append((f"{path}:{'IF' if c.p.lam == 1.0 else 'LIF'}", c))
+            elif isinstance(c, nn_.SpikingLSTM):  # spikes too: its rate is logged the same way
+                out.append((f"{path}:SpikingLSTM", c))
             walk(c, path + ".")
 
     walk(net, "")
@@ -150,9 +152,7 @@ def _load_data(cfg: dict[str, Any]) -> Dataset:
     if cfg["augment"] and len(data.input_shape) != 3:
         raise ValueError(f"--augment needs image inputs (C, H, W), the {cfg['dataset']} inputs "
                          f"have shape {data.input_shape}")
-    if (cfg["dataset"] == "nmnist") != (cfg["encoder"] == "events"):
-        raise ValueError(f"--encoder {cfg['encoder']} with --dataset {cfg['dataset']}: event "
-                         "frames (--dataset nmnist) go with --encoder events, and only they")
+    check_encoder(cfg["dataset"], cfg["encoder"])  # nmnist: events; digits-rows: sequence
     cfg["input_shape"] = list(data.input_shape)
     cfg["num_classes"] = int(data.num_classes)
     cfg["n_train"], cfg["n_test"] = int(len(data.y_train)), int(len(data.y_test))

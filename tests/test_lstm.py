@@ -160,3 +160,97 @@ def test_bad_inputs_name_the_parameter():
     s, cache = lstm_forward(x, Wx, Wh, b)
     with pytest.raises(ValueError, match="dS must have shape"):
         lstm_backward(s[:, :1], cache)
+
+
+# ---- layer, model, data, training ------------------------------------------------------------
+
+def test_layer_backward_accumulates_the_functional_gradients():
+    from pysnn_ref.nn import Linear, Sequential, SpikingLSTM
+
+    rng = np.random.default_rng(8)
+    lstm = SpikingLSTM(4, 6, v_th=0.3, surrogate="sigmoid", smooth=True, dtype=np.float64)
+    net = Sequential(lstm, Linear(6, 3, dtype=np.float64))
+    x = rng.normal(size=(5, 2, 4))
+    dy = rng.normal(size=(5, 2, 3))
+    net.zero_grad()
+    net.forward(x)
+    net.backward(dy, need_dx=False)
+    s, cache = lstm_forward(x, lstm.W_x.data, lstm.W_h.data, lstm.b.data, lstm.p)
+    _, dWx, dWh, db = lstm_backward(dy @ net.layers[1].W.data, cache)
+    for p, g in zip(lstm.own_parameters(), (dWx, dWh, db), strict=True):
+        assert rel_error(p.grad, g) < 1e-12
+    assert 0.0 < lstm.firing_rate < 1.0
+
+
+def test_digits_rows_dataset_and_sequence_encoder():
+    from pysnn_ref.data import check_encoder, load_dataset, make_encoder
+
+    rows = load_dataset("digits-rows")
+    img = load_dataset("digits", normalize=False)
+    assert rows.x_train.shape[1:] == (8, 8) and rows.input_shape == (8,)
+    assert rows.num_classes == 10
+    np.testing.assert_array_equal(rows.y_test, img.y_test)  # the same split as "digits"
+    raw = img.x_test[:, 0] * 1.0
+    np.testing.assert_allclose(rows.x_test * rows.std[0] + rows.mean[0], raw, atol=1e-5)
+    X = make_encoder("sequence").encode(rows.x_test[:3], 8)
+    np.testing.assert_array_equal(X[2], rows.x_test[:3, 2])  # step t = image row t
+    X4 = make_encoder("sequence").encode(rows.x_test[:3], 4)
+    np.testing.assert_allclose(X4[1], rows.x_test[:3, 2] + rows.x_test[:3, 3], rtol=1e-6)
+    with pytest.raises(ValueError, match="T must divide the 8 steps"):
+        make_encoder("sequence").encode(rows.x_test[:3], 3)
+    with pytest.raises(ValueError, match="use --encoder sequence"):
+        check_encoder("digits-rows", "direct")
+    with pytest.raises(ValueError, match="--dataset digits-rows"):
+        check_encoder("digits", "sequence")
+    check_encoder("digits-rows", "sequence")
+
+
+def test_model_lstm_and_method_checks():
+    from pysnn_ref.methods import make_method
+    from pysnn_ref.models import make_model
+    from pysnn_ref.nn import LIF, SpikingLSTM
+
+    net = make_model("lstm", (8,), 10, LIF, v_th=0.5, surrogate="atan")
+    assert isinstance(net.layers[0], SpikingLSTM) and net.layers[0].p.surrogate.name == "atan"
+    make_method("bptt").check_network(net)
+    for m in ("asf", "ssf"):
+        with pytest.raises(ValueError, match="use method 'bptt'"):
+            make_method(m).check_network(net)
+    with pytest.raises(ValueError, match="needs sequence input"):
+        make_model("lstm", (1, 8, 8), 10, LIF)
+    with pytest.raises(ValueError, match="v_th must be in"):
+        make_model("lstm", (8,), 10, LIF, v_th=1.0)
+
+
+def _cli(args, capsys):
+    from pysnn_ref.train import cli
+
+    rc = cli(args)
+    return rc, capsys.readouterr()
+
+
+@pytest.mark.parametrize("extra, msg", [
+    (["--method", "ssf"], "use method 'bptt'"),
+    (["--encoder", "direct"], "use --encoder sequence"),
+    (["--lam", "0.9"], "--lam only applies to models with LIF/IF"),
+    (["--v-th", "1.5"], "v_th must be in (0, 1)"),
+])
+def test_cli_refuses_with_one_line(tmp_path, capsys, extra, msg):
+    base = ["--model", "lstm", "--dataset", "digits-rows", "--encoder", "sequence",
+            "--T", "8", "--epochs", "1", "--no-plots", "--no-progress", "--out", str(tmp_path)]
+    rc, out = _cli(base + extra, capsys)
+    lines = out.err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and msg in lines[0], out.err
+
+
+def test_train_cli_learns_digits_rows(tmp_path, capsys):
+    """python -m pysnn_ref.train --model lstm --dataset digits-rows --encoder sequence --T 8
+    --epochs 2 --lr 0.01: well above chance (0.1) on the 359 test sequences."""
+    rc, out = _cli(["--model", "lstm", "--dataset", "digits-rows", "--encoder", "sequence",
+                    "--T", "8", "--epochs", "2", "--lr", "0.01", "--no-plots", "--no-progress",
+                    "--out", str(tmp_path / "run")], capsys)
+    assert rc == 0, out.err
+    lines = out.out.strip().splitlines()
+    assert "1 spiking layers" in lines[0]
+    acc = float(lines[-1].split("=")[1])
+    assert acc >= 0.6, out.out
