@@ -13,8 +13,10 @@ threshold V_th.  After a spike the membrane is reset:
 A hard reset throws the membrane away (back to 0); a soft reset ("reset by subtraction") only
 removes the V_th that the spike carried, so whatever was above threshold is kept for later.
 With lam = 1 nothing leaks: that is the integrate-and-fire (IF) neuron of ASF-BP (Wu et al.,
-AAAI 2021, Eq. 3).  In the library, I[t] of one layer is W o[t] of the layer below (SSF Eq. 4);
-here we drive the neuron directly.
+AAAI 2021, Eq. 3).  Dspike (Li et al., NeurIPS 2021, Eqs. 1-2) and TET (Deng et al., ICLR 2022,
+Eqs. 1-3) write the same hard-reset neuron with a leak tau = lam (Dspike fires on u > V_th
+strictly: it differs only when u lands exactly on V_th).  In the library, I[t] of one layer is
+W o[t] of the layer below (SSF Eq. 4); here we drive the neuron directly.
 
 What this chapter does:
   1. writes Eqs. 6-7 / 16-17 as a short NumPy loop over time (vectorised over neurons);
@@ -92,7 +94,7 @@ def main() -> None:
     #    in double precision before storing, our NumPy loop in single precision: the membranes
     #    then differ by a rounding error (~1e-7), the spikes (here) not at all.
     # --------------------------------------------------------------------------------------
-    print("\n2. The loop vs pysnn_ref.functional.lif_forward")
+    print("\n2. The loop vs pysnn_ref.functional.lif_forward (SSF Eqs. 6-7, 16-17; ASF Eq. 3: IF)")
     N = 200 if QUICK else 2000
     for dtype in (np.float64, np.float32):
         for reset in ("hard", "soft"):
@@ -145,23 +147,26 @@ def main() -> None:
     I_noisy = np.clip(rng.normal(0.45, 0.35, size=T), -0.5, None)[:, None]
     oh, uh = lif_by_hand(I_noisy, 0.8, 1.0, "hard")
     os_, us = lif_by_hand(I_noisy, 0.8, 1.0, "soft")
-    fig = Figure(figsize=(10, 8), layout="constrained")
+    fig = Figure(figsize=(10, 10), layout="constrained")
     ax = fig.subplots(4, 1, sharex=False, height_ratios=[1, 2, 2, 2])
     t = np.arange(T)
     ax[0].step(t, I_noisy[:, 0], where="mid", color="gray")
-    ax[0].set_ylabel("I[t]")
+    ax[0].set_ylabel("input current I[t]")
+    ax[0].set_xlabel("time step t")
     ax[0].set_title("LIF neuron, lam = 0.8, V_th = 1 (SSF Eqs. 6-7 / 16-17)")
     for a, u, o, name in ((ax[1], uh, oh, "hard reset"), (ax[2], us, os_, "soft reset")):
         a.plot(t, u[:, 0], ".-", label="u[t] (before reset)")
         a.axhline(1.0, color="r", ls="--", lw=1, label="V_th")
         spikes = np.flatnonzero(o[:, 0])
         a.plot(spikes, u[spikes, 0], "r^", label="spike o[t] = 1")
-        a.set_ylabel(name)
+        a.set_ylabel("membrane u[t]")
+        a.set_xlabel("time step t")
+        a.set_title(name + (": u[t] = lam u[t-1] (1 - o[t-1]) + I[t]" if name == "hard reset"
+                            else ": u[t] = lam (u[t-1] - V_th o[t-1]) + I[t]"))
         a.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     for name, r in rates.items():
         ax[3].plot(currents, r, label=name)
     ax[3].plot(currents, np.clip(currents, 0, 1), "k:", label="clamp(I / V_th, 0, 1)")
-    ax[2].set_xlabel("time step t")
     ax[3].set_title(f"firing rate over T = {len(I)} steps of a constant input")
     ax[3].set_xlabel("constant input current I")
     ax[3].set_ylabel("firing rate")

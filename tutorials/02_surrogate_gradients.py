@@ -59,7 +59,7 @@ def main() -> None:
     #    L = sum_t sum_n G[t, n] o[t, n] for a random upstream gradient G; numerical_gradient
     #    perturbs every input current by +-h and measures the change of L (CS231n style).
     # --------------------------------------------------------------------------------------
-    print("1. Finite differences of real (Heaviside) spikes")
+    print("1. Finite differences of real (Heaviside) spikes, o = H(u - V_th) (SSF Eq. 7)")
     T, N = 6, 50 if QUICK else 500
     I = rng.normal(0.5, 0.8, size=(T, N))
     G = rng.normal(size=(T, N))
@@ -79,7 +79,8 @@ def main() -> None:
     # 2. Surrogates: sigma' is the derivative of the smooth step sigma.  Check it numerically
     #    on a grid that avoids the kinks (rectangular and dspike have corners at |x| = 1/2).
     # --------------------------------------------------------------------------------------
-    print("\n2. The surrogates: grad = d(primitive)/dx, primitive from 0 to 1")
+    print("\n2. The surrogates (Dspike Eq. 7 rectangular, TET Eq. 5 triangle, Dspike Eqs. 11-12):"
+          " grad = d(primitive)/dx, primitive from 0 to 1")
     x = np.linspace(-2.5, 2.5, 201 if QUICK else 1001) + 0.0037
     fig = Figure(figsize=(11, 4), layout="constrained")
     ax_p, ax_g = fig.subplots(1, 2)
@@ -104,7 +105,9 @@ def main() -> None:
         ax_p.plot(x, primitive, label=str(sg))
         ax_g.plot(x, grad, label=str(sg))
     ax_p.set_title("primitive sigma(x): the smooth-mode spike")
+    ax_p.set_ylabel("spike o = sigma(x)")
     ax_g.set_title("surrogate gradient sigma'(x): used in the backward")
+    ax_g.set_ylabel("do/du = sigma'(x)")
     for a in (ax_p, ax_g):
         a.set_xlabel("x = u - V_th")
         a.legend(fontsize=8)

@@ -6,11 +6,12 @@ The forward pass of chapter 1, written with the membrane after the reset, v[t]:
     o[t] = sigma(u[t] - V_th)              (H in training; the primitive sigma in smooth mode)
     v[t] = u[t] * (1 - o[t])               (hard reset; soft reset: v[t] = u[t] - V_th * o[t])
 
-which is SSF's Eq. 6 (16).  The loss sees o[t] through the next layer; call the gradient that
-arrives from there g[t] = dL/do[t] ("from above").  Going backwards in time, u[t] reaches the
-loss along two paths -- through its spike o[t], and through the membrane it leaves behind,
-v[t] -> u[t+1] (dv[t]/du[t] = 1 - o[t] with the spike held fixed, du[t+1]/dv[t] = lam) -- and
-o[t] itself also enters the reset: dv[t]/do[t] = -u[t].  The chain rule gives the exact
+which is SSF's Eq. 6 (16).  (TET Eq. 4 and Dspike Eq. 6 write the same chain rule, STBP, as a sum
+over t; the recurrence below is what that sum unrolls to.)  The loss sees o[t] through the next
+layer; call the gradient that arrives from there g[t] = dL/do[t] ("from above").  Going backwards
+in time, u[t] reaches the loss along two paths -- through its spike o[t], and through the membrane
+it leaves behind, v[t] -> u[t+1] (dv[t]/du[t] = 1 - o[t] with the spike held fixed, du[t+1]/dv[t] =
+lam) -- and o[t] itself also enters the reset: dv[t]/do[t] = -u[t].  The chain rule gives the exact
 recurrence (``pysnn_ref/kernels/reference.py: lif_backward``), with du[T] = 0:
 
     dL/do[t] = g[t] + dL/du[t+1] * (-lam * u[t])                        (soft: -lam * V_th)
@@ -99,8 +100,8 @@ def main() -> None:
     I = rng.normal(0.6, 0.8, size=(T, N))
     G = rng.normal(size=(T, N))
 
-    print("1-3. Hand-written BPTT vs lif_backward vs finite differences "
-          f"(float64, smooth mode, T={T}, lam={lam})")
+    print("1-3. Hand-written BPTT (SSF Eqs. 8-10, Eq. 8 corrected) vs lif_backward vs finite "
+          f"differences (float64, smooth mode, T={T}, lam={lam})")
     print(f"   {'reset':5s} {'surrogate':10s} {'by hand vs library':>19s} "
           f"{'library vs FD':>14s}")
     for reset in ("hard", "soft"):

@@ -26,6 +26,8 @@ Sections:
   6. The loops behind the layers: ``kernels/reference.py`` (the equations as plain Python loops,
      the teaching text) and ``kernels/cpu.py`` (the same loops compiled by Numba) give the same
      numbers -- ``backend.use_cpu_kernels("reference")`` switches -- and how much faster Numba is.
+  7. The figure ``tutorials/out/04_gradient_checks.png``: every check's relative error against
+     CS231n's 1e-7, and the time of each loop in both tiers.
 
 Run:  python tutorials/04_layers_and_gradient_checks.py    (PYSNN_TUTORIAL_QUICK=1: faster)
 """
@@ -35,9 +37,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 from threadpoolctl import threadpool_limits
 
 from pysnn_ref import backend, nn
@@ -56,12 +60,15 @@ from pysnn_ref.gradcheck import numerical_gradient, rel_error
 from pysnn_ref.kernels import reference
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+CHECKS: list[tuple[str, float]] = []          # (name, rel error) of every check, for the figure
 
 
 def check(name: str, analytic: Any, numeric: Any, tol: float = 1e-7) -> None:
     err = rel_error(analytic, numeric)
     print(f"   {name:46s} rel error {err:8.1e}")
     assert err < tol, f"{name}: {err}"
+    CHECKS.append((name, err))
 
 
 def conv_naive(x: np.ndarray, W: np.ndarray, b: np.ndarray, s: int, p: int) -> np.ndarray:
@@ -88,6 +95,38 @@ def best_time(fn: Callable[[], Any], repeat: int) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def plot(timings: dict[str, dict[str, float]]) -> None:
+    """Every gradient check's error (log scale) and both tiers' time per call."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(13, 8), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.3, 1])
+    names = [n for n, _ in CHECKS]
+    errs = [max(e, 1e-18) for _, e in CHECKS]            # an exact 0 on a log axis
+    ax1.barh(range(len(names)), errs, color="C0")
+    ax1.axvline(1e-7, color="r", ls="--", label="1e-7: CS231n's 'happy' (float64)")
+    ax1.set_xscale("log")
+    ax1.set_yticks(range(len(names)), names, fontsize=7)
+    ax1.invert_yaxis()
+    ax1.set_xlabel("rel error, analytic backward vs finite differences")
+    ax1.set_ylabel("gradient check")
+    ax1.set_title(f"{len(names)} gradient checks, float64 (Sections 1-5)")
+    ax1.legend(fontsize=8, loc="lower right")
+    fns = list(timings)
+    y = np.arange(len(fns))
+    for j, tier in enumerate(("reference", "numba")):
+        ax2.barh(y + 0.4 * j - 0.2, [timings[f][tier] * 1e3 for f in fns], 0.4, label=tier)
+    ax2.set_xscale("log")
+    ax2.set_yticks(y, fns, fontsize=8)
+    ax2.invert_yaxis()
+    ax2.set_xlabel("time per call (ms, log)")
+    ax2.set_ylabel("kernel")
+    ax2.set_title("reference loops vs Numba (Section 6)")
+    ax2.legend(fontsize=8)
+    path = OUT / "04_gradient_checks.png"
+    fig.savefig(path, dpi=90)
+    print(f"   figure: {path}")
 
 
 def main() -> None:
@@ -249,6 +288,7 @@ def main() -> None:
         print(f"   {name:34s} {diff:12.1e} {tr * 1e3:8.1f}ms {tn * 1e3:7.2f}ms {tr / tn:8.0f}x")
         assert diff <= 1e-10
     print("   (the GEMMs are NumPy's in both; only the loops differ)")
+    plot(timings)
     print("Chapter 4 done: every backward above is the exact gradient of its forward.")
 
 

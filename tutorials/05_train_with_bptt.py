@@ -11,7 +11,8 @@ inside scikit-learn (1,438 training and 359 test images, 10 classes; nothing is 
   not spike: y[t] = W o[t] + b is the readout current at step t, shape (T, B, 10).
 * **Loss.**  SDT, "standard direct training" (TET paper, Deng et al. ICLR 2022, Eq. 7): the
   cross-entropy of the time-averaged output, L = CE(mean_t y[t], label); the prediction is
-  argmax_c mean_t y[t, c].
+  argmax_c mean_t y[t, c] (Dspike's readout, Eq. 3).  Its gradient is TET Eq. 8's error term,
+  (softmax(mean_t y) - onehot) / T at every step.
 * **Backward.**  ``net.backward(dL/dy)`` runs BPTT through every layer: each Linear back through
   all T steps at once (time folded into the batch, chapter 4), each LIF back through time with
   the exact recurrence of chapter 3 and the triangle surrogate of chapter 2 (TET Eq. 5).
@@ -108,7 +109,7 @@ def main() -> None:
           f"{X.strides[0]} bytes (the same image at every step, no copy)")
     assert X.shape == (T, BATCH, 1, 8, 8) and X.strides[0] == 0
 
-    print("\n2. The network")
+    print("\n2. The network: I[t] = W x[t] + b (SSF Eq. 4), LIF neurons (SSF Eqs. 6-7)")
     rng = np.random.default_rng(0)
     net = nn.Sequential(
         nn.Flatten(),                                      # (T, B, 1, 8, 8) -> (T, B, 64)
@@ -134,7 +135,8 @@ def main() -> None:
     print("   (make_method('bptt').forward/backward give the same gradients as "
           "net.forward/net.backward)")
 
-    print(f"\n3. Training: BPTT, SDT loss, Adam lr 1e-3, batch {BATCH}, T = {T}")
+    print(f"\n3. Training: BPTT, SDT loss (TET Eq. 7, gradient Eq. 8), Adam lr 1e-3, "
+          f"batch {BATCH}, T = {T}")
     hist = train(net, ds, EPOCHS, "MLP")
     final = hist[-1]["test_acc"]
     assert hist[-1]["loss"] < hist[0]["loss"]

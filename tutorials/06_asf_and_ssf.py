@@ -300,6 +300,8 @@ def main() -> None:
     names = list(results)
     ax.bar(names, [results[m]["acc"] for m in names], color=[COLORS[m] for m in names])
     ax.set_ylim(0.5, 1.0)
+    ax.set_xlabel("training method")
+    ax.set_ylabel("test accuracy")
     ax.set_title(f"test accuracy after {EPOCHS} epochs")
 
     print("\n5. Cosine similarity of each method's weight gradients with BPTT's "
@@ -326,9 +328,11 @@ def main() -> None:
                label=label, color=COLORS[label[:3]], hatch="//" if "after" in label else None,
                edgecolor="white")
     ax.set_xticks(range(len(keys)), [f"layer {k}" for k in keys])
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.3)                                    # room for the legend above the bars
+    ax.set_xlabel("weight layer")
+    ax.set_ylabel("cosine similarity")
     ax.set_title("cosine(method gradient, BPTT gradient)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper center", ncol=2)
     path = OUT / "06_flows.png"
     fig.savefig(path, dpi=90)
     print(f"   figure: {path}")

@@ -145,7 +145,9 @@ def main() -> None:
         a.set_xlabel("x = u - V_th")
         a.legend(fontsize=8)
     ax_f.set_title("Dspike(x, b): the smooth spike")
+    ax_f.set_ylabel("Dspike(x, b)  (Eq. 12)")
     ax_g.set_title("its derivative: the surrogate gradient")
+    ax_g.set_ylabel("d Dspike / dx")
     err_small = rel_error(dspike(1e-4).primitive(x), rectangular(1.0).primitive(x))
     near = dspike(60.0).primitive(np.array([-0.1, 0.1]))
     print("   b -> 0: Dspike = the rectangular surrogate's straight line "

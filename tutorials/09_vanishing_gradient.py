@@ -116,9 +116,11 @@ def section_gradients(axes) -> None:
                                     ("triangle surrogate", n_tri))):
         axes[0].bar(x + 0.27 * (j - 1), [n[k] for k in keys], width=0.27, label=label)
     axes[0].set_xticks(x, [f"layer {k}" + (" (readout)" if k == readout else "") for k in keys])
+    axes[0].set_xlabel("weight layer (input at the left)")
     axes[0].set_ylabel("gradient norm |dL/dW|")
     axes[0].set_title("per-layer weight gradient, 2 spiking layers")
-    axes[0].legend(fontsize=8)
+    axes[0].margins(y=0.4)                                 # room for the legend above the bars
+    axes[0].legend(fontsize=8, loc="upper left")
     for k in keys[:-1]:
         axes[1].semilogx(widths[:-1], [by_width[a][k] for a in widths[:-1]], "o-",
                          label=f"layer {k}")

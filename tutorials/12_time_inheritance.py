@@ -18,7 +18,9 @@ The library runs TIT with ``python -m pysnn_ref.train --tit 2:30,6:10`` (stages 
 learning-rate schedule restarts per stage, ``--tit-lr`` for the later stages).  This chapter calls
 the same training loop from Python (``train.resolve_config`` + ``trainer.train``), and:
 
-  1. checks the causality fact: the first 2 outputs at T = 6 equal the outputs at T = 2, exactly;
+  1. checks the causality fact: the first 2 steps at T = 6 are the T = 2 run -- every spike
+     exactly, the readout to float32 rounding (its GEMM sums over T*B rows in a BLAS blocking
+     order that may depend on the number of rows);
   2. trains TIT (T = 2 then T = 6) and T = 6 from scratch with the same number of epochs, and
      compares the measured training time and the test accuracy (figure:
      ``tutorials/out/12_time_inheritance.png``); TIT must cost less and reach about the same
@@ -38,7 +40,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from threadpoolctl import threadpool_limits
 
-from pysnn_ref import data
+from pysnn_ref import data, nn
 from pysnn_ref.checkpoint import load
 from pysnn_ref.methods import make_method
 from pysnn_ref.train import build_parser, explicit_args, resolve_config
@@ -59,7 +61,8 @@ def run(argv: list[str], out: Path) -> dict[str, Any]:
 
 
 def check_causality(run_dir: str) -> float:
-    """Outputs of steps 1..T_SHORT are the same whether the net runs T_SHORT or T_LONG steps."""
+    """Steps 1..T_SHORT are the same whether the net runs T_SHORT or T_LONG steps: every
+    spiking layer's spikes exactly, the float32 readout to rounding."""
     net, _ = load(run_dir, checkpoint="last")
     ds = data.load_dataset("digits")
     x, labels = ds.x_test[:128].astype(np.float32), ds.y_test[:128]
@@ -68,10 +71,21 @@ def check_causality(run_dir: str) -> float:
     y_short = np.asarray(bptt.forward(net, x, T_SHORT, enc))
     y_long = np.asarray(bptt.forward(net, x, T_LONG, enc))
     diff = float(np.abs(y_long[:T_SHORT] - y_short).max())
+    scale = float(np.abs(y_short).max())
     print(f"   trained net, 128 test digits: output shape {y_short.shape} at T={T_SHORT}, "
           f"{y_long.shape} at T={T_LONG}")
-    print(f"   max |y_T{T_LONG}[:{T_SHORT}] - y_T{T_SHORT}| = {diff:.1e}")
-    assert diff == 0.0, diff
+    # layer by layer (what bptt.forward does): the spikes are 0/1, so causality is exact there
+    h_s, h_l, n_spiking = enc.encode(x, T_SHORT), enc.encode(x, T_LONG), 0
+    net.eval()
+    for layer in net.layers:
+        h_s, h_l = layer.forward(h_s), layer.forward(h_l)
+        if isinstance(layer, nn.LIF):
+            assert np.array_equal(np.asarray(h_l)[:T_SHORT], np.asarray(h_s)), layer
+            n_spiking += 1
+    print(f"   spikes of all {n_spiking} spiking layer(s) in the first {T_SHORT} steps: identical")
+    print(f"   readout: max |y_T{T_LONG}[:{T_SHORT}] - y_T{T_SHORT}| = {diff:.1e} "
+          f"(of max |y| = {scale:.1f}: float32 rounding of the GEMM)")
+    assert n_spiking >= 1 and diff <= 1e-6 * scale, (diff, scale)
     acc = [(y_long[: t + 1].mean(0).argmax(1) == labels).mean() for t in range(T_LONG)]
     print("   accuracy of the mean output over the first t steps: "
           + ", ".join(f"t={t + 1}: {a:.3f}" for t, a in enumerate(acc)))

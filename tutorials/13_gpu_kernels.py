@@ -145,6 +145,7 @@ def main() -> None:
     ax2.bar(range(len(names)), [secs[k] * 1e3 for k in names], color=["C0", "C1", "C2"])
     ax2.set_yscale("log")
     ax2.set_xticks(range(len(names)), [k.replace(" (", "\n(") for k in names], fontsize=8)
+    ax2.set_xlabel("tier")
     ax2.set_ylabel("time per forward call (ms, log)")
     ax2.set_title(f"LIF forward, T={T}, N={N}" + (" (simulator: slow by design)" if SIM else ""))
     path = OUT / "13_gpu_kernels.png"

@@ -139,6 +139,7 @@ def main() -> None:
     ax2.bar(xs + 0.2, [r.ann_energy_pj / 1e6 for r in rep.layers], 0.4, label="ANN")
     ax2.set_xticks(xs, names)
     ax2.set_yscale("log")
+    ax2.set_xlabel("weight layer (kind)")
     ax2.set_ylabel("energy per sample (uJ, log)")
     ax2.set_title(f"per weight layer, direct input, T={T}")
     ax2.legend(fontsize=8)

@@ -5,7 +5,7 @@ Network with Improved Efficiency and Minimum Latency", supplementary material; "
 docs/derivations.md) cuts an L x L feature map into four overlapping "dilated" windows of size
 M = 3L/4 (G1 top-left, G2 top-right, G3 bottom-left, G4 bottom-right; offset w_o = 2M - L),
 processes each window, and puts the four results back with **Algorithm 1, Recomposed
-Computing**:
+Computing** (WP Alg. 1):
 
     coverG1G2 = (G1[.., w_o/2 : 3w_o/2] + G2[.., 0 : w_o]) / 2               Weighted-Condense 1
     G1G2      = cat(G1[.., 0 : w_o/2], coverG1G2, G2[.., w_o : 3w_o/2])                          2
@@ -19,11 +19,11 @@ the map is linear in the windows), ``region_threshold``, the loop reference
 ``kernels.reference.recompose_forward``, the layer ``nn.WindowRecompose(body)`` and the model
 ``--model window``.
 
-The same supplement's closed forms live in ``pysnn_ref.ecml``: Eq. 6, the fusion surface area
-S(theta) = 16 sin(3 theta pi th / 2) sin(theta pi th / 4)^2 / (theta^2 pi^2) and Table 1's
-nabla D = S(theta) - S_plane; Eqs. 1-2, the operation counts of a spiking conv (SCNN-W) and a
-spiking LSTM (LSNN-W) in one window.  (The spiking LSTM itself is not built in the library;
-only its operation count, Eq. 1, is.)
+The same supplement's closed forms (WP Eqs. 1-2, 6) live in ``pysnn_ref.ecml``: Eq. 6, the fusion
+surface area S(theta) = 16 sin(3 theta pi th / 2) sin(theta pi th / 4)^2 / (theta^2 pi^2) and Table
+1's nabla D = S(theta) - S_plane; Eqs. 1-2, the operation counts of a spiking conv (SCNN-W) and a
+spiking LSTM (LSNN-W) in one window.  (The spiking LSTM itself is not built in the library; only
+its operation count, Eq. 1, is.)
 
 Verification: Algorithm 1 written literally here == ``recompose_forward`` == the loop reference;
 the backward is the exact adjoint (dot-product test) and passes a float64 finite-difference
@@ -182,7 +182,7 @@ def draw(demo: dict[str, np.ndarray], dims: list[int], exact: list[float],
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    print("Verification 1: Algorithm 1 (WP), its reference loop and its adjoint")
+    print("Verification 1: WP Alg. 1 (recomposed computing), its reference loop and its adjoint")
     check_recompose(rng)
     print("\nMedian spikes and the Region Threshold (nn.WindowRecompose, th_r=None then 0.1)")
     demo = spike_demo(rng)
