@@ -41,7 +41,7 @@ OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent 
 COLORS = {"bptt": "C0", "asf": "C1", "ssf": "C2"}
 METHODS = ("bptt", "asf", "ssf")
 T = 4
-H = 16 if QUICK else 32
+H = 8 if QUICK else 16
 EPSILONS = (0.05, 0.2) if QUICK else (0.02, 0.05, 0.1, 0.2)
 PARAMS = ("1.W", "3.W")
 
