@@ -26,6 +26,10 @@ actual inputs that reach it in ``net.forward(encoder.encode(x, T))``:
   spike inputs (Poisson encoder, event frames) the first layer is counted as SOPs too;
 * the ANN reference: the same weight layers, each doing ``sum_i FO[i]`` MACs once per sample.
 
+A ``SpikingLSTM`` (window-partition supplement, Eq. 1) counts as two rows: its input weights
+``W_x`` (fan-out 4 x hidden; MACs if it is the first layer with analog input: direct or
+``sequence`` encoder) and its recurrent weights ``W_h`` (one AC per spike ``s[t-1]`` times
+4 x hidden); its ANN reference steps through the sequence (T and T - 1 times).
 BatchNorm (foldable into the weights at inference), pooling, the residual additions and the
 neuron updates are not counted, as in the papers.  Figures are per sample (mean over the batch).
 """
@@ -135,17 +139,30 @@ def conv_fanout(layer: nn_.Conv2d, in_shape: Sequence[int]) -> np.ndarray:
     return np.broadcast_to(c_out * np.outer(ch, cw), (C, H, W))
 
 
+@dataclass(frozen=True)
+class _Recurrent:
+    """The recurrent input of a SpikingLSTM (its own spikes s[t-1]) as a row of its own."""
+
+    layer: nn_.SpikingLSTM
+
+    def __repr__(self) -> str:
+        return f"SpikingLSTM recurrent W_h ({self.layer.hidden} -> {4 * self.layer.hidden})"
+
+
 def fanout(layer: nn_.Module, in_shape: Sequence[int]) -> np.ndarray:
-    """Fan-out of every input element (shape ``in_shape``) of a Linear or Conv2d layer."""
+    """Fan-out of every input element (shape ``in_shape``) of a Linear or Conv2d layer (or
+    a SpikingLSTM's input / recurrent weights: 4 gates x hidden)."""
     if isinstance(layer, nn_.Linear):
         return np.full(tuple(in_shape), layer.out_features, dtype=np.int64)
+    if isinstance(layer, (nn_.SpikingLSTM, _Recurrent)):
+        return np.full(tuple(in_shape), 4 * getattr(layer, "layer", layer).hidden, np.int64)
     if isinstance(layer, nn_.Conv2d):
         return conv_fanout(layer, in_shape)
     raise ValueError(f"layer must be Linear or Conv2d, got {type(layer).__name__}")
 
 
 def _weight_layers(net: nn_.Module) -> list[nn_.Module]:
-    return [m for m in net.modules() if isinstance(m, (nn_.Linear, nn_.Conv2d))]
+    return [m for m in net.modules() if isinstance(m, (nn_.Linear, nn_.Conv2d, nn_.SpikingLSTM))]
 
 
 def estimate_energy(net: nn_.Module, x: Any, T: int, encoder: Any = None, *,
@@ -166,7 +183,7 @@ def estimate_energy(net: nn_.Module, x: Any, T: int, encoder: Any = None, *,
     T = check_int("T", T, minimum=1)
     encoder = encoder or DirectEncoder()
     if analog_input is None:
-        analog_input = getattr(encoder, "name", "") == "direct"
+        analog_input = getattr(encoder, "name", "") in ("direct", "sequence")
     layers = _weight_layers(net)
     if not layers:
         raise ValueError("net has no Linear or Conv2d layer to count")
@@ -179,7 +196,12 @@ def estimate_energy(net: nn_.Module, x: Any, T: int, encoder: Any = None, *,
             xh = backend.to_numpy(xin)
             nz = np.count_nonzero(xh.reshape(xh.shape[0] * xh.shape[1], -1), axis=0)
             seen.append((layer, nz.reshape(xh.shape[2:])))
-            return inner(layer, xin)
+            out = inner(layer, xin)
+            if isinstance(layer, nn_.SpikingLSTM):  # W_h: one AC per spike s[t-1] and fan-out
+                sh = backend.to_numpy(out)[:-1]
+                seen.append((_Recurrent(layer), np.count_nonzero(sh.reshape(-1, sh.shape[-1]),
+                                                                 axis=0)))
+            return out
 
         layer.forward = forward
 
@@ -199,12 +221,15 @@ def estimate_energy(net: nn_.Module, x: Any, T: int, encoder: Any = None, *,
     for i, (layer, nz) in enumerate(seen):
         fo = fanout(layer, nz.shape)
         ann = float(fo.sum())
+        steps = T - 1 if isinstance(layer, _Recurrent) else T   # s[-1] = 0: T - 1 inputs
         first_mac = i == 0 and bool(analog_input)
         macs = T * ann if first_mac else 0.0
         sops = 0.0 if first_mac else float((nz * fo).sum()) / B
+        if isinstance(layer, (nn_.SpikingLSTM, _Recurrent)):
+            ann *= steps  # an ANN LSTM steps through the sequence too
         rep.layers.append(LayerOps(
             name=f"{i}:{layer!r}", kind="MAC" if first_mac else "AC", macs=macs, sops=sops,
-            ann_macs=ann, input_rate=float(nz.sum()) / (B * T * nz.size),
+            ann_macs=ann, input_rate=float(nz.sum()) / (B * max(steps, 1) * nz.size),
             energy_pj=macs * e_mac_pj + sops * e_ac_pj, ann_energy_pj=ann * e_mac_pj))
     return rep
 
@@ -271,8 +296,11 @@ def _network(args: argparse.Namespace, argv: Sequence[str]
         encoder = args.encoder if "--encoder" in given else cfg["encoder"]
         return net, load_dataset(dataset, data_dir, seed=0), T, encoder
     data = load_dataset(args.dataset, args.data_dir, seed=0)
-    cfg = {"lam": 0.5, "v_th": 1.0, "reset": "hard", "surrogate": "triangle", "neuron": "lif",
-           "model": args.model, "tdbn_alpha": None, "seed": args.seed, "dtype": "float32"}
+    from .models import LSTM_V_TH
+
+    cfg = {"lam": 0.5, "v_th": LSTM_V_TH if args.model == "lstm" else 1.0, "reset": "hard",
+           "surrogate": "triangle", "neuron": "lif", "model": args.model, "tdbn_alpha": None,
+           "seed": args.seed, "dtype": "float32"}
     return build_model(cfg, data.input_shape, data.num_classes), data, args.T, args.encoder
 
 

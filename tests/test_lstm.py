@@ -254,3 +254,25 @@ def test_train_cli_learns_digits_rows(tmp_path, capsys):
     assert "1 spiking layers" in lines[0]
     acc = float(lines[-1].split("=")[1])
     assert acc >= 0.6, out.out
+
+
+def test_energy_counts_the_lstm_input_and_recurrent_weights():
+    """Input GEMM: T * D * 4H MACs (analog rows); recurrence: one AC per spike s[t-1] per
+    gate row (4H), counted from the layer's own spikes; the ANN LSTM steps T (T - 1) times."""
+    from pysnn_ref.data import make_encoder
+    from pysnn_ref.energy import estimate_energy
+    from pysnn_ref.models import make_model
+    from pysnn_ref.nn import LIF
+
+    rng = np.random.default_rng(9)
+    T, B, D = 8, 5, 8
+    net = make_model("lstm", (D,), 10, LIF, v_th=0.5, dtype=np.float64)
+    x = rng.normal(size=(B, T, D))
+    rep = estimate_energy(net, x, T, make_encoder("sequence"))
+    H = net.layers[0].hidden
+    s = net.layers[0].forward(make_encoder("sequence").encode(x, T))
+    inp, rec, out = rep.layers
+    assert inp.kind == "MAC" and inp.macs == T * D * 4 * H and inp.ann_macs == T * D * 4 * H
+    assert rec.kind == "AC" and rec.sops == pytest.approx(s[:-1].sum() * 4 * H / B)
+    assert rec.ann_macs == (T - 1) * H * 4 * H and "recurrent" in rec.name
+    assert out.sops == pytest.approx(s.sum() * 10 / B)

@@ -22,8 +22,8 @@ the map is linear in the windows), ``region_threshold``, the loop reference
 The same supplement's closed forms (WP Eqs. 1-2, 6) live in ``pysnn_ref.ecml``: Eq. 6, the fusion
 surface area S(theta) = 16 sin(3 theta pi th / 2) sin(theta pi th / 4)^2 / (theta^2 pi^2) and Table
 1's nabla D = S(theta) - S_plane; Eqs. 1-2, the operation counts of a spiking conv (SCNN-W) and a
-spiking LSTM (LSNN-W) in one window.  (The spiking LSTM itself is not built in the library; only
-its operation count, Eq. 1, is.)
+spiking LSTM (LSNN-W) in one window.  (The spiking LSTM itself is in the library
+and in chapter 17.)
 
 Verification: Algorithm 1 written literally here == ``recompose_forward`` == the loop reference;
 the backward is the exact adjoint (dot-product test) and passes a float64 finite-difference
