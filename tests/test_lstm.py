@@ -276,3 +276,65 @@ def test_energy_counts_the_lstm_input_and_recurrent_weights():
     assert rec.kind == "AC" and rec.sops == pytest.approx(s[:-1].sum() * 4 * H / B)
     assert rec.ann_macs == (T - 1) * H * 4 * H and "recurrent" in rec.name
     assert out.sops == pytest.approx(s.sum() * 10 / B)
+
+
+def test_array_cell_equals_reference():
+    """The array-code step (the path of kernel sets without a fused LSTM kernel: the GPU)."""
+    from pysnn_ref.functional.lstm import cell_backward_array, cell_forward_array
+
+    rng = np.random.default_rng(10)
+    B, H = 3, 5
+    z, c_prev = rng.normal(0, 3, (B, 4 * H)), rng.normal(size=(B, H))
+    ds, dc = rng.normal(size=(B, H)), rng.normal(size=(B, H))
+    for smooth in (False, True):
+        for kind in SURROGATE_KINDS.values():
+            ref = KR.lstm_cell_forward(z, c_prev, 0.3, smooth, kind, 1.0)
+            for a, b in zip(cell_forward_array(z, c_prev, 0.3, smooth, kind, 1.0), ref,
+                            strict=True):
+                assert rel_error(a, b) <= 1e-14
+            args = (ds, dc, ref[0], c_prev, ref[1], 0.3, kind, 1.0)
+            for a, b in zip(cell_backward_array(*args), KR.lstm_cell_backward(*args),
+                            strict=True):
+                assert rel_error(a, b) <= 1e-14
+
+
+GPU_SNIPPET = """
+import numpy as np, cupy
+from pysnn_ref.functional.lstm import lstm_forward, lstm_backward, make_lstm_params
+from pysnn_ref.finite_diff import rel_error
+rng = np.random.default_rng(0)
+T, B, D, H = 3, 2, 3, 4
+host = [rng.normal(size=(T, B, D)), rng.normal(0, .7, (4 * H, D)),
+        rng.normal(0, .7, (4 * H, H)), rng.normal(0, .5, 4 * H)]
+dS = rng.normal(size=(T, B, H))
+errs = []
+for smooth in (False, True):
+    p = make_lstm_params(0.3, "sigmoid", smooth=smooth)
+    s, c = lstm_forward(*host, p)
+    g = lstm_backward(dS, c)
+    dev = [cupy.asarray(v) for v in host]
+    cupy.reset_transfers()
+    sd, cd = lstm_forward(*dev, p)
+    gd = lstm_backward(cupy.asarray(dS), cd)
+    assert cupy.transfers() == 0, cupy.transfer_log()
+    assert type(sd).__module__.startswith("cupy")
+    errs += [rel_error(s, sd.get())] + [rel_error(a, b.get()) for a, b in zip(g, gd)]
+print("MAXERR", max(errs))
+"""
+
+
+def test_gpu_path_equals_cpu_under_fake_cupy_and_the_simulator():
+    """CuPy arrays (tests/fakecupy) through lstm_forward/backward: the same numbers as the CPU,
+    no device->host transfer inside; numba.cuda's simulator stands in for the surrogates."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1",
+               PYTHONPATH=os.pathsep.join([str(root / "tests" / "fakecupy"), str(root)]))
+    r = subprocess.run([sys.executable, "-c", GPU_SNIPPET], env=env, capture_output=True,
+                       text=True, timeout=120, cwd=root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert float(r.stdout.split("MAXERR")[1]) < 1e-13, r.stdout

@@ -33,7 +33,10 @@ Time is folded into the batch wherever the math allows: the input GEMM of (L1) a
 the one-GEMM path for a time-broadcast input); only the recurrent GEMMs ``s[t-1] W_h^T`` and
 ``dz[t+1] W_h`` run per step.  The elementwise (L2)-(L4) and (B2)-(B3) are one fused kernel
 call per step (``kernels.reference`` section 8, compiled in ``kernels.cpu``).  The spike and
-its surrogate are the library's (:mod:`pysnn_ref.functional.surrogate`).
+its surrogate are the library's (:mod:`pysnn_ref.functional.surrogate`).  On the GPU (a kernel
+set without a fused LSTM kernel: there is no numba.cuda one yet) the same step runs as CuPy
+array code, :func:`cell_forward_array` / :func:`cell_backward_array`, with the spike through
+the kernel set's surrogate functions; tested equal to the reference.
 
 Weights: ``W_x`` (4H, D), ``W_h`` (4H, H), ``b`` (4H,), rows in gate order (i, f, g, o).
 """
@@ -47,7 +50,8 @@ from .._check import check_float_array, check_same_shape, check_time_major
 from .linear import LinearCache, linear_backward, linear_forward
 from .surrogate import Surrogate, get_surrogate
 
-__all__ = ["LSTMParams", "LSTMCache", "make_lstm_params", "lstm_forward", "lstm_backward"]
+__all__ = ["LSTMParams", "LSTMCache", "make_lstm_params", "lstm_forward", "lstm_backward",
+           "cell_forward_array", "cell_backward_array"]
 
 
 class LSTMParams(NamedTuple):
@@ -101,6 +105,40 @@ def _check_weights(x: Any, W_x: Any, W_h: Any, b: Any) -> int:
     return H
 
 
+def _sigmoid(xp: Any, v: Any) -> Any:
+    return 0.5 * (xp.tanh(0.5 * v) + 1.0)      # = 1 / (1 + exp(-v)), never overflows
+
+
+def cell_forward_array(z: Any, c_prev: Any, v_th: float, smooth: bool, kind: int,
+                       a: float) -> tuple[Any, Any, Any]:
+    """(L2)-(L4) for one step as array code: ``(A, c, s)`` like the kernels'
+    ``lstm_cell_forward`` (the path of kernel sets without one: the GPU)."""
+    xp = backend.array_module(z)
+    H = c_prev.shape[1]
+    i, f, o = (_sigmoid(xp, z[:, k * H:(k + 1) * H]) for k in (0, 1, 3))
+    g = xp.tanh(z[:, 2 * H:3 * H])
+    c = f * c_prev + i * g
+    x = o * xp.tanh(c) - v_th
+    K = backend.kernels_for(z)
+    s = K.surrogate_primitive(x, kind, a) if smooth else (x >= 0).astype(z.dtype)
+    return xp.concatenate([i, f, g, o], axis=1), c, s
+
+
+def cell_backward_array(ds: Any, dc_next: Any, A: Any, c_prev: Any, c: Any, v_th: float,
+                        kind: int, a: float) -> tuple[Any, Any]:
+    """(B2)-(B3) for one step as array code: ``(dz, dc_carry)`` like the kernels'
+    ``lstm_cell_backward``."""
+    xp = backend.array_module(A)
+    H = c_prev.shape[1]
+    i, f, g, o = (A[:, k * H:(k + 1) * H] for k in range(4))
+    tc = xp.tanh(c)
+    du = ds * backend.kernels_for(A).surrogate_grad(o * tc - v_th, kind, a)
+    dc = du * o * (1.0 - tc * tc) + dc_next
+    dz = xp.concatenate([dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f),
+                         dc * i * (1.0 - g * g), du * tc * o * (1.0 - o)], axis=1)
+    return dz, dc * f
+
+
 def lstm_input_gemm(x: Any, W_x: Any, b: Any) -> tuple[Any, LinearCache]:
     """(L1), input part, for all T at once: ``x[t] W_x^T + b`` as one GEMM over T*B rows."""
     return linear_forward(x, W_x, b)
@@ -117,10 +155,7 @@ def lstm_forward(x: Any, W_x: Any, W_h: Any, b: Any, p: LSTMParams | None = None
     H = _check_weights(x, W_x, W_h, b)
     T, B = x.shape[0], x.shape[1]
     xp = backend.array_module(x)
-    K = backend.kernels_for(x)
-    if not hasattr(K, "lstm_cell_forward"):
-        raise ValueError("the spiking LSTM has CPU kernels only (no numba.cuda kernel yet); "
-                         "use device 'cpu'")
+    cell = getattr(backend.kernels_for(x), "lstm_cell_forward", cell_forward_array)
     Zx, lin = lstm_input_gemm(x, W_x, b)                       # (T, B, 4H), (L1) input part
     A = xp.empty((T, B, 4 * H), dtype=x.dtype)
     C = xp.empty((T, B, H), dtype=x.dtype)
@@ -128,8 +163,8 @@ def lstm_forward(x: Any, W_x: Any, W_h: Any, b: Any, p: LSTMParams | None = None
     c = xp.zeros((B, H), dtype=x.dtype)
     for t in range(T):
         z = Zx[t] if t == 0 else Zx[t] + S[t - 1] @ W_h.T       # (L1) recurrent part
-        A[t], C[t], S[t] = K.lstm_cell_forward(z, c, p.v_th, p.smooth, p.surrogate.kind,
-                                               p.surrogate.a)   # (L2)-(L4)
+        A[t], C[t], S[t] = cell(z, c, p.v_th, p.smooth, p.surrogate.kind,
+                                p.surrogate.a)                  # (L2)-(L4)
         c = C[t]
     return S, LSTMCache(lin, W_h, A, C, S, p)
 
@@ -145,14 +180,14 @@ def lstm_backward(dS: Any, cache: LSTMCache, need_dx: bool = True
         dS = dS.astype(S.dtype)
     T, B, H = S.shape
     xp = backend.array_module(S)
-    K = backend.kernels_for(S)
+    cell_bwd = getattr(backend.kernels_for(S), "lstm_cell_backward", cell_backward_array)
     dZ = xp.empty((T, B, 4 * H), dtype=S.dtype)
     dc = xp.zeros((B, H), dtype=S.dtype)
     zero = xp.zeros((B, H), dtype=S.dtype)
     for t in range(T - 1, -1, -1):
         ds = dS[t] if t == T - 1 else dS[t] + dZ[t + 1] @ W_h    # (B1)
-        dZ[t], dc = K.lstm_cell_backward(ds, dc, A[t], C[t - 1] if t else zero, C[t],
-                                         p.v_th, p.surrogate.kind, p.surrogate.a)  # (B2)-(B3)
+        dZ[t], dc = cell_bwd(ds, dc, A[t], C[t - 1] if t else zero, C[t],
+                             p.v_th, p.surrogate.kind, p.surrogate.a)  # (B2)-(B3)
     dx, dW_x, db = linear_backward(dZ, lin, need_dx=need_dx)      # (B4), all T at once
     if T > 1:
         dW_h = dZ[1:].reshape(-1, 4 * H).T @ S[:-1].reshape(-1, H)
