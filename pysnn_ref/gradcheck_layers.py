@@ -1,5 +1,6 @@
 """Finite-difference checks of every layer backward in :mod:`pysnn_ref.functional` other than the
-neurons: linear, conv2d, avg/max pooling, batch norm / tdBN, flatten and the residual add.
+neurons: linear, conv2d, avg/max pooling, batch norm / tdBN, flatten and the residual add, and
+the spiking LSTM's BPTT (smooth mode, sigmoid surrogate: the exact gradient).
 
 :func:`layer_gradcheck_cases` runs them all in float64 and returns ``(case, parameter, max
 relative error)`` rows -- the gradient-check CLI prints them and the tests assert them (rel
@@ -158,6 +159,27 @@ class _Cases:
                            lambda a: add_forward(a["a"], a["b"])[0], add_bwd))
 
 
+    def lstm(self) -> None:
+        """The spiking LSTM over T = 3 steps (window-partition supplement's LSNN), smooth mode."""
+        from .functional.lstm import lstm_backward, lstm_forward, make_lstm_params
+
+        N, dev = self.N, self.dev
+        D, H = 3, 4
+        arrs = {"x": N(size=(3, 2, D)), "W_x": N(0, 0.7, (4 * H, D)),
+                "W_h": N(0, 0.7, (4 * H, H)), "b": N(0, 0.5, 4 * H)}
+        p = make_lstm_params(0.3, "sigmoid:4", smooth=True)
+        keys = ("x", "W_x", "W_h", "b")
+
+        def fwd(a: Arrays) -> Any:
+            return lstm_forward(*(a[k] for k in keys), p)[0]
+
+        def bwd(a: Arrays, G: Any) -> dict[str, Any]:
+            cache = lstm_forward(*(dev(a[k]) for k in keys), p)[1]
+            return dict(zip(keys, lstm_backward(dev(G), cache), strict=True))
+
+        self.cases.append(("spiking LSTM time-major (T, B, D), smooth sigmoid", arrs, fwd, bwd))
+
+
 def _cases(device: str) -> list[Case]:
     c = _Cases(device)
     N = c.N
@@ -186,6 +208,7 @@ def _cases(device: str) -> list[Case]:
     c.bn("batchnorm eval (running stats)", (2, 3, 2, 2, 2), False, 1.0, True)
     c.bn("tdBN eval, scale 0.7", (4, 3, 2, 2), False, 0.7, False)
     c.shape_layers()
+    c.lstm()
     return c.cases
 
 

@@ -338,3 +338,12 @@ def test_gpu_path_equals_cpu_under_fake_cupy_and_the_simulator():
                        text=True, timeout=120, cwd=root)
     assert r.returncode == 0, r.stderr[-2000:]
     assert float(r.stdout.split("MAXERR")[1]) < 1e-13, r.stdout
+
+
+def test_gradcheck_cli_covers_the_lstm():
+    from pysnn_ref.gradcheck import TOLERANCE
+    from pysnn_ref.gradcheck_layers import layer_gradcheck_cases
+
+    rows = [r for r in layer_gradcheck_cases() if "LSTM" in r[0]]
+    assert {r[1] for r in rows} == {"x", "W_x", "W_h", "b"}
+    assert all(err < TOLERANCE for _, _, err in rows)
