@@ -7,8 +7,8 @@ smaller sizes); ``-m slow`` runs them at full size, as a reader would.
 
 Beyond running, each chapter must (issue 12): save at least one figure whose every axes has a
 title (or the figure a suptitle) and labelled axes -- checked inside ``Figure.savefig`` by the
-small runner below -- and cite the paper equations it implements, in its docstring and in what
-it prints.
+small runner below -- cite the paper equations it implements, in its docstring and in what it
+prints, and print a "Verification" summary of what its asserts checked.
 """
 
 from __future__ import annotations
@@ -95,6 +95,8 @@ def _check(proc: subprocess.CompletedProcess, chapter: Path, out: Path) -> None:
     figures = re.findall(r"^FIGURE-CHECKED (.+)$", proc.stderr, re.M)
     assert figures and all(Path(f).stat().st_size > 0 for f in figures), tail
     assert CITATION.search(proc.stdout), f"{chapter.name} prints no paper equation citation"
+    # the chapter ends by printing what it verified (its asserts are what make it fail)
+    assert re.search(r"^Verification", proc.stdout, re.M), f"{chapter.name}: no Verification line"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])

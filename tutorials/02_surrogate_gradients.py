@@ -147,6 +147,10 @@ def main() -> None:
     assert all(b < a for a, b in pairwise(gaps))
     print("   ... but the sharper sigma, the taller and narrower sigma' -- back toward the delta "
           "of Section 1.  Training picks a moderate width; smooth mode is for checking.")
+    print("\nVerification (asserted above): FD of real spikes = 0 everywhere (a delta at "
+          "the threshold);\n   every surrogate's grad = d(primitive)/dx (FD rel err < 1e-6), "
+          "primitive 0 -> 1; smooth-mode FD = sigma' at T = 1;\n   smooth spikes -> real spikes "
+          f"as the sigmoid sharpens (mean gap {gaps[0]:.3f} -> {gaps[-1]:.4f})")
     print("Chapter 2 done.")
 
 

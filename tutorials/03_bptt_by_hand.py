@@ -174,9 +174,16 @@ def main() -> None:
     #    (``python -m pysnn_ref.gradcheck`` prints it together with the layer checks.)
     # ------------------------------------------------------------------------------------------
     print("\n5. pysnn_ref.gradcheck.neuron_gradcheck_cases()")
-    for case, _, err in neuron_gradcheck_cases():
+    worst = 0.0
+    cases = neuron_gradcheck_cases()
+    for case, _, err in cases:
         print(f"   {case:45s} {err:9.1e}")
         assert err < 1e-6
+        worst = max(worst, err)
+    print("\nVerification (asserted above): the hand-written recurrence = lif_backward "
+          "(rel <= 1e-12) = finite differences (rel < 1e-7), hard and soft reset;\n   the "
+          f"library's {len(cases)} neuron cases: worst rel error {worst:.1e} (< 1e-6); the printed "
+          "Eq. 8 and detach_reset fail the same check from T = 3 on")
     print("Chapter 3 done: lif_backward is the exact gradient of the smooth LIF neuron.")
 
 

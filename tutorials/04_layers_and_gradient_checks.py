@@ -289,6 +289,10 @@ def main() -> None:
         assert diff <= 1e-10
     print("   (the GEMMs are NumPy's in both; only the loops differ)")
     plot(timings)
+    worst = max(CHECKS, key=lambda c: c[1])
+    print(f"\nVerification (asserted): {len(CHECKS)} gradient checks, worst rel error "
+          f"{worst[1]:.1e} ({worst[0]}) < 1e-7; {len(fns)} reference loops = Numba kernels "
+          "(rel <= 1e-10)")
     print("Chapter 4 done: every backward above is the exact gradient of its forward.")
 
 

@@ -189,7 +189,12 @@ def main() -> None:
                               neuron=lambda: nn.LIF(lam=0.5, v_th=1.0), seed=0)
     print("   " + repr(lenet).replace("\n", "\n   "))
     hist = train(lenet, ds, LENET_EPOCHS, "LeNet", lr=3e-3)
-    assert hist[-1]["test_acc"] >= (0.2 if QUICK else 0.9), hist[-1]["test_acc"]
+    lenet_acc = hist[-1]["test_acc"]
+    assert lenet_acc >= (0.2 if QUICK else 0.9), lenet_acc
+    print(f"\nVerification (asserted): make_method('bptt') = net.forward/backward, gradients "
+          f"bit for bit;\n   measured test accuracy: MLP {final:.3f} "
+          f"(>= {0.6 if QUICK else 0.93}), LeNet {lenet_acc:.3f} (>= {0.2 if QUICK else 0.9}); "
+          "chance 0.1")
     print("Chapter 5 done.")
 
 

@@ -339,9 +339,15 @@ def main() -> None:
     hidden = {label: min(v for k, v in cos.items() if k != "5.W") for label, cos in cos_rows}
     print("   hidden layers, lowest cosine: "
           + ", ".join(f"{k} {v:.2f}" for k, v in hidden.items()))
+    for when in ("at init", "after training"):
+        assert hidden[f"ssf {when}"] > hidden[f"asf {when}"], hidden
     print("   The readout agrees exactly; below it, SSF's per-neuron gain 1/(R V_th) follows\n"
           "   BPTT's direction closely, ASF's one linear gain per layer more coarsely.  Both\n"
           "   cost one backward pass whatever T is.")
+    print("\nVerification (asserted): the flows by hand = FlowState; SSF Eqs. 12 / 18 to "
+          "round-off; ASF/SSF backward = the exact gradient of the rate network;\n   readout "
+          "cosine 1 for every method, every hidden cosine > 0, SSF's lowest hidden cosine above "
+          "ASF's (at init and after training)")
     print("Chapter 6 done.")
 
 

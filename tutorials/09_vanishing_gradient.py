@@ -175,6 +175,10 @@ def main() -> None:
     path = OUT / "09_vanishing_gradient.png"
     fig.savefig(path, dpi=90)
     print(f"\nFigure: {path}")
+    print("\nVerification (asserted): FD of the Heaviside loss = 0 exactly for every hidden "
+          "weight (readout only); rectangular a = 1e-12 the same;\n   the triangle surrogate's "
+          "gradient passes the float64 smooth-mode FD check; without a surrogate the hidden "
+          "weights never move")
     print("Chapter 9 done: H' = 0 a.e., so spiking layers need a surrogate to pass a gradient.")
 
 
