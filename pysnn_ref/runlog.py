@@ -92,7 +92,8 @@ def log_header(log: Callable[[str], None], cfg: dict[str, Any], input_shape: tup
         f"{cfg['n_test']} test, input {tuple(input_shape)} | {cfg['model']} "
         f"({n_params:,} parameters, {n_spiking} spiking layers) | {cfg['device']}")
     tit = f" | TIT {cfg['tit']}" if cfg["tit"] else ""
-    log(f"method={cfg['method']} loss={cfg['loss']} neuron={cfg['neuron']} "
+    neuron = f"lstm v_th={cfg['v_th']:g}" if cfg["model"] == "lstm" else cfg["neuron"]
+    log(f"method={cfg['method']} loss={cfg['loss']} neuron={neuron} "
         f"surrogate={cfg['surrogate']} T={cfg['T']} epochs={total} batch={cfg['batch_size']} "
         f"{cfg['optimizer']} lr={cfg['lr']:g} {cfg['schedule']}{tit} | run folder {cfg['out']}")
 
