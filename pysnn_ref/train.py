@@ -158,13 +158,16 @@ def _add_data_args(p: ArgumentParser, D: dict[str, Any]) -> None:
                    help="digits: scikit-learn's 8x8 digits (built in, 80/20 split with seed 0); "
                         "mnist / fashion-mnist: IDX files in --data-dir; cifar10: the python "
                         "batches in --data-dir; npz: your arrays x, y (x_test, y_test) in the "
-                        ".npz file --data-dir. Inputs are standardised per channel.")
+                        ".npz file --data-dir; digits-rows: the digits as sequences, one "
+                        "8-pixel row per step (--encoder sequence). Inputs are standardised "
+                        "per channel.")
     g.add_argument("--data-dir", default=None,
                    help="folder (npz: file) holding the dataset files; nothing is downloaded; "
                         "not used by digits")
     g.add_argument("--encoder", choices=ENCODERS, default=D["encoder"],
                    help="direct: the analog input at every step; poisson: Bernoulli spikes "
-                        "with rate |x| (signed), seeded per epoch")
+                        "with rate |x| (signed), seeded per epoch; events / sequence: the "
+                        "per-sample steps of nmnist / digits-rows")
     g.add_argument("--augment", action="store_true",
                    help="random crop (4 px zero padding) + horizontal flip of training images "
                         "(the CIFAR augmentation of ASF-BP and TET)")
@@ -174,7 +177,8 @@ def _add_network_args(p: ArgumentParser, D: dict[str, Any]) -> None:
     g = p.add_argument_group("network and neurons")
     g.add_argument("--model", choices=MODELS, default=D["model"],
                    help="mlp: FC800; lenet: 16C3-AP2-32C3-AP2-FC128; vgg7; snn5 and vggsnn "
-                        "(TET, with BN); resnet (small spiking ResNet, BN); see pysnn_ref.models")
+                        "(TET, with BN); resnet (small spiking ResNet, BN); lstm (spiking LSTM "
+                        "on sequences, BPTT only); see pysnn_ref.models")
     g.add_argument("--neuron", choices=("lif", "if"), default=D["neuron"],
                    help="lif: leaky integrate-and-fire with decay --lam; if: integrate-and-fire "
                         "(lam = 1, ASF-BP's neuron)")
