@@ -111,8 +111,8 @@ def _sigmoid(xp: Any, v: Any) -> Any:
 
 def cell_forward_array(z: Any, c_prev: Any, v_th: float, smooth: bool, kind: int,
                        a: float) -> tuple[Any, Any, Any]:
-    """(L2)-(L4) for one step as array code: ``(A, c, s)`` like the kernels'
-    ``lstm_cell_forward`` (the path of kernel sets without one: the GPU)."""
+    """(L2)-(L4) (WP Sec. 3.1's LSNN cell) for one step as array code: ``(A, c, s)`` like
+    the kernels' ``lstm_cell_forward`` (the path of kernel sets without one: the GPU)."""
     xp = backend.array_module(z)
     H = c_prev.shape[1]
     i, f, o = (_sigmoid(xp, z[:, k * H:(k + 1) * H]) for k in (0, 1, 3))
@@ -126,8 +126,8 @@ def cell_forward_array(z: Any, c_prev: Any, v_th: float, smooth: bool, kind: int
 
 def cell_backward_array(ds: Any, dc_next: Any, A: Any, c_prev: Any, c: Any, v_th: float,
                         kind: int, a: float) -> tuple[Any, Any]:
-    """(B2)-(B3) for one step as array code: ``(dz, dc_carry)`` like the kernels'
-    ``lstm_cell_backward``."""
+    """(B2)-(B3), the cell's BPTT adjoint, for one step as array code: ``(dz, dc_carry)``
+    like the kernels' ``lstm_cell_backward``."""
     xp = backend.array_module(A)
     H = c_prev.shape[1]
     i, f, g, o = (A[:, k * H:(k + 1) * H] for k in range(4))
@@ -140,13 +140,14 @@ def cell_backward_array(ds: Any, dc_next: Any, A: Any, c_prev: Any, c: Any, v_th
 
 
 def lstm_input_gemm(x: Any, W_x: Any, b: Any) -> tuple[Any, LinearCache]:
-    """(L1), input part, for all T at once: ``x[t] W_x^T + b`` as one GEMM over T*B rows."""
+    """(L1) of WP Sec. 3.1's LSNN (Eq. 1's d_x x d_h gate weights), input part, for all T
+    at once: ``x[t] W_x^T + b`` as one GEMM over T*B rows."""
     return linear_forward(x, W_x, b)
 
 
 def lstm_forward(x: Any, W_x: Any, W_h: Any, b: Any, p: LSTMParams | None = None
                  ) -> tuple[Any, LSTMCache]:
-    """Run the spiking LSTM over ``x`` (T, B, D): Eqs. (L1)-(L4) of the module docstring.
+    """Run the spiking LSTM (WP Sec. 3.1, Eq. 1's LSNN) over ``x`` (T, B, D): (L1)-(L4).
 
     ``p`` from :func:`make_lstm_params` (default: v_th 0.5, triangle surrogate, Heaviside).
     Returns ``(s, cache)``: the spikes (T, B, H) and the cache for :func:`lstm_backward`.
@@ -171,8 +172,8 @@ def lstm_forward(x: Any, W_x: Any, W_h: Any, b: Any, p: LSTMParams | None = None
 
 def lstm_backward(dS: Any, cache: LSTMCache, need_dx: bool = True
                   ) -> tuple[Any | None, Any, Any, Any]:
-    """Exact BPTT through :func:`lstm_forward`: ``(dx, dW_x, dW_h, db)`` from ``dS`` = dL/ds
-    (T, B, H).  Eqs. (B1)-(B3) per step, backwards in time; (B4) as GEMMs over all T."""
+    """Exact BPTT (B1)-(B4) through :func:`lstm_forward`: ``(dx, dW_x, dW_h, db)`` from
+    ``dS`` = dL/ds (T, B, H).  (B1)-(B3) per step, backwards in time; (B4) as GEMMs over all T."""
     lin, W_h, A, C, S, p = cache
     check_time_major("dS", dS, min_ndim=3)
     check_same_shape("dS", dS, S.shape)
