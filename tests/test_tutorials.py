@@ -112,6 +112,20 @@ def test_chapters_are_numbered_from_01_without_gaps_and_the_readme_lists_them() 
     readme = (TUTORIALS / "README.md").read_text()
     for chapter in CHAPTERS:
         assert chapter.name in readme, f"tutorials/README.md does not list {chapter.name}"
+        # its table row ends with the measured "full / quick (s)" times
+        row = next((line for line in readme.splitlines()
+                    if line.startswith(f"| [`{chapter.name}`]")), "")
+        assert re.search(r"\| [\d.]+ / [\d.]+ \|$", row), f"README row of {chapter.name}: {row!r}"
+
+
+def test_the_figure_check_catches_an_unlabelled_axes(tmp_path: Path) -> None:
+    script = tmp_path / "99_bad.py"
+    script.write_text("from matplotlib.figure import Figure\n"
+                      "fig = Figure()\nax = fig.subplots()\nax.plot([0, 1])\n"
+                      "ax.set_title('t')\nax.set_xlabel('x')\n"
+                      f"fig.savefig({str(tmp_path / '99_bad.png')!r})\n")
+    proc = _run(script, tmp_path, quick=True, timeout=60)
+    assert proc.returncode != 0 and "no y label" in proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
