@@ -43,7 +43,15 @@ from .functional.batchnorm import batchnorm_backward, batchnorm_forward
 from .functional.conv import Conv2dCache, conv2d_backward, conv2d_forward
 from .functional.linear import LinearCache, linear_backward, linear_forward
 from .functional.lstm import lstm_backward, lstm_forward, make_lstm_params
-from .functional.neuron import lif_backward, lif_forward_p, make_neuron_params
+from .functional.neuron import (
+    LIFPoolCache,
+    can_fuse_lif_avgpool,
+    lif_avgpool_backward,
+    lif_avgpool_forward_p,
+    lif_backward,
+    lif_forward_p,
+    make_neuron_params,
+)
 from .functional.pool import (
     avgpool2d_backward,
     avgpool2d_forward,
@@ -373,12 +381,18 @@ class AvgPool2d(Module):
         super().__init__()
         self.k = check_int("kernel_size", kernel_size)
         self.stride = stride
+        self._fused_out: Any = None  # output of a fused LIF + pooling pass (see _link_fusable)
 
     def forward(self, x):
+        if self._fused_out is not None and x is self._fused_out:  # the LIF below pooled already
+            self._fused_out, self._cache = None, "fused"
+            return x
         y, self._cache = avgpool2d_forward(x, self.k, self.stride)
         return y
 
     def backward(self, dy, need_dx=True):
+        if self._cache == "fused":  # the LIF below takes the pooled gradient itself
+            return dy
         return avgpool2d_backward(dy, self._cache)
 
     def forward_chunk(self, x):
@@ -531,12 +545,23 @@ class LIF(Module):
 
     # BPTT
     def forward(self, x):
+        pool, self._pool_next = getattr(self, "_pool_next", None), None
+        if pool is not None and can_fuse_lif_avgpool(x, pool.k, pool.stride):
+            # LIF + the AvgPool2d above in one kernel: the spikes are pooled in the kernel and
+            # never stored; the pool layer passes this output (and later its gradient) through
+            y, self._cache = lif_avgpool_forward_p(x, self.p, pool.k)
+            self._rate = self._cache.spikes / self._cache.u.size
+            pool._fused_out = y
+            return y
         o, self._cache = lif_forward_p(x, self.p)
         self._rate = o.mean()  # stays on the device until read: no sync inside a step
         return o
 
     def backward(self, dy, need_dx=True):
-        dI = lif_backward(dy, self._cache)
+        if isinstance(self._cache, LIFPoolCache):
+            dI = lif_avgpool_backward(dy, self._cache)
+        else:
+            dI = lif_backward(dy, self._cache)
         self._cache = None
         return dI
 
@@ -602,6 +627,17 @@ class LIF(Module):
         return f"{kind}v_th={p.v_th:g}, reset={p.reset}, surrogate={p.surrogate})"
 
 
+def _link_fusable(layers: list[Module]) -> None:
+    """BPTT forward: tell every LIF directly followed by an AvgPool2d that it may run the pooling
+    itself (one fused kernel, :func:`~pysnn_ref.functional.neuron.lif_avgpool_forward_p`, when
+    :func:`~pysnn_ref.functional.neuron.can_fuse_lif_avgpool` allows).  Layers whose ``forward``
+    has been wrapped on the instance (spike recorders) are left alone.  The link is used once."""
+    for a, b in zip(layers, layers[1:], strict=False):
+        if isinstance(a, LIF) and isinstance(b, AvgPool2d) and "forward" not in vars(a) \
+                and "forward" not in vars(b):
+            a._pool_next = b
+
+
 def IF(v_th: float = 1.0, reset: str = "hard", surrogate: str | Surrogate = "triangle",
        detach_reset: bool = False, smooth: bool = False) -> LIF:
     """Integrate-and-fire neurons: LIF with ``lam = 1`` (ASF Eq. 3)."""
@@ -621,6 +657,7 @@ class Sequential(Module):
         return self.layers
 
     def forward(self, x):
+        _link_fusable(self.layers)
         for layer in self.layers:
             x = layer.forward(x)
         return x

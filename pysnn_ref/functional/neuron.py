@@ -110,3 +110,55 @@ def lif_backward(do: Any, cache: LIFCache) -> Any:
     dI = K.lif_backward(do.reshape(T, -1), u.reshape(T, -1), p.lam, p.v_th, p.soft, p.smooth,
                         p.detach_reset, p.surrogate.kind, p.surrogate.a)
     return dI.reshape(u.shape)
+
+
+class LIFPoolCache(NamedTuple):
+    """What :func:`lif_avgpool_backward` needs: the membrane, the neuron parameters, the window
+    and the spike count of the forward (for the layer's firing rate)."""
+
+    u: Any
+    p: NeuronParams
+    kernel_size: int
+    spikes: float
+
+
+def can_fuse_lif_avgpool(I: Any, kernel_size: int, stride: int | None) -> bool:
+    """Whether :func:`lif_avgpool_forward` applies: a fused kernel exists for ``I``'s device
+    (the Numba CPU set), ``I`` is time-major images (T, B, C, H, W) and the windows do not
+    overlap (stride = kernel size) and fit the image."""
+    k = kernel_size
+    return (I.ndim == 5 and (stride is None or stride == k) and k <= min(I.shape[-2:])
+            and hasattr(backend.kernels_for(I), "lif_avgpool_forward"))
+
+
+def lif_avgpool_forward_p(I: Any, p: NeuronParams, kernel_size: int) -> tuple[Any, LIFPoolCache]:
+    """LIF neurons (:func:`lif_forward_p`) followed by k x k average pooling with stride k
+    (:func:`pysnn_ref.functional.pool.avgpool2d_forward`), in one pass over the neurons.
+
+    Returns ``(pooled, cache)``: the pooled spikes (T, B, C, H // k, W // k), equal to pooling
+    :func:`lif_forward_p`'s spikes, and the cache of :func:`lif_avgpool_backward`.  The spikes
+    are not stored: the backward recomputes them from the membrane ``u`` (``o = H(u - v_th)``,
+    or the surrogate's primitive in smooth mode).  Check :func:`can_fuse_lif_avgpool` first."""
+    check_time_major("I", I)
+    T, k = I.shape[0], int(kernel_size)
+    H, W = I.shape[-2:]
+    K = backend.kernels_for(I)
+    out, u, n = K.lif_avgpool_forward(I.reshape(T, -1), p.lam, p.v_th, p.soft, p.smooth,
+                                      p.surrogate.kind, p.surrogate.a, H, W, k)
+    return (out.reshape(*I.shape[:-2], H // k, W // k),
+            LIFPoolCache(u.reshape(I.shape), p, k, n))
+
+
+def lif_avgpool_backward(dp: Any, cache: LIFPoolCache) -> Any:
+    """BPTT through :func:`lif_avgpool_forward_p`: ``dI`` from ``dp`` = dL/d(pooled spikes);
+    the pooling backward (dL/do = dp / k^2 over each window) happens inside the recurrence."""
+    u, p, k, _ = cache
+    H, W = u.shape[-2:]
+    shape = (*u.shape[:-2], H // k, W // k)
+    if tuple(dp.shape) != shape:
+        raise ValueError(f"dp must have shape {shape}, got {tuple(dp.shape)}")
+    T = u.shape[0]
+    K = backend.kernels_for(u)
+    dI = K.lif_avgpool_backward(dp.reshape(T, -1), u.reshape(T, -1), p.lam, p.v_th, p.soft,
+                                p.smooth, p.detach_reset, p.surrogate.kind, p.surrogate.a, H, W, k)
+    return dI.reshape(u.shape)

@@ -6,16 +6,46 @@ hot loops run ``prange`` over independent neurons/rows with the time loop fused 
 kept in registers.  The scalar surrogate formulas are the reference module's own Python functions
 compiled with ``njit`` -- one definition of each formula.
 
-Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 3. LIF/IF streaming with spiking flows;
-4. flow gains; 5. im2col / col2im; 6. pooling; 8. spiking LSTM cell (numbered as in the reference).
+Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 2b. LIF + average pooling fused;
+3. LIF/IF streaming with spiking flows; 4. flow gains; 5. im2col / col2im; 6. pooling;
+8. spiking LSTM cell (numbered as in the reference).
 """
 
 from __future__ import annotations
+
+import ctypes
+import os
+import sys
 
 import numpy as np
 from numba import njit, prange, uintp
 
 from . import reference as _ref
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc serve large arrays from its heap instead of fresh ``mmap`` pages.
+
+    A BPTT step allocates and frees tens of (T*B, C, H, W) arrays of 10-100 MB.  By default
+    glibc maps every block above 32 MB freshly and unmaps it when freed, so each new array
+    starts with one page fault and one kernel page-zeroing per 4 KiB page: measured here,
+    ``np.empty`` + ``fill`` of 64 MB took 16.1 ms against 4.7 ms for the fill of a reused
+    array (6.6 ms with this setting).  ``M_MMAP_MAX = 0`` keeps large blocks on the heap and
+    ``M_TRIM_THRESHOLD = 1 GiB`` keeps freed heap memory for the next step.  Applied when this
+    module is imported (the first CPU kernel call), on glibc only; ``PYSNN_MALLOC=default``
+    leaves malloc alone.  Returns whether it was applied.
+    """
+    if os.environ.get("PYSNN_MALLOC", "heap") != "heap" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc <malloc.h>
+        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+    except (OSError, AttributeError):
+        return False
+
+
+MALLOC_TUNED = keep_freed_memory()
 
 # --------------------------------------------------------------------------------------------
 # 1. Surrogate functions (compiled from the reference module's scalar definitions).
@@ -190,6 +220,196 @@ def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
         o = np.empty_like(u)
         _spike_pass(u.reshape(-1), f(v_th), int(kind), f(a), o.reshape(-1))
     _lif_backward(do, u, o, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset), dI)
+    return dI
+
+
+# --------------------------------------------------------------------------------------------
+# 2b. LIF + k x k average pooling fused (BPTT, non-overlapping windows, stride = k).
+#     The forward pools the spikes of each step while they are still in the thread's block
+#     buffer, so the (T, N) spike tensor is never written to memory (the backward recomputes
+#     the spike from u); the backward reads the pooled gradient and spreads it over the window
+#     (dL/do = dpool / k^2, 0 for inputs in dropped trailing rows/columns) inside the BPTT
+#     recurrence.  Equal to lif_forward + avgpool2d_forward and avgpool2d_backward +
+#     lif_backward (same formulas, same summation order; tests/test_perf_fused.py).
+#     Blocks are whole (H, W) planes, so a window never straddles two threads.
+# --------------------------------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _pool_plane_t(ob, b0, H, W, k, scale, out_t, o0):
+    """Window sums of one spike plane ``ob[b0:b0+H*W]`` into ``out_t[o0:o0+OH*OW]`` (the
+    window order of the reference's slice sums; 2 x 2 written out); returns the plane's spike
+    sum (the pooled ones plus any in dropped trailing rows/columns)."""
+    OH = H // k
+    OW = W // k
+    tot = 0.0
+    for oh in range(OH):
+        r0 = uintp(b0 + oh * k * W)
+        d0 = uintp(o0 + oh * OW)
+        if k == 2:
+            r1 = r0 + uintp(W)
+            for ow in range(OW):
+                a0 = r0 + uintp(2 * ow)
+                a1 = r1 + uintp(2 * ow)
+                acc = ob[a0] + ob[a0 + uintp(1)] + ob[a1] + ob[a1 + uintp(1)]
+                out_t[d0 + uintp(ow)] = acc * scale
+                tot += acc
+        else:
+            for ow in range(OW):
+                i0 = r0 + uintp(ow * k)
+                acc = ob[i0]
+                for kh in range(k):
+                    for kw in range(k):
+                        if kh > 0 or kw > 0:
+                            acc += ob[i0 + uintp(kh * W + kw)]
+                out_t[d0 + uintp(ow)] = acc * scale
+                tot += acc
+    if OH * k < H or OW * k < W:
+        for h in range(H):
+            for w in range(W):
+                if h >= OH * k or w >= OW * k:
+                    tot += ob[uintp(b0 + h * W + w)]
+    return tot
+
+
+@njit(cache=True, inline="always")
+def _spread_plane_t(dpt, o0, H, W, k, scale, dob, b0):
+    """The pooling backward of one plane: ``dob[b0 + window] = dpt[o0 + window index] / k^2``
+    (entries of dropped trailing rows/columns are left as they are: 0)."""
+    OH = H // k
+    OW = W // k
+    for oh in range(OH):
+        r0 = uintp(b0 + oh * k * W)
+        d0 = uintp(o0 + oh * OW)
+        for ow in range(OW):
+            g = dpt[d0 + uintp(ow)] * scale
+            i0 = r0 + uintp(ow * k)
+            for kh in range(k):
+                for kw in range(k):
+                    dob[i0 + uintp(kh * W + kw)] = g
+
+
+@njit(cache=True, parallel=True)
+def _lif_avgpool_forward(I, lam, v_th, soft, smooth, kind, a, H, W, k, u, out, count):
+    T, N = u.shape
+    HW = H * W
+    PO = (H // k) * (W // k)
+    per = max(1, BLOCK // HW)  # planes per block
+    nplanes = N // HW
+    static = I.shape[0] == 1
+    s = I.dtype.type(1.0 if soft else 0.0)
+    one = I.dtype.type(1.0)
+    zero = I.dtype.type(0.0)
+    scale = I.dtype.type(1.0 / (k * k))
+    for blk in prange((nplanes + per - 1) // per):
+        p0 = blk * per
+        np_ = min(nplanes, p0 + per) - p0
+        n0 = p0 * HW
+        m = np_ * HW
+        v = np.zeros(m, I.dtype)
+        ob = np.empty(m, I.dtype)
+        tot = 0.0
+        for t in range(T):
+            It = I[0 if static else t, n0:n0 + m]
+            ut = u[t, n0:n0 + m]
+            if smooth:
+                for j in range(m):
+                    u_t = lam * v[j] + It[j]
+                    o_t = _primitive(u_t - v_th, kind, a)
+                    v[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
+                    ut[j] = u_t
+                    ob[j] = o_t
+            else:
+                for j in range(m):
+                    u_t = lam * v[j] + It[j]
+                    o_t = one if u_t >= v_th else zero
+                    v[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
+                    ut[j] = u_t
+                    ob[j] = o_t
+            out_t = out[t]
+            for q in range(np_):
+                tot += _pool_plane_t(ob, q * HW, H, W, k, scale, out_t, (p0 + q) * PO)
+        count[blk] = tot
+
+
+@njit(cache=True, parallel=True)
+def _lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a, H, W, k, dI):
+    """BPTT recurrence of _lif_backward with dL/do read from the pooled gradient ``dp``; on
+    entry dI holds sigma'(u - v_th) (a flat pass of its own, which vectorises) and is
+    overwritten in place."""
+    T, N = u.shape
+    HW = H * W
+    OH = H // k
+    OW = W // k
+    PO = OH * OW
+    per = max(1, BLOCK // HW)
+    nplanes = N // HW
+    s = u.dtype.type(1.0 if soft else 0.0)
+    c = u.dtype.type(0.0 if detach_reset else 1.0)
+    one = u.dtype.type(1.0)
+    zero = u.dtype.type(0.0)
+    scale = u.dtype.type(1.0 / (k * k))
+    for blk in prange((nplanes + per - 1) // per):
+        p0 = blk * per
+        np_ = min(nplanes, p0 + per) - p0
+        n0 = p0 * HW
+        m = np_ * HW
+        dn = np.zeros(m, u.dtype)
+        dob = np.zeros(m, u.dtype)  # dL/do of the step; dropped rows/columns stay 0
+        for t in range(T - 1, -1, -1):
+            ut = u[t, n0:n0 + m]
+            dIt = dI[t, n0:n0 + m]  # holds sigma'(u - v_th) on entry, as in _lif_backward
+            dpt = dp[t]
+            for q in range(np_):
+                _spread_plane_t(dpt, (p0 + q) * PO, H, W, k, scale, dob, q * HW)
+            if smooth:
+                for j in range(m):
+                    u_t = ut[j]
+                    o_t = _primitive(u_t - v_th, kind, a)
+                    d_next = dn[j]
+                    r = s * v_th + (one - s) * u_t
+                    keep = one - (one - s) * o_t
+                    d_u = (dob[j] - c * lam * r * d_next) * dIt[j] + lam * keep * d_next
+                    dIt[j] = d_u
+                    dn[j] = d_u
+            else:
+                for j in range(m):
+                    u_t = ut[j]
+                    o_t = one if u_t >= v_th else zero
+                    d_next = dn[j]
+                    r = s * v_th + (one - s) * u_t
+                    keep = one - (one - s) * o_t
+                    d_u = (dob[j] - c * lam * r * d_next) * dIt[j] + lam * keep * d_next
+                    dIt[j] = d_u
+                    dn[j] = d_u
+
+
+def lif_avgpool_forward(I, lam, v_th, soft, smooth, kind, a, H, W, k):
+    """LIF over ``I`` (T, N) (N = planes * H * W, planes of H x W neurons), then k x k average
+    pooling with stride k of every step's spikes: ``(pooled (T, planes * OH * OW), u (T, N),
+    spike_count)``.  The spikes themselves are not returned (``o = u >= v_th``)."""
+    T, N = I.shape
+    HW = int(H) * int(W)
+    nplanes = N // HW
+    OH, OW = int(H) // int(k), int(W) // int(k)
+    u = np.empty(I.shape, I.dtype)
+    out = np.empty((T, nplanes * OH * OW), I.dtype)
+    per = max(1, BLOCK // HW)
+    count = np.zeros((nplanes + per - 1) // per, np.float64)
+    I = np.ascontiguousarray(I[:1] if T > 1 and I.strides[0] == 0 else I)
+    f = I.dtype.type
+    _lif_avgpool_forward(I, f(lam), f(v_th), bool(soft), bool(smooth), int(kind), f(a), int(H),
+                         int(W), int(k), u, out, count)
+    return out, u, float(count.sum())
+
+
+def lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a, H, W, k):
+    """dI (T, N) of :func:`lif_avgpool_forward` from the pooled gradient ``dp``."""
+    dp = np.ascontiguousarray(dp, dtype=u.dtype)
+    f = u.dtype.type
+    dI = np.empty_like(u)
+    _grad_pass(u.reshape(-1), f(v_th), int(kind), f(a), dI.reshape(-1))
+    _lif_avgpool_backward(dp, u, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset),
+                          int(kind), f(a), int(H), int(W), int(k), dI)
     return dI
 
 

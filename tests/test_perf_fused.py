@@ -1,0 +1,114 @@
+"""Fused fast kernels (issue 14) equal to the plain composition of the reference kernels.
+
+LIF + average pooling (kernels/cpu.py section 2b): forward = reference LIF then reference
+pooling, backward = reference pooling backward then reference LIF backward; and the layer
+wiring (Sequential links a LIF to the AvgPool2d above it) gives the unfused network's outputs
+and gradients.  Finite differences through the fused path: gradcheck's network case."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pysnn_ref import backend, nn
+from pysnn_ref.finite_diff import rel_error
+from pysnn_ref.functional.pool import avgpool2d_backward, avgpool2d_forward
+from pysnn_ref.kernels import cpu, reference
+
+# (T, B, C, H, W, k): exact fit, dropped trailing rows/columns, k = 3, planes larger than BLOCK
+SHAPES = [(4, 2, 3, 6, 6, 2), (3, 2, 2, 5, 7, 2), (2, 1, 3, 7, 6, 3), (3, 1, 1, 48, 50, 2)]
+
+
+def _reference_lif_pool(I, dp, lam, soft, smooth, detach, kind, a, k):
+    T = I.shape[0]
+    o, u = reference.lif_forward(I.reshape(T, -1), lam, 1.0, soft, smooth, kind, a)
+    with backend.use_cpu_kernels("reference"):
+        pooled, cache = avgpool2d_forward(o.reshape(I.shape), k)
+        do = avgpool2d_backward(dp, cache)
+    dI = reference.lif_backward(do.reshape(T, -1), u, lam, 1.0, soft, smooth, detach, kind, a)
+    return pooled, u.reshape(I.shape), dI.reshape(I.shape), o.sum()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("soft,smooth,detach,kind", [(False, False, False, 0),
+                                                     (True, False, True, 1),
+                                                     (False, True, False, 2),
+                                                     (True, True, False, 0)])
+def test_lif_avgpool_kernel_equals_reference_composition(shape, soft, smooth, detach, kind):
+    T, B, C, H, W, k = shape
+    rng = np.random.default_rng(sum(shape) + kind)
+    I = rng.normal(0.8, 1.0, (T, B, C, H, W))
+    lam, a = 0.7, 0.9
+    dp = rng.normal(size=(T, B, C, H // k, W // k))
+    pooled_r, u_r, dI_r, n_r = _reference_lif_pool(I, dp, lam, soft, smooth, detach, kind, a, k)
+    pooled, u, n = cpu.lif_avgpool_forward(I.reshape(T, -1), lam, 1.0, soft, smooth, kind, a,
+                                           H, W, k)
+    assert rel_error(pooled.reshape(pooled_r.shape), pooled_r) <= 1e-12
+    assert rel_error(u.reshape(I.shape), u_r) <= 1e-12
+    assert abs(n - n_r) <= 1e-9 * max(1.0, n_r)
+    assert 0 < n_r < I.size  # the test inputs both fire and stay silent
+    dI = cpu.lif_avgpool_backward(dp.reshape(T, -1), u, lam, 1.0, soft, smooth, detach, kind, a,
+                                  H, W, k)
+    assert rel_error(dI.reshape(I.shape), dI_r) <= 1e-12
+
+
+def test_lif_avgpool_static_input_float32():
+    """A time-broadcast current (direct encoding) is read as one row; float32 bit-equal."""
+    rng = np.random.default_rng(5)
+    T, B, C, H, W = 5, 2, 3, 8, 8
+    I0 = rng.normal(0.8, 1.0, (B, C, H, W)).astype(np.float32)
+    I = np.broadcast_to(I0, (T, *I0.shape))
+    dp = rng.normal(size=(T, B, C, 4, 4)).astype(np.float32)
+    pooled_r, u_r, dI_r, _ = _reference_lif_pool(np.ascontiguousarray(I), dp, 0.5, False,
+                                                 False, False, 0, 1.0, 2)
+    pooled, u, _ = cpu.lif_avgpool_forward(I.reshape(T, -1), 0.5, 1.0, False, False, 0, 1.0,
+                                           H, W, 2)
+    assert pooled.dtype == np.float32
+    np.testing.assert_array_equal(pooled.reshape(pooled_r.shape), pooled_r)
+    dI = cpu.lif_avgpool_backward(dp.reshape(T, -1), u, 0.5, 1.0, False, False, False, 0, 1.0,
+                                  H, W, 2)
+    np.testing.assert_array_equal(dI.reshape(I.shape), dI_r)
+
+
+def _net(rng, k, stride=None):
+    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, rng=rng, dtype=np.float64),
+                         nn.LIF(lam=0.6, v_th=1.0), nn.AvgPool2d(k, stride), nn.Flatten(),
+                         nn.Linear(3 * (7 // k) ** 2 if stride is None else 3 * 9, 4, rng=rng,
+                                   dtype=np.float64))
+
+
+@pytest.mark.parametrize("k,stride", [(2, None), (3, None), (3, 2)])
+def test_sequential_fused_equals_unfused(k, stride):
+    """The layer wiring: outputs, firing rate and all gradients equal the reference kernels'
+    unfused run (stride != k is not fused and must still be right)."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(0.8, 1.0, (4, 2, 2, 7, 7))
+    dy = rng.normal(size=(4, 2, 4))
+    results = []
+    for kernels in ("numba", "reference"):
+        net = _net(np.random.default_rng(3), k, stride)
+        with backend.use_cpu_kernels(kernels):
+            y = net.forward(x)
+            dx = net.backward(dy)
+        results.append((y, dx, net.layers[0].W.grad, net.layers[1].firing_rate))
+        assert (net.layers[1]._cache is None and net.layers[2]._fused_out is None)
+    (y, dx, gW, rate), (y_r, dx_r, gW_r, rate_r) = results
+    assert rel_error(y, y_r) <= 1e-12 and rel_error(dx, dx_r) <= 1e-12
+    assert rel_error(gW, gW_r) <= 1e-12 and abs(rate - rate_r) <= 1e-12 and rate > 0
+
+
+def test_wrapped_lif_forward_is_not_fused():
+    """A spike recorder that wraps LIF.forward (torch_ref.compare_spikes) still sees spikes."""
+    net = _net(np.random.default_rng(1), 2)
+    lif = net.layers[1]
+    seen = []
+
+    def record(I, _f=lif.forward):
+        o = _f(I)
+        seen.append(o)
+        return o
+
+    lif.forward = record
+    x = np.random.default_rng(2).normal(0.8, 1.0, (3, 2, 2, 7, 7))
+    net.forward(x)
+    assert seen[0].shape == (3, 2, 3, 7, 7) and set(np.unique(seen[0])) <= {0.0, 1.0}
