@@ -21,7 +21,8 @@ CPU path never needs them installed.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -52,7 +53,10 @@ class Backend:
     kernels: ModuleType
 
     def asarray(self, x: Any, dtype: Any = None) -> Any:
-        """Move ``x`` to this device (one host-to-device copy on the GPU)."""
+        """Move ``x`` to this device (one host-to-device copy on the GPU; a device array moved
+        to the CPU is copied back with ``.get()``, as CuPy refuses ``numpy.asarray`` of one)."""
+        if self.name == "cpu" and is_gpu_array(x):
+            x = to_numpy(x)
         return self.xp.asarray(x, dtype=dtype)
 
     def to_numpy(self, x: Any) -> np.ndarray:
@@ -63,6 +67,23 @@ class Backend:
         """Wait for queued device work (a no-op on the CPU); benchmarks call it before timing."""
         if self.name == "gpu":
             self.xp.cuda.get_current_stream().synchronize()
+
+    def mark(self) -> Any:
+        """A point in time on this device's queue, for :meth:`elapsed`: the host clock on the
+        CPU, a CUDA event recorded on the current stream on the GPU (no host sync)."""
+        if self.name == "gpu":
+            ev = self.xp.cuda.Event()
+            ev.record()
+            return ev
+        return time.perf_counter()
+
+    def elapsed(self, start: Any, end: Any) -> float:
+        """Seconds of device work between two :meth:`mark` points (on the GPU this waits for
+        ``end`` to be reached)."""
+        if self.name == "gpu":
+            end.synchronize()
+            return self.xp.cuda.get_elapsed_time(start, end) / 1e3
+        return end - start
 
 
 def _prefer_passive_openmp() -> None:
@@ -226,6 +247,34 @@ def to_numpy(x: Any) -> np.ndarray:
     if is_gpu_array(x):
         return x.get()
     return np.asarray(x)
+
+
+def as_scalar(x: Any) -> Any:
+    """A reduction's result as a float64 scalar where it lives: a Python ``float`` for a host
+    value, a 0-d float64 array for a device value (no device->host sync; ``float()`` of it
+    reads it when the value is needed on the host)."""
+    if is_gpu_array(x):
+        return x.astype(np.float64)
+    return float(x)
+
+
+def host_scalars(values: Sequence[Any]) -> np.ndarray:
+    """The scalars ``values`` as a float64 host vector, with one device->host transfer for all
+    of those that live on the device (0-d CuPy arrays are stacked on the device first).
+
+    Host numbers (Python or NumPy scalars) are taken as they are, so on the CPU this costs
+    nothing.  The training loop keeps its per-batch sums on the device and reads them here,
+    once per read-out instead of once per batch.
+    """
+    out = np.empty(len(values), dtype=np.float64)
+    dev = [i for i, v in enumerate(values) if is_gpu_array(v)]
+    for i, v in enumerate(values):
+        if i not in dev:
+            out[i] = float(v)
+    if dev:
+        xp = array_module(values[dev[0]])
+        out[dev] = to_numpy(xp.stack([values[i].astype(np.float64).reshape(()) for i in dev]))
+    return out
 
 
 @contextlib.contextmanager

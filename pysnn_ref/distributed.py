@@ -180,10 +180,12 @@ def allreduce_gradients(comm: LocalComm, params: Sequence[Parameter], loss: floa
     ``loss`` is this rank's mean loss over its ``n_local`` samples and every ``p.grad`` the
     gradient of that mean.  Afterwards every ``p.grad`` is the gradient of the mean loss over
     the global batch, on every rank.  Returns ``(global mean loss, global batch size)``.
-    With one rank nothing is touched (no rounding from the rescaling).
+    With one rank nothing is touched (no rounding from the rescaling) and ``loss`` comes back as
+    it is (a 0-d device array stays on the device); with more ranks the loss is staged through
+    the host with the gradients and comes back as a float.
     """
     if comm.size == 1:
-        return float(loss), int(n_local)
+        return loss, int(n_local)
     grads = [p.grad for p in params]
     buf = pack(grads, extra=(float(loss) * n_local, float(n_local)), scale=float(n_local))
     _sum_(comm, buf)

@@ -180,7 +180,7 @@ def finite_difference_gradient(net, x, labels, params: list[str], *, loss: str =
                 flat[i] = old - eps
                 lm = fwd(m.forward(net, x), labels)[0]
                 flat[i] = old
-                g.reshape(-1)[i] = (lp - lm) / (2 * eps)
+                g.reshape(-1)[i] = float(lp - lm) / (2 * eps)  # a device loss: read here
             out[name] = g
     return out
 

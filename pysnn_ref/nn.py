@@ -589,16 +589,15 @@ class LIF(Module):
             FI, FO = st.sI, st.sO  # accumulated (w = 1) sums, ASF Eq. 7
             variant = self._opts.get("asf_variant", "paper")
             if self.training and self.update_S:
-                if variant == "paper":
-                    self._asf_tot[0] += float(FO.sum())
-                    self._asf_tot[1] += float(FI.sum())
+                if variant == "paper":  # on the GPU the sums and S stay on the device
+                    self._asf_tot[0] += backend.as_scalar(FO.sum())
+                    self._asf_tot[1] += backend.as_scalar(FI.sum())
                     self.S = F.asf_scale_paper(*self._asf_tot, previous=self.S)
                 else:
                     self.S = F.asf_scale_code(FO, FI, previous=self.S)
-            if variant == "code":
-                self._gain = (FI > 0).astype(self._dtype) * self._dtype.type(self.S)
-            else:
-                self._gain = self._dtype.type(self.S)
+            S = self.S.astype(self._dtype) if backend.is_gpu_array(self.S) else \
+                self._dtype.type(self.S)
+            self._gain = (FI > 0).astype(self._dtype) * S if variant == "code" else S
         self._w = st.w
         self._state = None  # nothing of the forward is kept but the gain
 

@@ -98,13 +98,24 @@ class TrainState:
 
 @dataclass
 class StepResult:
-    """What :func:`train_step` returns: the loss (a float), the network output on the device
-    and the forward / backward times in seconds."""
+    """What :func:`train_step` returns: the loss (a float on the CPU, a 0-d array on the GPU:
+    it is not read there), the network output on the device and four :meth:`Backend.mark`
+    points (forward start / end, backward start / end) of the backend ``be``."""
 
-    loss: float
+    loss: Any
     out: Any
-    forward_s: float
-    backward_s: float
+    marks: tuple[Any, Any, Any, Any]
+    be: Any
+
+    @property
+    def forward_s(self) -> float:
+        """Seconds of the forward pass (on the GPU: waits for the step to finish)."""
+        return self.be.elapsed(self.marks[0], self.marks[1])
+
+    @property
+    def backward_s(self) -> float:
+        """Seconds of the method's backward pass (on the GPU: waits for the step to finish)."""
+        return self.be.elapsed(self.marks[2], self.marks[3])
 
 
 def spiking_layer_names(net: nn_.Module) -> list[tuple[str, nn_.LIF]]:
@@ -219,37 +230,58 @@ def train_step(st: TrainState, xd: Any, yd: Any, T: int, encoder: Any, *, epoch:
 
     ``epoch`` / ``batch`` (0-based) only name the place in the error message.  Raises
     :class:`~pysnn_ref.cli.NonFiniteLossError` when the loss is NaN or infinite (before any
-    parameter changes).
+    parameter changes) if the loss is a host number (the CPU, or ``--distributed`` on several
+    ranks, whose all-reduce stages through the host).  A loss on the GPU is not read here: the
+    step makes no device->host transfer, and the check happens where :class:`_EpochStats` reads
+    its sums (:func:`_train_batches`, every :data:`GPU_READ_EVERY` batches and at the epoch end).
     """
     net, be = st.net, st.be
     net.zero_grad()
-    t0 = time.perf_counter()
+    m0 = be.mark()
     out = st.method.forward(net, xd, T, encoder)
-    be.synchronize()
-    t1 = time.perf_counter()
+    m1 = be.mark()
     loss, cache = st.loss_fwd(out, yd)
     dy = st.loss_bwd(cache)
-    t2 = time.perf_counter()
+    m2 = be.mark()
     st.method.backward(net, dy)
-    be.synchronize()
-    t3 = time.perf_counter()
+    m3 = be.mark()
     # --distributed: one flat all-reduce makes the grads the global batch's (identity on 1 rank);
     # the NaN check reads the global loss so that every rank stops at the same step
     g_loss, _ = distributed.allreduce_gradients(st.comm, net.parameters(), loss,
                                                 int(yd.shape[0]))
-    if not math.isfinite(g_loss):
-        good = f"last.npz holds epoch {epoch}" if epoch > 0 else "no checkpoint was written"
-        raise NonFiniteLossError(
-            f"loss became {g_loss} at epoch {epoch + 1}, batch {batch + 1} (of {st.n_batches}, "
-            f"T={T}, lr={st.opt.lr:g}); training stopped ({good}) -- lower --lr or check "
-            "the data")
+    if not backend.is_gpu_array(g_loss) and not math.isfinite(g_loss):
+        raise _non_finite(st, g_loss, epoch, batch, batch, T)
     st.opt.step()
-    return StepResult(loss, out, t1 - t0, t3 - t2)
+    return StepResult(g_loss, out, (m0, m1, m2, m3), be)
+
+
+def _non_finite(st: TrainState, value: float, epoch: int, b0: int, b1: int,
+                T: int) -> NonFiniteLossError:
+    """The error for a NaN / infinite loss found in batches ``b0..b1`` (0-based) of ``epoch``."""
+    where = f"batch {b0 + 1}" if b0 == b1 else f"one of batches {b0 + 1}-{b1 + 1}"
+    good = (f"last.npz holds epoch {epoch}, the last good one" if epoch > 0
+            else "no checkpoint was written")
+    return NonFiniteLossError(
+        f"loss became {value} at epoch {epoch + 1}, {where} (of {st.n_batches}, T={T}, "
+        f"lr={st.opt.lr:g}); training stopped ({good}) -- lower --lr or check the data")
+
+
+#: on the GPU, the epoch's running sums are read to the host (one transfer; the NaN check, the
+#: progress bar) every this many batches and at the epoch end; on the CPU after every batch
+GPU_READ_EVERY = 50
 
 
 @dataclass
 class _EpochStats:
-    """Running sums of one training epoch."""
+    """Running sums of one training epoch.
+
+    :meth:`add` keeps each batch's loss, correct count and firing rates where they were
+    computed: on the GPU they are added up as 0-d device arrays, so a step makes no
+    device->host transfer.  :meth:`read` moves the sums gathered since the last read to the
+    host in one transfer (:func:`pysnn_ref.backend.host_scalars`) and adds them to
+    ``loss_sum``, ``correct`` and ``rate_sum``; it returns the loss sum it read, for the NaN
+    check.  ``seen`` counts every added sample, read or not.
+    """
 
     n_layers: int
     t_fwd: float = 0.0
@@ -258,19 +290,39 @@ class _EpochStats:
     correct: int = 0
     seen: int = 0
     rate_sum: np.ndarray = field(init=False)
+    unread: int = 0                   # batches added since the last read
+    _pending: list[Any] | None = None
+    _marks: list[tuple[Any, tuple[Any, ...]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rate_sum = np.zeros(self.n_layers)
 
-    def add(self, r: StepResult, yd: Any, spiking: list[nn_.LIF]) -> None:
-        self.t_fwd += r.forward_s
-        self.t_bwd += r.backward_s
+    def add(self, r: StepResult, yd: Any, spiking: list[nn_.Module]) -> None:
         nb = int(yd.shape[0])
-        self.loss_sum += r.loss * nb
-        self.correct += int((L.predict(r.out) == yd).sum())
+        vals = [backend.as_scalar(r.loss) * nb, (L.predict(r.out) == yd).sum(),
+                *(backend.as_scalar(n._rate) * nb for n in spiking)]  # last forward's rate
+        self._pending = vals if self._pending is None else \
+            [a + v for a, v in zip(self._pending, vals, strict=True)]
+        self._marks.append((r.be, r.marks))
         self.seen += nb
-        for i, n in enumerate(spiking):
-            self.rate_sum[i] += n.firing_rate * nb
+        self.unread += 1
+
+    def read(self) -> float:
+        """Bring the pending sums (and the step times) to the host; the loss sum read (0.0 if
+        nothing was pending)."""
+        for be, (m0, m1, m2, m3) in self._marks:
+            self.t_fwd += be.elapsed(m0, m1)
+            self.t_bwd += be.elapsed(m2, m3)
+        self._marks.clear()
+        self.unread = 0
+        if self._pending is None:
+            return 0.0
+        v = backend.host_scalars(self._pending)
+        self._pending = None
+        self.loss_sum += float(v[0])
+        self.correct += int(round(v[1]))
+        self.rate_sum += v[2:]
+        return float(v[0])
 
 
 def _device_batches(st: TrainState, epoch: int) -> Iterator[tuple[Any, Any]]:
@@ -332,17 +384,33 @@ def _train_batches(st: TrainState, epoch: int, T: int,
 
     encoder = make_encoder(st.cfg, epoch)
     stats = _EpochStats(len(st.layer_names))
+    every = GPU_READ_EVERY if st.be.name == "gpu" else 1
     bar = tqdm(total=st.n_batches, desc=f"epoch {epoch + 1}/{st.total}", leave=False,
                disable=st.cfg["no_progress"], file=sys.stderr, dynamic_ncols=True)
+    b = -1
     try:
         for b, (xd, yd) in enumerate(batches):
             stats.add(train_step(st, xd, yd, T, encoder, epoch=epoch, batch=b), yd, st.spiking)
             bar.update(1)
-            bar.set_postfix(loss=f"{stats.loss_sum / stats.seen:.4f}",
-                            acc=f"{stats.correct / stats.seen:.3f}", refresh=False)
+            if stats.unread >= every:
+                _read_stats(st, stats, epoch, b, T, bar)
+        if stats.unread:
+            _read_stats(st, stats, epoch, b, T, bar)
     finally:
         bar.close()
     return stats
+
+
+def _read_stats(st: TrainState, stats: _EpochStats, epoch: int, b: int, T: int,
+                bar: Any) -> None:
+    """The read-out: the running sums to the host, the NaN check of the losses read (batches
+    ``b - unread + 1 .. b``), the progress bar's figures."""
+    b0 = b - stats.unread + 1
+    loss = stats.read()
+    if not math.isfinite(loss):
+        raise _non_finite(st, loss, epoch, b0, b, T)
+    bar.set_postfix(loss=f"{stats.loss_sum / stats.seen:.4f}",
+                    acc=f"{stats.correct / stats.seen:.3f}", refresh=False)
 
 
 def _epoch_record(st: TrainState, epoch: int, stage: int, T: int, stats: _EpochStats,
@@ -516,7 +584,8 @@ def evaluate_model(net: nn_.Module, method: Method, x: np.ndarray, y: np.ndarray
     """Test accuracy (and mean loss) of ``net`` in eval mode (BatchNorm running statistics).
 
     The batches go in order, without shuffling; ``encoder`` should be fresh (seeded) so that a
-    Poisson evaluation is the same every time.  The network is left in eval mode.
+    Poisson evaluation is the same every time.  The network is left in eval mode.  The correct
+    counts and losses are summed where they are computed and read once, at the end.
     """
     be = backend.get_backend(device)
     net.eval()
@@ -526,11 +595,12 @@ def evaluate_model(net: nn_.Module, method: Method, x: np.ndarray, y: np.ndarray
             break
         xd, yd = be.asarray(xb, dtype=dtype), be.asarray(yb)
         out = method.forward(net, xd, T, encoder)
-        correct += int((L.predict(out) == yd).sum())
+        correct = correct + (L.predict(out) == yd).sum()
         if loss_forward is not None:
-            loss_sum += loss_forward(out, yd)[0] * len(yb)
+            loss_sum = loss_sum + backend.as_scalar(loss_forward(out, yd)[0]) * len(yb)
         n += len(yb)
-    return {"acc": correct / max(n, 1), "loss": loss_sum / max(n, 1), "n": n}
+    correct, loss_sum = backend.host_scalars([correct, loss_sum])
+    return {"acc": int(round(correct)) / max(n, 1), "loss": float(loss_sum) / max(n, 1), "n": n}
 
 
 def adapt_dspike(net: nn_.Module, method: Method, x: Any, labels: Any, b: float,

@@ -129,7 +129,12 @@ def asf_scale_paper(sum_FO: float, sum_FI: float, previous: float) -> float:
 
     The sums run over every neuron of the layer and every sample of the forward passes gathered
     since the last refresh.  Keeps ``previous`` when sum FI <= 0 (the ratio is then undefined).
+    Sums on the device (0-d arrays, :func:`pysnn_ref.backend.as_scalar`) give S as a 0-d
+    device array, computed without a host sync.
     """
+    if backend.is_gpu_array(sum_FI):
+        ok = sum_FI > 0
+        return ok * (sum_FO / (sum_FI + ~ok)) + ~ok * previous
     if sum_FI <= 0:
         return previous
     return float(sum_FO / sum_FI)
@@ -140,10 +145,15 @@ def asf_scale_code(FO: Any, FI: Any, previous: float) -> float:
 
     Only elements whose accumulated input is at least their spike count enter the ratio
     (mask ``FI >= FO``); a masked input sum below 1e-3 gives S_new = 1; then
-    S = 0.6 S_new + 0.4 S_previous.
+    S = 0.6 S_new + 0.4 S_previous.  Device arrays give S as a 0-d device array (no host sync).
     """
     xp = backend.array_module(FO)
     c = FI >= FO
+    if backend.is_gpu_array(FO):
+        den = backend.as_scalar(xp.sum(xp.where(c, FI, 0.0)))
+        small = den < 1e-3
+        s_new = small + ~small * (backend.as_scalar(xp.sum(xp.where(c, FO, 0.0))) / (den + small))
+        return 0.6 * s_new + 0.4 * previous
     den = float(xp.sum(xp.where(c, FI, 0.0)))
     s_new = 1.0 if den < 1e-3 else float(xp.sum(xp.where(c, FO, 0.0))) / den
     return 0.6 * s_new + 0.4 * previous

@@ -7,8 +7,11 @@ Each loss is a forward/backward pair in the style of the layers::
     loss, cache = tet_loss_forward(y, labels, lam=0.05)
     dy = tet_loss_backward(cache)          # dL/dy, shaped like y
 
-``loss`` is a Python ``float`` (one scalar read back from the device per call); ``dy`` is an
-array of the same module (NumPy or CuPy), shape and dtype as ``y``.
+``loss`` is a Python ``float`` for NumPy ``y`` and a 0-d CuPy array for CuPy ``y``: the
+reductions are CuPy ops and their result stays on the device, so a training step never waits
+for the GPU to read its loss (``float(loss)`` reads it; the trainer does so once per read-out,
+see docs/gpu.md "Host syncs in the step").  ``dy`` is an array of the same module (NumPy or
+CuPy), shape and dtype as ``y``.
 
 Losses implemented (reductions are stated in each docstring):
 
@@ -68,7 +71,10 @@ def _check_output(y: Any) -> tuple[int, int, int]:
 def _check_labels(labels: Any, B: int, C: int, xp: Any) -> Any:
     """``labels`` must be an integer array of shape ``(B,)`` with values in ``[0, C)``.
 
-    Returns it as an int64 array of the module ``xp`` (the module of ``y``).
+    Returns it as an int64 array of the module ``xp`` (the module of ``y``).  The value range is
+    checked for host (NumPy) labels only: for labels already on the device it would cost a
+    device->host sync per call (the trainer's labels come from a :class:`~pysnn_ref.data.Dataset`,
+    whose labels lie in ``[0, num_classes)``).
     """
     if not hasattr(labels, "dtype") or not hasattr(labels, "shape"):
         raise ValueError(f"labels must be an integer array of shape ({B},), "
@@ -78,12 +84,12 @@ def _check_labels(labels: Any, B: int, C: int, xp: Any) -> Any:
     if tuple(labels.shape) != (B,):
         raise ValueError(f"labels must have shape ({B},) (one label per batch element of y), "
                          f"got {tuple(labels.shape)}")
-    labels = xp.asarray(labels, dtype=np.int64)
-    lo, hi = int(labels.min()), int(labels.max())   # one small device read on the GPU
-    if lo < 0 or hi >= C:
-        raise ValueError(f"labels must lie in [0, {C}) (C = y.shape[2]), "
-                         f"got values in [{lo}, {hi}]")
-    return labels
+    if not backend.is_gpu_array(labels):
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= C:
+            raise ValueError(f"labels must lie in [0, {C}) (C = y.shape[2]), "
+                             f"got values in [{lo}, {hi}]")
+    return xp.asarray(labels, dtype=np.int64)
 
 
 def _one_hot(labels: Any, C: int, dtype: Any, xp: Any) -> Any:
@@ -115,7 +121,7 @@ def sdt_loss_forward(y: Any, labels: Any) -> tuple[float, dict[str, Any]]:
     labels = _check_labels(labels, B, C, xp)
     y_mean = y.mean(axis=0)                                   # (B, C), Eq. 7's O_mean
     logp = log_softmax(y_mean, axis=1)
-    loss = -float(logp[xp.arange(B), labels].mean())
+    loss = -backend.as_scalar(logp[xp.arange(B), labels].mean())
     cache = {"p": xp.exp(logp), "labels": labels, "shape": (T, B, C), "dtype": y.dtype}
     return loss, cache
 
@@ -172,8 +178,8 @@ def tet_loss_forward(y: Any, labels: Any, lam: float = 0.05,
     if not np.isfinite(phi):
         raise ValueError(f"phi must be a finite number, got {phi!r}")
     logp = log_softmax(y, axis=2)                             # (T, B, C)
-    l_tet = -float(logp[:, xp.arange(B), labels].mean())      # mean over t and b: Eq. 9
-    l_mse = float(((y - phi) ** 2).mean())                    # mean over t, b, c: Eq. 12
+    l_tet = -backend.as_scalar(logp[:, xp.arange(B), labels].mean())    # mean over t and b: Eq. 9
+    l_mse = backend.as_scalar(((y - phi) ** 2).mean())                  # mean over t, b, c: Eq. 12
     loss = (1.0 - lam) * l_tet + lam * l_mse                  # Eq. 13
     cache = {"p": xp.exp(logp), "y": y, "labels": labels, "lam": lam, "phi": phi,
              "l_tet": l_tet, "l_mse": l_mse}
@@ -225,7 +231,7 @@ def asf_mse_loss_forward(y: Any, labels: Any, v_th: float = 1.0) -> tuple[float,
     v_th = check_positive("v_th", v_th)
     out = y.sum(axis=0) / (T * v_th)                          # u_T / (T v_th), (B, C)
     err = out - _one_hot(labels, C, y.dtype, xp)
-    loss = 0.5 * float((err * err).sum()) / B
+    loss = 0.5 * backend.as_scalar((err * err).sum()) / B
     cache = {"err": err, "shape": (T, B, C), "v_th": v_th}
     return loss, cache
 

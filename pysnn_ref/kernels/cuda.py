@@ -39,6 +39,7 @@ Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 3. LIF/IF streaming w
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -55,8 +56,10 @@ TPB_SMALL, TPB_LARGE = 128, 256
 #: from this many threads on, 256-thread blocks are used
 LARGE_LAUNCH = 1 << 17
 #: at most this many blocks per launch: every kernel is a grid-stride loop, so a capped grid
-#: still covers every item (each thread takes items i, i + gridsize, ...)
-MAX_BLOCKS = 1 << 14
+#: still covers every item (each thread takes items i, i + gridsize, ...).  The environment
+#: variable ``PYSNN_CUDA_MAX_BLOCKS`` overrides it when this module is imported (the
+#: end-to-end tests set 1: numba's simulator pays per block, so one block runs ~8x faster)
+MAX_BLOCKS = int(os.environ.get("PYSNN_CUDA_MAX_BLOCKS", 1 << 14))
 
 
 def launch_config(n: int, max_blocks: int | None = None) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 _hooks: list[MemoryHook] = []
@@ -58,15 +59,21 @@ def get_current_stream() -> Stream:
 
 
 class Event:
+    """Records the host clock (the fake runs everything synchronously)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        self.t = 0.0
+
     def record(self, stream: Any = None) -> None:
-        pass
+        self.t = time.perf_counter()
 
     def synchronize(self) -> None:
         pass
 
 
 def get_elapsed_time(start: Event, end: Event) -> float:
-    return 0.0
+    """Milliseconds between two recorded events, as CuPy's."""
+    return (end.t - start.t) * 1e3
 
 
 class MemoryPointer:

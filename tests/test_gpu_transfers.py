@@ -1,0 +1,192 @@
+"""No device->host transfer inside a GPU training step; one per read-out.
+
+Under numba's CUDA simulator with the NumPy-backed CuPy stand-in of ``tests/fakecupy`` (which
+counts every ``.get()``, ``asnumpy``, ``float()``, ``int()``, ``bool()``, ``item()`` ... of its
+arrays), the driver in this file (``python tests/test_gpu_transfers.py OUT``, run in a
+subprocess because both must be set before numba and cupy are imported) trains a few batches
+with ``trainer.train_step`` for BPTT, ASF (both scale-factor variants) and SSF, the three
+losses, with and without BatchNorm, and records the transfers of every step, of every
+``_EpochStats.add`` and of the read-out.  A ``float(loss)`` (or any other read) added to the
+step makes :func:`test_no_transfer_inside_a_gpu_step` fail, and
+:func:`test_counter_sees_a_read_in_the_step` proves that the counter would see it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE = ROOT / "tests" / "fakecupy"
+BASE = ["--device", "gpu", "--T", "2", "--batch-size", "2", "--max-batches", "3",
+        "--no-progress", "--seed", "2"]
+#: name -> (train CLI argv, replace the model by a tiny BatchNorm convnet)
+CASES = {
+    "bptt-sdt": (["--method", "bptt"], False),
+    "bptt-tet-bn": (["--method", "bptt", "--loss", "tet"], True),
+    "asf-paper-mse": (["--method", "asf", "--loss", "asf-mse"], False),
+    "asf-code-bn": (["--method", "asf", "--asf-variant", "code"], True),
+    "ssf-sdt-bn": (["--method", "ssf"], True),
+    "ssf-tet-f64": (["--method", "ssf", "--loss", "tet", "--dtype", "float64"], False),
+}
+
+
+# ------------------------------------------------------------------------------------------
+# the driver (runs in the subprocess)
+# ------------------------------------------------------------------------------------------
+
+def _setup(argv: list[str], bn: bool):
+    from pysnn_ref import models, runconfig, trainer
+    from pysnn_ref import train as tr
+
+    trainer.build_model = runconfig.build_model
+    if bn:  # conv -> BN -> LIF -> AP2 -> classifier: BatchNorm statistics on the device
+        def tiny(cfg, input_shape, num_classes):
+            import numpy as np
+
+            from pysnn_ref import nn
+
+            return models.build_from_string(
+                "4C3-AP2", tuple(input_shape), num_classes,
+                lambda: nn.LIF(cfg["lam"], cfg["v_th"], cfg["reset"], cfg["surrogate"]),
+                batch_norm=True, seed=cfg["seed"], dtype=np.dtype(cfg["dtype"]))
+
+        trainer.build_model = tiny
+    args = tr.build_parser().parse_args(argv)
+    st = trainer.setup_run(tr.resolve_config(args, tr.explicit_args(argv)))
+    st.method.begin_epoch(st.net, 0)
+    st.net.train()
+    return st
+
+
+def _steps(argv: list[str], bn: bool, read_in_step: bool = False) -> dict:
+    """Per-step transfers of train_step and of _EpochStats.add, then of the read-out."""
+    import cupy
+
+    from pysnn_ref import trainer
+
+    st = _setup(argv, bn)
+    if read_in_step:  # what the test must catch: a float(loss) inside the step
+        fwd = st.loss_fwd
+        st.loss_fwd = lambda y, labels: (lambda r: (float(r[0]), r[1]))(fwd(y, labels))
+    enc = trainer.make_encoder(st.cfg, 0)
+    stats = trainer._EpochStats(len(st.layer_names))
+    step, add, where = [], [], []
+    for b, (xd, yd) in enumerate(trainer._device_batches(st, 0)):
+        assert type(xd).__module__ == "cupy"
+        cupy.reset_transfers()
+        r = trainer.train_step(st, xd, yd, st.cfg["T"], enc, epoch=0, batch=b)
+        step.append(cupy.transfers())
+        where += cupy.transfer_log()
+        cupy.reset_transfers()
+        stats.add(r, yd, st.spiking)
+        add.append(cupy.transfers())
+        where += cupy.transfer_log()
+    cupy.reset_transfers()
+    loss = stats.read()
+    return {"step": step, "add": add, "read": cupy.transfers(), "where": where,
+            "loss": loss, "seen": stats.seen, "rates": stats.rate_sum.tolist(),
+            "correct": stats.correct}
+
+
+def _epoch_reads(argv: list[str], every: int) -> dict:
+    """_train_batches over 3 batches with a read every ``every`` batches."""
+    import cupy
+
+    from pysnn_ref import trainer
+
+    st = _setup(argv, False)
+    trainer.GPU_READ_EVERY = every
+    cupy.reset_transfers()
+    stats = trainer._train_batches(st, 0, st.cfg["T"], trainer._device_batches(st, 0))
+    return {"transfers": cupy.transfers(), "where": cupy.transfer_log(), "seen": stats.seen,
+            "loss": stats.loss_sum}
+
+
+def _nan_at_read(argv: list[str]) -> dict:
+    """A NaN loss in batch 2 of 3 on the device: found at the read-out after batch 2."""
+    from pysnn_ref import trainer
+    from pysnn_ref.cli import NonFiniteLossError
+
+    st = _setup(argv, False)
+    trainer.GPU_READ_EVERY = 2
+    fwd, calls = st.loss_fwd, []
+
+    def nan_second(y, labels):
+        calls.append(1)
+        loss, cache = fwd(y, labels)
+        return (loss * float("nan") if len(calls) == 2 else loss), cache
+
+    st.loss_fwd = nan_second
+    try:
+        trainer._train_batches(st, 0, st.cfg["T"], trainer._device_batches(st, 0))
+    except NonFiniteLossError as e:
+        return {"error": str(e), "steps": len(calls)}
+    return {"error": None, "steps": len(calls)}
+
+
+def _drive(out: Path) -> None:
+    res = {name: _steps(["--model", "mlp", *BASE, *argv], bn) for name, (argv, bn) in
+           CASES.items()}
+    res["read-in-step"] = _steps(["--model", "mlp", *BASE, "--method", "bptt"], False, True)
+    res["epoch-every-2"] = _epoch_reads(["--model", "mlp", *BASE, "--method", "ssf"], 2)
+    res["nan"] = _nan_at_read(["--model", "mlp", *BASE, "--method", "bptt"])
+    out.write_text(json.dumps(res, indent=1))
+
+
+# ------------------------------------------------------------------------------------------
+# the tests
+# ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def counts(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("gpu_transfers") / "counts.json"
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYSNN_CUDA_MAX_BLOCKS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(FAKE), str(ROOT), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, __file__, str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    if "numba.cuda cannot be imported" in log or "No module named 'numba.cuda" in log:
+        pytest.skip("numba.cuda cannot be imported here: pip install numba-cuda")
+    assert proc.returncode == 0, log[-4000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_no_transfer_inside_a_gpu_step(counts, case):
+    c = counts[case]
+    assert len(c["step"]) == 3 and c["seen"] == 6
+    assert c["step"] == [0, 0, 0], c["where"]       # train_step: forward, loss, backward, step
+    assert c["add"] == [0, 0, 0], c["where"]        # the running sums stay on the device
+    assert c["read"] == 1                           # the read-out: one transfer for all sums
+    assert c["loss"] > 0 and 0 <= c["correct"] <= 6
+    assert c["rates"] and all(0.0 <= r <= 6.0 for r in c["rates"])
+
+
+def test_counter_sees_a_read_in_the_step(counts):
+    c = counts["read-in-step"]
+    assert c["step"] == [1, 1, 1]
+    assert all("float(ndarray)" in w and "test_gpu_transfers.py" in w for w in c["where"])
+
+
+def test_epoch_reads_every_k_batches_and_at_the_end(counts):
+    c = counts["epoch-every-2"]          # 3 batches, a read after batch 2 and at the end
+    assert c["seen"] == 6 and c["loss"] > 0
+    assert c["transfers"] == 2, c["where"]
+
+
+def test_nan_on_the_device_is_found_at_the_read_out(counts):
+    c = counts["nan"]
+    assert c["steps"] == 2               # stopped at the read-out after batch 2, not later
+    e = c["error"]
+    assert e and "loss became nan at epoch 1, one of batches 1-2 (of 3" in e
+    assert "no checkpoint was written" in e and "lower --lr" in e
+
+
+if __name__ == "__main__":
+    _drive(Path(sys.argv[1]))
