@@ -786,8 +786,12 @@ def _lstm_cell_backward(ds, dc_next, A, c_prev, c, v_th, kind, a, dz, dc_carry):
 
 
 def lstm_cell_forward(z, c_prev, v_th, smooth, kind, a):
-    """One spiking LSTM step, ``(A, c, s)``; see the reference module's ``lstm_cell_forward``."""
+    """One spiking LSTM step, ``(A, c, s)``; see the reference module's ``lstm_cell_forward``.
+    A read-only ``z`` (the first step of a time-broadcast input) is copied, so that Numba
+    compiles one specialisation, not a second one for read-only arrays."""
     z = np.ascontiguousarray(z)
+    if not z.flags.writeable:
+        z = z.copy()
     c_prev = np.ascontiguousarray(c_prev, dtype=z.dtype)
     A = np.empty_like(z)
     c = np.empty_like(c_prev)
