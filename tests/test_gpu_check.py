@@ -1,0 +1,128 @@
+"""benchmarks/gpu_check.py (issue 13, item 3): the one-command real-GPU check, run here with
+``--smoke`` under numba's CUDA simulator and the NumPy-backed CuPy stand-in of tests/fakecupy
+(both must be set before Python starts, hence a subprocess), and without them (no GPU: one line,
+exit 2).  The smoke run takes about 10-30 s on 2 cores."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
+FAKECUPY = ROOT / "tests" / "fakecupy"
+METHODS = ("bptt", "asf", "ssf")
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _env(fake: bool) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_ENABLE_CUDASIM", "PYTHONPATH")}
+    if fake:
+        env.update(NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(FAKECUPY))
+    return env
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("gpu_check") / "smoke.json"
+    cmd = [sys.executable, str(SCRIPT), "--smoke", "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(True), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, f"exit {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    result = json.loads(out.read_text())
+    result["_stdout"] = proc.stdout
+    return result
+
+
+def test_smoke_runs_on_the_fake_gpu(smoke) -> None:
+    gc = _load_script()
+    assert smoke["schema"] == gc.SCHEMA and smoke["smoke"] is True
+    assert smoke["device"]["simulator"] is True and smoke["device"]["cupy"] == "0.0-fake"
+    assert "parity PASS" in smoke["_stdout"]
+
+
+def test_smoke_parity_every_kernel_both_dtypes_within_tolerance(smoke) -> None:
+    gc = _load_script()
+    rows = smoke["parity"]["rows"]
+    assert {(r["kernel"], r["dtype"]) for r in rows} == \
+        {(k, d) for k in gc.KERNELS for d in ("float64", "float32")}
+    assert smoke["parity"]["pass"] is True
+    for r in rows:
+        assert r["pass"] and r["cases"] >= 2, r
+        assert r["max_rel"] <= gc.RTOL[r["dtype"]], r
+        if r["kernel"].startswith("lif_forward"):
+            assert r["neurons"] > 0 and r["spike_flips"] == 0, r
+        if r["dtype"] == "float64":  # the simulator runs the same operations as the CPU kernels
+            assert r["max_rel"] <= 1e-12, r
+
+
+def test_smoke_step_time_and_memory_per_method_and_T(smoke) -> None:
+    steps = smoke["steps"]
+    assert steps["model"] == "lenet"
+    recs = {(r["method"], r["T"]): r for r in steps["records"]}
+    assert set(recs) == {(m, T) for m in METHODS for T in steps["T"]}
+    for r in recs.values():
+        assert r["device"] == "gpu" and r["model"] == "lenet"
+        assert r["step_s"] > 0 and r["forward_s"] > 0 and r["backward_s"] > 0, r
+        assert r["peak_mem_bytes"] > 0 and "MemoryHook" in r["mem_method"], r
+    T1, T2 = steps["T"][0], steps["T"][-1]  # BPTT keeps every step's state; the flows do not
+
+    def growth(m: str) -> int:
+        return recs[(m, T2)]["peak_mem_bytes"] - recs[(m, T1)]["peak_mem_bytes"]
+
+    assert growth("bptt") > max(growth("asf"), growth("ssf"), 0)
+    assert [p["T"] for p in steps["pool"]] == steps["T"]
+    for p in steps["pool"]:
+        assert p["pool_total_bytes"] > 0 and 0 <= p["pool_used_bytes"] <= p["pool_total_bytes"]
+
+
+def test_smoke_torch_section_says_why_it_is_absent(smoke) -> None:
+    status = smoke["torch"]["status"]
+    if importlib.util.find_spec("torch") is None:
+        assert status == "not installed"
+    else:  # the simulator has no CUDA torch
+        assert status.startswith("no CUDA")
+    assert not any(r["method"] == "torch" for r in smoke["steps"]["records"])
+
+
+def test_without_gpu_one_line_and_exit_2(tmp_path) -> None:
+    out = tmp_path / "none.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--json", str(out)],
+                          cwd=ROOT, env=_env(False), capture_output=True, text=True, timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("a usable GPU is present")
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "gpu" in lines[0] and "pip install" in lines[0], lines[0]
+    assert not out.exists()
+
+
+def test_compare_counts_spike_flips_and_fails_on_wrong_values() -> None:
+    gc = _load_script()
+    rng = np.random.default_rng(0)
+    o = (rng.random((4, 50)) > 0.5).astype(np.float32)
+    u = rng.normal(size=(4, 50)).astype(np.float32)
+    o2, u2 = o.copy(), u.copy()
+    o2[1, 7] = 1.0 - o2[1, 7]  # neuron 7 flips ...
+    u2[2:, 7] += 3.0           # ... and its later membrane diverges: left out, counted
+    err, _, rel, flips, neurons = gc._compare([o, u], [o2, u2], neuron_kernel=True)
+    assert (flips, neurons) == (1, 50) and err == 0.0 and rel == 0.0
+    u2[0, 3] += 1e-2           # a wrong value in a neuron that did not flip
+    err, _, rel, _, _ = gc._compare([o, u], [o2, u2], neuron_kernel=True)
+    assert err == pytest.approx(1e-2, rel=1e-3) and rel > gc.RTOL["float32"]
+    err, _, rel, flips, _ = gc._compare([u], [u[:2]], neuron_kernel=False)
+    assert rel == float("inf") and flips == 0
