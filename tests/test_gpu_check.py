@@ -126,3 +126,37 @@ def test_compare_counts_spike_flips_and_fails_on_wrong_values() -> None:
     assert err == pytest.approx(1e-2, rel=1e-3) and rel > gc.RTOL["float32"]
     err, _, rel, flips, _ = gc._compare([u], [u[:2]], neuron_kernel=False)
     assert rel == float("inf") and flips == 0
+
+
+def test_kernel_parity_passes_for_equal_kernels_and_fails_for_a_wrong_one() -> None:
+    """kernel_parity on the host: the CPU kernels against themselves pass; a kernel with one
+    wrong entry, or one that flips a neuron's spikes, is caught."""
+    import types
+
+    from pysnn_ref.backend import Backend
+    from pysnn_ref.kernels import cpu
+
+    gc = _load_script()
+    sizes = {"T": 3, "N": 40, "img": (1, 2, 5, 5)}
+    same = gc.kernel_parity(Backend("cpu", np, cpu), sizes, log=lambda s: None)
+    assert len(same) == 2 * len(gc.KERNELS) and all(r["pass"] for r in same)
+
+    def bad_im2col(*a):
+        cols = cpu.im2col(*a)
+        cols.flat[5] += 1.0
+        return cols
+
+    def flipping_lif_forward(*a):
+        o, u = cpu.lif_forward(*a)
+        return np.where(np.arange(o.shape[1]) < 5, 1.0 - o, o).astype(o.dtype), u
+
+    wrong = types.SimpleNamespace(**{k: getattr(cpu, k) for k in gc.KERNELS})
+    wrong.im2col, wrong.lif_forward = bad_im2col, flipping_lif_forward
+    rows = {(r["kernel"], r["dtype"]): r for r in
+            gc.kernel_parity(Backend("cpu", np, wrong), sizes, log=lambda s: None)}
+    for dtype in ("float64", "float32"):
+        assert not rows[("im2col", dtype)]["pass"]
+        lif = rows[("lif_forward", dtype)]
+        # 5 flips in each of the 2 Heaviside cases (the smooth ones count |1 - 2o| > 1/2 only)
+        assert not lif["pass"] and lif["spike_flips"] >= 10, lif
+        assert rows[("col2im", dtype)]["pass"] and rows[("lif_backward", dtype)]["pass"]
