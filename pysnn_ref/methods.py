@@ -13,6 +13,9 @@ ssf      per weight layer sum_t x[t]; per neuron     once: neuron gain = dFO/dFI
 
 In the flow methods the input is streamed ``time_chunk`` steps at a time, so no tensor with a
 time axis longer than one chunk exists (except the network's small ``(T, B, classes)`` output).
+BatchNorm in training mode needs its batch statistics before it can normalise: the forward then
+makes L + 1 passes over the chunks (L BN layers), L statistics passes and the normalised pass
+(two-pass streaming, see :class:`~pysnn_ref.nn.BatchNorm`); every pass sees the same input.
 The output layer does not spike; its per-step gradients are collapsed into one ``(B, classes)``
 gradient by the top spiking layer's flow weights -- exact for losses on the time-averaged or
 accumulated output (SDT, ASF-MSE), an approximation for the per-step TET loss.
@@ -31,7 +34,10 @@ of epochs 0, K, 2K, ... and frozen in between -- or on every batch with ``asf_re
 
 from __future__ import annotations
 
+import copy
 from typing import Any
+
+import numpy as np
 
 from . import backend
 from ._check import check_choice, check_int
@@ -53,8 +59,8 @@ class _SliceEncoder:
 class Method:
     """A training method.  ``forward`` runs the network, ``backward`` fills parameter grads.
 
-    Options (flow methods only): ``time_chunk`` (steps streamed at once; default 4, or T when
-    the network has BatchNorm in training mode), ``asf_variant`` ("paper" | "code"),
+    Options (flow methods only): ``time_chunk`` (steps streamed at once; default 4),
+    ``asf_variant`` ("paper" | "code"),
     ``asf_refresh`` (K >= 1 epochs, or "batch"), ``r_granularity`` ("neuron" | "channel" |
     "sample" | "layer", SSF Table 3), ``r_max`` (SSF's R cutoff, 2).
     """
@@ -112,8 +118,6 @@ class Method:
                 n.asf_refresh()
 
     def time_chunk_for(self, net: Module, T: int) -> int:
-        if any(isinstance(m, BatchNorm) and m.training for m in net.modules()):
-            return T  # batch statistics need every step before normalising
         return min(T, self.time_chunk or DEFAULT_TIME_CHUNK)
 
     def forward(self, net: Module, x: Any, T: int | None = None, encoder: Any = None) -> Any:
@@ -135,11 +139,34 @@ class Method:
             X = x if encoder is _SliceEncoder else encoder.encode(x, T)
             return net.forward(X)
         net.plan_flow(False)
+        chunk = self.time_chunk_for(net, T)
+        bns = [m for m in net.modules() if isinstance(m, BatchNorm) and m.training]
+        if bns:
+            if _stateful(encoder) and backend.array_module(x) is not np:
+                x, encoder = encoder.encode(x, T), _SliceEncoder  # no state copy on the device
+            self._statistics_passes(net, bns, x, T, encoder, chunk)
         net.flow_begin(self.name, self.opts)
         xp = backend.array_module(x)
-        ys = [net.forward_chunk(c) for c in encoder.chunks(x, T, self.time_chunk_for(net, T))]
+        ys = [net.forward_chunk(c) for c in encoder.chunks(x, T, chunk)]
         net.flow_end()
         return ys[0] if len(ys) == 1 else xp.concatenate(ys)
+
+    def _statistics_passes(self, net: Module, bns: list[BatchNorm], x: Any, T: int,
+                           encoder: Any, chunk: int) -> None:
+        """Two-pass streaming, first part: one pass over the time chunks per BatchNorm layer in
+        training, bottom to top (``net.modules()`` order is a topological order).  Each pass
+        ends at the first BN without statistics, which merges the chunks' moments; nothing is
+        accumulated for the backward.  A stateful encoder (Poisson) is replayed from a copy of
+        its state, so every pass and the final one see the same input."""
+        for bn in bns:
+            bn.forget_statistics()
+        opts = {**self.opts, "stats_pass": True}
+        for bn in bns:
+            net.flow_begin(self.name, opts)
+            replay = copy.deepcopy(encoder) if _stateful(encoder) else encoder
+            for c in replay.chunks(x, T, chunk):
+                net.forward_chunk(c)
+            bn.freeze_statistics()
 
     def backward(self, net: Module, dy: Any) -> None:
         """Accumulate parameter gradients from ``dy`` = dL/dy ``(T, B, classes)``."""
@@ -152,6 +179,12 @@ class Method:
 
     def __repr__(self) -> str:
         return f"Method({self.name!r})"
+
+
+def _stateful(encoder: Any) -> bool:
+    """Whether ``encoder`` draws new values on every call (the stochastic encoders)."""
+    return encoder is not _SliceEncoder and getattr(encoder, "name", None) not in ("direct",
+                                                                                     "events")
 
 
 def make_method(name: str, **opts: Any) -> Method:

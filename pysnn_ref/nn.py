@@ -18,15 +18,20 @@ ASF/SSF: SSF Eq. 15, ASF Eqs. 10-11):
 * AvgPool / Flatten: their ordinary backward on ``G``;
 * LIF / IF: ``G_in = G * dFO/dFI`` (the flow gain: SSF Eqs. 14/19, ASF scale factor S).
 
-Two layers are not linear in time: BatchNorm with batch statistics (its backward depends on
-x_hat[t]) falls back to a per-step backward -- it keeps its per-step input, turns ``G`` into a
-per-step gradient ``(T, B, ...)``, and the weight layers between it and the next spiking layer
-below also keep their per-step inputs (:meth:`Sequential.plan_flow` decides which); the spiking
-layer below collapses the per-step gradient again by its flow weights (SSF: lam^(T-t)-weighted
-mean; ASF: uniform mean).  BN also needs all T steps before it can normalise, so a network with
-it streams in one chunk and its memory grows with T.  MaxPool2d right above a spiking layer
-collapses exactly through a flow-weighted map of the steps each input won (see its docstring);
-elsewhere it falls back to the per-step backward too.
+Two layers are not linear in time.  BatchNorm with batch statistics needs every step before
+it can normalise, and its backward depends on x_hat[t].  The method streams it anyway, in L + 1
+passes over the time chunks (L BN layers in training): statistics passes, then the normalised
+pass.  Its backward stays collapsed because, for one ``G`` at every step, BN's input gradient is
+affine in the step's input, ``dz[t] = a + c (z[t] - mean)``; the weight layer below turns that
+into ``dW = wgrad(a, sum_t x[t]) + c A`` with ``A = sum_t wgrad(z[t] - mean, x[t])`` kept in the
+forward (the "collapsed BN backward", :class:`BatchNorm`).  Where BN's input is not a weight layer
+(or its gradient arrives per step) it falls back to a per-step backward: it keeps its per-step
+input, turns ``G`` into a per-step gradient ``(T, B, ...)``, the weight layers between it and the
+next spiking layer below keep their per-step inputs (:meth:`Sequential.plan_flow` decides which),
+and the spiking layer below collapses the per-step gradient again by its flow weights (SSF:
+lam^(T-t)-weighted mean; ASF: uniform mean) -- that memory grows with T.  MaxPool2d right above
+a spiking layer collapses exactly through a flow-weighted map of the steps each input won (see
+its docstring); elsewhere it falls back to the per-step backward too.
 """
 
 from __future__ import annotations
@@ -39,7 +44,17 @@ import numpy as np
 from . import backend
 from ._check import check_choice, check_int
 from .functional import flows as F
-from .functional.batchnorm import batchnorm_backward, batchnorm_forward
+from .functional.batchnorm import (
+    BatchNormCache,
+    BatchNormFlowGrad,
+    batch_statistics,
+    batchnorm_backward,
+    batchnorm_flow_backward,
+    batchnorm_forward,
+    batchnorm_normalize,
+    chunk_moments,
+    merge_moments,
+)
 from .functional.conv import Conv2dCache, conv2d_backward, conv2d_forward
 from .functional.linear import LinearCache, linear_backward, linear_forward
 from .functional.lstm import lstm_backward, lstm_forward, make_lstm_params
@@ -64,6 +79,8 @@ from .functional.surrogate import Surrogate
 from .parameter import Parameter
 
 FLOW_METHODS = ("asf", "ssf")
+#: :meth:`Sequential.plan_flow`: "below this layer is the network input" (no spiking layer)
+FLOW_INPUT = "input"
 ASF_VARIANTS = ("paper", "code")
 
 
@@ -77,6 +94,11 @@ def _time_sum(x: Any) -> Any:
     if _is_static(x):
         return x[0] * x.shape[0]
     return x.sum(axis=0)
+
+
+def _channel_shape(ndim: int, axis: int) -> tuple[int, ...]:
+    """Shape that broadcasts a per-channel (C,) vector along ``axis`` of an ``ndim`` array."""
+    return tuple(-1 if i == axis else 1 for i in range(ndim))
 
 
 def _weighted_time_mean(g: Any, w: float) -> Any:
@@ -93,7 +115,7 @@ def _weighted_time_mean(g: Any, w: float) -> Any:
 class Module:
     """Base class: parameters, train/eval mode, BPTT and flow-mode interfaces."""
 
-    #: True for layers whose flow-mode backward must run per time step (MaxPool2d, BN)
+    #: True for layers whose flow-mode backward must run per time step (see flow_out_per_step)
     per_step_backward = False
 
     def __init__(self) -> None:
@@ -206,7 +228,14 @@ class Module:
 
 
 class _WeightLayer(Module):
-    """Shared flow-mode logic of Linear and Conv2d: keep sum_t x[t], or per-step x if asked."""
+    """Shared flow-mode logic of Linear and Conv2d: keep sum_t x[t], or per-step x if asked.
+
+    Under a streamed :class:`BatchNorm` (``_bn_above``, set by its plan) it also keeps
+    ``A = sum_t wgrad(z[t] - mean, x[t])`` (z: this layer's output, mean: BN's batch mean), the
+    one per-step product the collapsed BN backward needs.
+    """
+
+    _bn_above: BatchNorm | None = None
 
     def own_parameters(self) -> list[Parameter]:
         return [self.W] + ([self.b] if self.b is not None else [])
@@ -217,15 +246,27 @@ class _WeightLayer(Module):
             self.b.grad += db
 
     def flow_begin(self, method: str, opts: dict) -> None:
+        self._stats_pass = bool(opts.get("stats_pass", False))  # BN statistics: output only
         self._x_sum = None
+        self._A = None
         self._steps: list[Any] = []
         self._static: tuple[Any, Any] | None = None  # (input x[0], output) of a static input
 
     def forward_chunk(self, x: Any) -> Any:
+        if self._stats_pass:
+            return self._forward_chunk(x)
         if self.keep_steps:
             self._steps.append(x)
         s = _time_sum(x)
         self._x_sum = s if self._x_sum is None else self._x_sum + s
+        z = self._forward_chunk(x)
+        if self._bn_above is not None:  # A += sum_t wgrad(z[t] - mean, x[t]) over the chunk
+            zc = z - self._bn_above.batch_mean.reshape(_channel_shape(z.ndim, 2))
+            dA = self._bwd(zc, self._make_cache(x), False)[1]
+            self._A = dA if self._A is None else self._A + dA
+        return z
+
+    def _forward_chunk(self, x: Any) -> Any:
         if _is_static(x):  # direct encoding: every chunk is the same tensor -> one GEMM
             xp = backend.array_module(x)
             if self._static is None or not xp.shares_memory(self._static[0], x[0]):
@@ -233,7 +274,34 @@ class _WeightLayer(Module):
             return xp.broadcast_to(self._static[1], (x.shape[0], *self._static[1].shape))
         return self._fwd(x)[0]
 
+    def _backward_below_bn(self, g: BatchNormFlowGrad, T: int, need_dx: bool) -> Any:
+        """Collapsed backward under a streamed BatchNorm, where ``dz[t] = a + c (z[t] - mean)``::
+
+            dW = sum_t wgrad(dz[t], x[t]) = wgrad(a, sum_t x[t]) + c A
+            db = sum_t sum dz[t] = T sum a               (= 0: BN removes a bias before it)
+            dx = W^T (a + c zc_flow)   (zc_flow: flow-weighted mean of z[t] - mean)
+
+        ``dx`` is the collapsed gradient of the spiking layer below (its flow weights made
+        ``zc_flow``); ``c`` scales the output channels (rows of W)."""
+        cache = self._make_cache(self._x_sum)
+        _, dW, _ = self._bwd(g.a, cache, False)
+        dW = dW + g.c.reshape(-1, *(1,) * (dW.ndim - 1)) * self._A
+        db = None
+        if self.b is not None:
+            db = T * g.a.sum(axis=tuple(i for i in range(g.a.ndim) if i != 1))
+        self._accumulate(g, dW, db)
+        self._A = None
+        if not need_dx:
+            return None
+        if g.xc_flow is None:
+            raise ValueError("need_dx: the input gradient of a weight layer under a streamed "
+                             "BatchNorm at the network input differs per step; not available")
+        c = g.c.reshape(_channel_shape(g.a.ndim, 1))
+        return self._bwd(g.a + c * g.xc_flow, cache, True)[0]
+
     def backward_flow(self, g, per_step, T, need_dx=True):
+        if isinstance(g, BatchNormFlowGrad):
+            return self._backward_below_bn(g, T, need_dx), False
         if per_step:
             xp = backend.array_module(g)
             x = self._steps[0] if len(self._steps) == 1 else xp.concatenate(self._steps)
@@ -326,9 +394,26 @@ class BatchNorm(Module):
     """Batch normalisation over time x batch x space per channel (time folded into batch).
 
     ``alpha`` set -> tdBN (Dspike Eqs. 4-5): the normalised input is scaled by alpha * v_th.
-    Flow mode: its backward depends on x_hat[t] (batch statistics), so it runs per step and
-    keeps its per-step input (see the module docstring).
+
+    Flow mode (ASF/SSF), training: **two-pass streaming**.  :class:`~pysnn_ref.methods.Method`
+    runs one *statistics pass* over the time chunks per BN layer, bottom to top: each pass ends
+    at the first BN without statistics, which merges the chunks' moments in float64 (Chan's
+    pairwise update, :func:`~pysnn_ref.functional.batchnorm.merge_moments`); then the normalised
+    pass.  **Collapsed BN backward**: the gradient from above is one ``G`` for every step, so the
+    input gradient is ``dz[t] = a + c (z[t] - mean)``
+    (:func:`~pysnn_ref.functional.batchnorm.batchnorm_flow_backward`).  The normalised pass keeps
+    ``sum_t (z[t] - mean)`` and, with the flow weights of the spiking layer below the weight
+    layer under BN, the weighted mean ``zc_flow`` of ``z[t] - mean``; that weight layer keeps
+    ``A`` (:class:`_WeightLayer`).  Nothing of length T is stored.  Fallback, when BN's input is
+    not a weight layer with a spiking layer (through pooling/flatten) or the input below it, or
+    the gradient arrives per step: the per-step backward on its kept per-step input (memory ~T).
+    Eval mode (running statistics) is affine per channel: collapsed with ``c = 0``.
     """
+
+    batch_mean: Any = None             # flow mode: this batch's mean (C,), None = not gathered
+    _below_weight: Module | None = None  # set by Sequential.plan_flow (via pair_below)
+    _below_lif: LIF | None = None
+    _streamed = False
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5,
                  alpha: float | None = None, v_th: float = 1.0, dtype: Any = np.float32) -> None:
@@ -341,8 +426,6 @@ class BatchNorm(Module):
         self.momentum, self.eps = momentum, eps
         self.scale = 1.0 if alpha is None else float(alpha) * float(v_th)
         self.tdbn = alpha is not None
-
-    per_step_backward = True
 
     def own_parameters(self):
         return [self.gamma, self.beta]
@@ -364,10 +447,93 @@ class BatchNorm(Module):
         self._cache = None
         return dx
 
+    # flows
+    def pair_below(self, layer: Module | None, below: Any) -> None:
+        """Plan: ``layer`` is directly below this BN, ``below`` is what lies under ``layer``
+        (a spiking layer, :data:`FLOW_INPUT`, or None if unknown; see plan_flow)."""
+        ok = isinstance(layer, _WeightLayer) and below is not None
+        self._below_weight = layer if ok else None
+        self._below_lif = below if ok and isinstance(below, LIF) else None
+
+    def flow_out_per_step(self, per_step: bool) -> bool:
+        self._streamed = not per_step and (not self.training or self._below_weight is not None)
+        if self._below_weight is not None:
+            self._below_weight._bn_above = self if self._streamed and self.training else None
+        return not self._streamed
+
+    def flow_begin(self, method, opts):
+        self._stats_pass = bool(opts.get("stats_pass", False))
+        self._steps: list[Any] = []
+        self._sum_xc = self._xc_flow = None
+        self._n_steps = 0
+
+    def forget_statistics(self) -> None:
+        """A new batch: the next statistics pass gathers this layer's moments again."""
+        self._moments = None
+        self.batch_mean = None
+
+    def freeze_statistics(self) -> None:
+        """End of this layer's statistics pass: fix the batch mean and 1/sqrt(var + eps) and
+        update the running statistics (once per forward, as in :func:`batchnorm_forward`)."""
+        mean, inv_std = batch_statistics(self._moments, self.eps, self.running_mean,
+                                         self.running_var, self.momentum)
+        dtype = self.gamma.data.dtype
+        self.batch_mean, self._inv_std = mean.astype(dtype), inv_std.astype(dtype)
+        self._moments = None
+
+    def _flow_statistics(self) -> tuple[Any, Any]:
+        if self.training:
+            return self.batch_mean, self._inv_std
+        xp = backend.array_module(self.running_var)
+        return self.running_mean, 1.0 / xp.sqrt(self.running_var + self.eps)
+
+    def forward_chunk(self, x):
+        if self.training and self.batch_mean is None:  # statistics pass: it ends here
+            self._moments = merge_moments(self._moments, chunk_moments(x, 2))
+            return None
+        mean, inv_std = self._flow_statistics()
+        y = batchnorm_normalize(x, mean, inv_std, self.gamma.data, self.beta.data, self.scale, 2)
+        if self._stats_pass:
+            return y
+        if not self._streamed:
+            self._steps.append(x)
+            return y
+        xc = x - mean.astype(x.dtype).reshape(_channel_shape(x.ndim, 2))
+        s = xc.sum(axis=0)
+        self._sum_xc = s if self._sum_xc is None else self._sum_xc + s
+        if self._below_lif is not None:  # its flow weights w^(T-1-t), w = its state's decay
+            self._flow_w = self._below_lif._state.w
+            self._xc_flow = _decayed_sum(self._xc_flow, xc, self._flow_w)
+        self._n_steps += x.shape[0]
+        return y
+
     def backward_flow(self, g, per_step, T, need_dx=True):
-        if not per_step:  # one gradient for every step -> per-step (x_hat[t] differs)
-            g = backend.array_module(g).broadcast_to(g, (T, *g.shape))
-        return self.backward(g, need_dx), True
+        mean, inv_std = self._flow_statistics()
+        if not self._streamed:  # per-step fallback: the ordinary backward on the kept steps
+            xp = backend.array_module(g)
+            x = self._steps[0] if len(self._steps) == 1 else xp.concatenate(self._steps)
+            self._steps = []
+            b = _channel_shape(x.ndim, 2)
+            self._cache = BatchNormCache(x, mean.astype(x.dtype).reshape(b),
+                                         inv_std.astype(x.dtype).reshape(b), self.gamma.data,
+                                         self.scale, 2, self.training)
+            if not per_step:  # one gradient for every step -> per-step (x_hat[t] differs)
+                g = xp.broadcast_to(g, (T, *g.shape))
+            return self.backward(g, need_dx), True
+        a, c, dgamma, dbeta = batchnorm_flow_backward(g, self._sum_xc, T, inv_std,
+                                                      self.gamma.data, self.scale, self.training)
+        self.gamma.grad += dgamma
+        self.beta.grad += dbeta
+        self._sum_xc = None
+        if not self.training:
+            return a, False
+        xc_flow = self._xc_flow
+        if xc_flow is not None:
+            w = self._flow_w
+            norm = self._n_steps if w == 1.0 else (1.0 - w ** self._n_steps) / (1.0 - w)
+            xc_flow = xc_flow / xc_flow.dtype.type(norm)
+        self._xc_flow = None
+        return BatchNormFlowGrad(a, c, xc_flow), False
 
     def __repr__(self) -> str:
         kind = f"tdBN(scale={self.scale:g})" if self.tdbn else "BN"
@@ -400,12 +566,14 @@ class AvgPool2d(Module):
         return self.forward(x)
 
     def backward_flow(self, g, per_step, T, need_dx=True):
-        if per_step:
-            return self.backward(g), True
-        # collapsed: the same pooling backward, on a one-step view of the layer's input shape
+        # the pooling backward needs only the input's shape: a zero input of it, with all T
+        # steps (per-step; the forward streamed chunks) or one step (collapsed)
         xp = backend.array_module(g)
-        _, cache = avgpool2d_forward(xp.zeros((1, *self._sample_shape), g.dtype), self.k,
+        steps = g.shape[0] if per_step else 1
+        _, cache = avgpool2d_forward(xp.zeros((steps, *self._sample_shape), g.dtype), self.k,
                                      self.stride)
+        if per_step:
+            return avgpool2d_backward(g, cache), True
         return avgpool2d_backward(g[None], cache)[0], False
 
     def __repr__(self) -> str:
@@ -680,22 +848,39 @@ class Sequential(Module):
         return dy
 
     # flows
-    def plan_flow(self, per_step: bool = False) -> bool:
+    def plan_flow(self, per_step: bool = False, below: Any = FLOW_INPUT) -> bool:
         """Decide, from the top down, which layers must keep per-step inputs in flow mode.
 
-        ``per_step`` says whether the gradient arriving at the top is per-step.  Returns
-        whether the gradient leaving the bottom is."""
+        ``per_step`` says whether the gradient arriving at the top is per-step; ``below`` is the
+        spiking layer that collapses the gradient leaving the bottom (:data:`FLOW_INPUT` at the
+        network input, None if unknown).  Returns whether the gradient leaving the bottom is."""
+        belows = self._flow_belows(below)
         for i, layer in enumerate(self.layers):
             if isinstance(layer, MaxPool2d):
-                below = self.layers[i - 1] if i > 0 else None
-                layer._below_lif = below if isinstance(below, LIF) else None
-        for layer in reversed(self.layers):
+                under = self.layers[i - 1] if i > 0 else None
+                layer._below_lif = under if isinstance(under, LIF) else None
+            if isinstance(layer, BatchNorm):
+                layer.pair_below(self.layers[i - 1] if i > 0 else None,
+                                 belows[i - 1] if i > 0 else None)
+        for layer, under in zip(reversed(self.layers), reversed(belows), strict=True):
             if isinstance(layer, (Sequential, Residual)):
-                per_step = layer.plan_flow(per_step)
+                per_step = layer.plan_flow(per_step, under)
                 continue
             layer.keep_steps = per_step
             per_step = layer.flow_out_per_step(per_step)
         return per_step
+
+    def _flow_belows(self, below: Any) -> list[Any]:
+        """Per layer: the spiking layer that collapses the gradient leaving its input (reached
+        through pooling / flatten only), :data:`FLOW_INPUT`, or None (unknown)."""
+        out = []
+        for layer in self.layers:
+            out.append(below)
+            if isinstance(layer, LIF):
+                below = layer
+            elif not isinstance(layer, (AvgPool2d, Flatten)):
+                below = None
+        return out
 
     def flow_begin(self, method, opts):
         for layer in self.layers:
@@ -704,6 +889,8 @@ class Sequential(Module):
     def forward_chunk(self, x):
         for layer in self.layers:
             x = layer.forward_chunk(x)
+            if x is None:  # a BatchNorm statistics pass ended here
+                return None
         return x
 
     def flow_end(self):
@@ -749,9 +936,9 @@ class Residual(Module):
         dx = self.main.backward(da)
         return dx + (db if self.shortcut is None else self.shortcut.backward(db))
 
-    def plan_flow(self, per_step: bool = False) -> bool:
-        pm = self.main.plan_flow(per_step)
-        ps = per_step if self.shortcut is None else self.shortcut.plan_flow(per_step)
+    def plan_flow(self, per_step: bool = False, below: Any = FLOW_INPUT) -> bool:
+        pm = self.main.plan_flow(per_step, below)
+        ps = per_step if self.shortcut is None else self.shortcut.plan_flow(per_step, below)
         return pm or ps
 
     def flow_begin(self, method, opts):
@@ -760,8 +947,10 @@ class Residual(Module):
 
     def forward_chunk(self, x):
         a = self.main.forward_chunk(x)
+        if a is None:  # a BatchNorm statistics pass ended in main
+            return None
         b = x if self.shortcut is None else self.shortcut.forward_chunk(x)
-        return a + b
+        return None if b is None else a + b
 
     def flow_end(self):
         for c in self.children():

@@ -277,7 +277,9 @@ def test_maxpool_and_batchnorm_fall_back_per_step(method):
     labels = rng.integers(0, 4, 3)
     net = mk()
     _, g = _grads(net, method, X, labels)
-    assert net.layers[0].keep_steps and not net.layers[5].keep_steps
+    # BN under a conv streams now (collapsed BN backward, tests/test_flow_bn_stream.py)
+    assert not net.layers[0].keep_steps and net.layers[1]._streamed
+    assert not net.layers[5].keep_steps
     # explicit: run BPTT forward, then apply the flow rule by hand at the LIF layer
     net2 = mk()
     bp = make_method("bptt")

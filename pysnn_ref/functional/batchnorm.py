@@ -24,6 +24,22 @@ sqrt(var + eps), the unscaled normalised input; sums over the M values of a chan
 
     dbeta  = sum dout                    dgamma = sum dout * x_hat
     dx     = gamma * scale / (M sqrt(var + eps)) * (M dout - dbeta - xn * sum(dout * xn))
+
+**Streamed statistics** (the flow methods, :mod:`pysnn_ref.methods`): the moments of a channel
+are gathered a time chunk at a time as (count, mean, M2 = sum (x - mean)^2) in float64 and
+merged with Chan, Golub & LeVeque's pairwise update (:func:`merge_moments`), so no tensor longer
+than one chunk is needed; :func:`batchnorm_forward` computes the same moments of its whole input
+as one chunk.  Then a second pass normalises (:func:`batchnorm_normalize`).
+
+**Collapsed backward** (:func:`batchnorm_flow_backward`): under ASF/SSF the gradient arriving
+from the spiking layer above is one ``G`` for every step (SSF Eq. 15, ASF Eqs. 10-11).  With
+``dout[t] = G`` the training-mode dx above becomes affine in the step's own input::
+
+    dx[t] = a + c (x[t] - mean),   a = gamma scale inv_std (G - mean_N G),
+                                   c = -gamma scale inv_std^2 mean_{T,N}(G xn)
+
+(N: the batch and spatial positions of a channel, mean over the T N values), so
+``sum_t x[t] - T mean`` is all the backward needs of the forward (and c = 0 in eval mode).
 """
 
 from __future__ import annotations
@@ -55,6 +71,66 @@ def _bshape(x: Any, axis: int) -> tuple[int, ...]:
 
 def _reduce_axes(x: Any, axis: int) -> tuple[int, ...]:
     return tuple(i for i in range(x.ndim) if i != axis)
+
+
+class Moments(NamedTuple):
+    """Per-channel moments of the values seen so far, float64: ``n`` values, their ``mean``
+    and ``M2`` = sum (x - mean)^2 (both (C,))."""
+
+    n: int
+    mean: Any
+    M2: Any
+
+
+def chunk_moments(x: Any, axis: int) -> Moments:
+    """The :class:`Moments` of ``x`` per channel (``axis``), computed in float64."""
+    xp = backend.array_module(x)
+    axes = _reduce_axes(x, axis)
+    x64 = x.astype(xp.float64)
+    mean = x64.mean(axis=axes)
+    x64 -= mean.reshape(_bshape(x, axis))
+    x64 *= x64
+    return Moments(x.size // x.shape[axis], mean, x64.sum(axis=axes))
+
+
+def merge_moments(a: Moments | None, b: Moments) -> Moments:
+    """Chan, Golub & LeVeque (1979) pairwise update: the moments of two disjoint sets of values
+    from theirs: ``n = na + nb``, ``d = mean_b - mean_a``, ``mean = mean_a + d nb / n``,
+    ``M2 = M2_a + M2_b + d^2 na nb / n``.  ``a = None`` is the empty set."""
+    if a is None:
+        return b
+    n = a.n + b.n
+    d = b.mean - a.mean
+    return Moments(n, a.mean + d * (b.n / n), a.M2 + b.M2 + d * d * (a.n * b.n / n))
+
+
+def batch_statistics(m: Moments, eps: float, running_mean: Any | None = None,
+                     running_var: Any | None = None, momentum: float = 0.1
+                     ) -> tuple[Any, Any]:
+    """Batch ``mean`` and ``inv_std = 1/sqrt(var + eps)`` (biased var = M2/n, float64) from the
+    moments; updates the running statistics in place (unbiased var, see the module docstring)."""
+    if m.n < 2:
+        raise ValueError(f"x must have more than one value per channel in training mode, got "
+                         f"{m.n}")
+    xp = backend.array_module(m.mean)
+    var = m.M2 / m.n
+    if running_mean is not None:
+        running_mean *= 1.0 - momentum
+        running_mean += (momentum * m.mean).astype(running_mean.dtype)
+    if running_var is not None:
+        running_var *= 1.0 - momentum
+        running_var += (momentum * m.n / (m.n - 1) * var).astype(running_var.dtype)
+    return m.mean, 1.0 / xp.sqrt(var + eps)
+
+
+def batchnorm_normalize(x: Any, mean: Any, inv_std: Any, gamma: Any, beta: Any, scale: float,
+                        axis: int) -> Any:
+    """``y = gamma scale (x - mean) inv_std + beta`` per channel (``axis``), in x's dtype."""
+    bshape = _bshape(x, axis)
+    y = x - mean.astype(x.dtype, copy=False).reshape(bshape)  # a fresh array: finish in place
+    y *= (inv_std * (gamma * scale)).astype(x.dtype, copy=False).reshape(bshape)
+    y += beta.astype(x.dtype, copy=False).reshape(bshape)
+    return y
 
 
 def batchnorm_forward(x: Any, gamma: Any, beta: Any, running_mean: Any | None,
@@ -92,34 +168,19 @@ def batchnorm_forward(x: Any, gamma: Any, beta: Any, running_mean: Any | None,
         check_float_array(name, v, ndim=1)
         check_same_shape(name, v, (C,))
     xp = backend.array_module(x)
-    bshape = _bshape(x, axis)
     if training:
-        M = x.size // C
-        if M < 2:
+        if x.size // C < 2:
             raise ValueError("x must have more than one value per channel in training mode, got "
                              f"shape {tuple(x.shape)}")
-        axes = _reduce_axes(x, axis)
-        mean = x.mean(axis=axes)
-        xc = x - mean.reshape(bshape)
-        var = (xc * xc).mean(axis=axes)
-        inv_std = 1.0 / xp.sqrt(var + eps)
-        if running_mean is not None:
-            running_mean *= 1.0 - momentum
-            running_mean += momentum * mean.astype(running_mean.dtype)
-        if running_var is not None:
-            running_var *= 1.0 - momentum
-            running_var += (momentum * M / (M - 1)) * var.astype(running_var.dtype)
-        mean_b = mean.reshape(bshape)
+        mean, inv_std = batch_statistics(chunk_moments(x, axis), eps, running_mean,
+                                         running_var, momentum)
     else:
-        mean_b = xp.asarray(running_mean, dtype=x.dtype).reshape(bshape).copy()
+        mean = xp.asarray(running_mean, dtype=x.dtype).copy()
         inv_std = 1.0 / xp.sqrt(xp.asarray(running_var, dtype=x.dtype) + eps)
-        xc = x - mean_b
-    inv_b = inv_std.reshape(bshape).astype(x.dtype, copy=False)
-    g = (gamma * scale).astype(x.dtype, copy=False).reshape(bshape)
-    y = xc  # x - mean is a fresh array: normalise it in place
-    y *= inv_b * g
-    y += beta.astype(x.dtype, copy=False).reshape(bshape)
-    return y, BatchNormCache(x, mean_b.astype(x.dtype, copy=False), inv_b, gamma, scale, axis,
+    y = batchnorm_normalize(x, mean, inv_std, gamma, beta, scale, axis)
+    bshape = _bshape(x, axis)
+    return y, BatchNormCache(x, mean.astype(x.dtype).reshape(bshape),
+                             inv_std.astype(x.dtype).reshape(bshape), gamma, scale, axis,
                              bool(training))
 
 
@@ -147,3 +208,46 @@ def batchnorm_backward(dout: Any, cache: BatchNormCache) -> tuple[Any, Any, Any]
     dx = dout - xn
     dx *= g_inv
     return dx, dgamma, dbeta.astype(gamma.dtype, copy=False)
+
+
+class BatchNormFlowGrad(NamedTuple):
+    """The collapsed BN backward's gradient at the layer input (see the module docstring):
+    ``dx[t] = a + c (x[t] - mean)`` -- ``a`` (B, C, ...), ``c`` per channel shaped to broadcast
+    against ``a``.  ``xc_flow``: the flow-weighted mean of ``x[t] - mean`` (weights of the spiking
+    layer below), or None; ``a + c xc_flow`` is then the collapsed gradient that layer sees."""
+
+    a: Any
+    c: Any
+    xc_flow: Any | None
+
+
+def batchnorm_flow_backward(G: Any, sum_xc: Any, T: int, inv_std: Any, gamma: Any,
+                            scale: float, training: bool) -> tuple[Any, Any, Any, Any]:
+    """BN / tdBN backward for a gradient ``G`` (B, C, ...) that is the same at every step.
+
+    ``sum_xc`` = sum_t (x[t] - mean) (B, C, ...), ``inv_std`` (C,) the statistics used.
+    The training-mode formulas of the module docstring with ``dout[t] = G``, the sums over t
+    done in the forward (xn[t] = (x[t] - mean) inv_std, N = B x spatial, M = T N)::
+
+        dbeta  = T sum_N G                 dgamma = scale inv_std sum_N G sum_xc
+        a = gamma scale inv_std (G - mean_N G)     c = -gamma scale inv_std^2 dgamma/(scale M)
+
+    so that ``dx[t] = a + c (x[t] - mean)``.  Eval mode (running statistics): ``a = gamma scale
+    inv_std G``, ``c = 0``.  Returns ``(a, c, dgamma, dbeta)``, c (C,).
+    """
+    check_float_array("G", G, min_ndim=2)
+    check_same_shape("sum_xc", sum_xc, tuple(G.shape))
+    bshape = _bshape(G, 1)
+    axes = _reduce_axes(G, 1)
+    g_inv = (gamma * scale * inv_std).astype(G.dtype, copy=False)
+    s_G = G.sum(axis=axes)
+    s_Gxn = (G * sum_xc).sum(axis=axes) * inv_std.astype(G.dtype, copy=False)  # sum G sum_t xn
+    dbeta = (T * s_G).astype(gamma.dtype, copy=False)
+    dgamma = (scale * s_Gxn).astype(gamma.dtype, copy=False)
+    if not training:
+        return G * g_inv.reshape(bshape), G.dtype.type(0) * g_inv, dgamma, dbeta
+    N = G.size // G.shape[1]
+    a = G - (s_G / N).reshape(bshape)
+    a *= g_inv.reshape(bshape)
+    c = -g_inv * inv_std.astype(G.dtype, copy=False) * s_Gxn / (T * N)
+    return a, c, dgamma, dbeta
