@@ -224,3 +224,41 @@ def test_bn_not_under_a_weight_layer_falls_back_per_step():
     _, _, g2 = _grads(b, "ssf", X, labels, time_chunk=5)
     for k in g1:
         assert rel_error(g1[k], g2[k]) < 1e-10, k
+
+
+@pytest.mark.parametrize("method", ["ssf", "asf"])
+def test_residual_block_streams_and_equals_fallback(method, monkeypatch):
+    """conv-BN-LIF-[conv-BN-LIF-conv-BN + conv-BN shortcut]-LIF: every BN streams (the spiking
+    layer below the block collapses main's and the shortcut's gradients); same gradients as the
+    per-step fallback forced on every BN."""
+    rng = np.random.default_rng(7)
+    X = rng.uniform(0, 2, (5, 2, 1, 4, 4))
+    labels = rng.integers(0, 4, 2)
+
+    def mk():
+        r = np.random.default_rng(3)
+        cb = lambda ci, co, k: [nn.Conv2d(ci, co, k, padding=k // 2, bias=False, rng=r,  # noqa: E731
+                                          dtype=F64), nn.BatchNorm(co, dtype=F64)]
+        main = nn.Sequential(*cb(2, 3, 3), nn.LIF(lam=0.8), *cb(3, 3, 3))
+        return nn.Sequential(*cb(1, 2, 3), nn.LIF(lam=0.8),
+                             nn.Residual(main, nn.Sequential(*cb(2, 3, 1))), nn.LIF(lam=0.8),
+                             nn.Flatten(), nn.Linear(48, 4, rng=r, dtype=F64))
+
+    def grads(net):
+        _grads(net, method, X, labels, time_chunk=2)
+        from pysnn_ref.gradcheck import named_parameters
+        return {k: p.grad.copy() for k, p in named_parameters(net).items()}
+
+    net = mk()
+    g = grads(net)
+    assert all(m._streamed for m in net.modules() if isinstance(m, nn.BatchNorm))
+    monkeypatch.setattr(nn.BatchNorm, "pair_below", lambda self, layer, below: None)
+    ref_net = mk()
+    g_ref = grads(ref_net)
+    assert not any(m._streamed for m in ref_net.modules() if isinstance(m, nn.BatchNorm))
+    scale = max(np.abs(v).max() for v in g_ref.values())
+    for k in g_ref:
+        if np.abs(g_ref[k]).max() < 1e-12 * scale:
+            assert np.abs(g[k]).max() < 1e-12 * scale, k
+        else:
+            assert rel_error(g[k], g_ref[k]) < 1e-10, k
