@@ -125,6 +125,21 @@ def test_every_kernel_compiles_to_ptx(compiled, cc, dtype):
         assert ".entry " in ptx and f"ld.global.{fp}" in ptx, name
 
 
+#: a PTX instruction on float64 operands (arithmetic, compare, move, convert to/from f64)
+_F64_OP = re.compile(r"^\s*(?:@%p\d+\s+)?[a-z]+(?:\.[a-z0-9]+)*\.f64\b", re.M)
+
+
+def test_float32_kernels_do_float32_maths_only(compiled):
+    # no silent float64: a float literal or math.pi in a float32 kernel would show up here
+    # as cvt.f64.f32 / fma.rn.f64 / setp.*.f64 (kernels/cuda.py writes them as F(c))
+    for (cc, dtype, name), (_, ptx, _) in compiled.items():
+        ops = _F64_OP.findall(ptx)
+        if dtype == "float32":
+            assert ops == [], (cc, name, ops[:5])
+        elif name.startswith("_lif"):  # the pattern finds float64 maths where there is some
+            assert len(ops) > 10, (cc, name)
+
+
 def _assemble(ptx: str, cc: tuple[int, int]) -> str:
     """PTX -> SASS with nvJitLink; returns its verbose log (registers, spills)."""
     from cuda.bindings import nvjitlink

@@ -194,6 +194,52 @@ def test_float32_in_float32_out_close_to_float64():
     assert same.sum() > 48 and rel_error(d64[:, same], d32[:, same]) <= 1e-4
 
 
+def _bare_float_literals(tree) -> list[int]:
+    """Line numbers of float literals that are not the argument of a call F(c) / _F(c)."""
+    import ast
+
+    wrapped = {id(n.args[0]) for n in ast.walk(tree) if isinstance(n, ast.Call)
+               and isinstance(n.func, ast.Name) and n.func.id in ("F", "_F") and n.args}
+    return [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Constant)
+            and type(n.value) is float and id(n) not in wrapped]
+
+
+def test_float32_kernels_write_every_float_constant_in_the_array_dtype():
+    # a bare literal such as 1.0 - o is float64 in Numba's typing and would pull a float32
+    # kernel into float64 maths; tests/test_cuda_ptx.py checks the compiled PTX itself
+    import ast
+    import inspect
+    import textwrap
+
+    k32 = ck._typed(np.float32)
+    kernels = [v for v in vars(k32).values() if hasattr(v, "py_func")
+               and v.py_func.__name__.endswith("_kernel")]
+    assert len(kernels) == 6
+    for k in kernels:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(k.py_func)))
+        assert _bare_float_literals(tree) == [], k.py_func.__name__
+    for fn in (reference.surrogate_primitive_scalar, reference.surrogate_grad_scalar,
+               reference.heaviside):
+        tree = ck._retyped_tree(fn)
+        assert _bare_float_literals(tree) == [], fn.__name__
+        assert "math.pi" not in ast.unparse(tree).replace("_F(math.pi)", "")
+    assert ck._typed(np.float64) is ck._typed("float64")
+    with pytest.raises(TypeError, match="float"):
+        ck._typed(np.int32)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_float32_surrogates_equal_float64_to_float32_precision(kind):
+    # the retyped formulas in float32 equal the float64 ones to float32 precision (x keeps
+    # away from the breakpoints +-a/2, +-a, +-1/2, where rounding x may change the branch)
+    x = np.linspace(-1.3, 1.3, 53) + 0.0123
+    for name in ("surrogate_primitive", "surrogate_grad"):
+        g64 = getattr(ck, name)(x, kind, 1.7)
+        g32 = getattr(ck, name)(x.astype(np.float32), kind, 1.7)
+        assert g32.dtype == np.float32
+        assert rel_error(g64, g32) <= 1e-6, (name, kind)
+
+
 # ------------------------------------------------------------------------------------------
 # 3. streaming with spiking flows
 # ------------------------------------------------------------------------------------------

@@ -14,15 +14,17 @@ How the kernels are built (the SpikingJelly fused multi-step pattern, REFERENCES
   membrane ``u`` instead of storing them.
 * The scalar surrogate formulas are not re-written here: the reference module's own
   ``surrogate_primitive_scalar``, ``surrogate_grad_scalar`` and ``heaviside`` are compiled with
-  ``cuda.jit(device=True)``, so each formula has one definition for all three kernel sets.
+  ``cuda.jit(device=True)`` (their float literals cast to the array dtype), so each formula has
+  one definition for all three kernel sets.
 * Launch configuration: :func:`launch_config` -- one thread per independent item, threads per
   block a multiple of 32, ``blocks = ceil(n / threads)``; every kernel bounds-checks its index,
   so any ``n`` works.
 * Kernels are compiled lazily for the argument types of the first call, so float32 and float64
   inputs each get their own machine code. Host wrappers cast the scalar parameters to the array
-  dtype, so a float32 call gets float32 parameters. (Float literals inside the shared scalar
-  formulas, e.g. ``0.5``, are float64 in Numba's typing, exactly as on the CPU: a float32 kernel
-  evaluates the surrogate formulas partly in float64 and rounds the stored result to float32.)
+  dtype, so a float32 call gets float32 parameters. A float literal is float64 in Numba's
+  typing, so the kernels with constants are built per dtype (:func:`_typed`) and write every
+  constant as ``F(c)``; the reference's scalar surrogate formulas are re-compiled with their
+  literals cast the same way (:func:`_retyped`). A float32 kernel does float32 maths only.
 
 Arrays: the host wrappers take CuPy arrays on a real GPU -- passed straight to the kernels
 (numba reads them through ``__cuda_array_interface__`` / DLPack, no host round trip) and launched
@@ -39,7 +41,11 @@ Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 3. LIF/IF streaming w
 
 from __future__ import annotations
 
+import ast
+import inspect
 import os
+import textwrap
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -133,105 +139,233 @@ def _launch(kernel: Any, n: int, x: Any, *args: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# 1. Surrogate functions (compiled from the reference module's scalar definitions).
+# 1-4. Kernels with floating-point literals, built once per float dtype.
+#    A float literal is float64 in Numba's typing, so ``1.0 - o`` with a float32 ``o`` would be
+#    computed in float64.  These kernels therefore write every constant as ``F(c)``, F the
+#    dtype's scalar type (np.float32 or np.float64), and are built by the factories below for
+#    each dtype (:func:`_typed`); the reference module's scalar surrogate formulas are
+#    re-compiled the same way (:func:`_retyped`: every float literal c becomes F(c), math.pi
+#    becomes F(math.pi)), so they keep ONE definition and a float32 kernel does float32 maths
+#    only (tests/test_cuda_ptx.py: no f64 instruction in its PTX).  math.exp / tanh / atan of a
+#    float32 are the float32 libdevice functions.
 # --------------------------------------------------------------------------------------------
 
+class _TypedLiterals(ast.NodeTransformer):
+    """``c`` -> ``_F(c)`` for every float literal, ``math.pi`` -> ``_F(math.pi)``."""
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        if type(node.value) is float:
+            return ast.Call(ast.Name("_F", ast.Load()), [node], [])
+        return node
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        if isinstance(node.value, ast.Name) and node.value.id == "math" and node.attr == "pi":
+            return ast.Call(ast.Name("_F", ast.Load()), [node], [])
+        return self.generic_visit(node)
+
+
+def _retyped_tree(fn: Any) -> ast.Module:
+    """The syntax tree of ``fn`` with every float constant written ``_F(c)``."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    ast.increment_lineno(tree, fn.__code__.co_firstlineno - 1)  # tracebacks: reference.py
+    return ast.fix_missing_locations(_TypedLiterals().visit(tree))
+
+
+def _retyped(fn: Any, F: Any) -> Any:
+    """The reference scalar function ``fn`` with its float constants of type ``F``."""
+    ns = dict(vars(_ref), _F=F)
+    exec(compile(_retyped_tree(fn), inspect.getsourcefile(fn), "exec"), ns)  # noqa: S102
+    return ns[fn.__name__]
+
+
+def _surrogate_kernels(F: Any) -> dict[str, Any]:
+    """Section 1: the surrogate formulas of reference.py in dtype ``F``; elementwise kernels."""
+    _primitive = cuda.jit(device=True)(_retyped(_ref.surrogate_primitive_scalar, F))
+    _grad = cuda.jit(device=True)(_retyped(_ref.surrogate_grad_scalar, F))
+    _heaviside = cuda.jit(device=True)(_retyped(_ref.heaviside, F))
+
+    @cuda.jit(device=True)
+    def _spike(x, smooth, kind, a):
+        """reference.spike_scalar: Heaviside, or the surrogate's primitive in smooth mode."""
+        if smooth:
+            return _primitive(x, kind, a)
+        return _heaviside(x)
+
+    @cuda.jit
+    def _surrogate_primitive_kernel(x, kind, a, out):
+        """out[i] = primitive(x[i]); x, out flat (n,). Launch: launch_config(n), grid-stride."""
+        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):  # grid-stride
+            out[i] = _primitive(x[i], kind, a)
+
+    @cuda.jit
+    def _surrogate_grad_kernel(x, kind, a, out):
+        """out[i] = surrogate'(x[i]); x, out flat (n,). Launch: launch_config(n), grid-stride."""
+        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):  # grid-stride
+            out[i] = _grad(x[i], kind, a)
+
+    return {"spike": _spike, "grad": _grad, "primitive": _primitive,
+            "_surrogate_primitive_kernel": _surrogate_primitive_kernel,
+            "_surrogate_grad_kernel": _surrogate_grad_kernel}
+
+
+def _lif_kernels(F: Any, _spike: Any, _grad: Any) -> dict[str, Any]:
+    """Section 2: LIF / IF neuron, BPTT -- one thread per neuron, the time loop inside it."""
+
+    @cuda.jit
+    def _lif_forward_kernel(I, lam, v_th, soft, smooth, kind, a, o, u):
+        """SSF Eqs. 6-7 / 16-17 for neuron n = thread index, t = 0..T-1 in registers.
+
+        I, o, u: (T, N). Launch: launch_config(N) -- one thread per neuron, one launch for all T.
+        """
+        T, N = I.shape
+        for n in range(cuda.grid(1), N, cuda.gridsize(1)):  # grid-stride
+            v = F(0.0)
+            for t in range(T):
+                u_t = lam * v + I[t, n]
+                o_t = _spike(u_t - v_th, smooth, kind, a)
+                if soft:
+                    v = u_t - v_th * o_t
+                else:
+                    v = u_t * (F(1.0) - o_t)
+                u[t, n] = u_t
+                o[t, n] = o_t
+
+    @cuda.jit
+    def _lif_backward_kernel(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, dI):
+        """Exact BPTT (reference.lif_backward) for neuron n = thread index, t = T-1..0.
+
+        dL/du[t+1] is carried in a register; o[t] and sigma'(u[t] - v_th) are recomputed from u.
+        do, u, dI: (T, N). Launch: launch_config(N) -- one thread per neuron, one launch for all T.
+        """
+        T, N = u.shape
+        for n in range(cuda.grid(1), N, cuda.gridsize(1)):  # grid-stride
+            du_next = F(0.0)
+            for t in range(T - 1, -1, -1):
+                u_t = u[t, n]
+                x = u_t - v_th
+                sg = _grad(x, kind, a)
+                do_t = do[t, n]
+                if soft:
+                    if not detach_reset:
+                        do_t += du_next * (-lam * v_th)
+                    du_t = do_t * sg + du_next * lam
+                else:
+                    o_t = _spike(x, smooth, kind, a)
+                    if not detach_reset:
+                        do_t += du_next * (-lam * u_t)
+                    du_t = do_t * sg + du_next * lam * (F(1.0) - o_t)
+                dI[t, n] = du_t
+                du_next = du_t
+
+    return {"_lif_forward_kernel": _lif_forward_kernel,
+            "_lif_backward_kernel": _lif_backward_kernel}
+
+
+def _flow_kernels(F: Any, _spike: Any) -> dict[str, Any]:
+    """Section 3: LIF / IF streaming over a time chunk with spiking-flow accumulators."""
+
+    @cuda.jit
+    def _lif_forward_flows_kernel(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU, o):
+        """reference.lif_forward_flows for neuron n = thread index over the chunk's Tc steps.
+
+        The state v[n] and the three flow sums are read once into registers, updated every step
+        (ASF Eq. 7 with w = 1, SSF Sec. 3.3 with w = lam) and written back once.
+        I, o: (Tc, N); v, sI, sO, sOU: (N,). Launch: launch_config(N), one thread per neuron.
+        """
+        Tc, N = I.shape
+        for n in range(cuda.grid(1), N, cuda.gridsize(1)):  # grid-stride
+            vn = v[n]
+            si = sI[n]
+            so = sO[n]
+            sou = sOU[n]
+            for t in range(Tc):
+                i_t = I[t, n]
+                u_t = lam * vn + i_t
+                o_t = _spike(u_t - v_th, smooth, kind, a)
+                if soft:
+                    vn = u_t - v_th * o_t
+                else:
+                    vn = u_t * (F(1.0) - o_t)
+                si = w * si + i_t
+                so = w * so + o_t
+                sou = w * sou + o_t * u_t
+                o[t, n] = o_t
+            v[n] = vn
+            sI[n] = si
+            sO[n] = so
+            sOU[n] = sou
+
+    return {"_lif_forward_flows_kernel": _lif_forward_flows_kernel}
+
+
+def _gain_kernels(F: Any) -> dict[str, Any]:
+    """Section 4: the SSF flow gain (SSF Eqs. 14, 19)."""
+
+    @cuda.jit
+    def _ssf_gain_kernel(FI, R, v_th, soft, r_max, gain):
+        """gain[i] = dFO/dFI (reference.ssf_gain); FI, R, gain flat (n,).
+
+        Launch: launch_config(n), one thread per element.
+        """
+        for i in range(cuda.grid(1), FI.size, cuda.gridsize(1)):  # grid-stride
+            fi = FI[i]
+            if soft:
+                gain[i] = F(1.0) / v_th if (fi > F(0.0) and fi < v_th) else F(0.0)
+            else:
+                r = R[i]
+                gain[i] = F(1.0) / (r * v_th) if (fi > F(0.0) and r <= r_max) else F(0.0)
+
+    return {"_ssf_gain_kernel": _ssf_gain_kernel}
+
+
+_TYPED: dict[np.dtype, SimpleNamespace] = {}
+
+
+def _typed(dtype: Any) -> SimpleNamespace:
+    """The kernels of sections 1-4 for float ``dtype`` (built on first use, then kept):
+    attributes named like the kernels, plus the device functions ``spike``, ``grad``,
+    ``primitive``."""
+    dt = np.dtype(dtype)
+    k = _TYPED.get(dt)
+    if k is None:
+        if dt.kind != "f":
+            raise TypeError(f"the CUDA neuron kernels need a float array, got dtype {dt}")
+        F = dt.type
+        sur = _surrogate_kernels(F)
+        k = SimpleNamespace(**sur, **_lif_kernels(F, sur["spike"], sur["grad"]),
+                            **_flow_kernels(F, sur["spike"]), **_gain_kernels(F))
+        _TYPED[dt] = k
+    return k
+
+
+# the float64 kernels under their own names (what tutorials/13 shows and launches)
+_K64 = _typed(np.float64)
+_typed(np.float32)
+_surrogate_primitive_kernel = _K64._surrogate_primitive_kernel
+_surrogate_grad_kernel = _K64._surrogate_grad_kernel
+_lif_forward_kernel = _K64._lif_forward_kernel
+_lif_backward_kernel = _K64._lif_backward_kernel
+_lif_forward_flows_kernel = _K64._lif_forward_flows_kernel
+_ssf_gain_kernel = _K64._ssf_gain_kernel
 SURROGATE_KINDS = _ref.SURROGATE_KINDS
-_primitive = cuda.jit(device=True)(_ref.surrogate_primitive_scalar)
-_grad = cuda.jit(device=True)(_ref.surrogate_grad_scalar)
-_heaviside = cuda.jit(device=True)(_ref.heaviside)
 
 
-@cuda.jit(device=True)
-def _spike(x, smooth, kind, a):
-    """reference.spike_scalar: Heaviside, or the surrogate's primitive in smooth mode."""
-    if smooth:
-        return _primitive(x, kind, a)
-    return _heaviside(x)
-
-
-@cuda.jit
-def _surrogate_primitive_kernel(x, kind, a, out):
-    """out[i] = primitive(x[i]); x, out flat (n,). Launch: launch_config(n), one thread per i."""
-    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):  # grid-stride
-        out[i] = _primitive(x[i], kind, a)
-
-
-@cuda.jit
-def _surrogate_grad_kernel(x, kind, a, out):
-    """out[i] = surrogate'(x[i]); x, out flat (n,). Launch: launch_config(n), one thread per i."""
-    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):  # grid-stride
-        out[i] = _grad(x[i], kind, a)
-
-
-def _elementwise(kernel: Any, x: Any, kind: int, a: float) -> Any:
+def _elementwise(name: str, x: Any, kind: int, a: float) -> Any:
     xp = _array_module(x)
     xf = _contiguous(xp, x).reshape(-1)
     out = xp.empty_like(xf)
-    _launch(kernel, xf.size, x, xf, int(kind), xf.dtype.type(a), out)
+    _launch(getattr(_typed(xf.dtype), name), xf.size, x, xf, int(kind), xf.dtype.type(a), out)
     return out.reshape(x.shape)
 
 
 def surrogate_primitive(x, kind, a):
     """Elementwise surrogate primitive over an array (see the reference module)."""
-    return _elementwise(_surrogate_primitive_kernel, x, kind, a)
+    return _elementwise("_surrogate_primitive_kernel", x, kind, a)
 
 
 def surrogate_grad(x, kind, a):
     """Elementwise surrogate gradient over an array (see the reference module)."""
-    return _elementwise(_surrogate_grad_kernel, x, kind, a)
-
-
-# --------------------------------------------------------------------------------------------
-# 2. LIF / IF neuron, BPTT: one thread per neuron, the time loop fused inside the thread.
-# --------------------------------------------------------------------------------------------
-
-@cuda.jit
-def _lif_forward_kernel(I, lam, v_th, soft, smooth, kind, a, o, u):
-    """SSF Eqs. 6-7 / 16-17 for neuron n = thread index, t = 0..T-1 in registers.
-
-    I, o, u: (T, N). Launch: launch_config(N) -- one thread per neuron, one launch for all T.
-    """
-    T, N = I.shape
-    for n in range(cuda.grid(1), N, cuda.gridsize(1)):  # grid-stride
-        v = 0.0 * v_th
-        for t in range(T):
-            u_t = lam * v + I[t, n]
-            o_t = _spike(u_t - v_th, smooth, kind, a)
-            if soft:
-                v = u_t - v_th * o_t
-            else:
-                v = u_t * (1.0 - o_t)
-            u[t, n] = u_t
-            o[t, n] = o_t
-
-
-@cuda.jit
-def _lif_backward_kernel(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, dI):
-    """Exact BPTT (reference.lif_backward) for neuron n = thread index, t = T-1..0.
-
-    dL/du[t+1] is carried in a register; o[t] and sigma'(u[t] - v_th) are recomputed from u.
-    do, u, dI: (T, N). Launch: launch_config(N) -- one thread per neuron, one launch for all T.
-    """
-    T, N = u.shape
-    for n in range(cuda.grid(1), N, cuda.gridsize(1)):  # grid-stride
-        du_next = 0.0 * v_th
-        for t in range(T - 1, -1, -1):
-            u_t = u[t, n]
-            x = u_t - v_th
-            sg = _grad(x, kind, a)
-            do_t = do[t, n]
-            if soft:
-                if not detach_reset:
-                    do_t += du_next * (-lam * v_th)
-                du_t = do_t * sg + du_next * lam
-            else:
-                o_t = _spike(x, smooth, kind, a)
-                if not detach_reset:
-                    do_t += du_next * (-lam * u_t)
-                du_t = do_t * sg + du_next * lam * (1.0 - o_t)
-            dI[t, n] = du_t
-            du_next = du_t
+    return _elementwise("_surrogate_grad_kernel", x, kind, a)
 
 
 def lif_forward(I, lam, v_th, soft, smooth, kind, a):
@@ -241,7 +375,7 @@ def lif_forward(I, lam, v_th, soft, smooth, kind, a):
     o = xp.empty_like(I)
     u = xp.empty_like(I)
     f = I.dtype.type
-    _launch(_lif_forward_kernel, I.shape[1] if I.shape[0] else 0, I,
+    _launch(_typed(I.dtype)._lif_forward_kernel, I.shape[1] if I.shape[0] else 0, I,
             I, f(lam), f(v_th), bool(soft), bool(smooth), int(kind), f(a), o, u)
     return o, u
 
@@ -253,46 +387,10 @@ def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
     do = _contiguous(xp, do, u.dtype)
     dI = xp.empty_like(u)
     f = u.dtype.type
-    _launch(_lif_backward_kernel, u.shape[1] if u.shape[0] else 0, u,
+    _launch(_typed(u.dtype)._lif_backward_kernel, u.shape[1] if u.shape[0] else 0, u,
             do, u, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset), int(kind),
             f(a), dI)
     return dI
-
-
-# --------------------------------------------------------------------------------------------
-# 3. LIF / IF streaming over a time chunk with spiking-flow accumulators (ASF / SSF).
-# --------------------------------------------------------------------------------------------
-
-@cuda.jit
-def _lif_forward_flows_kernel(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU, o):
-    """reference.lif_forward_flows for neuron n = thread index over the chunk's Tc steps.
-
-    The state v[n] and the three flow sums are read once into registers, updated every step
-    (ASF Eq. 7 with w = 1, SSF Sec. 3.3 with w = lam) and written back once.
-    I, o: (Tc, N); v, sI, sO, sOU: (N,). Launch: launch_config(N), one thread per neuron.
-    """
-    Tc, N = I.shape
-    for n in range(cuda.grid(1), N, cuda.gridsize(1)):  # grid-stride
-        vn = v[n]
-        si = sI[n]
-        so = sO[n]
-        sou = sOU[n]
-        for t in range(Tc):
-            i_t = I[t, n]
-            u_t = lam * vn + i_t
-            o_t = _spike(u_t - v_th, smooth, kind, a)
-            if soft:
-                vn = u_t - v_th * o_t
-            else:
-                vn = u_t * (1.0 - o_t)
-            si = w * si + i_t
-            so = w * so + o_t
-            sou = w * sou + o_t * u_t
-            o[t, n] = o_t
-        v[n] = vn
-        sI[n] = si
-        sO[n] = so
-        sOU[n] = sou
 
 
 def lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU):
@@ -305,29 +403,10 @@ def lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU):
     I = _contiguous(xp, I)
     o = xp.empty_like(I)
     f = I.dtype.type
-    _launch(_lif_forward_flows_kernel, I.shape[1] if I.shape[0] else 0, I,
+    _launch(_typed(I.dtype)._lif_forward_flows_kernel, I.shape[1] if I.shape[0] else 0, I,
             I, v, f(lam), f(v_th), bool(soft), bool(smooth), int(kind), f(a), f(w),
             sI, sO, sOU, o)
     return o
-
-
-# --------------------------------------------------------------------------------------------
-# 4. Flow gains (SSF Eqs. 14, 19).
-# --------------------------------------------------------------------------------------------
-
-@cuda.jit
-def _ssf_gain_kernel(FI, R, v_th, soft, r_max, gain):
-    """gain[i] = dFO/dFI (reference.ssf_gain); FI, R, gain flat (n,).
-
-    Launch: launch_config(n), one thread per element.
-    """
-    for i in range(cuda.grid(1), FI.size, cuda.gridsize(1)):  # grid-stride
-        fi = FI[i]
-        if soft:
-            gain[i] = 1.0 / v_th if (fi > 0.0 and fi < v_th) else 0.0
-        else:
-            r = R[i]
-            gain[i] = 1.0 / (r * v_th) if (fi > 0.0 and r <= r_max) else 0.0
 
 
 def ssf_gain(FI, R, v_th, soft, r_max):
@@ -337,7 +416,8 @@ def ssf_gain(FI, R, v_th, soft, r_max):
     Rf = _contiguous(xp, xp.broadcast_to(xp.asarray(R, dtype=FI.dtype), FI.shape)).reshape(-1)
     gain = xp.empty_like(FIf)
     f = FI.dtype.type
-    _launch(_ssf_gain_kernel, FIf.size, FI, FIf, Rf, f(v_th), bool(soft), f(r_max), gain)
+    _launch(_typed(FI.dtype)._ssf_gain_kernel, FIf.size, FI, FIf, Rf, f(v_th), bool(soft),
+            f(r_max), gain)
     return gain.reshape(FI.shape)
 
 
