@@ -40,7 +40,7 @@ FAKE = ROOT / "tests" / "fakecupy"
 
 TRAIN = ["--no-progress", "--no-plots", "--T", "2", "--epochs", "1", "--max-batches", "2",
          "--batch-size", "2", "--max-eval-batches", "1", "--seed", "5"]
-F64_SGD = ["--dtype", "float64", "--optimizer", "sgd", "--lr", "0.5"]
+F64_SGD = ["--dtype", "float64", "--optimizer", "sgd", "--lr", "0.1"]
 #: name -> argv of python -m pysnn_ref.train (the --device and --out are added)
 TRAIN_JOBS = {
     "mlp-bptt": ["--model", "mlp", "--method", "bptt", *F64_SGD],
@@ -49,6 +49,9 @@ TRAIN_JOBS = {
     "lenet-bptt": ["--model", "lenet", "--method", "bptt", "--surrogate", "sigmoid:4", *F64_SGD],
     "lenet-asf": ["--model", "lenet", "--method", "asf", "--asf-variant", "code", *F64_SGD],
     "lenet-ssf": ["--model", "lenet", "--method", "ssf", *F64_SGD],
+    # Dspike Alg. 1 on the device: finite differences of device losses, cosines on the host
+    "mlp-bptt-dspike": ["--model", "mlp", "--method", "bptt", "--surrogate", "dspike:2",
+                        "--dspike-adapt", "--fdg-samples", "16", *F64_SGD],
     # the default dtype and optimizer: float32 kernels and Adam on the device
     "mlp-ssf-f32-adam": ["--model", "mlp", "--method", "ssf"],
 }
@@ -170,8 +173,10 @@ def test_train_gpu_equals_cpu(runs, job):
         assert _close(wg[k], wc[k], rtol), (job, k, np.abs(wg[k] - wc[k]).max())
     assert meta_g["config"]["device"] == "gpu"
     # a whole run (2 steps, evaluation, checkpoints, energy) reads the device only at its
-    # read-outs and checkpoint writes, never per element: a handful of transfers per parameter
-    assert rg[job]["d2h"] is not None and rg[job]["d2h"] <= 20 * len(wg), rg[job]["d2h"]
+    # read-outs and checkpoint writes (each parameter and optimizer buffer, twice: best.npz
+    # and last.npz), never per step or per element (measured 20-47)
+    if "dspike" not in job:  # (FDG: two device losses read per sampled weight)
+        assert rg[job]["d2h"] is not None and rg[job]["d2h"] <= 6 * len(wg) + 20, rg[job]["d2h"]
 
 
 def _gradcheck_rows(stdout: str) -> dict[tuple[str, str], float]:
