@@ -37,7 +37,7 @@ from pysnn_ref.bench_measure import default_input_shape, run_benchmark
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
 COLORS = {"bptt": "C0", "asf": "C1", "ssf": "C2"}
-TS = [2, 8] if QUICK else [4, 8, 16]       # quick: 2 -> 8, a margin above timing noise
+TS = [2, 8] if QUICK else [4, 8, 16, 32]   # quick: 2 -> 8, a margin above timing noise
 REPEATS = 5 if QUICK else 7
 
 
