@@ -156,10 +156,11 @@ def draw(ev: Events, by_time: np.ndarray, by_count: np.ndarray) -> Path:
     for row, (fr, name) in enumerate(((by_time, "by time"), (by_count, "by count"))):
         for k in range(T):
             a = grid[row, k + 1]
-            a.imshow(fr[k, 1] - fr[k, 0], cmap="coolwarm", vmin=-lim, vmax=lim)
+            im = a.imshow(fr[k, 1] - fr[k, 0], cmap="coolwarm", vmin=-lim, vmax=lim)
             a.set_title(f"{name}, frame {k}: {int(fr[k].sum())} ev", fontsize=9)
             a.set_xlabel("x")
             a.set_ylabel("y")
+    fig.colorbar(im, ax=grid[:, 1:], shrink=0.6, label="ON - OFF events per pixel")
     fig.suptitle(f"events -> {T} frames (ON - OFF counts), N-MNIST-like 34x34 sensor")
     path = OUT / "15_event_frames.png"
     fig.savefig(path, dpi=80)
