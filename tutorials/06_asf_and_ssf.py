@@ -29,9 +29,12 @@ This chapter
   1. computes both kinds of flows by hand for a layer of neurons and checks them against the
      library's streaming ``FlowState`` (fed in chunks of time steps);
   2. verifies the electricity balance (SSF Eqs. 12 and 18) to round-off, and plots how well
-     the flow mappings (ASF's S, SSF's Eqs. 14 and 19) describe real neurons;
+     the flow mappings (ASF's S, SSF's Eqs. 14 and 19) describe real neurons; S from the
+     library's two estimators (``flows.asf_scale_paper``, Eq. 12; ``asf_scale_code``, the
+     authors' masked EMA);
   3. builds the equivalent rate network by hand and shows, by finite differences, that the
-     ASF and SSF backward passes are its exact gradients;
+     ASF and SSF backward passes are its exact gradients; 3b. ASF's output-membrane loss
+     (Eq. 6) by hand = ``asf_mse_loss_forward``, its gradient (Eq. 9's first factor) = FD;
   4. trains the same 2-hidden-layer network with BPTT, ASF and SSF -- accuracy and time side by
      side -- and times one backward pass as T grows;
   5. measures how close ASF's and SSF's weight gradients are to BPTT's (cosine similarity,
@@ -53,7 +56,13 @@ from threadpoolctl import threadpool_limits
 
 from pysnn_ref import data, nn
 from pysnn_ref.functional import flows
-from pysnn_ref.functional.loss import accuracy, sdt_loss_backward, sdt_loss_forward
+from pysnn_ref.functional.loss import (
+    accuracy,
+    asf_mse_loss_backward,
+    asf_mse_loss_forward,
+    sdt_loss_backward,
+    sdt_loss_forward,
+)
 from pysnn_ref.functional.neuron import lif_forward, make_neuron_params
 from pysnn_ref.gradcheck import cosine_vs, numerical_gradient, rel_error
 from pysnn_ref.methods import make_method
@@ -159,6 +168,13 @@ def section_flows(rng: np.random.Generator, axes) -> None:
     axes[2].set_title(f"ASF, IF neurons (Eq. 12), T = {Tn}")
     axes[2].legend(fontsize=8)
     print(f"   ASF, IF neurons: layer scale factor S = sum FO / sum FI = {S:.3f}")
+    # the library's two estimators of S: the paper's ratio (Eq. 12) and the authors' code (only
+    # neurons with FI >= FO, then an EMA 0.6 new + 0.4 previous; REFERENCES.md Sec. 1.1)
+    S_paper = flows.asf_scale_paper(float(FO.sum()), float(FI.sum()), previous=1.0)
+    S_code = flows.asf_scale_code(FO, FI, previous=1.0)
+    print(f"   flows.asf_scale_paper = {S_paper:.3f} (= Eq. 12); flows.asf_scale_code "
+          f"(masked, EMA from S = 1) = {S_code:.3f}")
+    assert abs(S_paper - S) < 1e-12 and 0 < S_code
 
 
 def rate_network_loss(net: nn.Sequential, X: np.ndarray, labels: np.ndarray,
@@ -260,6 +276,23 @@ def backward_time(method: str, Tn: int, x: np.ndarray, labels: np.ndarray) -> fl
     return best
 
 
+def section_asf_loss(rng: np.random.Generator) -> None:
+    """ASF's loss (Eq. 6) on the non-spiking output membrane, and where its backward starts."""
+    print("\n3b. ASF Eq. 6: L = 1/2 |Y - u_T / (T V_th)|^2 on the output membrane u_T = sum_t y[t]")
+    T_, B, C, v_th = 5, 4, 3, 0.8
+    y = rng.normal(0.3, 1.0, (T_, B, C))                     # readout currents of the last layer
+    labels = rng.integers(0, C, B)
+    Y = np.eye(C)[labels]
+    by_hand = 0.5 * ((Y - y.sum(0) / (T_ * v_th)) ** 2).sum() / B   # averaged over the batch
+    loss, cache = asf_mse_loss_forward(y, labels, v_th=v_th)
+    dy = asf_mse_loss_backward(cache)      # (u_T/(T V_th) - Y)/(B T V_th): Eq. 9 before the w
+    fd = numerical_gradient(lambda: asf_mse_loss_forward(y, labels, v_th=v_th)[0], y)
+    print(f"   by hand {by_hand:.6f} = asf_mse_loss_forward {loss:.6f}; its gradient, the same at"
+          f" every step t, vs finite differences: rel error {rel_error(dy, fd):.1e}")
+    assert abs(by_hand - loss) < 1e-12 and rel_error(dy, fd) < 1e-7
+    assert np.allclose(dy, dy[:1])
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -268,6 +301,7 @@ def main() -> None:
 
     section_flows(rng, axes)
     section_rate_network(rng)
+    section_asf_loss(rng)
 
     print(f"\n4. The same network, {EPOCHS} epochs each: MLP 64-128-128-10, LIF lam=0.5, T={T}, "
           "SDT loss, Adam")
