@@ -8,7 +8,8 @@ regulariser pulling the outputs toward phi (Eq. 12):
     L_TET = (1/T) sum_t CE(y[t], label)                 L_MSE = (1/T) sum_t MSE(y[t], phi)
     L     = (1 - lam) L_TET + lam L_MSE                 (Eq. 13; lam = 0.05, phi = V_th = 1)
 
-Section 1 checks ``tet_loss_backward`` by finite differences and shows its per-step gradient;
+Section 1 checks ``sdt_loss_backward`` (TET Eq. 8) and ``tet_loss_backward`` (Eq. 10) by finite
+differences, shows TET's per-step gradient, and checks Lemma 4.1 (Eq. 11): L_SDT <= L_TET;
 section 2 trains the chapter-5 network with SDT and with TET and compares the accuracy of the
 mean output and of every single step's output.
 
@@ -122,7 +123,16 @@ def main() -> None:
               f"max |dL/dy[t] - mean_t dL/dy[t]| = {spread:.3f}")
         assert err < 1e-8
         assert (spread < 1e-15) if name == "SDT" else (spread > 1e-3)
-    print("   SDT hands every step the same gradient; TET a different one per step.")
+    print("   SDT hands every step the same gradient (Eq. 8); TET a different one per step "
+          "(Eq. 10).")
+    # TET Lemma 4.1 (Eq. 11): AM-GM and Jensen give L_SDT <= L_TET (without the regulariser)
+    gaps = []
+    for scale in (0.5, 2.0, 8.0):
+        yy, ll = rng.normal(0, scale, size=(T, 16, 5)), rng.integers(0, 5, 16)
+        gaps.append(tet_loss_forward(yy, ll, lam=0.0)[0] - sdt_loss_forward(yy, ll)[0])
+    print("   Lemma 4.1 (Eq. 11): L_TET - L_SDT = " + ", ".join(f"{g:.3f}" for g in gaps)
+          + " (random outputs of scale 0.5, 2, 8): never negative")
+    assert all(g >= 0 for g in gaps)
 
     # ------------------------------------------------------------------------------------------
     print(f"\n2. Training the chapter-5 MLP with SDT and with TET ({EPOCHS} epochs, BPTT)")
