@@ -13,7 +13,8 @@ so every bump has unit area, like the delta it stands in for.  The library's fiv
 (``pysnn_ref/functional/surrogate.py``; formulas in ``pysnn_ref/kernels/reference.py``):
 
     rectangular  sigma'(x) = 1/a on |x| < a/2                     (Dspike Eq. 7, Wu et al. 2018)
-    triangle     sigma'(x) = max(0, g - |x|) / g^2                 (TET Eq. 5)
+    triangle     sigma'(x) = max(0, g - |x|) / g^2                 (TET Eq. 5; Dspike Eq. 8 with
+                                                                    g = V_th, gamma = 1/V_th)
     sigmoid      sigma'(x) = k s (1 - s),  s = 1 / (1 + e^(-k x))
     atan         sigma'(x) = (a/2) / (1 + (pi a x / 2)^2)         (SpikingJelly / snnTorch)
     dspike       sigma'(x) = b (1 - tanh^2(b x)) / (2 tanh(b/2))   on |x| <= 1/2 (Dspike Eqs. 11-12)
