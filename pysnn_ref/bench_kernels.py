@@ -1,0 +1,71 @@
+"""Kernel-level timings behind docs/benchmarks.md "Levers tried" (issue 14).
+
+``python -m pysnn_ref.bench_kernels`` prints, for the conv net's two LIF + 2x2 average-pooling
+layers at T = 20, batch 64 (float32, hard reset, triangle surrogate), the best of 15 calls of
+
+* the separate kernels (``lif_forward`` then ``avgpool2d_forward``; ``avgpool2d_backward`` then
+  ``lif_backward``) against the fused ones (``lif_avgpool_forward`` / ``lif_avgpool_backward``);
+* allocating + filling a fresh 64 MB array against filling a reused one (the cost that
+  :func:`pysnn_ref.kernels.cpu.keep_freed_memory` removes; its state is printed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from .kernels import cpu
+
+
+def best_ms(f: Callable[[], object], n: int = 15) -> float:
+    """Best of ``n`` calls of ``f`` after one warm-up call, in ms."""
+    f()
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t0)
+    return min(ts) * 1e3
+
+
+def _lif_pool_rows(T: int, B: int, C: int, H: int, W: int) -> list[str]:
+    rng = np.random.default_rng(0)
+    N = B * C * H * W
+    I = rng.normal(0.8, 1.0, (T, N)).astype(np.float32)
+    o, u = cpu.lif_forward(I, 0.5, 1.0, False, False, 0, 1.0)
+    dp = rng.normal(size=(T, N // 4)).astype(np.float32)
+
+    def fwd_sep():
+        o, _ = cpu.lif_forward(I, 0.5, 1.0, False, False, 0, 1.0)
+        cpu.avgpool2d_forward(o.reshape(T * B, C, H, W), 2, 2)
+
+    def bwd_sep():
+        do = cpu.avgpool2d_backward(dp.reshape(T * B, C, H // 2, W // 2), (T * B, C, H, W), 2, 2)
+        cpu.lif_backward(do.reshape(T, -1), u, 0.5, 1.0, False, False, False, 0, 1.0)
+
+    fwd = (best_ms(fwd_sep),
+           best_ms(lambda: cpu.lif_avgpool_forward(I, 0.5, 1.0, False, False, 0, 1.0, H, W, 2)))
+    bwd = (best_ms(bwd_sep),
+           best_ms(lambda: cpu.lif_avgpool_backward(dp, u, 0.5, 1.0, False, False, False, 0, 1.0,
+                                                    H, W, 2)))
+    name = f"LIF + AvgPool2d {C}x{H}x{W}"
+    return [f"{name} forward:  separate {fwd[0]:7.2f} ms   fused {fwd[1]:7.2f} ms",
+            f"{name} backward: separate {bwd[0]:7.2f} ms   fused {bwd[1]:7.2f} ms"]
+
+
+def main() -> int:
+    print(f"T=20 B=64 float32; keep_freed_memory applied: {cpu.MALLOC_TUNED}")
+    for C, H in ((16, 28), (32, 14)):
+        for line in _lif_pool_rows(20, 64, C, H, H):
+            print(line)
+    a = np.empty((20, 802816), np.float32)
+    reused = best_ms(lambda: a.fill(1))
+    fresh = best_ms(lambda: np.empty((20, 802816), np.float32).fill(1))
+    print(f"64 MB array: fill reused {reused:.2f} ms, np.empty + fill {fresh:.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
