@@ -112,3 +112,22 @@ def test_wrapped_lif_forward_is_not_fused():
     x = np.random.default_rng(2).normal(0.8, 1.0, (3, 2, 2, 7, 7))
     net.forward(x)
     assert seen[0].shape == (3, 2, 3, 7, 7) and set(np.unique(seen[0])) <= {0.0, 1.0}
+
+
+def test_malloc_setting_is_applied_and_can_be_turned_off():
+    """keep_freed_memory runs at the import of kernels.cpu (glibc) and PYSNN_MALLOC=default
+    leaves malloc alone."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    code = "from pysnn_ref.kernels import cpu; print(cpu.MALLOC_TUNED)"
+    out = {}
+    for value in ("heap", "default"):
+        env = {**os.environ, "PYSNN_MALLOC": value}
+        out[value] = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                    text=True, check=True).stdout.strip()
+    assert out["default"] == "False"
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert out["heap"] == str(glibc)
