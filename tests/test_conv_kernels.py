@@ -145,13 +145,105 @@ def test_conv_chunking_gives_the_same_result(monkeypatch):
     Wt = rng.normal(size=(3, 2, 3, 3))
     b = rng.normal(size=3)
     d = rng.normal(size=(7, 3, 5, 5))
-    out1, c1 = conv2d_forward(x, Wt, b, 1, 1)
-    g1 = conv2d_backward(d, c1)
-    per_image = 2 * 9 * 25 * 8
-    monkeypatch.setattr(conv_mod, "CHUNK_BYTES", 3 * per_image)  # chunks of 3, 3, 1 images
-    assert conv_mod._chunk(np, per_image) == 3
-    out2, c2 = conv2d_forward(x, Wt, b, 1, 1)
-    g2 = conv2d_backward(d, c2)
+    # the chunked im2col + GEMM path is the one of the kernel modules without a fused
+    # convolution (reference here, numba.cuda on the GPU)
+    with backend.use_cpu_kernels("reference"):
+        out1, c1 = conv2d_forward(x, Wt, b, 1, 1)
+        g1 = conv2d_backward(d, c1)
+        per_image = 2 * 9 * 25 * 8
+        monkeypatch.setattr(conv_mod, "CHUNK_BYTES", 3 * per_image)  # chunks of 3, 3, 1 images
+        assert conv_mod._chunk(np, per_image) == 3
+        out2, c2 = conv2d_forward(x, Wt, b, 1, 1)
+        g2 = conv2d_backward(d, c2)
     assert rel_error(out1, out2) <= 1e-12
     for a, bb in zip(g1, g2, strict=True):
         assert rel_error(a, bb) <= 1e-12
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("geom", GEOMETRIES)
+def test_fused_conv_kernels_equal_reference_path(geom, threads):
+    """kernels/cpu.py section 5b (im2col fused with the GEMMs, per image, one block of images per
+    Numba thread, per-thread dW sums) equals the reference im2col + GEMM path: out, dx, dW, db,
+    float64 and float32, a batch not divisible by the thread count, and dW-only / dx-only."""
+    import numba
+
+    N, C, H, W, KH, KW, s, p = geom
+    N += 3
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(N, C, H, W))
+    Wt = rng.normal(size=(4, C, KH, KW))
+    b = rng.normal(size=4)
+    with backend.use_cpu_kernels("reference"):
+        out_r, cache_r = conv2d_forward(x, Wt, b, s, p)
+        d = rng.normal(size=out_r.shape)
+        dx_r, dW_r, db_r = conv2d_backward(d, cache_r)
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+            out, cache = conv2d_forward(x.astype(dtype), Wt.astype(dtype), b.astype(dtype), s, p)
+            dx, dW, db = conv2d_backward(d.astype(dtype), cache)
+            assert out.dtype == dx.dtype == dW.dtype == dtype
+            for got, ref in ((out, out_r), (dx, dx_r), (dW, dW_r), (db, db_r)):
+                assert rel_error(got, ref) <= tol
+        dW_only, dx_none = cpu.conv2d_backward_images(d, x, Wt, x.shape, s, p, True, False)
+        dW_none, dx_only = cpu.conv2d_backward_images(d, None, Wt, x.shape, s, p, False, True)
+        assert dx_none is None and dW_none is None
+        assert rel_error(dW_only, dW_r) <= 1e-12 and rel_error(dx_only, dx_r) <= 1e-12
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_fused_conv_static_input_and_time_major():
+    """A time-broadcast (direct-encoding) input and a (T, B, ...) input through the fused path
+    equal the reference path, including dW from sum_t dout[t] and the per-step dx."""
+    rng = np.random.default_rng(8)
+    x0 = rng.normal(size=(3, 2, 6, 6))
+    Wt = rng.normal(size=(5, 2, 3, 3))
+    xs = [np.broadcast_to(x0, (4, *x0.shape)), rng.normal(size=(4, 3, 2, 6, 6))]
+    for x in xs:
+        out, cache = conv2d_forward(x, Wt, None, 1, 1)
+        d = rng.normal(size=out.shape)
+        grads = conv2d_backward(d, cache)
+        with backend.use_cpu_kernels("reference"):
+            out_r, cache_r = conv2d_forward(x, Wt, None, 1, 1)
+            grads_r = conv2d_backward(d, cache_r)
+        assert rel_error(out, out_r) <= 1e-12
+        for g, gr in zip(grads, grads_r, strict=True):
+            assert (g is None) == (gr is None)
+            if g is not None:
+                assert rel_error(g, gr) <= 1e-12
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_threaded_matmul_equals_numpy(threads):
+    """kernels.cpu.matmul (functional/linear.py's GEMM on the CPU) equals ``a @ b`` for the
+    three layouts of a fully connected layer (x @ W^T, dout @ W, dout^T @ x), with the rows split
+    (wide outputs), the inner dimension split (a weight gradient with 10 outputs), a product too
+    small to split, and an odd row count."""
+    import numba
+
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(67, 784))
+    W = rng.normal(size=(800, 784))
+    W10 = rng.normal(size=(10, 800))
+    g = rng.normal(size=(67, 800))
+    o = rng.normal(size=(5120, 800))
+    g10 = rng.normal(size=(5120, 10))
+    cases = [(x, W.T), (g, W), (g.T, x), (o, W10.T), (g10.T, o), (g10, W10), (x[:3], W.T[:, :5])]
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        for a, b in cases:
+            for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+                a_, b_ = a.astype(dtype), b.astype(dtype)
+                if a.flags.f_contiguous and not a.flags.c_contiguous:  # keep the transposed layout
+                    a_ = np.ascontiguousarray(a.T.astype(dtype)).T
+                if b.flags.f_contiguous and not b.flags.c_contiguous:
+                    b_ = np.ascontiguousarray(b.T.astype(dtype)).T
+                got = cpu.matmul(a_, b_)
+                assert got.shape == (a.shape[0], b.shape[1]) and got.dtype == dtype
+                assert rel_error(got, a_ @ b_) <= tol
+    finally:
+        numba.set_num_threads(before)

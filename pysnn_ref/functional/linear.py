@@ -10,7 +10,8 @@ Backward, with the leading dimensions folded into M rows (x2 is (M, in), dout2 i
 
 These are the standard fully connected layer equations (CS231n); in the spiking papers they are
 the synaptic current I = W o of every layer (SSF Eq. 6, ASF Eq. 3, TET Eq. 1). The three products
-are BLAS GEMMs through the array module's ``@``; there is no loop kernel to write.
+are BLAS GEMMs (on the CPU the rows of large ones split over the Numba threads,
+:func:`pysnn_ref.kernels.cpu.matmul`); there is no loop kernel to write.
 
 Static input (direct encoding): a time-broadcast input -- ``np.broadcast_to(x0, (T,) + x0.shape)``,
 recognised by ``x.ndim >= 3`` and ``x.strides[0] == 0`` -- is the same at every step, so the
@@ -57,8 +58,14 @@ def _check_params(x: Any, W: Any, b: Any) -> None:
             raise ValueError(f"b must have the dtype of x ({x.dtype}), got {b.dtype}")
 
 
+def _gemm(a: Any, b: Any) -> Any:
+    """``a @ b``; on the CPU through :func:`pysnn_ref.kernels.cpu.matmul` (rows over threads)."""
+    K = backend.kernels_for(a)
+    return K.matmul(a, b) if hasattr(K, "matmul") else a @ b
+
+
 def _affine(x2: Any, W: Any, b: Any) -> Any:
-    out = x2 @ W.T
+    out = _gemm(x2, W.T)
     if b is not None:
         out += b
     return out
@@ -109,9 +116,9 @@ def linear_backward(dout: Any, cache: LinearCache, need_dx: bool = True
     else:
         xs = x.reshape(-1, x.shape[-1])
         ds = dout.reshape(-1, F)
-    dW = ds.T @ xs
+    dW = _gemm(ds.T, xs)
     db = ds.sum(axis=0) if has_bias else None
     dx = None
     if need_dx:
-        dx = (dout.reshape(-1, F) @ W).reshape(x.shape)
+        dx = _gemm(dout.reshape(-1, F), W).reshape(x.shape)
     return dx, dW, db

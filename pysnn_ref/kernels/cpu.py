@@ -7,7 +7,8 @@ kept in registers.  The scalar surrogate formulas are the reference module's own
 compiled with ``njit`` -- one definition of each formula.
 
 Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 2b. LIF + average pooling fused;
-3. LIF/IF streaming with spiking flows; 4. flow gains; 5. im2col / col2im; 6. pooling;
+3. LIF/IF streaming with spiking flows; 4. flow gains; 5. im2col / col2im; 5b. convolution
+(im2col fused with the GEMMs); 6. pooling;
 8. spiking LSTM cell (numbered as in the reference).
 """
 
@@ -18,7 +19,7 @@ import os
 import sys
 
 import numpy as np
-from numba import njit, prange, uintp
+from numba import get_num_threads, njit, prange, uintp
 
 from . import reference as _ref
 
@@ -519,40 +520,68 @@ def _ow_range(kw, stride, pad, W, OW):
     return lo, hi
 
 
+@njit(cache=True, inline="always")
+def _im2col_plane(xf, x0, H, W, KH, KW, stride, pad, OH, OW, cf, r0):
+    """The KH*KW column rows of one (H, W) plane ``xf[x0:]``, written from row ``r0`` of ``cf``."""
+    P = OH * OW
+    for kh in range(KH):
+        for kw in range(KW):
+            row = r0 + kh * KW + kw
+            lo, hi = _ow_range(kw, stride, pad, W, OW)
+            for oh in range(OH):
+                ih = oh * stride + kh - pad
+                d = uintp(row * P + oh * OW)
+                if ih < 0 or ih >= H:
+                    for ow in range(OW):
+                        cf[d + uintp(ow)] = 0
+                    continue
+                for ow in range(lo):
+                    cf[d + uintp(ow)] = 0
+                s0 = uintp(x0 + ih * W + lo * stride + kw - pad)
+                dl = d + uintp(lo)
+                if stride == 1:
+                    for j in range(hi - lo):
+                        cf[dl + uintp(j)] = xf[s0 + uintp(j)]
+                else:
+                    for j in range(hi - lo):
+                        cf[dl + uintp(j)] = xf[s0 + uintp(j * stride)]
+                for ow in range(hi, OW):
+                    cf[d + uintp(ow)] = 0
+
+
+@njit(cache=True, inline="always")
+def _col2im_plane(cf, r0, H, W, KH, KW, stride, pad, OH, OW, df, x0):
+    """Overwrite the (H, W) plane ``df[x0:]`` with the sum of its KH*KW column rows from ``r0``."""
+    P = OH * OW
+    for i in range(H * W):
+        df[uintp(x0 + i)] = 0
+    for kh in range(KH):
+        for kw in range(KW):
+            row = r0 + kh * KW + kw
+            lo, hi = _ow_range(kw, stride, pad, W, OW)
+            for oh in range(OH):
+                ih = oh * stride + kh - pad
+                if ih < 0 or ih >= H:
+                    continue
+                dl = uintp(row * P + oh * OW + lo)
+                s0 = uintp(x0 + ih * W + lo * stride + kw - pad)
+                if stride == 1:
+                    for j in range(hi - lo):
+                        df[s0 + uintp(j)] += cf[dl + uintp(j)]
+                else:
+                    for j in range(hi - lo):
+                        df[s0 + uintp(j * stride)] += cf[dl + uintp(j)]
+
+
 @njit(cache=True, parallel=True)
 def _im2col(x, KH, KW, stride, pad, cols):
     N, C, H, W = x.shape
     OH = (H + 2 * pad - KH) // stride + 1
     OW = (W + 2 * pad - KW) // stride + 1
-    P = OH * OW
     xf = x.reshape(-1)
     cf = cols.reshape(-1)
     for nc in prange(N * C):
-        n = nc // C
-        c = nc - n * C
-        for kh in range(KH):
-            for kw in range(KW):
-                row0 = ((n * C + c) * KH + kh) * KW + kw
-                lo, hi = _ow_range(kw, stride, pad, W, OW)
-                for oh in range(OH):
-                    ih = oh * stride + kh - pad
-                    d = uintp(row0 * P + oh * OW)
-                    if ih < 0 or ih >= H:
-                        for ow in range(OW):
-                            cf[d + uintp(ow)] = 0
-                        continue
-                    for ow in range(lo):
-                        cf[d + uintp(ow)] = 0
-                    s0 = uintp((nc * H + ih) * W + lo * stride + kw - pad)
-                    dl = d + uintp(lo)
-                    if stride == 1:
-                        for j in range(hi - lo):
-                            cf[dl + uintp(j)] = xf[s0 + uintp(j)]
-                    else:
-                        for j in range(hi - lo):
-                            cf[dl + uintp(j)] = xf[s0 + uintp(j * stride)]
-                    for ow in range(hi, OW):
-                        cf[d + uintp(ow)] = 0
+        _im2col_plane(xf, nc * H * W, H, W, KH, KW, stride, pad, OH, OW, cf, nc * KH * KW)
 
 
 @njit(cache=True, parallel=True)
@@ -560,31 +589,10 @@ def _col2im(cols, KH, KW, stride, pad, dx):
     N, C, H, W = dx.shape
     OH = (H + 2 * pad - KH) // stride + 1
     OW = (W + 2 * pad - KW) // stride + 1
-    P = OH * OW
     cf = cols.reshape(-1)
     df = dx.reshape(-1)
     for nc in prange(N * C):
-        n = nc // C
-        c = nc - n * C
-        x0 = uintp(nc * H * W)
-        for i in range(H * W):
-            df[x0 + uintp(i)] = 0
-        for kh in range(KH):
-            for kw in range(KW):
-                row0 = ((n * C + c) * KH + kh) * KW + kw
-                lo, hi = _ow_range(kw, stride, pad, W, OW)
-                for oh in range(OH):
-                    ih = oh * stride + kh - pad
-                    if ih < 0 or ih >= H:
-                        continue
-                    dl = uintp(row0 * P + oh * OW + lo)
-                    s0 = uintp((nc * H + ih) * W + lo * stride + kw - pad)
-                    if stride == 1:
-                        for j in range(hi - lo):
-                            df[s0 + uintp(j)] += cf[dl + uintp(j)]
-                    else:
-                        for j in range(hi - lo):
-                            df[s0 + uintp(j * stride)] += cf[dl + uintp(j)]
+        _col2im_plane(cf, nc * KH * KW, H, W, KH, KW, stride, pad, OH, OW, df, nc * H * W)
 
 
 def im2col(x, KH, KW, stride, pad):
@@ -604,6 +612,175 @@ def col2im(cols, x_shape, KH, KW, stride, pad):
     dx = np.empty(tuple(int(s) for s in x_shape), dtype=cols.dtype)
     _col2im(cols, int(KH), int(KW), int(stride), int(pad), dx)
     return dx
+
+
+# --------------------------------------------------------------------------------------------
+# 5b. Convolution, im2col fused with the GEMMs (functional/conv.py on the CPU), and the
+#     fully connected layer's GEMM split over the threads (functional/linear.py).
+#
+#    The images are split into one contiguous block per Numba thread.  Each thread unfolds one
+#    image at a time into its own column buffer (C*KH*KW x OH*OW, a few hundred KB: it stays in
+#    the core's cache) and multiplies it right away through ``np.dot`` (BLAS sgemm/dgemm, one
+#    BLAS thread per Numba thread), so the (N, C*KH*KW, OH*OW) column tensor is never written
+#    to memory and both cores run GEMMs.  The weight gradient is summed per thread, then over
+#    the threads.  The formulas are those of functional/conv.py's docstring, image by image.
+# --------------------------------------------------------------------------------------------
+
+_numba_blas_limited = False
+
+
+def _limit_numba_blas() -> None:
+    """One thread for the BLAS that Numba's ``np.dot`` calls (SciPy's OpenBLAS, not NumPy's):
+    the kernels below call it from every Numba thread at once."""
+    global _numba_blas_limited
+    if _numba_blas_limited:
+        return
+    import scipy.linalg.cython_blas  # noqa: F401  (loads the library Numba's np.dot binds to)
+    from threadpoolctl import ThreadpoolController
+
+    for lib in ThreadpoolController().lib_controllers:
+        if lib.user_api == "blas" and "scipy.libs" in lib.filepath.replace("\\", "/"):
+            lib.set_num_threads(1)
+    _numba_blas_limited = True
+
+
+@njit(cache=True, parallel=True)
+def _conv_forward_fused(x, W2, KH, KW, stride, pad, nth, out):
+    N, C, H, W = x.shape
+    Kc = W2.shape[1]
+    OH = (H + 2 * pad - KH) // stride + 1
+    OW = (W + 2 * pad - KW) // stride + 1
+    xf = x.reshape(-1)
+    for t in prange(nth):
+        cols = np.empty((Kc, OH * OW), dtype=x.dtype)
+        cf = cols.reshape(-1)
+        for n in range(t * N // nth, (t + 1) * N // nth):
+            for c in range(C):
+                _im2col_plane(xf, (n * C + c) * H * W, H, W, KH, KW, stride, pad, OH, OW,
+                              cf, c * KH * KW)
+            np.dot(W2, cols, out[n])  # out[n] = W2 @ cols[n]
+
+
+@njit(cache=True, parallel=True)
+def _conv_backward_fused(d, x, W2, KH, KW, stride, pad, need_dW, need_dx, dW2T, dx):
+    N, F, P = d.shape
+    Kc = W2.shape[1]
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    OH = (H + 2 * pad - KH) // stride + 1
+    OW = (W + 2 * pad - KW) // stride + 1
+    nth = dW2T.shape[0]
+    W2T = np.ascontiguousarray(W2.T)
+    xf = x.reshape(-1)
+    dxf = dx.reshape(-1)
+    for t in prange(nth):
+        cols = np.empty((Kc, P), dtype=d.dtype)
+        cf = cols.reshape(-1)
+        dT = np.empty((P, F), dtype=d.dtype)
+        part = np.empty((Kc, F), dtype=d.dtype)
+        acc = dW2T[t]
+        acc[:] = 0
+        for n in range(t * N // nth, (t + 1) * N // nth):
+            if need_dW:  # dW2^T += cols[n] @ dout[n]^T
+                for c in range(C):
+                    _im2col_plane(xf, (n * C + c) * H * W, H, W, KH, KW, stride, pad, OH, OW,
+                                  cf, c * KH * KW)
+                dT[:] = d[n].T
+                np.dot(cols, dT, part)
+                acc += part
+            if need_dx:  # dcols = W2^T @ dout[n]; dx[n] = col2im(dcols)
+                np.dot(W2T, d[n], cols)
+                for c in range(C):
+                    _col2im_plane(cf, c * KH * KW, H, W, KH, KW, stride, pad, OH, OW,
+                                  dxf, (n * C + c) * H * W)
+
+
+def conv2d_forward_images(x, W, stride, pad):
+    """x (N, C, H, W), W (F, C, KH, KW) -> out (N, F, OH, OW) = W2 @ im2col(x)[n] for every n
+    (no bias), im2col fused with the GEMM per image."""
+    _limit_numba_blas()
+    x = np.ascontiguousarray(x)
+    N, C, H, Wd = x.shape
+    F, _, KH, KW = W.shape
+    OH = _ref.conv_out_size(H, KH, stride, pad)
+    OW = _ref.conv_out_size(Wd, KW, stride, pad)
+    out = np.empty((N, F, OH * OW), dtype=x.dtype)
+    W2 = np.ascontiguousarray(W.reshape(F, -1), dtype=x.dtype)
+    nth = max(1, min(get_num_threads(), N))  # one block of images per thread
+    _conv_forward_fused(x, W2, int(KH), int(KW), int(stride), int(pad), nth, out)
+    return out.reshape(N, F, OH, OW)
+
+
+def conv2d_backward_images(d, x, W, x_shape, stride, pad, need_dW, need_dx):
+    """The GEMM gradients of :func:`conv2d_forward_images` for d = dout (N, F, OH, OW):
+    ``(dW, dx)``, dW (F, C, KH, KW) from ``x`` (unused, may be None, when not ``need_dW``) and
+    dx with shape ``x_shape`` (None when not ``need_dx``).  The bias gradient is ``d``'s sum."""
+    _limit_numba_blas()
+    d = np.ascontiguousarray(d)
+    N, F = d.shape[:2]
+    _, C, H, Wd = x_shape
+    KH, KW = W.shape[2:]
+    W2 = np.ascontiguousarray(W.reshape(F, -1), dtype=d.dtype)
+    nth = max(1, min(get_num_threads(), N))
+    dW2T = np.empty((nth, W2.shape[1], F), dtype=d.dtype)
+    dx = np.empty((N if need_dx else 0, C, H, Wd), dtype=d.dtype)
+    xin = np.ascontiguousarray(x) if need_dW else np.empty((0, C, H, Wd), dtype=d.dtype)
+    if not need_dx:  # the kernel reads C, H, W from dx's shape
+        dx = np.empty((0, C, H, Wd), dtype=d.dtype)
+    _conv_backward_fused(d.reshape(N, F, -1), xin, W2, int(KH), int(KW), int(stride), int(pad),
+                         bool(need_dW), bool(need_dx), dW2T, dx)
+    dW = dW2T.sum(axis=0).T.reshape(W.shape) if need_dW else None
+    return dW, (dx if need_dx else None)
+
+
+@njit(cache=True, parallel=True)
+def _matmul_rows(a, b, nth, out):
+    M = a.shape[0]
+    for t in prange(nth):
+        i0 = t * M // nth
+        i1 = (t + 1) * M // nth
+        if i1 > i0:
+            np.dot(a[i0:i1], b, out[i0:i1])
+
+
+@njit(cache=True, parallel=True)
+def _matmul_inner(aT, b, nth, parts):
+    K = aT.shape[0]
+    for t in prange(nth):
+        k0 = t * K // nth
+        k1 = (t + 1) * K // nth
+        if k1 > k0:
+            np.dot(aT[k0:k1].T, b[k0:k1], parts[t])
+        else:
+            parts[t][:] = 0
+
+
+#: products below this many multiply-adds stay one NumPy call (a thread launch costs more)
+MATMUL_SPLIT_MACS = 1 << 22
+
+
+def matmul(a, b):
+    """``a @ b`` for 2-D float arrays of one dtype, split over the Numba threads, one BLAS thread
+    each (functional/linear.py on the CPU: both cores run the GEMM, and BLAS's own thread pool
+    does not spin between the Numba kernels).  The rows of ``a`` are split; a short wide ``a``
+    whose transpose is contiguous (a weight gradient ``dout^T @ x`` with few outputs) has its
+    inner dimension split instead, with one partial product per thread, then summed.  Small
+    products are one ``a @ b``."""
+    M, K = a.shape
+    N = b.shape[1]
+    nth = max(1, min(get_num_threads(), max(M, K)))
+    if nth == 1 or M * K * N < MATMUL_SPLIT_MACS or a.dtype != b.dtype:
+        return a @ b
+    _limit_numba_blas()
+    if not (b.flags.c_contiguous or b.flags.f_contiguous):
+        b = np.ascontiguousarray(b)
+    if M < 16 * nth and K >= 16 * nth and a.T.flags.c_contiguous and b.flags.c_contiguous:
+        parts = np.empty((nth, M, N), dtype=a.dtype)
+        _matmul_inner(a.T, b, nth, parts)
+        return parts.sum(axis=0)
+    a = np.ascontiguousarray(a)
+    out = np.empty((M, N), dtype=a.dtype)
+    _matmul_rows(a, b, min(nth, M), out)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
