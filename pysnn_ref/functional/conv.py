@@ -16,11 +16,14 @@ unfolds each image into ``cols[n]`` (C*KH*KW, OH*OW), so with ``W2 = W.reshape(F
               dcols[n] = W2^T @ dout[n];  dx[n] = col2im(dcols[n])
               db       = sum over n, oh, ow of dout
 
-The three products are BLAS GEMMs (batched over the images of a chunk through ``matmul``); the
-im2col/col2im kernels are memory-bound copies, Numba-parallel on the CPU.  Images are processed
-in chunks of about :data:`CHUNK_BYTES` of columns, so the column buffer stays in cache and memory
-stays proportional to the activations; the cache keeps only the layer input, and the backward
-recomputes im2col chunk by chunk.
+The three products are BLAS GEMMs.  On the CPU im2col is fused with them
+(:func:`pysnn_ref.kernels.cpu.conv2d_forward_images` / ``conv2d_backward_images``): each Numba
+thread takes a block of images and, one image at a time, unfolds it into its own small column
+buffer and multiplies it at once (one BLAS thread per Numba thread), so the columns never leave
+the core's cache and both cores run GEMMs.  Elsewhere (the reference kernels, the GPU) images
+are processed in chunks of about :data:`CHUNK_BYTES` (:data:`GPU_CHUNK_BYTES`) of columns,
+batched through ``matmul``.  Either way the cache keeps only the layer input, and the backward
+recomputes im2col.
 
 Static input (direct encoding): a time-broadcast 5-D input (``x.strides[0] == 0``) is the same
 image at every step; the forward convolves ``x[0]`` once and returns a read-only broadcast view,

@@ -626,22 +626,24 @@ def col2im(cols, x_shape, KH, KW, stride, pad):
 #    the threads.  The formulas are those of functional/conv.py's docstring, image by image.
 # --------------------------------------------------------------------------------------------
 
-_numba_blas_limited = False
+_numba_blas: list = []
 
 
 def _limit_numba_blas() -> None:
     """One thread for the BLAS that Numba's ``np.dot`` calls (SciPy's OpenBLAS, not NumPy's):
-    the kernels below call it from every Numba thread at once."""
-    global _numba_blas_limited
-    if _numba_blas_limited:
-        return
-    import scipy.linalg.cython_blas  # noqa: F401  (loads the library Numba's np.dot binds to)
-    from threadpoolctl import ThreadpoolController
+    the kernels below call it from every Numba thread at once.  Checked at every call (a ctypes
+    read), so that a later ``threadpoolctl`` limit on all BLAS libraries cannot undo it."""
+    if not _numba_blas:
+        import scipy.linalg.cython_blas  # noqa: F401  (loads the library np.dot binds to)
+        from threadpoolctl import ThreadpoolController
 
-    for lib in ThreadpoolController().lib_controllers:
-        if lib.user_api == "blas" and "scipy.libs" in lib.filepath.replace("\\", "/"):
+        _numba_blas.extend(lib for lib in ThreadpoolController().lib_controllers
+                           if lib.user_api == "blas"
+                           and "scipy.libs" in lib.filepath.replace("\\", "/"))
+        _numba_blas.append(None)  # discovered (possibly nothing to limit)
+    for lib in _numba_blas:
+        if lib is not None and lib.get_num_threads() != 1:
             lib.set_num_threads(1)
-    _numba_blas_limited = True
 
 
 @njit(cache=True, parallel=True)
