@@ -324,7 +324,8 @@ def test_bad_input_raises_value_error_naming_the_parameter(call, param):
 
 @pytest.mark.parametrize("k,s", [(2, None), (3, 2), (2, 1), (3, 3)])
 def test_avgpool_numba_kernel_equals_array_code(k, s):
-    """The Numba average pooling (CPU default) equals the NumPy slice sums bit for bit."""
+    """The Numba average pooling (CPU default) equals the NumPy slice sums bit for bit: the flat
+    plane routine (stride = k, here with dropped trailing rows/columns) and the generic loop."""
     rng = np.random.default_rng(3)
     x = rng.random((3, 2, 4, 11, 9)).astype(np.float32)
     out, cache = avgpool2d_forward(x, k, s)

@@ -859,6 +859,12 @@ def maxpool2d_backward(dout, idx, x_shape, k, stride):
 def _avgpool2d_forward(x, k, stride, scale, out):
     N, C, H, W = x.shape
     _, _, OH, OW = out.shape
+    if stride == k:  # non-overlapping windows: section 2b's flat plane routine (same sums)
+        xf = x.reshape(-1)
+        of = out.reshape(-1)
+        for nc in prange(N * C):
+            _pool_plane_t(xf, nc * H * W, H, W, k, scale, of, nc * OH * OW)
+        return
     for nc in prange(N * C):
         n, c = nc // C, nc % C
         xp_ = x[n, c]
@@ -878,6 +884,15 @@ def _avgpool2d_forward(x, k, stride, scale, out):
 def _avgpool2d_backward(dout, k, stride, scale, dx):
     N, C, H, W = dx.shape
     _, _, OH, OW = dout.shape
+    if stride == k:  # non-overlapping windows: section 2b's flat plane routine
+        gf = dout.reshape(-1)
+        df = dx.reshape(-1)
+        for nc in prange(N * C):
+            if OH * k < H or OW * k < W:
+                for i in range(H * W):
+                    df[nc * H * W + i] = 0
+            _spread_plane_t(gf, nc * OH * OW, H, W, k, scale, df, nc * H * W)
+        return
     for nc in prange(N * C):
         n, c = nc // C, nc % C
         gp = dout[n, c]
