@@ -39,7 +39,10 @@ def restore_neuron_state(net: nn_.Module, states: list[dict[str, Any]]) -> None:
                          f"{len(layers)}")
     for n, s in zip(layers, states, strict=True):
         n.S = float(s["S"])
-        n._asf_tot = [float(v) for v in s["asf_tot"]]
+        tot = [float(v) for v in s["asf_tot"]]
+        if len(tot) == 2:  # before sum |FI| was kept: |sum FI| is its best lower bound
+            tot.append(abs(tot[1]))
+        n._asf_tot = tot
         n.set_surrogate(get_surrogate(s["surrogate"]))
 
 

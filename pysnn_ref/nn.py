@@ -698,7 +698,7 @@ class LIF(Module):
         # ASF scale factor state (ASF Eq. 12), one scalar per layer
         self.S = 1.0
         self.update_S = True
-        self._asf_tot = [0.0, 0.0]  # sum FO, sum FI gathered since the last refresh
+        self._asf_tot = [0.0, 0.0, 0.0]  # sum FO, sum FI, sum |FI| since the last refresh
         self._rate: Any = 0.0       # mean spikes per neuron per step, last forward (on device)
 
     @property
@@ -760,7 +760,9 @@ class LIF(Module):
                 if variant == "paper":  # on the GPU the sums and S stay on the device
                     self._asf_tot[0] += backend.as_scalar(FO.sum())
                     self._asf_tot[1] += backend.as_scalar(FI.sum())
-                    self.S = F.asf_scale_paper(*self._asf_tot, previous=self.S)
+                    self._asf_tot[2] += backend.as_scalar(abs(FI).sum())
+                    sFO, sFI, sabs = self._asf_tot
+                    self.S = F.asf_scale_paper(sFO, sFI, previous=self.S, sum_abs_FI=sabs)
                 else:
                     self.S = F.asf_scale_code(FO, FI, previous=self.S)
             S = self.S.astype(self._dtype) if backend.is_gpu_array(self.S) else \
@@ -777,7 +779,7 @@ class LIF(Module):
 
     def asf_refresh(self) -> None:
         """Start a new gathering period for the paper's scale factor (ASF Alg. 1)."""
-        self._asf_tot = [0.0, 0.0]
+        self._asf_tot = [0.0, 0.0, 0.0]
 
     def backward_flow(self, g, per_step, T, need_dx=True):
         if per_step:

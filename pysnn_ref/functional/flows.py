@@ -124,18 +124,33 @@ def ssf_gain(state: FlowState, p: NeuronParams, granularity: str = "neuron",
     return backend.kernels_for(FI).ssf_gain(FI, R, p.v_th, p.soft, r_max)
 
 
-def asf_scale_paper(sum_FO: float, sum_FI: float, previous: float) -> float:
+#: :func:`asf_scale_paper`: S is defined only where sum FI > ASF_RTOL * sum |FI|.
+ASF_RTOL = 1e-3
+
+
+def asf_scale_paper(sum_FO: float, sum_FI: float, previous: float,
+                    sum_abs_FI: float | None = None, rtol: float = ASF_RTOL) -> float:
     """ASF Eq. 12: the layer-wise scale factor S = sum FO / sum FI.
 
     The sums run over every neuron of the layer and every sample of the forward passes gathered
-    since the last refresh.  Keeps ``previous`` when sum FI <= 0 (the ratio is then undefined).
+    since the last refresh.  **Guard** (our rule; Eq. 12 has none): S is taken only where the
+    layer's net input is clearly positive, ``sum FI > rtol * sum |FI|``, and ``previous`` is
+    kept otherwise.  Where the inputs cancel -- behind BatchNorm with beta = 0, sum FI is 0 up
+    to float round-off while sum |FI| is large -- the ratio is undefined, not large: without
+    the guard a round-off epsilon of either sign decides between S = previous and S ~ 1e8
+    (docs/benchmarks.md, "Flow memory with BatchNorm"; docs/methods.md, "ASF").  ``rtol`` is
+    the fraction of the inputs' size that must survive the cancellation; ``sum_abs_FI=None``
+    (no size given) falls back to the bare ``sum FI > 0``.
+
     Sums on the device (0-d arrays, :func:`pysnn_ref.backend.as_scalar`) give S as a 0-d
     device array, computed without a host sync.
     """
+    floor = 0.0 if sum_abs_FI is None else rtol * sum_abs_FI
     if backend.is_gpu_array(sum_FI):
-        ok = sum_FI > 0
-        return ok * (sum_FO / (sum_FI + ~ok)) + ~ok * previous
-    if sum_FI <= 0:
+        xp = backend.array_module(sum_FI)
+        ok = sum_FI > floor
+        return xp.where(ok, sum_FO / xp.where(ok, sum_FI, 1.0), previous)
+    if not sum_FI > floor:
         return previous
     return float(sum_FO / sum_FI)
 
