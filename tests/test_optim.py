@@ -293,3 +293,33 @@ def test_bad_hyperparameters_name_the_parameter():
     opt = SGD(params, lr=0.1)
     with pytest.raises(ValueError, match="^lr "):
         opt.lr = float("nan")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind,hyper", [
+    ("adam", dict(weight_decay=0.0)), ("adam", dict(betas=(0.8, 0.99), weight_decay=5e-4)),
+    ("sgd", dict(momentum=0.9, weight_decay=5e-4)),  # no fused kernel: both paths are NumPy's
+])
+def test_fused_cpu_update_is_bit_equal_to_the_numpy_code(kind, hyper, dtype):
+    """The CPU's fused Numba Adam update (kernels/cpu.py section 9) gives exactly the parameters
+    and state of optim.py's NumPy code (which runs under the reference kernels), float32 included:
+    the same operations in the same order, the hyper-parameters in the parameter's dtype."""
+    from pysnn_ref import backend
+
+    cls = SGD if kind == "sgd" else Adam
+    results = []
+    for kernels in ("numba", "reference"):
+        params = make_params(dtype)
+        opt = cls(params, lr=0.05, **hyper)
+        with backend.use_cpu_kernels(kernels):
+            for k in range(STEPS):
+                for p, g in zip(params, grads_for(k, dtype), strict=True):
+                    p.grad[...] = g
+                opt.step()
+        results.append(([p.data.copy() for p in params],
+                         [s for buf in opt.state.values() for s in buf]))
+    (w_fast, s_fast), (w_ref, s_ref) = results
+    for a, b in zip(w_fast + s_fast, w_ref + s_ref, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.dtype == dtype and np.array_equal(a, b)

