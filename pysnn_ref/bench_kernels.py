@@ -6,7 +6,10 @@ layers at T = 20, batch 64 (float32, hard reset, triangle surrogate), the best o
 * the separate kernels (``lif_forward`` then ``avgpool2d_forward``; ``avgpool2d_backward`` then
   ``lif_backward``) against the fused ones (``lif_avgpool_forward`` / ``lif_avgpool_backward``);
 * allocating + filling a fresh 64 MB array against filling a reused one (the cost that
-  :func:`pysnn_ref.kernels.cpu.keep_freed_memory` removes; its state is printed).
+  :func:`pysnn_ref.kernels.cpu.keep_freed_memory` removes; its state is printed);
+* the conv net's Conv2d 16->32 (3x3, padding 1, 1280 images of 14x14): the fused im2col + GEMM
+  kernels (``conv2d_forward_images`` / ``conv2d_backward_images``) against their three GEMMs
+  alone, the same per-image ``np.dot`` calls on columns computed beforehand -- the GEMM bound.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from numba import get_num_threads, njit, prange
 
 from .kernels import cpu
 
@@ -55,6 +59,40 @@ def _lif_pool_rows(T: int, B: int, C: int, H: int, W: int) -> list[str]:
             f"{name} backward: separate {bwd[0]:7.2f} ms   fused {bwd[1]:7.2f} ms"]
 
 
+@njit(cache=True, parallel=True)
+def _three_gemms(cols, W2, W2T, d, dT, nth, out, dcols, dW2T):
+    """out[n] = W2 cols[n]; dcols[n] = W2^T d[n]; dW2T[t] += cols[n] d[n]^T (per thread t)."""
+    N = cols.shape[0]
+    for t in prange(nth):
+        part = np.empty(dW2T.shape[1:], dtype=cols.dtype)
+        dW2T[t][:] = 0
+        for n in range(t * N // nth, (t + 1) * N // nth):
+            np.dot(W2, cols[n], out[n])
+            np.dot(W2T, d[n], dcols[n])
+            np.dot(cols[n], dT[n], part)
+            dW2T[t] += part
+
+
+def _conv_rows(N: int = 1280) -> list[str]:
+    rng = np.random.default_rng(0)
+    x = (rng.random((N, 16, 14, 14)) < 0.3).astype(np.float32)
+    W = rng.normal(size=(32, 16, 3, 3)).astype(np.float32)
+    d = rng.normal(size=(N, 32, 14, 14)).astype(np.float32)
+    fwd = best_ms(lambda: cpu.conv2d_forward_images(x, W, 1, 1))
+    bwd = best_ms(lambda: cpu.conv2d_backward_images(d, x, W, x.shape, 1, 1, True, True))
+    cols = cpu.im2col(x, 3, 3, 1, 1)
+    W2 = np.ascontiguousarray(W.reshape(32, -1))
+    d3 = d.reshape(N, 32, -1)
+    dT = np.ascontiguousarray(d3.transpose(0, 2, 1))
+    nth = get_num_threads()
+    out, dcols = np.empty_like(d3), np.empty_like(cols)
+    dW2T = np.empty((nth, W2.shape[1], 32), np.float32)
+    gemms = best_ms(lambda: _three_gemms(cols, W2, np.ascontiguousarray(W2.T), d3, dT, nth, out,
+                                         dcols, dW2T))
+    return [f"Conv2d 16->32 ({N} images 14x14, {nth} threads): fused forward {fwd:.2f} ms + "
+            f"backward {bwd:.2f} ms = {fwd + bwd:.2f} ms; its three GEMMs alone {gemms:.2f} ms"]
+
+
 def main() -> int:
     print(f"T=20 B=64 float32; keep_freed_memory applied: {cpu.MALLOC_TUNED}")
     for C, H in ((16, 28), (32, 14)):
@@ -64,6 +102,9 @@ def main() -> int:
     reused = best_ms(lambda: a.fill(1))
     fresh = best_ms(lambda: np.empty((20, 802816), np.float32).fill(1))
     print(f"64 MB array: fill reused {reused:.2f} ms, np.empty + fill {fresh:.2f} ms")
+    cpu._limit_numba_blas()
+    for line in _conv_rows():
+        print(line)
     return 0
 
 

@@ -32,11 +32,16 @@ def keep_freed_memory() -> bool:
     starts with one page fault and one kernel page-zeroing per 4 KiB page: measured here,
     ``np.empty`` + ``fill`` of 64 MB took 16.1 ms against 4.7 ms for the fill of a reused
     array (6.6 ms with this setting).  ``M_MMAP_MAX = 0`` keeps large blocks on the heap and
-    ``M_TRIM_THRESHOLD = 1 GiB`` keeps freed heap memory for the next step.  Applied when this
-    module is imported (the first CPU kernel call), on glibc only; ``PYSNN_MALLOC=default``
-    leaves malloc alone.  Returns whether it was applied.
+    ``M_TRIM_THRESHOLD = 1 GiB`` keeps freed heap memory for the next step.
+
+    **Opt-in** (``PYSNN_MALLOC=heap``, read when this module is imported; glibc only): the
+    setting is process-wide, and a heap that never unmaps can fragment.  Measured here with
+    PyTorch's profiler in the same process (``bench --vs-torch`` at T = 40, conv net): 14.6 GB
+    resident instead of 2.0 GB, and at T = 80 the kernel's OOM killer ended the run.  It also
+    makes every other library in the process faster or slower (PyTorch's T = 40 step there:
+    1.5 s instead of 6.4 s).  Returns whether it was applied.
     """
-    if os.environ.get("PYSNN_MALLOC", "heap") != "heap" or not sys.platform.startswith("linux"):
+    if os.environ.get("PYSNN_MALLOC", "default") != "heap" or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
