@@ -66,7 +66,8 @@ def _three_gemms(cols, W2, W2T, d, dT, nth, out, dcols, dW2T):
     for t in prange(nth):
         part = np.empty(dW2T.shape[1:], dtype=cols.dtype)
         dW2T[t][:] = 0
-        for n in range(t * N // nth, (t + 1) * N // nth):
+        lo, hi = cpu._block(t, N, nth)
+        for n in range(lo, hi):
             np.dot(W2, cols[n], out[n])
             np.dot(W2T, d[n], dcols[n])
             np.dot(cols[n], dT[n], part)

@@ -117,22 +117,30 @@ def test_conv_forward_matches_scipy_correlation(geom):
     assert rel_error(out, ref) <= 1e-10
 
 
-def test_conv_reference_kernels_equal_numba_path():
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=(2, 2, 6, 5))
-    Wt = rng.normal(size=(3, 2, 3, 3))
-    b = rng.normal(size=3)
-    out, cache = conv2d_forward(x, Wt, b, 2, 1)
+def _assert_conv_equals_reference(x, Wt, b, s, p, rng, tol):
+    """conv2d_forward / conv2d_backward on the default (Numba) kernels equal the reference
+    kernels' for one random dout: out, dx, dW, db (None where the other is None)."""
+    out, cache = conv2d_forward(x, Wt, b, s, p)
     d = rng.normal(size=out.shape)
     grads = conv2d_backward(d, cache)
     with backend.use_cpu_kernels("reference"):
-        out_r, cache_r = conv2d_forward(x, Wt, b, 2, 1)
+        out_r, cache_r = conv2d_forward(x, Wt, b, s, p)
         grads_r = conv2d_backward(d, cache_r)
+    assert rel_error(out, out_r) <= tol
+    for g, gr in zip(grads, grads_r, strict=True):
+        assert (g is None) == (gr is None)
+        if g is not None:
+            assert rel_error(g, gr) <= tol
+
+
+def test_conv_reference_kernels_equal_numba_path():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 2, 6, 5))
+    _assert_conv_equals_reference(x, rng.normal(size=(3, 2, 3, 3)), rng.normal(size=3), 2, 1,
+                                  rng, 1e-10)
+    with backend.use_cpu_kernels("reference"):
         mp_r = maxpool2d_forward(x, 2, 2)
         dmp_r = maxpool2d_backward(mp_r[0], mp_r[1])
-    assert rel_error(out, out_r) <= 1e-10
-    for g, gr in zip(grads, grads_r, strict=True):
-        assert rel_error(g, gr) <= 1e-10
     mp = maxpool2d_forward(x, 2, 2)
     np.testing.assert_array_equal(mp[0], mp_r[0])
     np.testing.assert_array_equal(maxpool2d_backward(mp[0], mp[1]), dmp_r)
@@ -203,17 +211,7 @@ def test_fused_conv_static_input_and_time_major():
     Wt = rng.normal(size=(5, 2, 3, 3))
     xs = [np.broadcast_to(x0, (4, *x0.shape)), rng.normal(size=(4, 3, 2, 6, 6))]
     for x in xs:
-        out, cache = conv2d_forward(x, Wt, None, 1, 1)
-        d = rng.normal(size=out.shape)
-        grads = conv2d_backward(d, cache)
-        with backend.use_cpu_kernels("reference"):
-            out_r, cache_r = conv2d_forward(x, Wt, None, 1, 1)
-            grads_r = conv2d_backward(d, cache_r)
-        assert rel_error(out, out_r) <= 1e-12
-        for g, gr in zip(grads, grads_r, strict=True):
-            assert (g is None) == (gr is None)
-            if g is not None:
-                assert rel_error(g, gr) <= 1e-12
+        _assert_conv_equals_reference(x, Wt, None, 1, 1, rng, 1e-12)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

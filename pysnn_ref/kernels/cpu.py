@@ -651,6 +651,19 @@ def _limit_numba_blas() -> None:
             lib.set_num_threads(1)
 
 
+@njit(cache=True, inline="always")
+def _block(t, n, nth):
+    """Items ``lo <= i < hi`` of thread ``t`` when ``n`` items are split into ``nth`` blocks."""
+    return t * n // nth, (t + 1) * n // nth
+
+
+@njit(cache=True, inline="always")
+def _image_columns(xf, n, C, H, W, KH, KW, stride, pad, OH, OW, cf):
+    """im2col of image ``n`` of the flat (N, C, H, W) input ``xf`` into the flat buffer ``cf``."""
+    for c in range(C):
+        _im2col_plane(xf, (n * C + c) * H * W, H, W, KH, KW, stride, pad, OH, OW, cf, c * KH * KW)
+
+
 @njit(cache=True, parallel=True)
 def _conv_forward_fused(x, W2, KH, KW, stride, pad, nth, out):
     N, C, H, W = x.shape
@@ -661,10 +674,9 @@ def _conv_forward_fused(x, W2, KH, KW, stride, pad, nth, out):
     for t in prange(nth):
         cols = np.empty((Kc, OH * OW), dtype=x.dtype)
         cf = cols.reshape(-1)
-        for n in range(t * N // nth, (t + 1) * N // nth):
-            for c in range(C):
-                _im2col_plane(xf, (n * C + c) * H * W, H, W, KH, KW, stride, pad, OH, OW,
-                              cf, c * KH * KW)
+        lo, hi = _block(t, N, nth)
+        for n in range(lo, hi):
+            _image_columns(xf, n, C, H, W, KH, KW, stride, pad, OH, OW, cf)
             np.dot(W2, cols, out[n])  # out[n] = W2 @ cols[n]
 
 
@@ -686,11 +698,10 @@ def _conv_backward_fused(d, x, W2, KH, KW, stride, pad, need_dW, need_dx, dW2T, 
         part = np.empty((Kc, F), dtype=d.dtype)
         acc = dW2T[t]
         acc[:] = 0
-        for n in range(t * N // nth, (t + 1) * N // nth):
+        lo, hi = _block(t, N, nth)
+        for n in range(lo, hi):
             if need_dW:  # dW2^T += cols[n] @ dout[n]^T
-                for c in range(C):
-                    _im2col_plane(xf, (n * C + c) * H * W, H, W, KH, KW, stride, pad, OH, OW,
-                                  cf, c * KH * KW)
+                _image_columns(xf, n, C, H, W, KH, KW, stride, pad, OH, OW, cf)
                 dT[:] = d[n].T
                 np.dot(cols, dT, part)
                 acc += part
@@ -729,10 +740,9 @@ def conv2d_backward_images(d, x, W, x_shape, stride, pad, need_dW, need_dx):
     W2 = np.ascontiguousarray(W.reshape(F, -1), dtype=d.dtype)
     nth = max(1, min(get_num_threads(), N))
     dW2T = np.empty((nth, W2.shape[1], F), dtype=d.dtype)
+    # unused inputs/outputs are empty arrays of the same type (the kernel reads C, H, W from dx)
     dx = np.empty((N if need_dx else 0, C, H, Wd), dtype=d.dtype)
     xin = np.ascontiguousarray(x) if need_dW else np.empty((0, C, H, Wd), dtype=d.dtype)
-    if not need_dx:  # the kernel reads C, H, W from dx's shape
-        dx = np.empty((0, C, H, Wd), dtype=d.dtype)
     _conv_backward_fused(d.reshape(N, F, -1), xin, W2, int(KH), int(KW), int(stride), int(pad),
                          bool(need_dW), bool(need_dx), dW2T, dx)
     dW = dW2T.sum(axis=0).T.reshape(W.shape) if need_dW else None
@@ -741,20 +751,16 @@ def conv2d_backward_images(d, x, W, x_shape, stride, pad, need_dW, need_dx):
 
 @njit(cache=True, parallel=True)
 def _matmul_rows(a, b, nth, out):
-    M = a.shape[0]
     for t in prange(nth):
-        i0 = t * M // nth
-        i1 = (t + 1) * M // nth
+        i0, i1 = _block(t, a.shape[0], nth)
         if i1 > i0:
             np.dot(a[i0:i1], b, out[i0:i1])
 
 
 @njit(cache=True, parallel=True)
 def _matmul_inner(aT, b, nth, parts):
-    K = aT.shape[0]
     for t in prange(nth):
-        k0 = t * K // nth
-        k1 = (t + 1) * K // nth
+        k0, k1 = _block(t, aT.shape[0], nth)
         if k1 > k0:
             np.dot(aT[k0:k1].T, b[k0:k1], parts[t])
         else:
