@@ -180,11 +180,12 @@ class Optimizer:
 
 
 def _fused_kernels(p: Parameter, *state: Any) -> Any:
-    """The CPU kernel module when it has the fused Adam update and every array is C-contiguous
-    with the parameter's dtype, else None (the NumPy/CuPy code below, the teaching text, runs).
-    (SGD's three in-place NumPy passes measured as fast as one fused pass: it has none.)"""
+    """The CPU kernel module when it has the fused updates (kernels/cpu.py section 9) and every
+    array is C-contiguous with the parameter's dtype, else None (the NumPy/CuPy code of the
+    optimizers, the teaching text, runs).  Small parameters keep the NumPy code too: a parallel
+    kernel launch costs more than their update (``K.FUSED_UPDATE_MIN_SIZE``)."""
     K = backend.kernels_for(p.data)
-    if not hasattr(K, "adam_update"):
+    if not hasattr(K, "adam_update") or p.data.size < K.FUSED_UPDATE_MIN_SIZE:
         return None
     arrays = (p.data, p.grad, *state)
     if all(a.flags.c_contiguous and a.dtype == p.data.dtype for a in arrays):
@@ -227,10 +228,18 @@ class SGD(Optimizer):
         lr, mu = self.lr, self.momentum
         bufs = self.state["momentum_buffer"]
         for i, p in enumerate(self.params):
+            first = mu != 0.0 and bufs[i] is None
+            if first:
+                bufs[i] = backend.array_module(p.data).empty_like(p.data)
+            buf = p.data if mu == 0.0 else bufs[i]  # without momentum the kernel ignores it
+            K = _fused_kernels(p, buf)
+            if K is not None:  # the same update, one fused Numba pass (kernels/cpu.py sec. 9)
+                K.sgd_update(p.data, p.grad, buf, lr, mu, self.weight_decay, first, self.nesterov)
+                continue
             g = self._regularised_grad(p, self.weight_decay)
             if mu != 0.0:
-                if bufs[i] is None:
-                    bufs[i] = g.copy()
+                if first:
+                    bufs[i][...] = g
                 else:
                     bufs[i] *= mu
                     bufs[i] += g

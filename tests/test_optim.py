@@ -298,14 +298,18 @@ def test_bad_hyperparameters_name_the_parameter():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind,hyper", [
     ("adam", dict(weight_decay=0.0)), ("adam", dict(betas=(0.8, 0.99), weight_decay=5e-4)),
-    ("sgd", dict(momentum=0.9, weight_decay=5e-4)),  # no fused kernel: both paths are NumPy's
+    ("sgd", dict(momentum=0.9, weight_decay=5e-4)), ("sgd", dict(momentum=0.0)),
+    ("sgd", dict(momentum=0.8, nesterov=True)),
 ])
-def test_fused_cpu_update_is_bit_equal_to_the_numpy_code(kind, hyper, dtype):
-    """The CPU's fused Numba Adam update (kernels/cpu.py section 9) gives exactly the parameters
-    and state of optim.py's NumPy code (which runs under the reference kernels), float32 included:
-    the same operations in the same order, the hyper-parameters in the parameter's dtype."""
+def test_fused_cpu_update_is_bit_equal_to_the_numpy_code(kind, hyper, dtype, monkeypatch):
+    """The CPU's fused Numba SGD and Adam updates (kernels/cpu.py section 9) give exactly the
+    parameters and state of optim.py's NumPy code (which runs under the reference kernels),
+    float32 included: the same operations in the same order, the hyper-parameters in the
+    parameter's dtype."""
     from pysnn_ref import backend
+    from pysnn_ref.kernels import cpu
 
+    monkeypatch.setattr(cpu, "FUSED_UPDATE_MIN_SIZE", 0)  # the test's parameters are small
     cls = SGD if kind == "sgd" else Adam
     results = []
     for kernels in ("numba", "reference"):
@@ -323,3 +327,18 @@ def test_fused_cpu_update_is_bit_equal_to_the_numpy_code(kind, hyper, dtype):
         assert (a is None) == (b is None)
         if a is not None:
             assert a.dtype == dtype and np.array_equal(a, b)
+
+
+def test_fused_update_only_for_large_contiguous_parameters():
+    """The fused kernels run for parameters of at least FUSED_UPDATE_MIN_SIZE entries that are
+    C-contiguous; smaller (or strided) ones keep the NumPy code (a launch costs more)."""
+    from pysnn_ref.kernels import cpu
+    from pysnn_ref.optim import _fused_kernels
+
+    n = cpu.FUSED_UPDATE_MIN_SIZE
+    big = Parameter("big", np.zeros(n, np.float32))
+    small = Parameter("small", np.zeros(n - 1, np.float32))
+    strided = Parameter("strided", np.zeros((n, 2), np.float32)[:, 0])
+    assert _fused_kernels(big, np.zeros(n, np.float32)) is cpu
+    assert _fused_kernels(small, np.zeros(n - 1, np.float32)) is None
+    assert _fused_kernels(strided, np.zeros(n, np.float32)) is None
