@@ -5,6 +5,8 @@ layers at T = 20, batch 64 (float32, hard reset, triangle surrogate), the best o
 
 * the separate kernels (``lif_forward`` then ``avgpool2d_forward``; ``avgpool2d_backward`` then
   ``lif_backward``) against the fused ones (``lif_avgpool_forward`` / ``lif_avgpool_backward``);
+* the backward summed over the steps (what a first layer with a static input needs): the fused
+  backward then ``.sum(axis=0)``, against ``lif_avgpool_backward_time_sum``;
 * allocating + filling a fresh 64 MB array against filling a reused one (the cost that
   :func:`pysnn_ref.kernels.cpu.keep_freed_memory` removes; its state is printed);
 * the conv net's Conv2d 16->32 (3x3, padding 1, 1280 images of 14x14): the fused im2col + GEMM
@@ -54,9 +56,15 @@ def _lif_pool_rows(T: int, B: int, C: int, H: int, W: int) -> list[str]:
     bwd = (best_ms(bwd_sep),
            best_ms(lambda: cpu.lif_avgpool_backward(dp, u, 0.5, 1.0, False, False, False, 0, 1.0,
                                                     H, W, 2)))
+    fused_sum = best_ms(lambda: cpu.lif_avgpool_backward(dp, u, 0.5, 1.0, False, False, False,
+                                                         0, 1.0, H, W, 2).sum(axis=0))
+    time_sum = best_ms(lambda: cpu.lif_avgpool_backward_time_sum(dp, u, 0.5, 1.0, False, False,
+                                                                 False, 0, 1.0, H, W, 2))
     name = f"LIF + AvgPool2d {C}x{H}x{W}"
     return [f"{name} forward:  separate {fwd[0]:7.2f} ms   fused {fwd[1]:7.2f} ms",
-            f"{name} backward: separate {bwd[0]:7.2f} ms   fused {bwd[1]:7.2f} ms"]
+            f"{name} backward: separate {bwd[0]:7.2f} ms   fused {bwd[1]:7.2f} ms",
+            f"{name} backward summed over T: fused + sum {fused_sum:7.2f} ms   "
+            f"time-sum kernel {time_sum:7.2f} ms"]
 
 
 @njit(cache=True, parallel=True)

@@ -269,6 +269,50 @@ def network_gradcheck_cases(device: str = "cpu", T: int = 4,
             rows.append((case, k, rel_error(to_numpy(p.grad), numeric[k])))
         rows.append((case, "x", rel_error(to_numpy(dx), numeric["x"])))
         net.to("cpu")
+    return rows + _static_input_network_rows(device, T, rng)
+
+
+def _static_input_network_rows(device: str, T: int, rng: np.random.Generator
+                               ) -> list[tuple[str, str, float]]:
+    """Direct encoding (one image broadcast over T steps) and no input gradient: the first
+    weight layer's gradient comes from the time sum that the LIF above hands down
+    (``nn.Sequential``'s time-summed backward), through LIF + pooling fused and a plain LIF."""
+    from . import nn
+    from .backend import get_backend, to_numpy
+    from .functional.loss import sdt_loss_backward, sdt_loss_forward
+
+    def lif():
+        return nn.LIF(lam=0.7, v_th=1.0, surrogate="sigmoid", smooth=True)
+
+    nets = {
+        "conv-LIF-avgpool-linear": nn.Sequential(
+            nn.Conv2d(2, 3, 3, padding=1, rng=rng, dtype=np.float64), lif(), nn.AvgPool2d(2),
+            nn.Flatten(), nn.Linear(3 * 2 * 2, 5, rng=rng, dtype=np.float64)),
+        "linear-LIF-linear": nn.Sequential(
+            nn.Flatten(), nn.Linear(2 * 4 * 4, 6, rng=rng, dtype=np.float64), lif(),
+            nn.Linear(6, 5, rng=rng, dtype=np.float64)),
+    }
+    x = np.broadcast_to(rng.normal(0.5, 1.0, (3, 2, 4, 4)), (T, 3, 2, 4, 4))
+    labels = rng.integers(0, 5, 3)
+    rows = []
+    be = get_backend(device)
+    for name, net in nets.items():
+        named = named_parameters(net)
+
+        def loss(net=net):
+            return sdt_loss_forward(net.forward(x), labels)[0]
+
+        numeric = {k: numerical_gradient(loss, p.data) for k, p in named.items()}
+        net.to(device)
+        net.zero_grad()
+        xd = be.asarray(x[0])
+        _, cache = sdt_loss_forward(net.forward(be.xp.broadcast_to(xd, x.shape)),
+                                    be.asarray(labels))
+        net.backward(sdt_loss_backward(cache), need_dx=False)
+        case = f"network {name} static input (time-summed backward) T={T}"
+        for k, p in named.items():
+            rows.append((case, k, rel_error(to_numpy(p.grad), numeric[k])))
+        net.to("cpu")
     return rows
 
 

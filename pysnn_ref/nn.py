@@ -55,8 +55,19 @@ from .functional.batchnorm import (
     chunk_moments,
     merge_moments,
 )
-from .functional.conv import Conv2dCache, conv2d_backward, conv2d_forward
-from .functional.linear import LinearCache, linear_backward, linear_forward
+from .functional.conv import (
+    Conv2dCache,
+    conv2d_backward,
+    conv2d_backward_time_sum,
+    conv2d_forward,
+)
+from .functional.linear import (
+    LinearCache,
+    is_time_broadcast,
+    linear_backward,
+    linear_backward_time_sum,
+    linear_forward,
+)
 from .functional.lstm import lstm_backward, lstm_forward, make_lstm_params
 from .functional.neuron import (
     LIFPoolCache,
@@ -245,6 +256,19 @@ class _WeightLayer(Module):
         if self.b is not None:
             self.b.grad += db
 
+    def has_static_input(self) -> bool:
+        """BPTT, after ``forward``: was the input time-broadcast (direct encoding)?  Then the
+        weight gradient reads only ``sum_t dout[t]`` (:meth:`backward_time_sum`)."""
+        cache = getattr(self, "_cache", None)
+        return cache is not None and is_time_broadcast(cache.x)
+
+    def backward_time_sum(self, ds: Any) -> None:
+        """BPTT with a static input: accumulate dW and db from ``ds = sum_t dout[t]`` alone
+        (no input gradient: that needs each step's ``dout``)."""
+        dW, db = self._bwd_time_sum(ds, self._cache)
+        self._accumulate(ds, dW, db)
+        self._cache = None
+
     def flow_begin(self, method: str, opts: dict) -> None:
         self._stats_pass = bool(opts.get("stats_pass", False))  # BN statistics: output only
         self._x_sum = None
@@ -334,6 +358,9 @@ class Linear(_WeightLayer):
     def _bwd(self, g, cache, need_dx):
         return linear_backward(g, cache, need_dx=need_dx)
 
+    def _bwd_time_sum(self, ds, cache):
+        return linear_backward_time_sum(ds, cache)
+
     def _make_cache(self, x):
         return LinearCache(x, self.W.data, self.b is not None)
 
@@ -378,6 +405,9 @@ class Conv2d(_WeightLayer):
 
     def _bwd(self, g, cache, need_dx):
         return conv2d_backward(g, cache, need_dx=need_dx)
+
+    def _bwd_time_sum(self, ds, cache):
+        return conv2d_backward_time_sum(ds, cache)
 
     def _make_cache(self, x):
         return Conv2dCache(x, self.W.data, self.b is not None, self.stride, self.padding)
@@ -725,11 +755,13 @@ class LIF(Module):
         self._rate = o.mean()  # stays on the device until read: no sync inside a step
         return o
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, need_dx=True, time_sum=False):
+        """dL/dI from dL/do (or dL/d(pooled spikes) when fused with the pooling above); with
+        ``time_sum``, its sum over the steps (for a weight layer below with a static input)."""
         if isinstance(self._cache, LIFPoolCache):
-            dI = lif_avgpool_backward(dy, self._cache)
+            dI = lif_avgpool_backward(dy, self._cache, time_sum=time_sum)
         else:
-            dI = lif_backward(dy, self._cache)
+            dI = lif_backward(dy, self._cache, time_sum=time_sum)
         self._cache = None
         return dI
 
@@ -796,6 +828,14 @@ class LIF(Module):
         return f"{kind}v_th={p.v_th:g}, reset={p.reset}, surrogate={p.surrogate})"
 
 
+def _sums_time(layer: Module, below: Module, below_needs_dx: bool) -> bool:
+    """BPTT backward: may ``layer`` (a LIF) hand ``below`` only the time sum of its input
+    gradient?  Yes when ``below`` is a weight layer whose forward input was time-broadcast and
+    whose own input gradient is not wanted."""
+    return (isinstance(layer, LIF) and isinstance(below, _WeightLayer) and not below_needs_dx
+            and below.has_static_input() and "backward" not in vars(layer))
+
+
 def _link_fusable(layers: list[Module]) -> None:
     """BPTT forward: tell every LIF directly followed by an AvgPool2d that it may run the pooling
     itself (one fused kernel, :func:`~pysnn_ref.functional.neuron.lif_avgpool_forward_p`, when
@@ -842,9 +882,15 @@ class Sequential(Module):
         return out
 
     def backward(self, dy, need_dx=True):
-        for layer, need in zip(reversed(self.layers), reversed(self._need_dx(need_dx)),
-                               strict=True):
-            dy = layer.backward(dy, need)
+        needs = self._need_dx(need_dx)
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            if i > 0 and _sums_time(layer, self.layers[i - 1], needs[i - 1]):
+                # the weight layer below reads only sum_t of this gradient (static input):
+                # the spiking layer hands over that sum and never forms the per-step tensor
+                self.layers[i - 1].backward_time_sum(layer.backward(dy, time_sum=True))
+                return None  # nothing below needs a gradient (needs[i - 1] is False)
+            dy = layer.backward(dy, needs[i])
             if dy is None:
                 return None
         return dy

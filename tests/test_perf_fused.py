@@ -133,3 +133,103 @@ def test_malloc_setting_is_opt_in():
     assert out["default"] == out[None] == "False"
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert out["heap"] == str(glibc)
+
+
+# --------------------------------------------------------------------------------------------
+# Time-summed BPTT backward (a weight layer with a static input below a LIF)
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("soft,smooth,detach,kind", [(False, False, False, 0),
+                                                     (True, False, True, 1),
+                                                     (False, True, False, 2),
+                                                     (True, False, False, 3),
+                                                     (False, False, True, 4)])
+def test_lif_backward_time_sum_kernels_equal_reference_sum(soft, smooth, detach, kind):
+    """kernels/cpu.py's ``*_time_sum`` kernels = the reference dI summed over the steps, for
+    every surrogate (each has its own vectorised branch), with blocks wider than BLOCK."""
+    rng = np.random.default_rng(kind)
+    T, lam, a = 6, 0.7, 0.9
+    I = rng.normal(0.8, 1.0, (T, cpu.BLOCK + 300))
+    do = rng.normal(size=I.shape)
+    _, u = reference.lif_forward(I, lam, 1.0, soft, smooth, kind, a)
+    dI_r = reference.lif_backward(do, u, lam, 1.0, soft, smooth, detach, kind, a)
+    dsum = cpu.lif_backward_time_sum(do, u, lam, 1.0, soft, smooth, detach, kind, a)
+    assert dsum.shape == (I.shape[1],) and rel_error(dsum, dI_r.sum(axis=0)) <= 1e-12
+    T, B, C, H, W, k = SHAPES[-1]
+    I = rng.normal(0.8, 1.0, (T, B, C, H, W))
+    dp = rng.normal(size=(T, B, C, H // k, W // k))
+    *_, dI_r, _ = _reference_lif_pool(I, dp, lam, soft, smooth, detach, kind, a, k)
+    _, u, _ = cpu.lif_avgpool_forward(I.reshape(T, -1), lam, 1.0, soft, smooth, kind, a, H, W, k)
+    dsum = cpu.lif_avgpool_backward_time_sum(dp.reshape(T, -1), u, lam, 1.0, soft, smooth,
+                                             detach, kind, a, H, W, k)
+    assert rel_error(dsum.reshape(I.shape[1:]), dI_r.sum(axis=0)) <= 1e-12
+
+
+def _count_time_sums(monkeypatch):
+    calls = []
+
+    def counting(name):
+        kernel = getattr(cpu, name)
+
+        def counted(*args):
+            calls.append(name)
+            return kernel(*args)
+        return counted
+
+    for name in ("lif_backward_time_sum", "lif_avgpool_backward_time_sum"):
+        monkeypatch.setattr(cpu, name, counting(name))
+    return calls
+
+
+@pytest.mark.parametrize("model", ["conv", "mlp"])
+def test_static_input_network_takes_the_time_sum(model, monkeypatch):
+    """Direct encoding, no input gradient: the LIF above the first weight layer hands down
+    sum_t dI (the fused LIF + pooling kernel for the conv net, the plain one for the MLP) and
+    every gradient equals the reference kernels' per-step run; with the input gradient asked
+    for, the per-step path runs and gives dx."""
+    rng = np.random.default_rng(4)
+    x = np.broadcast_to(rng.normal(0.8, 1.0, (2, 2, 7, 7)), (4, 2, 2, 7, 7))
+    dy = rng.normal(size=(4, 2, 4))
+
+    def build():
+        r = np.random.default_rng(3)
+        if model == "conv":
+            return _net(r, 2)
+        return nn.Sequential(nn.Flatten(), nn.Linear(98, 6, rng=r, dtype=np.float64),
+                             nn.LIF(lam=0.6), nn.Linear(6, 4, rng=r, dtype=np.float64))
+
+    calls = _count_time_sums(monkeypatch)
+    grads = {}
+    for kernels, need_dx in (("numba", False), ("reference", False), ("numba", True)):
+        net = build()
+        with backend.use_cpu_kernels(kernels):
+            net.forward(x)
+            dx = net.backward(dy, need_dx=need_dx)
+        assert (dx is None) == (not need_dx)
+        grads[kernels, need_dx] = [p.grad for p in net.parameters()]
+        expected = 1 if (kernels, need_dx) == ("numba", False) else 0
+        assert len(calls) == expected, (kernels, need_dx, calls)
+        calls.clear()
+        assert all(layer._cache is None for layer in net.layers
+                   if isinstance(layer, (nn.LIF, nn.Linear, nn.Conv2d)))
+    for other in (("reference", False), ("numba", True)):
+        for g, g_r in zip(grads["numba", False], grads[other], strict=True):
+            assert rel_error(g, g_r) <= 1e-12
+
+
+def test_time_sum_backward_needs_a_static_input():
+    from pysnn_ref.functional.conv import conv2d_backward_time_sum, conv2d_forward
+    from pysnn_ref.functional.linear import linear_backward_time_sum, linear_forward
+
+    rng = np.random.default_rng(0)
+    _, cache = linear_forward(rng.normal(size=(3, 2, 5)), rng.normal(size=(4, 5)), None)
+    with pytest.raises(ValueError, match="^cache.x must be a time-broadcast"):
+        linear_backward_time_sum(np.zeros((2, 4)), cache)
+    _, cache = conv2d_forward(rng.normal(size=(3, 2, 1, 5, 5)), rng.normal(size=(4, 1, 3, 3)),
+                              None)
+    with pytest.raises(ValueError, match="^cache.x must be a time-broadcast"):
+        conv2d_backward_time_sum(np.zeros((2, 4, 3, 3)), cache)
+    x = np.broadcast_to(rng.normal(size=(2, 5)), (3, 2, 5))
+    _, cache = linear_forward(x, rng.normal(size=(4, 5)), None)
+    with pytest.raises(ValueError, match="^ds must have shape"):
+        linear_backward_time_sum(np.zeros((3, 4)), cache)

@@ -209,7 +209,6 @@ def conv2d_backward(dout: Any, cache: Conv2dCache, need_dx: bool = True
     ``dx`` stays the exact per-step gradient (``col2im(W^T dout[t])`` differs from step to step).
     """
     x, W, has_bias, s, p = cache
-    xp = backend.array_module(x)
     check_float_array("dout", dout)
     F = W.shape[0]
     OH = conv_out_size(x.shape[-2], W.shape[2], s, p)
@@ -219,9 +218,7 @@ def conv2d_backward(dout: Any, cache: Conv2dCache, need_dx: bool = True
         dout = dout.astype(x.dtype)
     d4 = _images(dout)
     if is_time_broadcast(x):
-        x0 = xp.ascontiguousarray(x[0])
-        dW, db, _ = _backward_images(xp.ascontiguousarray(dout.sum(axis=0)), x0, W, x0.shape,
-                                     s, p, need_dW=True, need_dx=False)
+        dW, db = conv2d_backward_time_sum(dout.sum(axis=0), cache)
         dx = None
         if need_dx:
             _, _, dx = _backward_images(d4, None, W, (d4.shape[0], *x.shape[2:]), s, p,
@@ -232,3 +229,22 @@ def conv2d_backward(dout: Any, cache: Conv2dCache, need_dx: bool = True
     if dx is not None:
         dx = dx.reshape(x.shape)
     return dx, dW, (db if has_bias else None)
+
+
+def conv2d_backward_time_sum(ds: Any, cache: Conv2dCache) -> tuple[Any, Any | None]:
+    """``(dW, db)`` of a time-broadcast (static) input from ``ds = sum_t dout[t]`` alone
+    (B images instead of T*B), as :func:`pysnn_ref.functional.linear.linear_backward_time_sum`;
+    :func:`conv2d_backward` uses it.  No ``dx``: that needs each step."""
+    x, W, has_bias, s, p = cache
+    if not is_time_broadcast(x):
+        raise ValueError("cache.x must be a time-broadcast input (axis 0 of stride 0)")
+    xp = backend.array_module(x)
+    check_float_array("ds", ds)
+    F = W.shape[0]
+    OH = conv_out_size(x.shape[-2], W.shape[2], s, p)
+    OW = conv_out_size(x.shape[-1], W.shape[3], s, p)
+    check_same_shape("ds", ds, (*x.shape[1:-3], F, OH, OW))
+    x0 = xp.ascontiguousarray(x[0])
+    dW, db, _ = _backward_images(xp.ascontiguousarray(ds, dtype=x.dtype), x0, W, x0.shape, s, p,
+                                 need_dW=True, need_dx=False)
+    return dW, (db if has_bias else None)

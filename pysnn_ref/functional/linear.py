@@ -111,14 +111,27 @@ def linear_backward(dout: Any, cache: LinearCache, need_dx: bool = True
         dout = dout.astype(x.dtype)
     F = W.shape[0]
     if is_time_broadcast(x):
-        xs = x[0].reshape(-1, x.shape[-1])
-        ds = dout.sum(axis=0).reshape(-1, F)
+        dW, db = linear_backward_time_sum(dout.sum(axis=0), cache)
     else:
-        xs = x.reshape(-1, x.shape[-1])
         ds = dout.reshape(-1, F)
-    dW = _gemm(ds.T, xs)
-    db = ds.sum(axis=0) if has_bias else None
+        dW = _gemm(ds.T, x.reshape(-1, x.shape[-1]))
+        db = ds.sum(axis=0) if has_bias else None
     dx = None
     if need_dx:
         dx = _gemm(dout.reshape(-1, F), W).reshape(x.shape)
     return dx, dW, db
+
+
+def linear_backward_time_sum(ds: Any, cache: LinearCache) -> tuple[Any, Any | None]:
+    """``(dW, db)`` of a time-broadcast (static) input from ``ds = sum_t dout[t]`` alone:
+    ``dW = ds^T x[0]``, ``db = sum of ds`` over its rows.  :func:`linear_backward` uses it; a
+    caller that already has the time sum (``nn.Sequential`` from the spiking layer above, which
+    then never forms the per-step ``dout``) calls it directly.  No ``dx``: that needs each step."""
+    x, W, has_bias = cache
+    if not is_time_broadcast(x):
+        raise ValueError("cache.x must be a time-broadcast input (axis 0 of stride 0)")
+    check_float_array("ds", ds, min_ndim=1)
+    check_same_shape("ds", ds, (*x.shape[1:-1], W.shape[0]))
+    ds2 = ds.reshape(-1, W.shape[0])
+    dW = _gemm(ds2.T, x[0].reshape(-1, x.shape[-1]))
+    return dW, (ds2.sum(axis=0) if has_bias else None)

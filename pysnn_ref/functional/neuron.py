@@ -99,17 +99,31 @@ def lif_forward_p(I: Any, p: NeuronParams) -> tuple[Any, LIFCache]:
     return o.reshape(I.shape), LIFCache(u.reshape(I.shape), p)
 
 
-def lif_backward(do: Any, cache: LIFCache) -> Any:
-    """Exact BPTT through the neuron: ``dI`` from ``do`` = dL/do (shaped like the spikes)."""
+def _time_summed(K: Any, name: str, time_sum: bool, u: Any, *args: Any) -> Any:
+    """Run kernel ``name`` of ``K`` on ``(*args)``: dI (T, N) reshaped like ``u``, or with
+    ``time_sum`` its sum over the steps, ``u.shape[1:]`` -- from the kernel set's own
+    ``<name>_time_sum`` (the CPU's: dI is never written) where it has one."""
+    fused = getattr(K, name + "_time_sum", None) if time_sum else None
+    if fused is not None:
+        return fused(*args).reshape(u.shape[1:])
+    dI = getattr(K, name)(*args).reshape(u.shape)
+    return dI.sum(axis=0) if time_sum else dI
+
+
+def lif_backward(do: Any, cache: LIFCache, time_sum: bool = False) -> Any:
+    """Exact BPTT through the neuron: ``dI`` from ``do`` = dL/do (shaped like the spikes).
+
+    ``time_sum=True`` returns ``sum_t dI[t]`` instead (shape ``u.shape[1:]``): all that a layer
+    below with a time-broadcast input needs (:func:`pysnn_ref.functional.linear.linear_backward`
+    of a static input reads only ``sum_t dout[t]``)."""
     u, p = cache
     check_time_major("do", do)
     if tuple(do.shape) != tuple(u.shape):
         raise ValueError(f"do must have shape {tuple(u.shape)}, got {tuple(do.shape)}")
     T = u.shape[0]
-    K = backend.kernels_for(u)
-    dI = K.lif_backward(do.reshape(T, -1), u.reshape(T, -1), p.lam, p.v_th, p.soft, p.smooth,
-                        p.detach_reset, p.surrogate.kind, p.surrogate.a)
-    return dI.reshape(u.shape)
+    return _time_summed(backend.kernels_for(u), "lif_backward", time_sum, u, do.reshape(T, -1),
+                        u.reshape(T, -1), p.lam, p.v_th, p.soft, p.smooth, p.detach_reset,
+                        p.surrogate.kind, p.surrogate.a)
 
 
 class LIFPoolCache(NamedTuple):
@@ -149,16 +163,16 @@ def lif_avgpool_forward_p(I: Any, p: NeuronParams, kernel_size: int) -> tuple[An
             LIFPoolCache(u.reshape(I.shape), p, k, n))
 
 
-def lif_avgpool_backward(dp: Any, cache: LIFPoolCache) -> Any:
+def lif_avgpool_backward(dp: Any, cache: LIFPoolCache, time_sum: bool = False) -> Any:
     """BPTT through :func:`lif_avgpool_forward_p`: ``dI`` from ``dp`` = dL/d(pooled spikes);
-    the pooling backward (dL/do = dp / k^2 over each window) happens inside the recurrence."""
+    the pooling backward (dL/do = dp / k^2 over each window) happens inside the recurrence.
+    ``time_sum=True`` returns ``sum_t dI[t]``, as :func:`lif_backward`."""
     u, p, k, _ = cache
     H, W = u.shape[-2:]
     shape = (*u.shape[:-2], H // k, W // k)
     if tuple(dp.shape) != shape:
         raise ValueError(f"dp must have shape {shape}, got {tuple(dp.shape)}")
     T = u.shape[0]
-    K = backend.kernels_for(u)
-    dI = K.lif_avgpool_backward(dp.reshape(T, -1), u.reshape(T, -1), p.lam, p.v_th, p.soft,
-                                p.smooth, p.detach_reset, p.surrogate.kind, p.surrogate.a, H, W, k)
-    return dI.reshape(u.shape)
+    return _time_summed(backend.kernels_for(u), "lif_avgpool_backward", time_sum, u,
+                        dp.reshape(T, -1), u.reshape(T, -1), p.lam, p.v_th, p.soft, p.smooth,
+                        p.detach_reset, p.surrogate.kind, p.surrogate.a, H, W, k)
