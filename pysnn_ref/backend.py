@@ -86,39 +86,62 @@ class Backend:
         return end - start
 
 
-def _prefer_passive_openmp() -> None:
-    """Make Numba's idle OpenMP workers sleep instead of spin.
-
-    The CPU kernels alternate with BLAS calls.  GNU OpenMP's default keeps idle workers spinning
-    for milliseconds after a parallel region, stealing the cores from the BLAS call that runs
-    next (measured on 2 cores: im2col + GEMM 2.1 s instead of 0.3 s).  The setting must be made
-    before the OpenMP runtime loads (Numba loads it at the first parallel launch), so it is made
-    when ``pysnn_ref`` is imported; an explicit user setting wins.  If Numba's OpenMP layer is
-    already running, it comes too late, and a warning says how to fix it.
-    """
-    import os
-
-    if "OMP_WAIT_POLICY" in os.environ:
-        return
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+def _openmp_started() -> bool:
+    """Whether Numba's OpenMP threading layer is already running (its wait policy is then
+    fixed for the life of the process)."""
     try:
         import numba
         from numba.np.ufunc import parallel as _parallel
 
-        late = bool(getattr(_parallel, "_is_initialized", False)) and \
+        return bool(getattr(_parallel, "_is_initialized", False)) and \
             numba.threading_layer() == "omp"
     except (ImportError, ValueError):
-        late = False
-    if late:
+        return False
+
+
+def _openmp_wait_policy(blas_threads: int) -> None:
+    """Make Numba's idle OpenMP workers sleep (``OMP_WAIT_POLICY=PASSIVE``) when BLAS runs more
+    than one thread of its own; leave GNU OpenMP's default otherwise.
+
+    The CPU kernels alternate with BLAS calls.  GNU OpenMP's default keeps an idle worker
+    spinning for a while after each parallel region (then it sleeps).  With a multi-threaded
+    BLAS that spinning worker steals a core from the BLAS call that runs next (measured on 2
+    cores: im2col + GEMM 2.1 s instead of 0.3 s), so PASSIVE is set.  With one BLAS thread (the
+    library's default, ``blas_threads == 1``) the BLAS call runs on the main thread and the
+    spinning worker takes nothing from it, while a sleeping one must be woken by the kernel at
+    every one of the step's ~100 parallel launches: measured on a 2-core Xeon (T = 20, B = 64),
+    the MLP's bptt step 4.1-4.3 ms with the default against 5.6-5.7 ms with PASSIVE, so the
+    default is kept.  The policy is read when the OpenMP runtime loads (Numba loads it at the
+    first parallel launch); an explicit user setting always wins, and a call after the runtime
+    started warns how to fix it.
+    """
+    import os
+
+    if blas_threads == 1 or "OMP_WAIT_POLICY" in os.environ:
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    if _openmp_started():
         import warnings
 
-        warnings.warn("numba's OpenMP threads started before pysnn_ref was imported, so their "
-                      "busy-waiting will slow the BLAS calls between kernels; set "
-                      "OMP_WAIT_POLICY=PASSIVE in the environment, or import pysnn_ref first",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn("numba's OpenMP threads started before BLAS was given more than one "
+                      "thread, so their busy-waiting will slow the BLAS calls between kernels; "
+                      "set OMP_WAIT_POLICY=PASSIVE in the environment (or PYSNN_BLAS_THREADS "
+                      "before importing pysnn_ref)", RuntimeWarning, stacklevel=3)
 
 
-_prefer_passive_openmp()
+def _env_blas_threads() -> int:
+    """``PYSNN_BLAS_THREADS`` (default 1; 0 = leave BLAS alone) as an int."""
+    import os
+
+    env = os.environ.get("PYSNN_BLAS_THREADS", "1")
+    try:
+        return int(env)
+    except ValueError:
+        raise ValueError(f"PYSNN_BLAS_THREADS must be an integer, got {env!r}") from None
+
+
+with contextlib.suppress(ValueError):  # a bad value is reported at the first CPU kernel use
+    _openmp_wait_policy(_env_blas_threads())
 
 
 def set_blas_threads(n: int) -> None:
@@ -133,6 +156,7 @@ def set_blas_threads(n: int) -> None:
     """
     global _blas_configured
     _blas_configured = True
+    _openmp_wait_policy(n)
     if n <= 0:
         return
     try:
@@ -144,14 +168,7 @@ def set_blas_threads(n: int) -> None:
 
 def _configure_cpu_threads() -> None:
     if not _blas_configured:
-        import os
-
-        env = os.environ.get("PYSNN_BLAS_THREADS", "1")
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"PYSNN_BLAS_THREADS must be an integer, got {env!r}") from None
-        set_blas_threads(n)
+        set_blas_threads(_env_blas_threads())
 
 
 def _cpu_kernels() -> ModuleType:

@@ -7,8 +7,9 @@ layers at T = 20, batch 64 (float32, hard reset, triangle surrogate), the best o
   ``lif_backward``) against the fused ones (``lif_avgpool_forward`` / ``lif_avgpool_backward``);
 * the backward summed over the steps (what a first layer with a static input needs): the fused
   backward then ``.sum(axis=0)``, against ``lif_avgpool_backward_time_sum``;
-* allocating + filling a fresh 64 MB array against filling a reused one (the cost that
-  :func:`pysnn_ref.kernels.cpu.keep_freed_memory` removes; its state is printed);
+* allocating + filling a fresh 64 MB array against filling a reused one (the page faults of a
+  fresh mapping; :func:`pysnn_ref.kernels.cpu.tune_malloc` keeps arrays of up to 32 MiB on the
+  heap, and whether it is applied is printed);
 * the conv net's Conv2d 16->32 (3x3, padding 1, 1280 images of 14x14): the fused im2col + GEMM
   kernels (``conv2d_forward_images`` / ``conv2d_backward_images``) against their three GEMMs
   alone, the same per-image ``np.dot`` calls on columns computed beforehand -- the GEMM bound.
@@ -103,7 +104,7 @@ def _conv_rows(N: int = 1280) -> list[str]:
 
 
 def main() -> int:
-    print(f"T=20 B=64 float32; keep_freed_memory applied: {cpu.MALLOC_TUNED}")
+    print(f"T=20 B=64 float32; tune_malloc applied: {cpu.MALLOC_TUNED}")
     for C, H in ((16, 28), (32, 14)):
         for line in _lif_pool_rows(20, 64, C, H, H):
             print(line)

@@ -114,9 +114,10 @@ def test_wrapped_lif_forward_is_not_fused():
     assert seen[0].shape == (3, 2, 3, 7, 7) and set(np.unique(seen[0])) <= {0.0, 1.0}
 
 
-def test_malloc_setting_is_opt_in():
-    """keep_freed_memory runs at the import of kernels.cpu only with PYSNN_MALLOC=heap (glibc);
-    unset or PYSNN_MALLOC=default leaves malloc alone (it is process-wide, see its docstring)."""
+def test_malloc_setting_is_on_unless_default():
+    """tune_malloc runs at the import of kernels.cpu (glibc) when PYSNN_MALLOC is unset or
+    "bounded", and not with PYSNN_MALLOC=default; the mmap threshold stays at glibc's own
+    adaptive maximum (32 MiB), below the trim threshold."""
     import os
     import platform
     import subprocess
@@ -124,15 +125,16 @@ def test_malloc_setting_is_opt_in():
 
     code = "from pysnn_ref.kernels import cpu; print(cpu.MALLOC_TUNED)"
     out = {}
-    for value in ("heap", "default", None):
+    for value in ("bounded", "default", None):
         env = {k: v for k, v in os.environ.items() if k != "PYSNN_MALLOC"}
         if value is not None:
             env["PYSNN_MALLOC"] = value
         out[value] = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                                     text=True, check=True).stdout.strip()
-    assert out["default"] == out[None] == "False"
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
-    assert out["heap"] == str(glibc)
+    assert out["default"] == "False"
+    assert out["bounded"] == out[None] == str(glibc)
+    assert cpu.MMAP_THRESHOLD_BYTES == 32 << 20 < cpu.TRIM_THRESHOLD_BYTES
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,3 +235,28 @@ def test_time_sum_backward_needs_a_static_input():
     _, cache = linear_forward(x, rng.normal(size=(4, 5)), None)
     with pytest.raises(ValueError, match="^ds must have shape"):
         linear_backward_time_sum(np.zeros((3, 4)), cache)
+
+
+def test_openmp_wait_policy_follows_blas_threads():
+    """With one BLAS thread (the default) GNU OpenMP's own wait policy is kept; with more BLAS
+    threads (or BLAS left alone, 0) Numba's idle workers are made to sleep (PASSIVE), through the
+    environment variable or a later set_blas_threads call; an explicit user setting wins."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, pysnn_ref.backend as b; a = os.environ.get('OMP_WAIT_POLICY'); "
+            "b.set_blas_threads(int(os.environ.get('LATER', '1'))); "
+            "print(a, os.environ.get('OMP_WAIT_POLICY'))")
+
+    def run(**env):
+        base = {k: v for k, v in os.environ.items()
+                if k not in ("OMP_WAIT_POLICY", "PYSNN_BLAS_THREADS")}
+        return subprocess.run([sys.executable, "-c", code], env={**base, **env},
+                              capture_output=True, text=True, check=True).stdout.split()
+
+    assert run() == ["None", "None"]
+    assert run(PYSNN_BLAS_THREADS="2") == ["PASSIVE", "PASSIVE"]
+    assert run(PYSNN_BLAS_THREADS="0") == ["PASSIVE", "PASSIVE"]
+    assert run(LATER="2") == ["None", "PASSIVE"]
+    assert run(PYSNN_BLAS_THREADS="2", OMP_WAIT_POLICY="ACTIVE") == ["ACTIVE", "ACTIVE"]

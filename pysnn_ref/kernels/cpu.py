@@ -23,35 +23,40 @@ from numba import get_num_threads, njit, prange, uintp
 
 from . import reference as _ref
 
+#: glibc's ``mallopt`` parameters (<malloc.h>) and the values :func:`tune_malloc` sets
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES = 32 << 20, 256 << 20
 
-def keep_freed_memory() -> bool:
-    """Let glibc's malloc serve large arrays from its heap instead of fresh ``mmap`` pages.
 
-    A BPTT step allocates and frees tens of (T*B, C, H, W) arrays of 10-100 MB.  By default
-    glibc maps every block above 32 MB freshly and unmaps it when freed, so each new array
-    starts with one page fault and one kernel page-zeroing per 4 KiB page: measured here,
-    ``np.empty`` + ``fill`` of 64 MB took 16.1 ms against 4.7 ms for the fill of a reused
-    array (6.6 ms with this setting).  ``M_MMAP_MAX = 0`` keeps large blocks on the heap and
-    ``M_TRIM_THRESHOLD = 1 GiB`` keeps freed heap memory for the next step.
+def tune_malloc() -> bool:
+    """Keep freed arrays of up to 32 MiB on glibc's heap for the next training step.
 
-    **Opt-in** (``PYSNN_MALLOC=heap``, read when this module is imported; glibc only): the
-    setting is process-wide, and a heap that never unmaps can fragment.  Measured here with
-    PyTorch's profiler in the same process (``bench --vs-torch`` at T = 40, conv net): 14.6 GB
-    resident instead of 2.0 GB, and at T = 80 the kernel's OOM killer ended the run.  It also
-    makes every other library in the process faster or slower (PyTorch's T = 40 step there:
-    1.5 s instead of 6.4 s).  Returns whether it was applied.
-    """
-    if os.environ.get("PYSNN_MALLOC", "default") != "heap" or not sys.platform.startswith("linux"):
+    A step allocates and frees the same arrays every time.  glibc's default adapts its two
+    thresholds as blocks are freed (the mmap threshold rises to the last freed mapped block, up to
+    32 MiB, and the heap is trimmed once 2x that is free at its top), so with the allocation
+    pattern of a step, or of two methods timed in turn, the heap is given back and every new array
+    starts again with page faults and the kernel zeroing each 4 KiB page.  Fixed thresholds stop
+    that: blocks up to ``MMAP_THRESHOLD_BYTES`` (glibc's own adaptive maximum) come from the heap,
+    and it is trimmed only above ``TRIM_THRESHOLD_BYTES`` free.  Measured (2-core Xeon, T = 20,
+    B = 64, bptt and ssf timed in turn): the MLP's bptt step 6.9 -> 4.2 ms, the conv net's 110-116
+    -> 95-98 ms; peak resident memory of ``bench --vs-torch`` at T = 40 1.83 -> 2.01 GB.
+
+    On by default; ``PYSNN_MALLOC=default`` (read at this module's import) leaves glibc alone.
+    (An earlier setting, ``M_MMAP_MAX = 0``, put blocks of every size on the heap: with PyTorch in
+    the same process it fragmented to 14.6 GB resident and was dropped; a 128 MiB threshold
+    measured no faster than 32 MiB.)  glibc only; returns whether it was applied."""
+    if os.environ.get("PYSNN_MALLOC", "bounded") == "default" \
+            or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc <malloc.h>
-        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and \
+            bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
     except (OSError, AttributeError):
         return False
 
 
-MALLOC_TUNED = keep_freed_memory()
+MALLOC_TUNED = tune_malloc()
 
 # --------------------------------------------------------------------------------------------
 # 1. Surrogate functions (compiled from the reference module's scalar definitions).
