@@ -65,6 +65,7 @@ from .bench_measure import (
     blas_threads,
     build_model,
     default_input_shape,
+    omp_wait_policy,
     run_benchmark,
     set_threads,
     thread_count,
@@ -201,7 +202,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     print(f"pysnn_ref bench: model={args.model} input={shape} classes={args.classes} "
           f"batch={args.batch_size} device={args.device} dtype={args.dtype} loss={args.loss} "
           f"encoder={args.encoder} threads={thread_count()} blas_threads={blas_threads()} "
-          f"warmup={args.warmup} "
+          f"OMP_WAIT_POLICY={omp_wait_policy()} warmup={args.warmup} "
           f"repeats={args.repeats} (times: medians)", flush=True)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     records = run_benchmark(args, log)

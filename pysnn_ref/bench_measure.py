@@ -30,7 +30,8 @@ BENCH_ONLY_MODELS = ("convnet",)
 SMALL_INPUT_MODELS = ("mlp", "convnet", "lenet")
 
 FIELDS = ("model", "method", "T", "batch", "device", "dtype", "loss", "encoder", "input_shape",
-          "classes", "threads", "blas_threads", "repeats", "warmup", "forward_s", "backward_s",
+          "classes", "threads", "blas_threads", "omp_wait_policy", "repeats", "warmup",
+          "forward_s", "backward_s",
           "optimizer_s", "step_s", "step_min_s", "first_step_s", "compile_s", "peak_mem_bytes",
           "mem_method", "firing_rate", "time_chunk", "backward_speedup_vs_bptt",
           "step_speedup_vs_bptt", "bptt_over_torch", "grad_max_rel_diff", "grad_worst_param",
@@ -114,10 +115,21 @@ def thread_count() -> int:
     """Threads of Numba's kernels (BLAS's count is :func:`blas_threads`)."""
     from . import backend
 
-    backend.get_backend("cpu")  # the library's thread policy first (passive OpenMP, BLAS)
+    backend.get_backend("cpu")  # the library's thread policy first (OpenMP wait policy, BLAS)
     import numba
 
     return int(numba.get_num_threads())
+
+
+def omp_wait_policy() -> str:
+    """``OMP_WAIT_POLICY`` as the OpenMP runtimes of this process read it ("default" if unset).
+
+    It is process-wide: it applies to PyTorch's OpenMP threads as much as to Numba's, and
+    PASSIVE made PyTorch's MLP step 2.6x slower on a 2-core Xeon (22.9 -> 60.3 ms, T = 20), so
+    ``bench`` records it with every run (see :func:`pysnn_ref.backend._openmp_wait_policy`)."""
+    import os
+
+    return os.environ.get("OMP_WAIT_POLICY", "default")
 
 
 def blas_threads() -> int | None:
@@ -464,7 +476,8 @@ def run_benchmark(args: argparse.Namespace, log: Callable[[str], None] = print
     common = {"model": args.model, "batch": args.batch_size, "device": args.device,
               "dtype": args.dtype, "loss": args.loss, "encoder": args.encoder,
               "input_shape": list(args.input_shape), "classes": args.classes,
-              "threads": threads, "blas_threads": blas_threads(), "repeats": args.repeats,
+              "threads": threads, "blas_threads": blas_threads(),
+              "omp_wait_policy": omp_wait_policy(), "repeats": args.repeats,
               "warmup": args.warmup}
     records: list[dict[str, Any]] = []
     for T in args.T:

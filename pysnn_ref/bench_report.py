@@ -78,7 +78,8 @@ def format_markdown(records: list[dict[str, Any]], command: str,
     lines = [f"Command: `{command}`", "",
              f"Environment: {platform.machine()}, {os.cpu_count()} CPUs; ours: "
              f"{records[0]['threads']} Numba threads, {records[0]['blas_threads']} BLAS "
-             f"thread(s); Python {platform.python_version()}, NumPy {np.__version__}, "
+             f"thread(s), OMP_WAIT_POLICY {records[0].get('omp_wait_policy', 'default')}; "
+             f"Python {platform.python_version()}, NumPy {np.__version__}, "
              f"Numba {numba.__version__}"
              + (f"; PyTorch {_torch_version()} with torch.set_num_threads("
                 f"{records[0]['threads']})" if any(r['method'] == 'torch' for r in records)

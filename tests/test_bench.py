@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -43,6 +44,7 @@ def test_tiny_run_writes_records_csv_and_plots(model, tmp_path, capsys):
             assert f in r, f
         assert r["model"] == model and r["batch"] == 4 and r["device"] == "cpu"
         assert r["dtype"] == "float32"
+        assert r["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "default")
         if extra:
             assert r["threads"] == 1 and r["blas_threads"] in (1, None)
         for f in ("forward_s", "backward_s", "optimizer_s", "step_s", "first_step_s"):
