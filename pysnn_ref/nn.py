@@ -748,7 +748,7 @@ class LIF(Module):
             # LIF + the AvgPool2d above in one kernel: the spikes are pooled in the kernel and
             # never stored; the pool layer passes this output (and later its gradient) through
             y, self._cache = lif_avgpool_forward_p(x, self.p, pool.k)
-            self._rate = self._cache.spikes / self._cache.u.size
+            self._rate = self._cache.spikes / x.size
             pool._fused_out = y
             return y
         o, self._cache = lif_forward_p(x, self.p)

@@ -72,17 +72,26 @@ def test_T1_and_flows_kernel_equal_reference():
 @pytest.mark.parametrize("smooth", [False, True])
 def test_time_broadcast_current_equals_materialised(smooth):
     """A static current (stride-0 time axis, direct encoding) is read as one row by the Numba
-    kernels, not copied T times; results equal those of the materialised current exactly."""
+    kernels, not copied T times, and the membrane is not stored (the forward hands back the
+    current's row; the backward recomputes u from it); spikes and gradients equal those of the
+    materialised current exactly."""
     rng = np.random.default_rng(5)
     I0 = rng.normal(0.6, 1.0, 4100).astype(np.float32)  # > one BLOCK of neurons
     Ib = np.broadcast_to(I0, (7, I0.size))
     I = np.ascontiguousarray(Ib)
+    do = rng.normal(size=I.shape).astype(np.float32)
     for soft in (False, True):
         o1, u1 = cpu.lif_forward(Ib, 0.6, 1.0, soft, smooth, 1, 1.0)
         o2, u2 = cpu.lif_forward(I, 0.6, 1.0, soft, smooth, 1, 1.0)
-        assert np.array_equal(o1, o2) and np.array_equal(u1, u2)
+        assert np.array_equal(o1, o2) and u1.shape == (1, I0.size) and np.array_equal(u1[0], I0)
         o3, u3 = reference.lif_forward(I.astype(np.float64), 0.6, 1.0, soft, smooth, 1, 1.0)
-        assert np.allclose(u1, u3, atol=1e-5) and np.allclose(o1, o3, atol=1e-5)
+        assert np.allclose(u2, u3, atol=1e-5) and np.allclose(o1, o3, atol=1e-5)
+        for detach in (False, True):
+            args = (0.6, 1.0, soft, smooth, detach, 1, 1.0)
+            assert np.array_equal(cpu.lif_backward(do, u1, *args),
+                                  cpu.lif_backward(do, u2, *args))
+            assert np.array_equal(cpu.lif_backward_time_sum(do, u1, *args),
+                                  cpu.lif_backward_time_sum(do, u2, *args))
         sums = []
         for Ic in (Ib, I):
             st = [np.zeros(I0.size, np.float32) for _ in range(4)]

@@ -70,6 +70,51 @@ def test_lif_avgpool_static_input_float32():
     np.testing.assert_array_equal(dI.reshape(I.shape), dI_r)
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("soft,smooth,detach,kind", [(False, False, False, 0),
+                                                     (True, False, True, 1),
+                                                     (False, True, False, 2),
+                                                     (True, True, False, 3),
+                                                     (False, False, True, 4)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lif_avgpool_static_input_recomputes_the_membrane(shape, soft, smooth, detach, kind,
+                                                          dtype):
+    """A time-broadcast current is not stored as T membrane rows: the forward returns its one
+    row, and the backward (per step and summed over T) recomputes u from it -- bit-equal to the
+    run on the same current materialised T times, where u is stored."""
+    T, B, C, H, W, k = shape
+    rng = np.random.default_rng(sum(shape) + 10 * kind)
+    I0 = rng.normal(0.8, 1.0, (B, C, H, W)).astype(dtype)
+    I = np.broadcast_to(I0, (T, *I0.shape)).reshape(T, -1)
+    dp = rng.normal(size=(T, B * C * (H // k) * (W // k))).astype(dtype)
+    args = (0.7, 1.0, soft, smooth, kind, 0.9)
+    pooled_s, u_s, n_s = cpu.lif_avgpool_forward(np.ascontiguousarray(I), *args, H, W, k)
+    pooled, u, n = cpu.lif_avgpool_forward(I, *args, H, W, k)
+    assert u.shape == (1, I.shape[1]) and u_s.shape == I.shape
+    np.testing.assert_array_equal(u[0], I0.reshape(-1))
+    np.testing.assert_array_equal(pooled, pooled_s)
+    assert n == n_s and 0 < n < I.size
+    bargs = (0.7, 1.0, soft, smooth, detach, kind, 0.9, H, W, k)
+    dI = cpu.lif_avgpool_backward(dp, u, *bargs)
+    np.testing.assert_array_equal(dI, cpu.lif_avgpool_backward(dp, u_s, *bargs))
+    dI_sum = cpu.lif_avgpool_backward_time_sum(dp, u, *bargs)
+    np.testing.assert_array_equal(dI_sum, cpu.lif_avgpool_backward_time_sum(dp, u_s, *bargs))
+
+
+def test_static_input_layer_keeps_one_step_of_current():
+    """In a network, the fused LIF above a static-input conv keeps (1, B, C, H, W) in its cache,
+    not the (T, ...) membrane, and the shape check of the backward still applies."""
+    from pysnn_ref.functional.neuron import lif_avgpool_backward
+
+    net = _net(np.random.default_rng(3), 2)
+    x = np.broadcast_to(np.random.default_rng(4).normal(0.8, 1.0, (2, 2, 7, 7)), (6, 2, 2, 7, 7))
+    net.forward(x)
+    cache = net.layers[1]._cache
+    assert cache.u.shape == (1, 2, 3, 7, 7) and cache.T == 6
+    with pytest.raises(ValueError, match=r"dp must have shape \(6, 2, 3, 3, 3\)"):
+        lif_avgpool_backward(np.zeros((5, 2, 3, 3, 3)), cache)
+
+
 def _net(rng, k, stride=None):
     return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, rng=rng, dtype=np.float64),
                          nn.LIF(lam=0.6, v_th=1.0), nn.AvgPool2d(k, stride), nn.Flatten(),
@@ -165,6 +210,29 @@ def test_lif_backward_time_sum_kernels_equal_reference_sum(soft, smooth, detach,
     dsum = cpu.lif_avgpool_backward_time_sum(dp.reshape(T, -1), u, lam, 1.0, soft, smooth,
                                              detach, kind, a, H, W, k)
     assert rel_error(dsum.reshape(I.shape[1:]), dI_r.sum(axis=0)) <= 1e-12
+
+
+@pytest.mark.parametrize("soft,smooth,detach,kind", [(False, False, False, 0),
+                                                     (True, False, True, 1),
+                                                     (False, True, False, 2),
+                                                     (True, True, False, 3),
+                                                     (False, False, True, 4)])
+def test_lif_static_current_recomputed_membrane_equals_reference(soft, smooth, detach, kind):
+    """The plain LIF kernels with a time-broadcast current: the forward stores only its row,
+    and the backward (per step and summed) recomputes u -- equal to the reference's run on the
+    materialised current, for every surrogate."""
+    rng = np.random.default_rng(20 + kind)
+    T, lam, a = 6, 0.7, 0.9
+    I0 = rng.normal(0.8, 1.0, cpu.BLOCK + 300)
+    I = np.broadcast_to(I0, (T, I0.size))
+    do = rng.normal(size=I.shape)
+    o_r, u_r = reference.lif_forward(np.ascontiguousarray(I), lam, 1.0, soft, smooth, kind, a)
+    dI_r = reference.lif_backward(do, u_r, lam, 1.0, soft, smooth, detach, kind, a)
+    o, u = cpu.lif_forward(I, lam, 1.0, soft, smooth, kind, a)
+    assert u.shape == (1, I0.size) and rel_error(o, o_r) <= 1e-12
+    args = (lam, 1.0, soft, smooth, detach, kind, a)
+    assert rel_error(cpu.lif_backward(do, u, *args), dI_r) <= 1e-12
+    assert rel_error(cpu.lif_backward_time_sum(do, u, *args), dI_r.sum(axis=0)) <= 1e-12
 
 
 def _count_time_sums(monkeypatch):

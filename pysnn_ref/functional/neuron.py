@@ -63,10 +63,14 @@ def make_neuron_params(*, lam: float, v_th: float, reset: str = "hard",
 
 
 class LIFCache(NamedTuple):
-    """What :func:`lif_backward` needs: the membrane before reset and the neuron parameters."""
+    """What :func:`lif_backward` needs: the membrane before reset ``u`` (T, B, ...), the neuron
+    parameters and T.  For a time-broadcast input on the CPU (direct encoding: the layer below
+    ran once) ``u`` is instead the input current's one step, (1, B, ...), from which the backward
+    recomputes the membrane (bit-equal: the same recurrence), so it is never stored."""
 
     u: Any
     p: NeuronParams
+    T: int
 
 
 def lif_forward(I: Any, *, lam: float, v_th: float, reset: str = "hard",
@@ -96,17 +100,17 @@ def lif_forward_p(I: Any, p: NeuronParams) -> tuple[Any, LIFCache]:
     K = backend.kernels_for(I)
     o, u = K.lif_forward(I.reshape(T, -1), p.lam, p.v_th, p.soft, p.smooth, p.surrogate.kind,
                          p.surrogate.a)
-    return o.reshape(I.shape), LIFCache(u.reshape(I.shape), p)
+    return o.reshape(I.shape), LIFCache(u.reshape(u.shape[0], *I.shape[1:]), p, T)
 
 
-def _time_summed(K: Any, name: str, time_sum: bool, u: Any, *args: Any) -> Any:
-    """Run kernel ``name`` of ``K`` on ``(*args)``: dI (T, N) reshaped like ``u``, or with
-    ``time_sum`` its sum over the steps, ``u.shape[1:]`` -- from the kernel set's own
+def _time_summed(K: Any, name: str, time_sum: bool, shape: tuple, *args: Any) -> Any:
+    """Run kernel ``name`` of ``K`` on ``(*args)``: dI (T, N) reshaped to ``shape`` (T, ...), or
+    with ``time_sum`` its sum over the steps, ``shape[1:]`` -- from the kernel set's own
     ``<name>_time_sum`` (the CPU's: dI is never written) where it has one."""
     fused = getattr(K, name + "_time_sum", None) if time_sum else None
     if fused is not None:
-        return fused(*args).reshape(u.shape[1:])
-    dI = getattr(K, name)(*args).reshape(u.shape)
+        return fused(*args).reshape(shape[1:])
+    dI = getattr(K, name)(*args).reshape(shape)
     return dI.sum(axis=0) if time_sum else dI
 
 
@@ -116,24 +120,30 @@ def lif_backward(do: Any, cache: LIFCache, time_sum: bool = False) -> Any:
     ``time_sum=True`` returns ``sum_t dI[t]`` instead (shape ``u.shape[1:]``): all that a layer
     below with a time-broadcast input needs (:func:`pysnn_ref.functional.linear.linear_backward`
     of a static input reads only ``sum_t dout[t]``)."""
-    u, p = cache
+    u, p, T = cache
     check_time_major("do", do)
-    if tuple(do.shape) != tuple(u.shape):
-        raise ValueError(f"do must have shape {tuple(u.shape)}, got {tuple(do.shape)}")
-    T = u.shape[0]
-    return _time_summed(backend.kernels_for(u), "lif_backward", time_sum, u, do.reshape(T, -1),
-                        u.reshape(T, -1), p.lam, p.v_th, p.soft, p.smooth, p.detach_reset,
+    shape = (T, *u.shape[1:])
+    if tuple(do.shape) != shape:
+        raise ValueError(f"do must have shape {shape}, got {tuple(do.shape)}")
+    return _time_summed(backend.kernels_for(u), "lif_backward", time_sum, shape,
+                        do.reshape(T, -1),
+                        u.reshape(u.shape[0], -1), p.lam, p.v_th, p.soft, p.smooth, p.detach_reset,
                         p.surrogate.kind, p.surrogate.a)
 
 
 class LIFPoolCache(NamedTuple):
-    """What :func:`lif_avgpool_backward` needs: the membrane, the neuron parameters, the window
-    and the spike count of the forward (for the layer's firing rate)."""
+    """What :func:`lif_avgpool_backward` needs: the membrane ``u`` (T, B, C, H, W), the neuron
+    parameters, the window and the spike count of the forward (for the layer's firing rate).
+
+    For a time-broadcast input (direct encoding: the layer below ran once) ``u`` is instead the
+    input current's one step, (1, B, C, H, W), and the backward recomputes the membrane from it
+    (bit-equal: the same recurrence), so the T steps' membrane is never stored."""
 
     u: Any
     p: NeuronParams
     kernel_size: int
     spikes: float
+    T: int
 
 
 def can_fuse_lif_avgpool(I: Any, kernel_size: int, stride: int | None) -> bool:
@@ -152,7 +162,9 @@ def lif_avgpool_forward_p(I: Any, p: NeuronParams, kernel_size: int) -> tuple[An
     Returns ``(pooled, cache)``: the pooled spikes (T, B, C, H // k, W // k), equal to pooling
     :func:`lif_forward_p`'s spikes, and the cache of :func:`lif_avgpool_backward`.  The spikes
     are not stored: the backward recomputes them from the membrane ``u`` (``o = H(u - v_th)``,
-    or the surrogate's primitive in smooth mode).  Check :func:`can_fuse_lif_avgpool` first."""
+    or the surrogate's primitive in smooth mode).  For a time-broadcast ``I`` (stride 0 along
+    time) not even ``u`` is stored: the cache keeps I's one step and the backward recomputes the
+    membrane (see :class:`LIFPoolCache`).  Check :func:`can_fuse_lif_avgpool` first."""
     check_time_major("I", I)
     T, k = I.shape[0], int(kernel_size)
     H, W = I.shape[-2:]
@@ -160,19 +172,19 @@ def lif_avgpool_forward_p(I: Any, p: NeuronParams, kernel_size: int) -> tuple[An
     out, u, n = K.lif_avgpool_forward(I.reshape(T, -1), p.lam, p.v_th, p.soft, p.smooth,
                                       p.surrogate.kind, p.surrogate.a, H, W, k)
     return (out.reshape(*I.shape[:-2], H // k, W // k),
-            LIFPoolCache(u.reshape(I.shape), p, k, n))
+            LIFPoolCache(u.reshape(u.shape[0], *I.shape[1:]), p, k, n, T))
 
 
 def lif_avgpool_backward(dp: Any, cache: LIFPoolCache, time_sum: bool = False) -> Any:
     """BPTT through :func:`lif_avgpool_forward_p`: ``dI`` from ``dp`` = dL/d(pooled spikes);
     the pooling backward (dL/do = dp / k^2 over each window) happens inside the recurrence.
     ``time_sum=True`` returns ``sum_t dI[t]``, as :func:`lif_backward`."""
-    u, p, k, _ = cache
+    u, p, k, _, T = cache
     H, W = u.shape[-2:]
-    shape = (*u.shape[:-2], H // k, W // k)
+    shape = (T, *u.shape[1:-2], H // k, W // k)
     if tuple(dp.shape) != shape:
         raise ValueError(f"dp must have shape {shape}, got {tuple(dp.shape)}")
-    T = u.shape[0]
-    return _time_summed(backend.kernels_for(u), "lif_avgpool_backward", time_sum, u,
-                        dp.reshape(T, -1), u.reshape(T, -1), p.lam, p.v_th, p.soft, p.smooth,
-                        p.detach_reset, p.surrogate.kind, p.surrogate.a, H, W, k)
+    return _time_summed(backend.kernels_for(u), "lif_avgpool_backward", time_sum,
+                        (T, *u.shape[1:]), dp.reshape(T, -1), u.reshape(u.shape[0], -1), p.lam,
+                        p.v_th, p.soft, p.smooth, p.detach_reset, p.surrogate.kind,
+                        p.surrogate.a, H, W, k)

@@ -121,35 +121,59 @@ def surrogate_grad(x, kind, a):
 BLOCK = 2048
 
 
+@njit(cache=True, inline="always")
+def _lif_step_row(It, v, m, lam, v_th, s, smooth, kind, a, ut, ot):
+    """One step of the LIF recurrence over a block of m neurons: ``ut = lam v + It`` (the
+    membrane before reset), ``ot`` the spike, ``v`` the membrane after reset (in place).  The
+    one place these operations are written, so a membrane recomputed later is bit-equal."""
+    one = It.dtype.type(1.0)
+    zero = It.dtype.type(0.0)
+    if smooth:
+        for j in range(m):
+            u_t = lam * v[j] + It[j]
+            o_t = _primitive(u_t - v_th, kind, a)
+            v[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
+            ut[j] = u_t
+            ot[j] = o_t
+    else:
+        for j in range(m):
+            u_t = lam * v[j] + It[j]
+            o_t = one if u_t >= v_th else zero
+            v[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
+            ut[j] = u_t
+            ot[j] = o_t
+
+
+@njit(cache=True, inline="always")
+def _membrane_block(I, n0, m, lam, v_th, s, smooth, kind, a, ub, ob):
+    """Recompute the membrane ``ub[t] = u[t, n0:n0+m]`` of every step t < ub.shape[0] from a
+    static current row ``I[0]``, with the forward's own step (so bit-equal to the u it would
+    have stored); ``ob`` (m,) takes the spikes and is left holding the last step's."""
+    v = np.zeros(m, I.dtype)
+    for t in range(ub.shape[0]):
+        _lif_step_row(I[0, n0:n0 + m], v, m, lam, v_th, s, smooth, kind, a, ub[t], ob)
+
+
 @njit(cache=True, parallel=True)
 def _lif_forward(I, lam, v_th, soft, smooth, kind, a, o, u):
-    T, N = u.shape
+    """With ``u`` of 0 rows the membrane is not stored (a static ``I``: the backward
+    recomputes it, see _lif_backward)."""
+    T, N = o.shape
+    keep = u.shape[0] > 0
     static = I.shape[0] == 1  # one current row for every step (time-broadcast input)
     s = I.dtype.type(1.0 if soft else 0.0)
-    one = I.dtype.type(1.0)
-    zero = I.dtype.type(0.0)
     for blk in prange((N + BLOCK - 1) // BLOCK):
         n0 = blk * BLOCK
         m = min(N, n0 + BLOCK) - n0
         v = np.zeros(m, I.dtype)
+        ub = np.empty(0 if keep else m, I.dtype)
         for t in range(T):
             It = I[0 if static else t, n0:n0 + m]
-            ut = u[t, n0:n0 + m]
-            ot = o[t, n0:n0 + m]
-            if smooth:
-                for j in range(m):
-                    u_t = lam * v[j] + It[j]
-                    o_t = _primitive(u_t - v_th, kind, a)
-                    v[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
-                    ut[j] = u_t
-                    ot[j] = o_t
+            if keep:
+                _lif_step_row(It, v, m, lam, v_th, s, smooth, kind, a, u[t, n0:n0 + m],
+                              o[t, n0:n0 + m])
             else:
-                for j in range(m):
-                    u_t = lam * v[j] + It[j]
-                    o_t = one if u_t >= v_th else zero
-                    v[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
-                    ut[j] = u_t
-                    ot[j] = o_t
+                _lif_step_row(It, v, m, lam, v_th, s, smooth, kind, a, ub, o[t, n0:n0 + m])
 
 
 @njit(cache=True, parallel=True)
@@ -213,24 +237,37 @@ def _bptt_row(d_o, ut, m, lam, v_th, s, c, smooth, kind, a, dn, g):
 
 @njit(cache=True, parallel=True)
 def _lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, dI):
-    """BPTT recurrence; on entry dI holds sigma'(u - v_th) and is overwritten in place."""
-    T, N = u.shape
+    """BPTT recurrence; on entry dI holds sigma'(u - v_th) and is overwritten in place.  With
+    ``u`` of one row and T = ``do.shape[0]`` > 1, ``u`` is the static current (the forward did
+    not store the membrane): each block recomputes its T rows of u into a buffer that stays in
+    cache (_membrane_block) and writes sigma' itself."""
+    T, N = do.shape
+    recompute = u.shape[0] == 1 and T > 1
     s = u.dtype.type(1.0 if soft else 0.0)
     c = u.dtype.type(0.0 if detach_reset else 1.0)
     for blk in prange((N + BLOCK - 1) // BLOCK):
         n0 = blk * BLOCK
         m = min(N, n0 + BLOCK) - n0
         dn = np.zeros(m, u.dtype)
+        ub = np.empty((T if recompute else 0, m), u.dtype)
+        if recompute:
+            _membrane_block(u, n0, m, lam, v_th, s, smooth, kind, a, ub, dn)
+            dn[:] = 0
         for t in range(T - 1, -1, -1):
-            _bptt_row(do[t, n0:n0 + m], u[t, n0:n0 + m], m, lam, v_th, s, c, smooth, kind, a,
-                      dn, dI[t, n0:n0 + m])
+            ut = ub[t] if recompute else u[t, n0:n0 + m]
+            if recompute:
+                _grad_row(ut, v_th, kind, a, m, dI[t, n0:n0 + m])
+            _bptt_row(do[t, n0:n0 + m], ut, m, lam, v_th, s, c, smooth, kind, a, dn,
+                      dI[t, n0:n0 + m])
 
 
 @njit(cache=True, parallel=True)
 def _lif_backward_time_sum(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, dI_sum):
     """The recurrence of _lif_backward keeping only ``dI_sum = sum_t dI[t]``: each step's
-    sigma' goes into a block buffer (its own loop, which vectorises) and dI is never written."""
-    T, N = u.shape
+    sigma' goes into a block buffer (its own loop, which vectorises) and dI is never written.
+    ``u`` of one row: the static current, as in _lif_backward."""
+    T, N = do.shape
+    recompute = u.shape[0] == 1 and T > 1
     s = u.dtype.type(1.0 if soft else 0.0)
     c = u.dtype.type(0.0 if detach_reset else 1.0)
     for blk in prange((N + BLOCK - 1) // BLOCK):
@@ -239,8 +276,11 @@ def _lif_backward_time_sum(do, u, lam, v_th, soft, smooth, detach_reset, kind, a
         dn = np.zeros(m, u.dtype)
         g = np.empty(m, u.dtype)
         acc = np.zeros(m, u.dtype)
+        ub = np.empty((T if recompute else 0, m), u.dtype)
+        if recompute:
+            _membrane_block(u, n0, m, lam, v_th, s, smooth, kind, a, ub, g)
         for t in range(T - 1, -1, -1):
-            ut = u[t, n0:n0 + m]
+            ut = ub[t] if recompute else u[t, n0:n0 + m]
             _grad_row(ut, v_th, kind, a, m, g)
             _bptt_row(do[t, n0:n0 + m], ut, m, lam, v_th, s, c, smooth, kind, a, dn, g)
             for j in range(m):
@@ -252,23 +292,27 @@ def lif_forward(I, lam, v_th, soft, smooth, kind, a):
     """LIF forward, ``(o, u)``; see :func:`pysnn_ref.kernels.reference.lif_forward`.
 
     A time-broadcast ``I`` (axis 0 of stride 0: direct encoding through a first layer that ran
-    once) is read as its one row, not copied out T times."""
+    once) is read as its one row, not copied out T times, and the membrane is not stored: ``u``
+    is then that row (1, N), from which :func:`lif_backward` recomputes the membrane."""
     T = I.shape[0]
+    static = T > 1 and I.strides[0] == 0
     o = np.empty(I.shape, I.dtype)
-    u = np.empty(I.shape, I.dtype)
-    I = np.ascontiguousarray(I[:1] if T > 1 and I.strides[0] == 0 else I)
+    I = np.ascontiguousarray(I[:1] if static else I)
+    u = np.empty((0 if static else T, I.shape[1]), I.dtype)
     f = I.dtype.type
     _lif_forward(I, f(lam), f(v_th), bool(soft), bool(smooth), int(kind), f(a), o, u)
-    return o, u
+    return o, (I if static else u)
 
 
 def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
-    """Exact BPTT, ``dI``; see :func:`pysnn_ref.kernels.reference.lif_backward`."""
+    """Exact BPTT, ``dI`` (T, N); see :func:`pysnn_ref.kernels.reference.lif_backward`.  ``u``
+    is what :func:`lif_forward` returned (the membrane, or the static current's row)."""
     do = np.ascontiguousarray(do, dtype=u.dtype)
     u = np.ascontiguousarray(u)
     f = u.dtype.type
-    dI = np.empty_like(u)
-    _grad_pass(u.reshape(-1), f(v_th), int(kind), f(a), dI.reshape(-1))
+    dI = np.empty(do.shape, u.dtype)
+    if u.shape[0] == do.shape[0]:  # sigma' from the stored membrane (recomputed: in the kernel)
+        _grad_pass(u.reshape(-1), f(v_th), int(kind), f(a), dI.reshape(-1))
     _lif_backward(do, u, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset),
                   int(kind), f(a), dI)
     return dI
@@ -353,15 +397,17 @@ def _spread_plane_t(dpt, o0, H, W, k, scale, dob, b0):
 
 @njit(cache=True, parallel=True)
 def _lif_avgpool_forward(I, lam, v_th, soft, smooth, kind, a, H, W, k, u, out, count):
-    T, N = u.shape
+    """With ``u`` of 0 rows the membrane is not stored (a block buffer takes each step's u):
+    the backward then recomputes it from a static ``I`` (see _lif_avgpool_backward)."""
+    T = out.shape[0]
+    N = I.shape[1]
+    keep = u.shape[0] > 0
     HW = H * W
     PO = (H // k) * (W // k)
     per = max(1, BLOCK // HW)  # planes per block
     nplanes = N // HW
     static = I.shape[0] == 1
     s = I.dtype.type(1.0 if soft else 0.0)
-    one = I.dtype.type(1.0)
-    zero = I.dtype.type(0.0)
     scale = I.dtype.type(1.0 / (k * k))
     for blk in prange((nplanes + per - 1) // per):
         p0 = blk * per
@@ -370,24 +416,14 @@ def _lif_avgpool_forward(I, lam, v_th, soft, smooth, kind, a, H, W, k, u, out, c
         m = np_ * HW
         v = np.zeros(m, I.dtype)
         ob = np.empty(m, I.dtype)
+        ub = np.empty(0 if keep else m, I.dtype)
         tot = 0.0
         for t in range(T):
             It = I[0 if static else t, n0:n0 + m]
-            ut = u[t, n0:n0 + m]
-            if smooth:
-                for j in range(m):
-                    u_t = lam * v[j] + It[j]
-                    o_t = _primitive(u_t - v_th, kind, a)
-                    v[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
-                    ut[j] = u_t
-                    ob[j] = o_t
+            if keep:
+                _lif_step_row(It, v, m, lam, v_th, s, smooth, kind, a, u[t, n0:n0 + m], ob)
             else:
-                for j in range(m):
-                    u_t = lam * v[j] + It[j]
-                    o_t = one if u_t >= v_th else zero
-                    v[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
-                    ut[j] = u_t
-                    ob[j] = o_t
+                _lif_step_row(It, v, m, lam, v_th, s, smooth, kind, a, ub, ob)
             out_t = out[t]
             for q in range(np_):
                 tot += _pool_plane_t(ob, q * HW, H, W, k, scale, out_t, (p0 + q) * PO)
@@ -400,8 +436,13 @@ def _lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a,
     """BPTT recurrence of _lif_backward with dL/do read from the pooled gradient ``dp``.  With
     ``dI`` (T, N): on entry it holds sigma'(u - v_th) (a flat pass of its own, which
     vectorises) and is overwritten in place.  With ``dI`` of 0 rows (the time-sum variant):
-    each step's sigma' goes into a block buffer and only ``dI_sum = sum_t dI[t]`` is written."""
-    T, N = u.shape
+    each step's sigma' goes into a block buffer and only ``dI_sum = sum_t dI[t]`` is written.
+    With ``u`` of one row and T = ``dp.shape[0]`` > 1, ``u`` is the static current I (the
+    forward did not store the membrane): each block first recomputes its T rows of u from it,
+    into a buffer that stays in cache, with the forward's own step (_lif_step_row)."""
+    T = dp.shape[0]
+    N = u.shape[1]
+    recompute = u.shape[0] == 1 and T > 1
     HW = H * W
     PO = (H // k) * (W // k)
     per = max(1, BLOCK // HW)
@@ -419,8 +460,14 @@ def _lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a,
         dob = np.zeros(m, u.dtype)  # dL/do of the step; dropped rows/columns stay 0
         g = np.empty(m, u.dtype)
         acc = np.zeros(m if total else 0, u.dtype)
+        ub = np.empty((T if recompute else 0, m), u.dtype)
+        if recompute:
+            v = np.zeros(m, u.dtype)
+            for t in range(T):
+                _lif_step_row(u[0, n0:n0 + m], v, m, lam, v_th, s, smooth, kind, a, ub[t], dob)
+            dob[:] = 0
         for t in range(T - 1, -1, -1):
-            ut = u[t, n0:n0 + m]
+            ut = ub[t] if recompute else u[t, n0:n0 + m]
             dpt = dp[t]
             for q in range(np_):
                 _spread_plane_t(dpt, (p0 + q) * PO, H, W, k, scale, dob, q * HW)
@@ -430,6 +477,8 @@ def _lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a,
                 for j in range(m):
                     acc[j] += g[j]
             else:
+                if recompute:
+                    _grad_row(ut, v_th, kind, a, m, dI[t, n0:n0 + m])
                 _bptt_row(dob, ut, m, lam, v_th, s, c, smooth, kind, a, dn, dI[t, n0:n0 + m])
         if total:
             dI_sum[n0:n0 + m] = acc
@@ -437,29 +486,38 @@ def _lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a,
 
 def lif_avgpool_forward(I, lam, v_th, soft, smooth, kind, a, H, W, k):
     """LIF over ``I`` (T, N) (N = planes * H * W, planes of H x W neurons), then k x k average
-    pooling with stride k of every step's spikes: ``(pooled (T, planes * OH * OW), u (T, N),
-    spike_count)``.  The spikes themselves are not returned (``o = u >= v_th``)."""
+    pooling with stride k of every step's spikes: ``(pooled (T, planes * OH * OW), u,
+    spike_count)``.  The spikes themselves are not returned (``o = u >= v_th``).
+
+    ``u`` is the membrane (T, N), except for a time-broadcast ``I`` (axis 0 of stride 0: direct
+    encoding through a first layer that ran once): then the membrane is not stored and ``u`` is
+    I's one row (1, N), from which :func:`lif_avgpool_backward` recomputes it -- T times less
+    memory, and the (T, N) write and read are gone."""
     T, N = I.shape
     HW = int(H) * int(W)
     nplanes = N // HW
     OH, OW = int(H) // int(k), int(W) // int(k)
-    u = np.empty(I.shape, I.dtype)
+    static = T > 1 and I.strides[0] == 0
+    I = np.ascontiguousarray(I[:1] if static else I)
+    u = np.empty((0 if static else T, N), I.dtype)
     out = np.empty((T, nplanes * OH * OW), I.dtype)
     per = max(1, BLOCK // HW)
     count = np.zeros((nplanes + per - 1) // per, np.float64)
-    I = np.ascontiguousarray(I[:1] if T > 1 and I.strides[0] == 0 else I)
     f = I.dtype.type
     _lif_avgpool_forward(I, f(lam), f(v_th), bool(soft), bool(smooth), int(kind), f(a), int(H),
                          int(W), int(k), u, out, count)
-    return out, u, float(count.sum())
+    return out, (I if static else u), float(count.sum())
 
 
 def lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a, H, W, k):
-    """dI (T, N) of :func:`lif_avgpool_forward` from the pooled gradient ``dp``."""
+    """dI (T, N) of :func:`lif_avgpool_forward` from the pooled gradient ``dp`` (T, ...);
+    ``u`` is what the forward returned (the membrane, or the static current's row)."""
     dp = np.ascontiguousarray(dp, dtype=u.dtype)
     f = u.dtype.type
-    dI = np.empty_like(u)
-    _grad_pass(u.reshape(-1), f(v_th), int(kind), f(a), dI.reshape(-1))
+    T = dp.shape[0]
+    dI = np.empty((T, u.shape[1]), u.dtype)
+    if u.shape[0] == T:  # sigma' from the stored membrane (recomputed: inside the kernel)
+        _grad_pass(u.reshape(-1), f(v_th), int(kind), f(a), dI.reshape(-1))
     _lif_avgpool_backward(dp, u, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset),
                           int(kind), f(a), int(H), int(W), int(k), dI, dI[0, :0])
     return dI
