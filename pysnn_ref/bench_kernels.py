@@ -88,7 +88,7 @@ def _conv_rows(N: int = 1280) -> list[str]:
     x = (rng.random((N, 16, 14, 14)) < 0.3).astype(np.float32)
     W = rng.normal(size=(32, 16, 3, 3)).astype(np.float32)
     d = rng.normal(size=(N, 32, 14, 14)).astype(np.float32)
-    fwd = best_ms(lambda: cpu.conv2d_forward_images(x, W, 1, 1))
+    fwd = best_ms(lambda: cpu.conv2d_forward_images(x, W, None, 1, 1))
     bwd = best_ms(lambda: cpu.conv2d_backward_images(d, x, W, x.shape, 1, 1, True, True))
     cols = cpu.im2col(x, 3, 3, 1, 1)
     W2 = np.ascontiguousarray(W.reshape(32, -1))

@@ -24,6 +24,11 @@ GEOMETRIES = [
     (2, 2, 3, 3, 5, 5, 1, 2),
     (1, 3, 4, 4, 1, 1, 2, 0),
     (1, 2, 6, 7, 4, 4, 1, 0),
+    # stride 1 with KW = 2 * pad + 1: the contiguous-run route of the plane routines
+    (2, 2, 4, 6, 1, 3, 1, 1),
+    (2, 2, 6, 5, 5, 3, 1, 1),
+    (1, 2, 2, 9, 5, 5, 1, 2),
+    (1, 2, 3, 5, 1, 1, 1, 0),
 ]
 
 
@@ -35,10 +40,12 @@ def test_im2col_col2im_numba_equal_reference(geom):
     ref = reference.im2col(x, KH, KW, s, p)
     OH, OW = reference.conv_out_size(H, KH, s, p), reference.conv_out_size(W, KW, s, p)
     assert ref.shape == (N, C * KH * KW, OH * OW)
-    assert rel_error(cpu.im2col(x, KH, KW, s, p), ref) <= 1e-10
+    assert np.array_equal(cpu.im2col(x, KH, KW, s, p), ref)  # a copy: exact
     cols = rng.normal(size=ref.shape)
+    kept = cols.copy()
     assert rel_error(cpu.col2im(cols, x.shape, KH, KW, s, p),
                      reference.col2im(cols, x.shape, KH, KW, s, p)) <= 1e-10
+    assert np.array_equal(cols, kept)  # the plane routine zeroes entries of a copy, not these
 
 
 @pytest.mark.parametrize("geom", GEOMETRIES[:4])
@@ -195,10 +202,13 @@ def test_fused_conv_kernels_equal_reference_path(geom, threads):
             assert out.dtype == dx.dtype == dW.dtype == dtype
             for got, ref in ((out, out_r), (dx, dx_r), (dW, dW_r), (db, db_r)):
                 assert rel_error(got, ref) <= tol
-        dW_only, dx_none = cpu.conv2d_backward_images(d, x, Wt, x.shape, s, p, True, False)
-        dW_none, dx_only = cpu.conv2d_backward_images(d, None, Wt, x.shape, s, p, False, True)
-        assert dx_none is None and dW_none is None
+        dW_only, db_only, dx_none = cpu.conv2d_backward_images(d, x, Wt, x.shape, s, p, True,
+                                                               False)
+        dW_none, db_none, dx_only = cpu.conv2d_backward_images(d, None, Wt, x.shape, s, p,
+                                                               False, True)
+        assert dx_none is None and dW_none is None and db_none is None
         assert rel_error(dW_only, dW_r) <= 1e-12 and rel_error(dx_only, dx_r) <= 1e-12
+        assert rel_error(db_only, db_r) <= 1e-12
     finally:
         numba.set_num_threads(before)
 
