@@ -211,6 +211,8 @@ def test_float32_kernels_write_every_float_constant_in_the_array_dtype():
     import inspect
     import textwrap
 
+    from pysnn_ref.kernels.retype import retyped_tree
+
     k32 = ck._typed(np.float32)
     kernels = [v for v in vars(k32).values() if hasattr(v, "py_func")
                and v.py_func.__name__.endswith("_kernel")]
@@ -220,7 +222,7 @@ def test_float32_kernels_write_every_float_constant_in_the_array_dtype():
         assert _bare_float_literals(tree) == [], k.py_func.__name__
     for fn in (reference.surrogate_primitive_scalar, reference.surrogate_grad_scalar,
                reference.heaviside):
-        tree = ck._retyped_tree(fn)
+        tree = retyped_tree(fn)
         assert _bare_float_literals(tree) == [], fn.__name__
         assert "math.pi" not in ast.unparse(tree).replace("_F(math.pi)", "")
     assert ck._typed(np.float64) is ck._typed("float64")

@@ -168,6 +168,32 @@ def test_surrogate_kernels_equal_reference(kind):
                          reference.surrogate_primitive(x, kind, a)) <= 1e-10
 
 
+def test_float32_surrogates_compile_to_float32_maths():
+    """The CPU kernels' surrogate formulas are the reference's, compiled per dtype with their
+    float literals in that dtype (kernels/retype.py): the float32 code has no float64 value in
+    it (the reference compiled as it is had 82 -- every literal promoted the maths), and its
+    results equal the float64 formulas' to float32 precision (away from the branch points)."""
+    import re
+
+    from numba import njit
+
+    @njit
+    def all_three(x, kind, a):
+        return cpu._grad(x, kind, a) + cpu._primitive(x, kind, a) + cpu._heaviside(x)
+
+    all_three(np.float32(0.3), 1, np.float32(1.0))
+    ir = all_three.inspect_llvm(all_three.signatures[0])
+    own = [f for f in re.split(r"\ndefine ", ir)[1:] if "cpython" not in f.split("\n")[0]
+           and "cfunc" not in f.split("\n")[0]]  # not the wrappers that box Python floats
+    assert own and sum(f.count("double") for f in own) == 0
+    x = np.linspace(-1.3, 1.3, 53) + 0.0123
+    for kind in range(5):
+        for f in (cpu.surrogate_grad, cpu.surrogate_primitive):
+            g32 = f(x.astype(np.float32), kind, 1.7)
+            assert g32.dtype == np.float32
+            assert rel_error(f(x, kind, 1.7), g32) <= 1e-6
+
+
 @pytest.mark.parametrize("soft", [False, True])
 def test_ssf_gain_kernel_equals_reference(soft):
     rng = np.random.default_rng(16)

@@ -24,7 +24,8 @@ How the kernels are built (the SpikingJelly fused multi-step pattern, REFERENCES
   dtype, so a float32 call gets float32 parameters. A float literal is float64 in Numba's
   typing, so the kernels with constants are built per dtype (:func:`_typed`) and write every
   constant as ``F(c)``; the reference's scalar surrogate formulas are re-compiled with their
-  literals cast the same way (:func:`_retyped`). A float32 kernel does float32 maths only.
+  literals cast the same way (:func:`pysnn_ref.kernels.retype.retyped`). A float32 kernel does
+  float32 maths only.
 
 Arrays: the host wrappers take CuPy arrays on a real GPU -- passed straight to the kernels
 (numba reads them through ``__cuda_array_interface__`` / DLPack, no host round trip) and launched
@@ -41,10 +42,7 @@ Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 3. LIF/IF streaming w
 
 from __future__ import annotations
 
-import ast
-import inspect
 import os
-import textwrap
 from types import SimpleNamespace
 from typing import Any
 
@@ -52,6 +50,7 @@ import numpy as np
 from numba import cuda
 
 from . import reference as _ref
+from .retype import retyped as _retyped
 
 # --------------------------------------------------------------------------------------------
 # 0. Launch configuration and the CuPy glue.
@@ -144,38 +143,11 @@ def _launch(kernel: Any, n: int, x: Any, *args: Any) -> None:
 #    computed in float64.  These kernels therefore write every constant as ``F(c)``, F the
 #    dtype's scalar type (np.float32 or np.float64), and are built by the factories below for
 #    each dtype (:func:`_typed`); the reference module's scalar surrogate formulas are
-#    re-compiled the same way (:func:`_retyped`: every float literal c becomes F(c), math.pi
-#    becomes F(math.pi)), so they keep ONE definition and a float32 kernel does float32 maths
-#    only (tests/test_cuda_ptx.py: no f64 instruction in its PTX).  math.exp / tanh / atan of a
-#    float32 are the float32 libdevice functions.
+#    re-compiled the same way (:func:`pysnn_ref.kernels.retype.retyped`: every float literal
+#    c becomes F(c), math.pi becomes F(math.pi)), so they keep ONE definition and a float32
+#    kernel does float32 maths only (tests/test_cuda_ptx.py: no f64 instruction in its PTX).
+#    math.exp / tanh / atan of a float32 are the float32 libdevice functions.
 # --------------------------------------------------------------------------------------------
-
-class _TypedLiterals(ast.NodeTransformer):
-    """``c`` -> ``_F(c)`` for every float literal, ``math.pi`` -> ``_F(math.pi)``."""
-
-    def visit_Constant(self, node: ast.Constant) -> ast.AST:
-        if type(node.value) is float:
-            return ast.Call(ast.Name("_F", ast.Load()), [node], [])
-        return node
-
-    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        if isinstance(node.value, ast.Name) and node.value.id == "math" and node.attr == "pi":
-            return ast.Call(ast.Name("_F", ast.Load()), [node], [])
-        return self.generic_visit(node)
-
-
-def _retyped_tree(fn: Any) -> ast.Module:
-    """The syntax tree of ``fn`` with every float constant written ``_F(c)``."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    ast.increment_lineno(tree, fn.__code__.co_firstlineno - 1)  # tracebacks: reference.py
-    return ast.fix_missing_locations(_TypedLiterals().visit(tree))
-
-
-def _retyped(fn: Any, F: Any) -> Any:
-    """The reference scalar function ``fn`` with its float constants of type ``F``."""
-    ns = dict(vars(_ref), _F=F)
-    exec(compile(_retyped_tree(fn), inspect.getsourcefile(fn), "exec"), ns)  # noqa: S102
-    return ns[fn.__name__]
 
 
 def _surrogate_kernels(F: Any) -> dict[str, Any]:
