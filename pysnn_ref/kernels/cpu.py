@@ -145,9 +145,10 @@ def surrogate_grad(x, kind, a):
 # over it, the innermost loop walking the block's neurons along one contiguous time row, so every
 # access streams through the cache (a thread walking one neuron down its column would touch a new
 # cache line at every step).  The reset and the detach switch are folded into coefficients, and
-# the surrogate dispatch is hoisted out of the recurrence (the backward first writes
-# sigma'(u - v_th) for all elements in a pass of its own), so the inner loops have no branches
-# and vectorise.  Arithmetic stays in the input dtype (the surrogates too: section 1).
+# the surrogate dispatch is hoisted out of the recurrence (at each step the backward first writes
+# sigma'(u - v_th) of the block's row in a loop of its own, _grad_row, then runs the recurrence
+# over that row, _bptt_row, while it is in cache), so the inner loops have no branches and
+# vectorise.  Arithmetic stays in the input dtype (the surrogates too: section 1).
 #   hard reset: v = u - o*u,      dL/do = do - c*lam*u*dn,      dL/du = dL/do*sg + lam*(1-o)*dn
 #   soft reset: v = u - o*v_th,   dL/do = do - c*lam*v_th*dn,   dL/du = dL/do*sg + lam*dn
 # with c = 0 for detach_reset, written once as r = s*v_th + (1-s)*u, keep = 1 - (1-s)*o.
@@ -210,13 +211,6 @@ def _lif_forward(I, lam, v_th, soft, smooth, kind, a, o, u):
                 _lif_step_row(It, v, m, lam, v_th, s, smooth, kind, a, ub, o[t, n0:n0 + m])
 
 
-@njit(cache=True, parallel=True)
-def _grad_pass(x, v_th, kind, a, out):
-    """out = sigma'(x - v_th), elementwise (flat; a loop of its own so that it vectorises)."""
-    for i in prange(x.size):
-        out[i] = _grad(x[i] - v_th, kind, a)
-
-
 @njit(cache=True, inline="always")
 def _grad_row(ut, v_th, kind, a, m, g):
     """``g[j] = sigma'(ut[j] - v_th)`` over a block of m neurons.  The surrogate is dispatched
@@ -271,10 +265,10 @@ def _bptt_row(d_o, ut, m, lam, v_th, s, c, smooth, kind, a, dn, g):
 
 @njit(cache=True, parallel=True)
 def _lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, dI):
-    """BPTT recurrence; on entry dI holds sigma'(u - v_th) and is overwritten in place.  With
-    ``u`` of one row and T = ``do.shape[0]`` > 1, ``u`` is the static current (the forward did
-    not store the membrane): each block recomputes its T rows of u into a buffer that stays in
-    cache (_membrane_block) and writes sigma' itself."""
+    """BPTT recurrence, dI (T, N) written row by row: sigma'(u - v_th) first, then the
+    recurrence over it in place.  With ``u`` of one row and T = ``do.shape[0]`` > 1, ``u`` is
+    the static current (the forward did not store the membrane): each block recomputes its T
+    rows of u into a buffer that stays in cache (_membrane_block)."""
     T, N = do.shape
     recompute = u.shape[0] == 1 and T > 1
     s = u.dtype.type(1.0 if soft else 0.0)
@@ -289,8 +283,7 @@ def _lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, dI):
             dn[:] = 0
         for t in range(T - 1, -1, -1):
             ut = ub[t] if recompute else u[t, n0:n0 + m]
-            if recompute:
-                _grad_row(ut, v_th, kind, a, m, dI[t, n0:n0 + m])
+            _grad_row(ut, v_th, kind, a, m, dI[t, n0:n0 + m])
             _bptt_row(do[t, n0:n0 + m], ut, m, lam, v_th, s, c, smooth, kind, a, dn,
                       dI[t, n0:n0 + m])
 
@@ -345,8 +338,6 @@ def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
     u = np.ascontiguousarray(u)
     f = u.dtype.type
     dI = np.empty(do.shape, u.dtype)
-    if u.shape[0] == do.shape[0]:  # sigma' from the stored membrane (recomputed: in the kernel)
-        _grad_pass(u.reshape(-1), f(v_th), int(kind), f(a), dI.reshape(-1))
     _lif_backward(do, u, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset),
                   int(kind), f(a), dI)
     return dI
@@ -421,6 +412,17 @@ def _spread_plane_t(dpt, o0, H, W, k, scale, dob, b0):
     for oh in range(OH):
         r0 = uintp(b0 + oh * k * W)
         d0 = uintp(o0 + oh * OW)
+        if k == 2:  # written out: the loops vectorise
+            r1 = r0 + uintp(W)
+            for ow in range(OW):
+                g = dpt[d0 + uintp(ow)] * scale
+                a0 = r0 + uintp(2 * ow)
+                a1 = r1 + uintp(2 * ow)
+                dob[a0] = g
+                dob[a0 + uintp(1)] = g
+                dob[a1] = g
+                dob[a1 + uintp(1)] = g
+            continue
         for ow in range(OW):
             g = dpt[d0 + uintp(ow)] * scale
             i0 = r0 + uintp(ow * k)
@@ -468,9 +470,9 @@ def _lif_avgpool_forward(I, lam, v_th, soft, smooth, kind, a, H, W, k, u, out, c
 def _lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a, H, W, k, dI,
                           dI_sum):
     """BPTT recurrence of _lif_backward with dL/do read from the pooled gradient ``dp``.  With
-    ``dI`` (T, N): on entry it holds sigma'(u - v_th) (a flat pass of its own, which
-    vectorises) and is overwritten in place.  With ``dI`` of 0 rows (the time-sum variant):
-    each step's sigma' goes into a block buffer and only ``dI_sum = sum_t dI[t]`` is written.
+    ``dI`` (T, N): written row by row as in _lif_backward.  With ``dI`` of 0 rows (the time-sum
+    variant): each step's sigma' goes into a block buffer and only ``dI_sum = sum_t dI[t]`` is
+    written.
     With ``u`` of one row and T = ``dp.shape[0]`` > 1, ``u`` is the static current I (the
     forward did not store the membrane): each block first recomputes its T rows of u from it,
     into a buffer that stays in cache, with the forward's own step (_lif_step_row)."""
@@ -511,8 +513,7 @@ def _lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a,
                 for j in range(m):
                     acc[j] += g[j]
             else:
-                if recompute:
-                    _grad_row(ut, v_th, kind, a, m, dI[t, n0:n0 + m])
+                _grad_row(ut, v_th, kind, a, m, dI[t, n0:n0 + m])
                 _bptt_row(dob, ut, m, lam, v_th, s, c, smooth, kind, a, dn, dI[t, n0:n0 + m])
         if total:
             dI_sum[n0:n0 + m] = acc
@@ -550,8 +551,6 @@ def lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a, 
     f = u.dtype.type
     T = dp.shape[0]
     dI = np.empty((T, u.shape[1]), u.dtype)
-    if u.shape[0] == T:  # sigma' from the stored membrane (recomputed: inside the kernel)
-        _grad_pass(u.reshape(-1), f(v_th), int(kind), f(a), dI.reshape(-1))
     _lif_avgpool_backward(dp, u, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset),
                           int(kind), f(a), int(H), int(W), int(k), dI, dI[0, :0])
     return dI
