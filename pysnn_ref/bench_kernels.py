@@ -12,7 +12,12 @@ layers at T = 20, batch 64 (float32, hard reset, triangle surrogate), the best o
   heap, and whether it is applied is printed);
 * the conv net's Conv2d 16->32 (3x3, padding 1, 1280 images of 14x14): the fused im2col + GEMM
   kernels (``conv2d_forward_images`` / ``conv2d_backward_images``) against their three GEMMs
-  alone, the same per-image ``np.dot`` calls on columns computed beforehand -- the GEMM bound.
+  alone, the same per-image ``np.dot`` calls on columns computed beforehand -- the GEMM bound;
+* the floor of the 784-800-10 MLP's BPTT step at T = 20 (direct encoding): the products and the
+  update that any implementation of that step computes -- the 784->800 layer's forward and
+  weight-gradient GEMMs (once: the input is the same at every step), the 800->10 layer's three
+  GEMMs over the T*B rows of spikes, and the SGD update of the 636,010 parameters -- through the
+  library's own ``matmul`` and ``sgd_update``, each the best of 15.
 """
 
 from __future__ import annotations
@@ -103,6 +108,27 @@ def _conv_rows(N: int = 1280) -> list[str]:
             f"backward {bwd:.2f} ms = {fwd + bwd:.2f} ms; its three GEMMs alone {gemms:.2f} ms"]
 
 
+def _mlp_floor_row(T: int = 20, B: int = 64) -> str:
+    rng = np.random.default_rng(0)
+    x = rng.random((B, 784), dtype=np.float32)
+    W1, W2 = rng.normal(size=(800, 784)).astype(np.float32), rng.normal(size=(10, 800)).astype(
+        np.float32)
+    dI = rng.normal(size=(B, 800)).astype(np.float32)  # sum_t dL/dI[t] of the hidden layer
+    o = (rng.random((T * B, 800)) < 0.2).astype(np.float32)  # the hidden spikes
+    dy = rng.normal(size=(T * B, 10)).astype(np.float32)
+    first = best_ms(lambda: cpu.matmul(x, W1.T)) + best_ms(lambda: cpu.matmul(dI.T, x))
+    second = (best_ms(lambda: cpu.matmul(o, W2.T)) + best_ms(lambda: cpu.matmul(dy.T, o))
+              + best_ms(lambda: cpu.matmul(dy, W2)))
+    params = [np.zeros_like(a) for a in (W1, W2)] + [np.zeros(800, np.float32),
+                                                      np.zeros(10, np.float32)]
+    bufs = [np.zeros_like(a) for a in params]
+    sgd = best_ms(lambda: [cpu.sgd_update(q, q, b, 0.01, 0.9, 0.0, False, False)
+                           for q, b in zip(params, bufs, strict=True)])
+    return (f"MLP 784-800-10 bptt step floor (T={T} B={B}): 784->800 forward + weight-gradient "
+            f"GEMMs {first:.2f} ms + 800->10 GEMMs over {T * B} rows {second:.2f} ms + SGD "
+            f"update {sgd:.2f} ms = {first + second + sgd:.2f} ms")
+
+
 def main() -> int:
     print(f"T=20 B=64 float32; tune_malloc applied: {cpu.MALLOC_TUNED}")
     for C, H in ((16, 28), (32, 14)):
@@ -115,6 +141,7 @@ def main() -> int:
     cpu._limit_numba_blas()
     for line in _conv_rows():
         print(line)
+    print(_mlp_floor_row())
     return 0
 
 
