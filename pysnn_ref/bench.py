@@ -116,6 +116,7 @@ def _validate(args: argparse.Namespace) -> None:
                 reset=args.reset, surrogate=args.surrogate, seed=args.seed)
     if args.threads is not None:
         check_int("threads", args.threads)
+    check_int("kernel-times", args.kernel_times, minimum=0)
     if args.lr < 0:
         raise ValueError(f"lr must be >= 0, got {args.lr}")
     if args.workers is not None:
@@ -172,6 +173,9 @@ def make_parser() -> argparse.ArgumentParser:
                          "--threads per rank, default 1; docs/distributed.md)")
     ap.add_argument("--profile", action="store_true",
                     help="cProfile one extra step per configuration and print the top entries")
+    ap.add_argument("--kernel-times", type=int, default=0, metavar="N",
+                    help="run N extra steps per method with every kernel of the device timed; "
+                         "print ms per step per kernel (default 0: off)")
     return ap
 
 

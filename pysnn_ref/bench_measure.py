@@ -493,6 +493,9 @@ def run_benchmark(args: argparse.Namespace, log: Callable[[str], None] = print
                 rec["time_chunk"] = r.time_chunk()
             if args.profile:
                 _profile_step(r.step, f"{args.model} {name} T={T}", log)
+            if args.kernel_times and name != "torch":
+                log(format_kernel_times(kernel_times(r, args.kernel_times),
+                                        f"{args.model} {name} T={T}", args.kernel_times))
             if args.no_memory:
                 rec["peak_mem_bytes"] = rec["mem_method"] = None
             else:
@@ -533,6 +536,51 @@ def _profile_step(step: Callable[[], Any], title: str, log: Callable[[str], None
     s = io.StringIO()
     pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(12)
     log(f"--- profile of one step: {title} ---\n{s.getvalue()}")
+
+
+def kernel_times(runner: Runner, steps: int) -> list[tuple[str, float, float]]:
+    """Run ``steps`` more training steps of ``runner`` with every public function of its
+    device's kernel set (``kernels.cpu`` or ``kernels.cuda``) wrapped by a timer (with a device
+    sync before and after each call).  Returns ``(name, calls per step, ms per step)`` of every
+    kernel called, slowest first; the kernel set is restored afterwards."""
+    from . import backend
+
+    K = backend.kernels_for(runner.x)
+    sync = runner.be.synchronize
+    spent: dict[str, list[float]] = {}
+
+    def timed(name: str, f: Callable) -> Callable:
+        def call(*a: Any, **kw: Any) -> Any:
+            sync()
+            t0 = time.perf_counter()
+            out = f(*a, **kw)
+            sync()
+            spent.setdefault(name, []).append(time.perf_counter() - t0)
+            return out
+        return call
+
+    names = [n for n, f in vars(K).items() if not n.startswith("_") and callable(f)
+             and getattr(f, "__module__", None) == K.__name__]
+    originals = {n: getattr(K, n) for n in names}
+    try:
+        for n, f in originals.items():
+            setattr(K, n, timed(n, f))
+        for _ in range(steps):
+            runner.step()
+    finally:
+        for n, f in originals.items():
+            setattr(K, n, f)
+    rows = [(n, len(ts) / steps, 1e3 * sum(ts) / steps) for n, ts in spent.items()]
+    return sorted(rows, key=lambda r: -r[2])
+
+
+def format_kernel_times(rows: list[tuple[str, float, float]], title: str, steps: int) -> str:
+    """The table of :func:`kernel_times`."""
+    lines = [f"--- kernel times, mean of {steps} steps: {title} ---",
+             f"{'kernel':>34}  calls/step  ms/step"]
+    lines += [f"{n:>34}  {c:10.1f}  {ms:7.2f}" for n, c, ms in rows]
+    lines.append(f"{'all kernels':>34}  {'':10}  {sum(r[2] for r in rows):7.2f}")
+    return "\n".join(lines)
 
 
 def _progress(rec: dict[str, Any]) -> str:

@@ -88,6 +88,26 @@ def test_flow_memory_is_flat_and_bptt_grows(capsys, tmp_path):
         assert by[(m, 16)] <= 1.3 * by[(m, 4)], (m, by)
 
 
+def test_kernel_times_counts_the_kernels_of_a_step_and_restores_them(capsys):
+    """--kernel-times N: every kernel of the step, its calls per step and ms per step, over N
+    extra steps; the kernel module is the same afterwards (no timer left in place)."""
+    from pysnn_ref.kernels import cpu
+
+    before = {n: getattr(cpu, n) for n in ("lif_forward", "lif_backward_time_sum", "matmul")}
+    rc, out, err = _run(["--model", "mlp", "--methods", "bptt", "--T", "3", "--batch-size", "4",
+                         "--repeats", "1", "--warmup", "1", "--no-memory", "--kernel-times",
+                         "2"], capsys)
+    assert rc == 0, err
+    assert "kernel times, mean of 2 steps: mlp bptt T=3" in err
+    rows = {m.group(1): (float(m.group(2)), float(m.group(3))) for m in
+            re.finditer(r"^\s+(\w+)\s+([\d.]+)\s+([\d.]+)$", err, re.M)}
+    # Flatten, Linear 784-800 (static input: runs once), LIF, Linear 800-10: one LIF forward
+    # and, below it, the time-summed backward for the static-input layer
+    assert rows["lif_forward"][0] == 1.0 and rows["lif_backward_time_sum"][0] == 1.0
+    assert all(ms >= 0 for _, ms in rows.values())
+    assert {n: getattr(cpu, n) for n in before} == before
+
+
 def test_records_and_table_helpers():
     recs = [{f: None for f in bench_measure.FIELDS} | {"method": m, "T": T, "forward_s": 0.001 * T,
              "backward_s": (0.002 * T if m == "bptt" else 0.001), "optimizer_s": 1e-4,
@@ -111,6 +131,7 @@ def test_records_and_table_helpers():
     (["--batch-size", "0"], "batch-size"),
     (["--dtype", "float16"], "dtype"),
     (["--input-shape", "1,28"], "image input"),
+    (["--kernel-times", "-1"], "kernel-times"),
 ])
 def test_bad_input_one_line_exit_2(argv, needle, capsys):
     rc, _, err = _run(["--T", "2", "--batch-size", "2", *argv], capsys)
