@@ -189,3 +189,33 @@ def test_synthetic_batch_shapes():
     x, y = bench_measure.synthetic_batch(3, (1, 4, 4), 5, np.float64)
     assert x.shape == (3, 1, 4, 4) and x.dtype == np.float64 and y.shape == (3,)
     assert y.min() >= 0 and y.max() < 5
+
+
+def _peers_script():
+    """benchmarks/peers.py, imported by path (it is a script, not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
+    spec = importlib.util.spec_from_file_location("peers", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_peers_script_selects_configurations_and_rejects_bad_input(capsys):
+    """benchmarks/peers.py (timing against SpikingJelly / snnTorch, run where they are
+    installed): a library name selects all its configurations, in order, without repeats; an
+    unknown name, or a peer library that is not importable, is one line and exit 2."""
+    peers = _peers_script()
+    assert peers.select_configs("snntorch, torch,snntorch-nodelay") == [
+        "snntorch", "snntorch-nodelay", "torch"]
+    assert peers.select_configs("spikingjelly-compile") == ["spikingjelly-compile"]
+    for bad in ("jax", ","):
+        with pytest.raises(ValueError, match="peers"):
+            peers.select_configs(bad)
+    assert peers.cli(["--peers", "jax"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "unknown name 'jax'" in err
+    with pytest.raises(ValueError, match="not importable.*pip install"):
+        peers.import_peer("no_such_peer_lib_xyz")
