@@ -76,33 +76,20 @@ def _lif_pool_rows(T: int, B: int, C: int, H: int, W: int) -> list[str]:
 
 
 @njit(cache=True, parallel=True)
-def _three_gemms(cols, W2, W2T, d, dT, nth, out, dcols, dW2T):
-    """out[n] = W2 cols[n]; dcols[n] = W2^T d[n]; dW2T[t] += cols[n] d[n]^T (per thread t)."""
-    N = cols.shape[0]
-    for t in prange(nth):
-        part = np.empty(dW2T.shape[1:], dtype=cols.dtype)
-        dW2T[t][:] = 0
-        lo, hi = cpu._block(t, N, nth)
-        for n in range(lo, hi):
-            np.dot(W2, cols[n], out[n])
-            np.dot(W2T, d[n], dcols[n])
-            np.dot(cols[n], dT[n], part)
-            dW2T[t] += part
-
-
-@njit(cache=True, parallel=True)
-def _three_gemms_cached(cols, W2, W2T, d, dT, nth, out, dcols, dW2T):
-    """:func:`_three_gemms` with the columns of thread t in one buffer ``cols[t]`` (in cache, as
-    the fused kernels' per-image columns are) and ``dcols[t]`` one buffer per thread too."""
+def _three_gemms(cols, W2, W2T, d, dT, nth, out, dcols, dW2T, cached):
+    """out[n] = W2 cols[n]; dcols[n] = W2^T d[n]; dW2T[t] += cols[n] d[n]^T (per thread t).
+    ``cached``: thread t uses one column buffer ``cols[t]`` and ``dcols[t]`` for all its images
+    (in cache, as the fused kernels' per-image columns are) instead of reading ``cols[n]``."""
     N = d.shape[0]
     for t in prange(nth):
         part = np.empty(dW2T.shape[1:], dtype=cols.dtype)
         dW2T[t][:] = 0
         lo, hi = cpu._block(t, N, nth)
         for n in range(lo, hi):
-            np.dot(W2, cols[t], out[n])
-            np.dot(W2T, d[n], dcols[t])
-            np.dot(cols[t], dT[n], part)
+            c = cols[t] if cached else cols[n]
+            np.dot(W2, c, out[n])
+            np.dot(W2T, d[n], dcols[t] if cached else dcols[n])
+            np.dot(c, dT[n], part)
             dW2T[t] += part
 
 
@@ -121,9 +108,8 @@ def _conv_rows(N: int = 1280) -> list[str]:
     out, dcols = np.empty_like(d3), np.empty_like(cols)
     dW2T = np.empty((nth, W2.shape[1], 32), np.float32)
     W2T = np.ascontiguousarray(W2.T)
-    gemms = best_ms(lambda: _three_gemms(cols, W2, W2T, d3, dT, nth, out, dcols, dW2T))
-    cached = best_ms(lambda: _three_gemms_cached(cols[:nth], W2, W2T, d3, dT, nth, out,
-                                                 dcols[:nth], dW2T))
+    gemms = best_ms(lambda: _three_gemms(cols, W2, W2T, d3, dT, nth, out, dcols, dW2T, False))
+    cached = best_ms(lambda: _three_gemms(cols, W2, W2T, d3, dT, nth, out, dcols, dW2T, True))
     return [f"Conv2d 16->32 ({N} images 14x14, {nth} threads): fused forward {fwd:.2f} ms + "
             f"backward {bwd:.2f} ms = {fwd + bwd:.2f} ms; its three GEMMs alone {gemms:.2f} ms "
             f"(columns read from memory), {cached:.2f} ms (columns in cache, as in the fused "

@@ -687,6 +687,29 @@ def _same_rows(H, KH, pad, kh, OH):
 
 
 @njit(cache=True, inline="always")
+def _same_run(lo, hi, W, kh, kw, pad, x0):
+    """The contiguous run of column row (kh, kw) of a stride-1, KW = 2 pad + 1 convolution:
+    ``(q0, n, s0)``, its ``n`` entries from ``q0`` read the plane from flat offset ``s0`` (the
+    output rows ``lo <= oh < hi`` inside the plane, less the wrapped entries at both ends)."""
+    q0 = lo * W + max(0, pad - kw)
+    q1 = hi * W - max(0, kw - pad)
+    return q0, max(0, q1 - q0), uintp(max(0, x0 + q0 + (kh - pad) * W + kw - pad))
+
+
+@njit(cache=True, inline="always")
+def _zero_wrapped(cf, d, lo, hi, W, kw, pad):
+    """Zero the ``|kw - pad|`` entries per output row of column row ``cf[d:]`` that the constant
+    shift of :func:`_same_run` wrapped around from the neighbouring input row."""
+    left, right = max(0, pad - kw), max(0, kw - pad)
+    for oh in range(lo, hi):
+        r = d + uintp(oh * W)
+        for j in range(left):
+            cf[r + uintp(j)] = 0
+        for j in range(W - right, W):
+            cf[r + uintp(j)] = 0
+
+
+@njit(cache=True, inline="always")
 def _im2col_plane_same(xf, x0, H, W, KH, KW, pad, OH, cf, r0):
     """:func:`_im2col_plane` for stride 1 and ``KW = 2 pad + 1`` (so OW = W, a "same"
     convolution along the width): column row (kh, kw) is then the flat plane shifted by the
@@ -702,19 +725,10 @@ def _im2col_plane_same(xf, x0, H, W, KH, KW, pad, OH, cf, r0):
                 cf[d + uintp(q)] = 0
             for q in range(hi * W, P):
                 cf[d + uintp(q)] = 0
-            left, right = max(0, pad - kw), max(0, kw - pad)
-            q0, q1 = lo * W + left, hi * W - right
-            if q1 > q0:
-                s0 = uintp(x0 + q0 + (kh - pad) * W + kw - pad)
-                dq = d + uintp(q0)
-                for j in range(q1 - q0):
-                    cf[dq + uintp(j)] = xf[s0 + uintp(j)]
-            for oh in range(lo, hi):
-                r = d + uintp(oh * W)
-                for j in range(left):
-                    cf[r + uintp(j)] = 0
-                for j in range(W - right, W):
-                    cf[r + uintp(j)] = 0
+            q0, n, s0 = _same_run(lo, hi, W, kh, kw, pad, x0)
+            for j in range(n):
+                cf[d + uintp(q0 + j)] = xf[s0 + uintp(j)]
+            _zero_wrapped(cf, d, lo, hi, W, kw, pad)
 
 
 @njit(cache=True, inline="always")
@@ -760,19 +774,10 @@ def _col2im_plane_same(cf, r0, H, W, KH, KW, pad, OH, df, x0):
         lo, hi = _same_rows(H, KH, pad, kh, OH)
         for kw in range(KW):
             d = uintp((r0 + kh * KW + kw) * P)
-            left, right = max(0, pad - kw), max(0, kw - pad)
-            for oh in range(lo, hi):
-                r = d + uintp(oh * W)
-                for j in range(left):
-                    cf[r + uintp(j)] = 0
-                for j in range(W - right, W):
-                    cf[r + uintp(j)] = 0
-            q0, q1 = lo * W + left, hi * W - right
-            if q1 > q0:
-                s0 = uintp(x0 + q0 + (kh - pad) * W + kw - pad)
-                dq = d + uintp(q0)
-                for j in range(q1 - q0):
-                    df[s0 + uintp(j)] += cf[dq + uintp(j)]
+            _zero_wrapped(cf, d, lo, hi, W, kw, pad)
+            q0, n, s0 = _same_run(lo, hi, W, kh, kw, pad, x0)
+            for j in range(n):
+                df[s0 + uintp(j)] += cf[d + uintp(q0 + j)]
 
 
 @njit(cache=True, inline="always")
