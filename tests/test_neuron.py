@@ -169,17 +169,21 @@ def test_surrogate_kernels_equal_reference(kind):
 
 
 def test_float32_surrogates_compile_to_float32_maths():
-    """The CPU kernels' surrogate formulas are the reference's, compiled per dtype with their
-    float literals in that dtype (kernels/retype.py): the float32 code has no float64 value in
-    it (the reference compiled as it is had 82 -- every literal promoted the maths), and its
-    results equal the float64 formulas' to float32 precision (away from the branch points)."""
+    """The CPU kernels' scalar formulas (surrogates, and the spiking LSTM cell built on them)
+    are the reference's, compiled per dtype with their float literals in that dtype
+    (kernels/retype.py): the float32 code has no float64 value in it (the reference compiled as
+    it is had 82 in the surrogates alone -- every literal promoted the maths), and the
+    surrogates equal the float64 formulas to float32 precision (away from the branch points)."""
     import re
 
     from numba import njit
 
     @njit
     def all_three(x, kind, a):
-        return cpu._grad(x, kind, a) + cpu._primitive(x, kind, a) + cpu._heaviside(x)
+        cell = cpu._lstm_cell(x, x, x, x, x, x, False, kind, a)
+        back = cpu._lstm_cell_bwd(x, x, x, x, x, x, x, x, x, kind, a)
+        return (cpu._grad(x, kind, a) + cpu._primitive(x, kind, a) + cpu._heaviside(x)
+                + cpu._sigmoid(x) + cell[4] + back[0])
 
     all_three(np.float32(0.3), 1, np.float32(1.0))
     ir = all_three.inspect_llvm(all_three.signatures[0])

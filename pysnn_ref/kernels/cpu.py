@@ -72,14 +72,23 @@ MALLOC_TUNED = tune_malloc()
 # time-summed LIF backward over 16 M float32 neuron-steps 10.1 -> 6.8 ms.
 
 SURROGATE_KINDS = _ref.SURROGATE_KINDS
-_TWINS = {name: (retyped(getattr(_ref, name), np.float32),
-                 retyped(getattr(_ref, name), np.float64))
-          for name in ("surrogate_primitive_scalar", "surrogate_grad_scalar", "heaviside")}
+_TWINS: dict = {}
+
+
+def _make_twins(name, **callees):
+    """Compile-time twins of reference scalar ``name``: its float32 and float64 retyped copies
+    (``callees``: the compiled stand-ins of the reference scalars it calls)."""
+    fn = getattr(_ref, name)
+    _TWINS[name] = (retyped(fn, np.float32, **callees), retyped(fn, np.float64, **callees))
 
 
 def _twin(name, x):
     """The twin of reference formula ``name`` for a scalar of Numba type ``x``."""
     return _TWINS[name][0] if x == types.float32 else _TWINS[name][1]
+
+
+for _name in ("surrogate_primitive_scalar", "surrogate_grad_scalar", "heaviside"):
+    _make_twins(_name)
 
 
 def _primitive(x, kind, a):
@@ -1193,23 +1202,32 @@ def avgpool2d_backward(dout, x_shape, k, stride):
 # --------------------------------------------------------------------------------------------
 # 8. Spiking LSTM cell, one time step (reference module, section 8): one fused pass per neuron,
 #    prange over the B*H neurons; the scalar cell formulas are the reference module's own
-#    functions compiled with njit.
+#    functions, compiled in the array's dtype as the surrogates are (section 1).
 # --------------------------------------------------------------------------------------------
 
-def _compile_scalar(fn, **compiled):
-    """``njit`` a reference scalar function whose body calls other reference scalars: the same
-    code object, with those callees (plain Python there) swapped for their compiled twins."""
-    import types
-
-    glb = dict(fn.__globals__)
-    glb.update(compiled)
-    clone = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
-    return njit(cache=True, inline="always")(clone)
+def _sigmoid(x):
+    """reference.sigmoid_scalar in the dtype of x (in Numba code; see section 1)."""
+    return _ref.sigmoid_scalar(x)
 
 
-_sigmoid = njit(cache=True, inline="always")(_ref.sigmoid_scalar)
-_lstm_cell = _compile_scalar(_ref.lstm_cell_scalar, sigmoid_scalar=_sigmoid, spike_scalar=_spike)
-_lstm_cell_bwd = _compile_scalar(_ref.lstm_cell_backward_scalar, surrogate_grad_scalar=_grad)
+def _lstm_cell(zi, zf, zg, zo, c_prev, v_th, smooth, kind, a):
+    """reference.lstm_cell_scalar in the dtype of zi (in Numba code; see section 1)."""
+    return _ref.lstm_cell_scalar(zi, zf, zg, zo, c_prev, v_th, smooth, kind, a)
+
+
+def _lstm_cell_bwd(ds, dc_next, i, f, g, o, c_prev, c, v_th, kind, a):
+    """reference.lstm_cell_backward_scalar in the dtype of ds (in Numba code; see section 1)."""
+    return _ref.lstm_cell_backward_scalar(ds, dc_next, i, f, g, o, c_prev, c, v_th, kind, a)
+
+
+_make_twins("sigmoid_scalar")
+_make_twins("lstm_cell_scalar", sigmoid_scalar=_sigmoid, spike_scalar=_spike)
+_make_twins("lstm_cell_backward_scalar", surrogate_grad_scalar=_grad)
+overload(_sigmoid)(lambda x: _twin("sigmoid_scalar", x))
+overload(_lstm_cell)(lambda zi, zf, zg, zo, c_prev, v_th, smooth, kind, a:
+                     _twin("lstm_cell_scalar", zi))
+overload(_lstm_cell_bwd)(lambda ds, dc_next, i, f, g, o, c_prev, c, v_th, kind, a:
+                         _twin("lstm_cell_backward_scalar", ds))
 
 
 @njit(cache=True, parallel=True)
@@ -1255,7 +1273,8 @@ def lstm_cell_forward(z, c_prev, v_th, smooth, kind, a):
     A = np.empty_like(z)
     c = np.empty_like(c_prev)
     s = np.empty_like(c_prev)
-    _lstm_cell_forward(z, c_prev, float(v_th), bool(smooth), int(kind), float(a), A, c, s)
+    f = z.dtype.type  # scalars in the array's dtype: the cell's maths stays in it
+    _lstm_cell_forward(z, c_prev, f(v_th), bool(smooth), int(kind), f(a), A, c, s)
     return A, c, s
 
 
@@ -1266,8 +1285,8 @@ def lstm_cell_backward(ds, dc_next, A, c_prev, c, v_th, kind, a):
                                  for v in (ds, dc_next, A, c_prev, c))
     dz = np.empty_like(A)
     dc_carry = np.empty_like(c_prev)
-    _lstm_cell_backward(ds, dc_next, A, c_prev, c, float(v_th), int(kind), float(a), dz,
-                        dc_carry)
+    _lstm_cell_backward(ds, dc_next, A, c_prev, c, A.dtype.type(v_th), int(kind),
+                        A.dtype.type(a), dz, dc_carry)
     return dz, dc_carry
 
 

@@ -41,9 +41,10 @@ def retyped_tree(fn: Any) -> ast.Module:
     return ast.fix_missing_locations(_TypedLiterals().visit(tree))
 
 
-def retyped(fn: Any, F: Any) -> Any:
+def retyped(fn: Any, F: Any, **callees: Any) -> Any:
     """The reference scalar function ``fn`` (plain Python) with its float constants of type
-    ``F``, defined in the reference module's namespace."""
-    ns = dict(vars(_ref), _F=F)
+    ``F``, defined in the reference module's namespace -- with the names in ``callees`` (other
+    reference scalars that ``fn`` calls) bound to the given compiled twins instead."""
+    ns = dict(vars(_ref), _F=F, **callees)
     exec(compile(retyped_tree(fn), inspect.getsourcefile(fn), "exec"), ns)  # noqa: S102
     return ns[fn.__name__]
