@@ -212,12 +212,9 @@ def _lif_forward(I, lam, v_th, soft, smooth, kind, a, o, u):
         v = np.zeros(m, I.dtype)
         ub = np.empty(0 if keep else m, I.dtype)
         for t in range(T):
-            It = I[0 if static else t, n0:n0 + m]
-            if keep:
-                _lif_step_row(It, v, m, lam, v_th, s, smooth, kind, a, u[t, n0:n0 + m],
-                              o[t, n0:n0 + m])
-            else:
-                _lif_step_row(It, v, m, lam, v_th, s, smooth, kind, a, ub, o[t, n0:n0 + m])
+            ut = u[t, n0:n0 + m] if keep else ub
+            _lif_step_row(I[0 if static else t, n0:n0 + m], v, m, lam, v_th, s, smooth, kind, a,
+                          ut, o[t, n0:n0 + m])
 
 
 @njit(cache=True, inline="always")
@@ -464,11 +461,9 @@ def _lif_avgpool_forward(I, lam, v_th, soft, smooth, kind, a, H, W, k, u, out, c
         ub = np.empty(0 if keep else m, I.dtype)
         tot = 0.0
         for t in range(T):
-            It = I[0 if static else t, n0:n0 + m]
-            if keep:
-                _lif_step_row(It, v, m, lam, v_th, s, smooth, kind, a, u[t, n0:n0 + m], ob)
-            else:
-                _lif_step_row(It, v, m, lam, v_th, s, smooth, kind, a, ub, ob)
+            ut = u[t, n0:n0 + m] if keep else ub
+            _lif_step_row(I[0 if static else t, n0:n0 + m], v, m, lam, v_th, s, smooth, kind, a,
+                          ut, ob)
             out_t = out[t]
             for q in range(np_):
                 tot += _pool_plane_t(ob, q * HW, H, W, k, scale, out_t, (p0 + q) * PO)
@@ -507,9 +502,7 @@ def _lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a,
         acc = np.zeros(m if total else 0, u.dtype)
         ub = np.empty((T if recompute else 0, m), u.dtype)
         if recompute:
-            v = np.zeros(m, u.dtype)
-            for t in range(T):
-                _lif_step_row(u[0, n0:n0 + m], v, m, lam, v_th, s, smooth, kind, a, ub[t], dob)
+            _membrane_block(u, n0, m, lam, v_th, s, smooth, kind, a, ub, dob)
             dob[:] = 0
         for t in range(T - 1, -1, -1):
             ut = ub[t] if recompute else u[t, n0:n0 + m]
