@@ -254,6 +254,24 @@ def kernels_for(x: Any) -> ModuleType:
     return _cpu_kernels()
 
 
+def family_kernels_for(x: Any) -> ModuleType:
+    """The kernel module of the T-independent family (DSR, OTTT / SLTT, rate-based backprop) for
+    arrays like ``x``: :mod:`pysnn_ref.kernels.cpu_family` (Numba), or
+    :mod:`pysnn_ref.kernels.reference_family` under ``use_cpu_kernels("reference")``.  These
+    methods have no CUDA tier yet: a GPU array raises one line saying so."""
+    if is_gpu_array(x):
+        raise ValueError("device 'gpu': the DSR / OTTT / SLTT / rate-BP neuron kernels have no "
+                         "CUDA version yet; use device 'cpu'")
+    _configure_cpu_threads()
+    if _cpu_kernel_set == "reference":
+        from .kernels import reference_family
+
+        return reference_family
+    from .kernels import cpu_family
+
+    return cpu_family
+
+
 def backend_of(x: Any) -> Backend:
     """The :class:`Backend` an array lives on."""
     return get_backend("gpu" if is_gpu_array(x) else "cpu")
