@@ -109,9 +109,10 @@ def test_if_spike_rate_approaches_the_representation(alpha):
 
 
 def test_authors_spread_equals_exact_where_it_should():
-    """The authors' LIF backward (T-weighted G, spread 1/T) equals the exact one for IF and for
-    an upstream gradient that is the same at every step; at a weighted-rate readout it is
-    T sum w^2 / W^2 times larger (the factor of METHODS-FAMILY)."""
+    """The authors' LIF backward (T-weighted G, spread 1/T) equals the exact one for IF; for LIF
+    with an upstream gradient that is the same at every step it has the same G (the time sum of
+    dI) and dL/dv_th but spreads G uniformly instead of by w_t / W; at a weighted-rate readout
+    G is T sum w^2 / W^2 times larger (the factor of METHODS-FAMILY)."""
     rng = np.random.default_rng(3)
     T = 6
     I = rng.normal(0.5, 0.5, (T, 2, 40))
@@ -123,6 +124,8 @@ def test_authors_spread_equals_exact_where_it_should():
         assert rel_error(ge[0].sum(0), ga[0].sum(0)) < 1e-12 and abs(ge[1] - ga[1]) < 1e-9
         if lam == 1.0:
             assert rel_error(ge[0], ga[0]) < 1e-12
+        else:
+            assert rel_error(ge[0], ga[0]) > 1e-2
     w = 0.8 ** np.arange(T - 1, -1, -1)
     w = w / w.sum()
     do = w[:, None, None] * np.ones((T, 2, 40))         # readout of the weighted rate

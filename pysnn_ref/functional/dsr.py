@@ -34,11 +34,13 @@ alpha enters the forward only.  **Forward keeps** ``Ibar_w`` per neuron, nothing
   so the clamp is ``clamp(Ibar_w, 0, v_th)``, not the code's ``clamp(Ibar_w / tau, 0, v_th/dt)``
   (and our dL/dv_th has no factor dt).
 * LIF spreading: the code takes ``G = T sum_t w_t dL/do[t] / W`` and spreads it uniformly
-  (``/T``).  That equals ours when dL/do is the same at every step (every hidden layer of the
-  clamp network, whose outputs are constant in time) and always for IF, but not at a readout
-  of the weighted rate (a factor T sum w_t^2 / W^2, 1.08 at the code's defaults) nor for a first
-  layer fed a time-varying input.  ``spread="exact"`` (default) is the clamp network's exact
-  gradient; ``spread="authors"`` reproduces the code.
+  (``/T``).  For IF the two are identical.  For LIF, when dL/do is the same at every step (every
+  hidden layer of the clamp network) G and dL/dv_th agree, but G is spread by 1/T instead of
+  w_t / W, so the layer below gets its weight gradient from its input's plain mean instead of
+  its weighted mean -- the same in the clamp network, whose hidden inputs are constant in time,
+  not in the spiking network; at a readout of the weighted rate G itself differs (a factor
+  T sum w_t^2 / W^2, 1.08 at the code's defaults).  ``spread="exact"`` (default) is the clamp
+  network's exact gradient; ``spread="authors"`` reproduces the code.
 * "DSR-noF" (the SSF paper's Table 2: DSR without its firing-mechanism modification) is
   ``alpha = 1`` with threshold training kept.
 * Threshold training: v_th is a parameter; before every forward the code sets
