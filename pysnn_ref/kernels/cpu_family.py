@@ -132,28 +132,48 @@ def dsr_backward(do, Ibar, gw, c, v_th):
 # 2. Online neurons (OTTT, SLTT)
 # --------------------------------------------------------------------------------------------
 
+@njit(cache=True, inline="always")
+def _online_step_row(It, vb, m, lam, v_th, s, smooth, kind, a, ut, ot):
+    """One LIF step over a block of m neurons (rows of one time step): ``ut`` the membrane
+    before reset, ``ot`` the spike, ``vb`` the membrane after reset (in place).  The smooth /
+    Heaviside branch is outside the loop, so each loop vectorises."""
+    one = It.dtype.type(1.0)
+    zero = It.dtype.type(0.0)
+    if smooth:
+        for j in range(m):
+            u_t = lam * vb[j] + It[j]
+            o_t = _primitive(u_t - v_th, kind, a)
+            vb[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
+            ut[j] = u_t
+            ot[j] = o_t
+    else:
+        for j in range(m):
+            u_t = lam * vb[j] + It[j]
+            o_t = one if u_t >= v_th else zero
+            vb[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
+            ut[j] = u_t
+            ot[j] = o_t
+
+
 @njit(cache=True, parallel=True)
 def _online_forward(I, v, tr, lam, v_th, soft, smooth, kind, a, o, u, a_hat):
     Tc, N = I.shape
     trace = tr.shape[0] == N
     s = I.dtype.type(1.0 if soft else 0.0)
-    one = I.dtype.type(1.0)
     for blk in prange((N + BLOCK - 1) // BLOCK):
         n0 = blk * BLOCK
         m = min(N, n0 + BLOCK) - n0
         vb = v[n0:n0 + m].copy()
         tb = tr[n0:n0 + m].copy() if trace else np.empty(0, I.dtype)
         for t in range(Tc):
-            It = I[t, n0:n0 + m]
-            for j in range(m):
-                u_t = lam * vb[j] + It[j]
-                o_t = _spike(u_t - v_th, smooth, kind, a)
-                vb[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
-                u[t, n0 + j] = u_t
-                o[t, n0 + j] = o_t
-                if trace:
-                    tb[j] = lam * tb[j] + o_t
-                    a_hat[t, n0 + j] = tb[j]
+            ot = o[t, n0:n0 + m]
+            _online_step_row(I[t, n0:n0 + m], vb, m, lam, v_th, s, smooth, kind, a,
+                             u[t, n0:n0 + m], ot)
+            if trace:
+                at = a_hat[t, n0:n0 + m]
+                for j in range(m):
+                    tb[j] = lam * tb[j] + ot[j]
+                    at[j] = tb[j]
         v[n0:n0 + m] = vb
         if trace:
             tr[n0:n0 + m] = tb
@@ -173,6 +193,28 @@ def online_forward(I, v, tr, lam, v_th, soft, smooth, kind, a):
     return o, u, a_hat
 
 
+@njit(cache=True, inline="always")
+def _online_grad_row(dt, ut, v_th, kind, a, m, dIt):
+    """``dIt[j] = dt[j] sigma'(ut[j] - v_th)`` over a block; the surrogate is dispatched once,
+    outside the loop (a constant kind in each branch), so that every loop vectorises (as
+    kernels/cpu.py's _grad_row)."""
+    if kind == _ref.RECTANGULAR:
+        for j in range(m):
+            dIt[j] = dt[j] * _grad(ut[j] - v_th, _ref.RECTANGULAR, a)
+    elif kind == _ref.TRIANGLE:
+        for j in range(m):
+            dIt[j] = dt[j] * _grad(ut[j] - v_th, _ref.TRIANGLE, a)
+    elif kind == _ref.SIGMOID:
+        for j in range(m):
+            dIt[j] = dt[j] * _grad(ut[j] - v_th, _ref.SIGMOID, a)
+    elif kind == _ref.ATAN:
+        for j in range(m):
+            dIt[j] = dt[j] * _grad(ut[j] - v_th, _ref.ATAN, a)
+    else:
+        for j in range(m):
+            dIt[j] = dt[j] * _grad(ut[j] - v_th, kind, a)
+
+
 @njit(cache=True, parallel=True)
 def _online_backward(do, u, v_th, kind, a, dI):
     T, N = u.shape
@@ -180,8 +222,8 @@ def _online_backward(do, u, v_th, kind, a, dI):
         n0 = blk * BLOCK
         m = min(N, n0 + BLOCK) - n0
         for t in range(T):
-            for j in range(m):
-                dI[t, n0 + j] = do[t, n0 + j] * _grad(u[t, n0 + j] - v_th, kind, a)
+            _online_grad_row(do[t, n0:n0 + m], u[t, n0:n0 + m], v_th, kind, a, m,
+                             dI[t, n0:n0 + m])
 
 
 def online_backward(do, u, v_th, kind, a):
@@ -199,10 +241,35 @@ def online_backward(do, u, v_th, kind, a):
 # 3. Rate-based backpropagation
 # --------------------------------------------------------------------------------------------
 
+@njit(cache=True, inline="always")
+def _sg_row(ut, v_th, kind, a, m, g):
+    """``g[j] = sigma'(ut[j] - v_th)``, the surrogate dispatched once outside the loop."""
+    if kind == _ref.RECTANGULAR:
+        for j in range(m):
+            g[j] = _grad(ut[j] - v_th, _ref.RECTANGULAR, a)
+    elif kind == _ref.TRIANGLE:
+        for j in range(m):
+            g[j] = _grad(ut[j] - v_th, _ref.TRIANGLE, a)
+    elif kind == _ref.SIGMOID:
+        for j in range(m):
+            g[j] = _grad(ut[j] - v_th, _ref.SIGMOID, a)
+    elif kind == _ref.ATAN:
+        for j in range(m):
+            g[j] = _grad(ut[j] - v_th, _ref.ATAN, a)
+    else:
+        for j in range(m):
+            g[j] = _grad(ut[j] - v_th, kind, a)
+
+
 @njit(cache=True, parallel=True)
 def _rate_forward(I, v, kappa, sO, sE, lam, v_th, soft, smooth, detach_reset, kind, a, o):
+    """Per step and block: the LIF step (_online_step_row), sigma' of the row (_sg_row), then
+    the sums and kappa without branches -- with s = 1 (soft) / 0 (hard) and c = 0 (detached) /
+    1, rho = s (1 - c v_th sg) + (1 - s)((1 - o) - c u sg)."""
     Tc, N = I.shape
     one = I.dtype.type(1.0)
+    s = I.dtype.type(1.0 if soft else 0.0)
+    c = I.dtype.type(0.0 if detach_reset else 1.0)
     for blk in prange((N + BLOCK - 1) // BLOCK):
         n0 = blk * BLOCK
         m = min(N, n0 + BLOCK) - n0
@@ -210,24 +277,19 @@ def _rate_forward(I, v, kappa, sO, sE, lam, v_th, soft, smooth, detach_reset, ki
         kb = kappa[n0:n0 + m].copy()
         so = sO[n0:n0 + m].copy()
         se = sE[n0:n0 + m].copy()
+        ub = np.empty(m, I.dtype)
+        g = np.empty(m, I.dtype)
         for t in range(Tc):
-            It = I[t, n0:n0 + m]
             ot = o[t, n0:n0 + m]
+            _online_step_row(I[t, n0:n0 + m], vb, m, lam, v_th, s, smooth, kind, a, ub, ot)
+            _sg_row(ub, v_th, kind, a, m, g)
             for j in range(m):
-                u_t = lam * vb[j] + It[j]
-                x = u_t - v_th
-                o_t = _spike(x, smooth, kind, a)
-                sg = _grad(x, kind, a)
+                sg = g[j]
+                o_t = ot[j]
                 so[j] += o_t
                 se[j] += kb[j] * sg
-                if soft:
-                    rho = one if detach_reset else one - v_th * sg
-                    vb[j] = u_t - v_th * o_t
-                else:
-                    rho = (one - o_t) if detach_reset else (one - o_t) - u_t * sg
-                    vb[j] = u_t * (one - o_t)
+                rho = s * (one - c * v_th * sg) + (one - s) * ((one - o_t) - c * ub[j] * sg)
                 kb[j] = one + lam * kb[j] * rho
-                ot[j] = o_t
         v[n0:n0 + m] = vb
         kappa[n0:n0 + m] = kb
         sO[n0:n0 + m] = so
