@@ -151,3 +151,66 @@ def test_bad_arguments():
         pnir.export(net, (4,))
     with pytest.raises(TypeError, match="graph must be"):
         pnir.import_graph({"nodes": {}})
+
+
+# ----------------------------------------------------------------------------------------------
+# against snnTorch (optional: torch + snntorch + nirtorch installed)
+# ----------------------------------------------------------------------------------------------
+
+def _snntorch():
+    torch = pytest.importorskip("torch")
+    snn = pytest.importorskip("snntorch")
+    pytest.importorskip("nirtorch")
+    return torch, snn
+
+
+def _steps(tnet, x, torch):
+    """Run an snnTorch network (hidden state kept inside its neurons) one step at a time."""
+    out = []
+    with torch.no_grad():
+        for x_t in x:
+            y = tnet(torch.from_numpy(x_t))
+            out.append((y[0] if isinstance(y, tuple) else y).numpy())
+    return np.array(out)
+
+
+def test_snntorch_imports_our_graph_and_spikes_the_same():
+    """Tolerance: exact (spikes are 0/1; both fire at u >= / > v_th, equal only on a null set)."""
+    torch, _ = _snntorch()
+    from snntorch.import_nir import import_from_nir
+
+    rng = np.random.default_rng(2)
+    net = nn.Sequential(nn.Linear(20, 16, rng=rng), nn.LIF(lam=0.8, v_th=0.5),
+                        nn.Linear(16, 5, rng=rng), nn.LIF(lam=0.6, v_th=0.3))
+    x = rng.uniform(0, 1.5, (30, 4, 20)).astype(np.float32)
+    ours = net.forward(x)
+    theirs = _steps(import_from_nir(pnir.export(net, (20,))), x, torch)
+    assert ours.sum() > 20
+    np.testing.assert_array_equal(theirs, ours)
+
+
+def test_a_graph_snntorch_exports_imports_into_ours():
+    torch, snn = _snntorch()
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    lif = dict(init_hidden=True, reset_mechanism="zero", reset_delay=False)
+
+    def leaky(n, beta, thr, **kw):     # per-neuron tensors: snnTorch 1.0 exports scalar ones
+        return snn.Leaky(beta=torch.full((n,), beta), threshold=torch.full((n,), thr), **kw)
+
+    tnet = torch.nn.Sequential(torch.nn.Linear(12, 10), leaky(10, 0.85, 0.4, **lif),
+                               torch.nn.Linear(10, 3), leaky(3, 0.7, 0.2, output=True, **lif))
+    with torch.no_grad():
+        for lin in (tnet[0], tnet[2]):
+            lin.weight.mul_(4.0)                      # enough drive for the neurons to fire
+    graph = export_to_nir(tnet, torch.zeros(12))
+    net = pnir.import_graph(graph)
+    assert [type(m).__name__ for m in net.layers] == ["Linear", "LIF", "Linear", "LIF"]
+    assert net.layers[1].p.lam == pytest.approx(0.85) and net.layers[3].p.v_th == \
+        pytest.approx(0.2)
+    x = np.random.default_rng(3).uniform(0, 1.5, (25, 4, 12)).astype(np.float32)
+    theirs = _steps(tnet, x, torch)
+    ours = net.forward(x)
+    assert ours.sum() > 10
+    np.testing.assert_array_equal(ours, theirs)
