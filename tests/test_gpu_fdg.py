@@ -45,7 +45,7 @@ def _drive(out: Path) -> None:
                                        indices={"0.W": [0, 3, 7, 11, 20, 29]})
         res[device] = {"g": np.concatenate([g["0.W"].ravel(), g["2.W"].ravel()]).tolist(),
                        "restored": all(np.array_equal(be.to_numpy(p.data), w) for p, w in
-                                       zip(net.parameters(), w0))}
+                                       zip(net.parameters(), w0, strict=True))}
     res["fake"] = cupy.__version__
     out.write_text(json.dumps(res))
 
