@@ -266,6 +266,28 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def data_address(x: Any) -> int:
+    """The address of ``x``'s first element, read on the host (no device sync): NumPy's
+    ``__array_interface__`` data pointer, CuPy's ``x.data.ptr``."""
+    if is_gpu_array(x):
+        return int(x.data.ptr)
+    return int(np.asarray(x).__array_interface__["data"][0])
+
+
+def same_view(a: Any, b: Any) -> bool:
+    """True when ``a`` and ``b`` are views of the same elements: same device, start address,
+    shape, strides and dtype.
+
+    A host-side check in place of ``xp.shares_memory``: CuPy's exact ``shares_memory`` builds
+    and sorts an array of every element's address on the device and ends in ``bool(...)``, a
+    device->host sync per call (issue 22).  Stricter than sharing memory -- two different
+    views of one buffer are not the same view -- which is what a cache keyed on its input
+    needs."""
+    return (is_gpu_array(a) == is_gpu_array(b) and a.shape == b.shape
+            and a.strides == b.strides and a.dtype == b.dtype
+            and data_address(a) == data_address(b))
+
+
 def as_scalar(x: Any) -> Any:
     """A reduction's result as a float64 scalar where it lives: a Python ``float`` for a host
     value, a 0-d float64 array for a device value (no device->host sync; ``float()`` of it
