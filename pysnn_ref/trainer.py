@@ -191,7 +191,8 @@ def _restore(net: nn_.Module, cfg: dict[str, Any], resume: str | Path,
 def setup_run(cfg: dict[str, Any], resume: str | Path | None = None) -> TrainState:
     """Data, network, method, loss and optimizer of ``cfg``, restored from the checkpoint
     ``resume`` if given; the network is on ``cfg["device"]``.  No files are written."""
-    be = backend.get_backend(cfg["device"])          # fails early without a usable GPU
+    # fails early without a usable GPU, or without cuRAND for a Poisson input on the GPU
+    be = backend.get_backend(cfg["device"], need_random=cfg["encoder"] == "poisson")
     data = _load_data(cfg)
     net = build_model(cfg, data.input_shape, data.num_classes)
     method = build_method(cfg)

@@ -129,6 +129,22 @@ def _contiguous(xp: Any, x: Any, dtype: Any = None) -> Any:
     return x
 
 
+@cuda.jit
+def _probe_kernel(out):
+    """out[i] = i + 1: the start-up probe's one launch (backend._probe_gpu)."""
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = i + 1
+
+
+def launch_probe(out: Any) -> Any:
+    """Launch the one-line probe kernel on the int32 array ``out`` (it writes 1, 2, ...);
+    returns ``out``.  Compiling and launching it needs what every kernel needs (NVVM, the
+    driver's PTX JIT)."""
+    _launch(_probe_kernel, out.size, out, out)
+    return out
+
+
 def _launch(kernel: Any, n: int, x: Any, *args: Any) -> None:
     """Launch ``kernel`` with one thread per item for ``n`` items (nothing to do for n == 0)."""
     if n == 0:
