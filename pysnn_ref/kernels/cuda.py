@@ -42,7 +42,9 @@ Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 3. LIF/IF streaming w
 
 from __future__ import annotations
 
+import importlib
 import os
+import warnings
 from types import SimpleNamespace
 from typing import Any
 
@@ -145,12 +147,37 @@ def launch_probe(out: Any) -> Any:
     return out
 
 
+def _performance_warnings() -> tuple[type, ...]:
+    """numba's NumbaPerformanceWarning classes (numba-cuda has its own, not a subclass)."""
+    classes = []
+    for mod in ("numba.core.errors", "numba.cuda.core.errors"):
+        try:
+            classes.append(importlib.import_module(mod).NumbaPerformanceWarning)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(classes)
+
+
+#: numba-cuda warns "Grid size N will likely result in GPU under-utilization" below this many
+#: blocks; a small layer's launch is small on purpose, so the library silences that warning
+#: for its own launches of fewer blocks (and only while configuring them: nothing global)
+LOW_OCCUPANCY_BLOCKS = 128
+_PERF_WARNINGS = _performance_warnings()
+
+
 def _launch(kernel: Any, n: int, x: Any, *args: Any) -> None:
     """Launch ``kernel`` with one thread per item for ``n`` items (nothing to do for n == 0)."""
     if n == 0:
         return
     blocks, tpb = launch_config(n)
-    kernel[blocks, tpb, _stream_for(x)](*args)
+    if blocks < LOW_OCCUPANCY_BLOCKS:
+        with warnings.catch_warnings():
+            for w in _PERF_WARNINGS:
+                warnings.simplefilter("ignore", w)
+            configured = kernel[blocks, tpb, _stream_for(x)]
+    else:
+        configured = kernel[blocks, tpb, _stream_for(x)]
+    configured(*args)
 
 
 # --------------------------------------------------------------------------------------------
