@@ -285,6 +285,36 @@ def _import_cuda_kernels() -> ModuleType:
     return cuda_kernels
 
 
+def gpu_for_rank(local_rank: int, n_devices: int) -> int:
+    """The GPU of the ``local_rank``-th process on a machine with ``n_devices`` visible GPUs:
+    ``local_rank % n_devices`` (one GPU per rank; with ``CUDA_VISIBLE_DEVICES`` set per rank
+    by the launcher, each rank sees one GPU and takes it)."""
+    if n_devices < 1:
+        raise ValueError(f"n_devices must be >= 1, got {n_devices}")
+    if local_rank < 0:
+        raise ValueError(f"local_rank must be >= 0, got {local_rank}")
+    return local_rank % n_devices
+
+
+def select_gpu(local_rank: int) -> int:
+    """Make GPU :func:`gpu_for_rank` current for CuPy and numba.cuda in this process, before
+    anything touches the device (``--distributed``: otherwise every rank runs on GPU 0).
+    Returns the device id.  Raises :class:`GPUUnavailableError` without a usable GPU."""
+    try:
+        import cupy
+
+        n = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as e:  # noqa: BLE001 - ImportError, CUDARuntimeError
+        raise GPUUnavailableError(f"device 'gpu': no GPU to select ({_first_line(e)}); "
+                                  f"{GPU_INSTALL_HINT}") from None
+    dev = gpu_for_rank(local_rank, n)
+    cupy.cuda.Device(dev).use()
+    from numba import cuda
+
+    cuda.select_device(dev)
+    return dev
+
+
 def get_backend(device: str = "cpu", *, need_random: bool = False) -> Backend:
     """Return the :class:`Backend` for ``device`` ("cpu" or "gpu").
 

@@ -500,6 +500,8 @@ def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
         backend.set_blas_threads(cfg["blas_threads"])
     log = log or (lambda s: print(s, flush=True))
     comm = distributed.init(bool(cfg.get("distributed")))
+    if cfg["device"] == "gpu" and comm.size > 1:
+        backend.select_gpu(comm.local_rank)  # one GPU per rank on each machine
     st = setup_run(cfg, resume)
     if comm.size > 1:
         _join_world(st, comm)
