@@ -69,7 +69,9 @@ def library_uses() -> dict[tuple[str, str], set[str]]:
             chain = root_chain(node)
             if not chain or chain[0].startswith("__"):
                 continue
-            if chain[0] in SUB and len(chain) >= 2:
+            if chain[:2] == ["cuda", "device"] and len(chain) == 3:
+                key = ("CUDA_DEVICE", chain[2])
+            elif chain[0] in SUB and len(chain) >= 2:
                 key = (SUB[chain[0]], chain[1])
                 if len(chain) > 2:
                     continue
@@ -89,6 +91,7 @@ def test_the_scan_finds_the_library_calls():
     # a few that must be there (so an empty scan cannot pass the checks below)
     assert ("MODULE", "matmul") in uses and "out" in uses[("MODULE", "matmul")]
     assert ("CUDA", "get_current_stream") in uses and ("RANDOM", "RandomState") in uses
+    assert ("CUDA_DEVICE", "get_cublas_handle") in uses
     assert len(uses) > 20
 
 
@@ -132,7 +135,8 @@ def _real_cupy():
 def test_library_uses_only_names_the_real_cupy_has():
     cupy = _real_cupy()
     gen = _gen_names()
-    objs = {"MODULE": cupy, "CUDA": cupy.cuda, "RANDOM": cupy.random}
+    objs = {"MODULE": cupy, "CUDA": cupy.cuda, "RANDOM": cupy.random,
+            "CUDA_DEVICE": cupy.cuda.device}
     tables = {t: gen.names_of(o) for t, o in objs.items()}
     assert _missing(tables.__getitem__, library_uses()) == []
 
