@@ -81,8 +81,10 @@ def test_a_failing_numba_launch_is_one_line_naming_numba_cuda(monkeypatch):
     def broken(out):
         raise RuntimeError("NvvmSupportError: libNVVM cannot be found.\nmore text")
 
-    cupy = SimpleNamespace(cuda=SimpleNamespace(device=SimpleNamespace(
-        get_cublas_handle=lambda: 1)), zeros=lambda *a, **k: Arr())
+    cupy = SimpleNamespace(cuda=SimpleNamespace(
+        device=SimpleNamespace(get_cublas_handle=lambda: 1),
+        get_current_stream=lambda: SimpleNamespace(synchronize=lambda: None)),
+        zeros=lambda *a, **k: Arr())
     with pytest.raises(backend.GPUUnavailableError) as e:
         backend._probe_gpu(cupy, SimpleNamespace(launch_probe=broken))
     msg = str(e.value)
