@@ -24,6 +24,14 @@ It prints, and writes to one JSON file (``--json``, default ``gpu_check.json``):
 3. **The same against PyTorch autograd** (BPTT through the LIF loop, :mod:`pysnn_ref.torch_ref`),
    plus BPTT's gradients vs autograd's, when torch with CUDA is importable; otherwise the JSON's
    ``torch.status`` says why not ("not installed", "no CUDA", "skipped (--no-torch)").
+4. **The Open Neuromorphic SNN-library benchmark workload** (open-neuromorphic.org, "SNN library
+   benchmarks", G. Lenz et al. 2023; code: github.com/open-neuromorphic/open-neuromorphic):
+   one Linear + LIF layer of 16k neurons (16k inputs), batch 16, T = 500, float32, forward and
+   backward time (the loss is the sum of the spikes; no gradient for the input) -- ours
+   (:mod:`pysnn_ref.nn`, BPTT), PyTorch autograd (:func:`pysnn_ref.torch_ref.build_torch_net` of
+   the same layer) and SpikingJelly's multi-step ``LIFNode`` (its CuPy backend, else its torch
+   one) where they import.  ``--smoke`` runs it at 64 neurons, T = 5, and PyTorch / SpikingJelly
+   on the CPU when torch has no CUDA, so that their code paths are tested without a GPU.
 
 Exit codes: 0 all parity checks passed, 1 a parity check failed (the JSON is written anyway),
 2 no usable GPU or a bad option (one line on stderr).
@@ -64,6 +72,9 @@ FULL = {"T": (4, 20, 80), "batch": 64, "input_shape": None, "repeats": 5, "warmu
         "parity": {"T": 16, "N": 20000, "img": (16, 8, 14, 14)}}
 SMOKE = {"T": (1, 2), "batch": 1, "input_shape": (1, 4, 4), "repeats": 1, "warmup": 1,
          "parity": {"T": 3, "N": 70, "img": (1, 2, 5, 5)}}
+#: the Open Neuromorphic benchmark's workload (section 4), full size and smoke size
+ON_FULL = {"inputs": 16384, "neurons": 16384, "batch": 16, "T": 500, "repeats": 3, "warmup": 1}
+ON_SMOKE = {"inputs": 32, "neurons": 64, "batch": 2, "T": 5, "repeats": 1, "warmup": 1}
 
 #: surrogate kind -> its parameter a in the parity cases (kinds: reference.SURROGATE_KINDS)
 SURROGATE_A = {"rectangular": 1.0, "triangle": 1.0, "sigmoid": 4.0, "atan": 2.0, "dspike": 3.0}
@@ -285,6 +296,186 @@ def _step_table(records: list[dict], pools: list[dict]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# 4. The Open Neuromorphic benchmark workload: Linear + LIF, 16k neurons, batch 16, T = 500
+# --------------------------------------------------------------------------------------------
+
+def _median_times(run: Callable[[], tuple[float, float]], repeats: int, warmup: int
+                  ) -> dict[str, float]:
+    """Median forward / backward / total seconds of ``run()`` (which returns (fwd, bwd))."""
+    for _ in range(warmup):
+        run()
+    f, b = zip(*(run() for _ in range(repeats)), strict=True)
+    return {"forward_s": float(np.median(f)), "backward_s": float(np.median(b)),
+            "step_s": float(np.median(np.add(f, b)))}
+
+
+def on_layer(cfg: dict[str, Any], seed: int = 0) -> Any:
+    """Our Linear(inputs -> neurons) + LIF (lam 0.5, v_th 1, hard reset, triangle surrogate),
+    float32, on the host (``net.to(device)`` moves it)."""
+    from pysnn_ref import nn
+
+    rng = np.random.default_rng(seed)
+    return nn.Sequential(nn.Linear(cfg["inputs"], cfg["neurons"], rng=rng, dtype=np.float32),
+                         nn.LIF(0.5, 1.0, "hard", "triangle"))
+
+
+def on_ours(be: Any, net: Any, x: np.ndarray, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Forward (the layer on x (T, B, inputs)) and backward (dL/do = 1, no dx) of our layer."""
+    xd = be.asarray(x)
+    dy = be.xp.ones((cfg["T"], cfg["batch"], cfg["neurons"]), dtype=np.float32)
+    net.to(be.name)
+    pool = be.xp.get_default_memory_pool() if be.name == "gpu" else None
+    if pool is not None:
+        be.synchronize()
+        pool.free_all_blocks()
+
+    last: dict[str, Any] = {}
+
+    def run() -> tuple[float, float]:
+        net.zero_grad()
+        be.synchronize()
+        t0 = time.perf_counter()
+        y = net.forward(xd)
+        be.synchronize()
+        t1 = time.perf_counter()
+        net.backward(dy, need_dx=False)
+        be.synchronize()
+        last["rate"] = y.mean()
+        return t1 - t0, time.perf_counter() - t1
+
+    rec = _median_times(run, cfg["repeats"], cfg["warmup"])
+    rec["firing_rate"] = float(last["rate"])
+    rec["pool_total_bytes"] = None if pool is None else int(pool.total_bytes())
+    return rec
+
+
+def _torch_sync(torch: Any, device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def on_torch(net: Any, x: np.ndarray, cfg: dict[str, Any], device: str) -> dict[str, Any]:
+    """The same layer in PyTorch autograd (:func:`pysnn_ref.torch_ref.build_torch_net`, the LIF
+    a Python loop over t) on torch device ``device``: forward, then ``y.backward(ones)``."""
+    import torch
+
+    from pysnn_ref import torch_ref
+
+    net.to("cpu")
+    tnet = torch_ref.build_torch_net(net, static_input=False, device=device)
+    xt = torch.as_tensor(x, device=device)
+    dy = torch.ones((cfg["T"], cfg["batch"], cfg["neurons"]), device=device)
+    last: dict[str, float] = {}
+
+    def run() -> tuple[float, float]:
+        tnet.zero_grad(set_to_none=True)
+        _torch_sync(torch, device)
+        t0 = time.perf_counter()
+        y = tnet(xt)
+        _torch_sync(torch, device)
+        t1 = time.perf_counter()
+        y.backward(dy)
+        _torch_sync(torch, device)
+        last["rate"] = float(y.detach().mean())
+        return t1 - t0, time.perf_counter() - t1
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    rec = _median_times(run, cfg["repeats"], cfg["warmup"])
+    rec["firing_rate"] = last["rate"]
+    rec["peak_mem_bytes"] = int(torch.cuda.max_memory_allocated()) if device == "cuda" else None
+    return rec
+
+
+def on_spikingjelly(cfg: dict[str, Any], x: np.ndarray, device: str, W: np.ndarray,
+                    b: np.ndarray) -> dict[str, Any]:
+    """SpikingJelly's multi-step Linear (weights ``W``, ``b``: ours) + LIFNode (tau =
+    1/(1 - lam) = 2, decay_input=False, v_reset 0: our u = lam v + I), backend "cupy" on CUDA
+    (its fused kernels) else "torch"."""
+    import inspect
+
+    import torch
+    from spikingjelly.activation_based import functional, layer, neuron
+
+    # SpikingJelly 0.0.0.0.14 chooses the kernels with backend=; 2.0 has no such argument
+    has_backend = "backend" in inspect.signature(neuron.LIFNode.__init__).parameters
+    backends = (["cupy", "torch"] if device == "cuda" else ["torch"]) if has_backend else \
+        ["(its default)"]
+    errors: list[str] = []
+    last: dict[str, float] = {}
+    for bk in backends:
+        try:
+            kw = {"backend": bk} if has_backend else {}
+            model = torch.nn.Sequential(
+                layer.Linear(cfg["inputs"], cfg["neurons"], step_mode="m"),
+                neuron.LIFNode(tau=2.0, decay_input=False, v_threshold=1.0, v_reset=0.0,
+                               step_mode="m", **kw)).to(device)
+            with torch.no_grad():
+                model[0].weight.copy_(torch.as_tensor(W))
+                model[0].bias.copy_(torch.as_tensor(b))
+            xt = torch.as_tensor(x, device=device)
+
+            def run(model: Any = model, xt: Any = xt) -> tuple[float, float]:
+                functional.reset_net(model)
+                model.zero_grad(set_to_none=True)
+                _torch_sync(torch, device)
+                t0 = time.perf_counter()
+                y = model(xt)
+                _torch_sync(torch, device)
+                t1 = time.perf_counter()
+                y.sum().backward()
+                _torch_sync(torch, device)
+                last["rate"] = float(y.detach().mean())
+                return t1 - t0, time.perf_counter() - t1
+
+            rec = _median_times(run, cfg["repeats"], cfg["warmup"])
+            rec.update(firing_rate=last["rate"], backend=bk, errors=errors,
+                       version=_version("spikingjelly"))
+            return rec
+        except Exception as e:  # noqa: BLE001 - e.g. its cupy backend cannot compile here
+            errors.append(f"backend {bk}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    raise RuntimeError("; ".join(errors))
+
+
+def _version(dist: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        return None
+
+
+def on_benchmark(be: Any, cfg: dict[str, Any], torch_device: str | None,
+                 log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Section 4: ours, and PyTorch / SpikingJelly on ``torch_device`` (None: not measured)."""
+    rng = np.random.default_rng(1)
+    x = (rng.random((cfg["T"], cfg["batch"], cfg["inputs"]), dtype=np.float32) < 0.5)
+    x = x.astype(np.float32)                       # Bernoulli(0.5) input spikes
+    net = on_layer(cfg)
+    res: dict[str, Any] = {"workload": dict(cfg), "ours": on_ours(be, net, x, cfg),
+                           "torch": None, "spikingjelly": None, "torch_device": torch_device}
+    if torch_device is not None:
+        res["torch"] = on_torch(net, x, cfg, torch_device)
+        try:
+            lin = net.layers[0]
+            res["spikingjelly"] = on_spikingjelly(cfg, x, torch_device, lin.W.data, lin.b.data)
+        except ImportError as e:
+            res["spikingjelly"] = {"status": f"not installed ({e.name})"}
+        except RuntimeError as e:
+            res["spikingjelly"] = {"status": f"failed: {e}"}
+    for name in ("ours", "torch", "spikingjelly"):
+        r = res[name]
+        if r and "step_s" in r:
+            log(f"  {name:<13} forward {r['forward_s'] * 1e3:9.2f} ms  backward "
+                f"{r['backward_s'] * 1e3:9.2f} ms  total {r['step_s'] * 1e3:9.2f} ms  "
+                f"rate {r['firing_rate']:.3f}")
+        elif r:
+            log(f"  {name:<13} {r['status']}")
+    return res
+
+
+# --------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------
 
@@ -342,8 +533,19 @@ def make_parser() -> argparse.ArgumentParser:
                     help="tiny sizes (T = 1,2, batch 1, 4x4 input, one timed step): checks "
                          "the script, e.g. under the CUDA simulator; no meaningful figures")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
-    ap.add_argument("--no-steps", action="store_true", help="kernel parity only")
+    ap.add_argument("--no-steps", action="store_true",
+                    help="kernel parity only (no training steps, no Open Neuromorphic workload)")
     return ap
+
+
+def torch_device_for_on(status: str, smoke: bool) -> str | None:
+    """Where section 4 runs PyTorch / SpikingJelly: CUDA when torch has it; in ``--smoke``
+    the CPU when torch is installed without CUDA (to test that code); else nowhere."""
+    if status == "measured":
+        return "cuda"
+    if smoke and status.startswith("no CUDA"):
+        return "cpu"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -371,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "parity": {"against": "pysnn_ref.kernels.cpu", "pass": all(r["pass"] for r in parity),
                    "max_flip_fraction": MAX_FLIP_FRACTION, "sizes": cfg["parity"],
                    "rows": parity},
-        "steps": None, "torch": {"status": status, "version": tver}}
+        "steps": None, "open_neuromorphic": None, "torch": {"status": status, "version": tver}}
     if not args.no_steps:
         print(f"2. training steps, LeNet batch {cfg['batch']}, float32 "
               f"(python -m pysnn_ref.bench's measurement; torch: {status}):", flush=True)
@@ -380,6 +582,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_step_table(records, pools), flush=True)
         result["steps"] = {"model": "lenet", "batch": cfg["batch"], "T": list(cfg["T"]),
                            "records": records, "pool": pools}
+        on_cfg = ON_SMOKE if args.smoke else ON_FULL
+        tdev = None if args.no_torch else torch_device_for_on(status, args.smoke)
+        print(f"4. Open Neuromorphic workload: Linear + LIF, {on_cfg['neurons']} neurons, batch "
+              f"{on_cfg['batch']}, T = {on_cfg['T']}, float32, forward + backward (torch / "
+              f"SpikingJelly: {tdev or status}):", flush=True)
+        result["open_neuromorphic"] = on_benchmark(be, on_cfg, tdev,
+                                                   log=lambda s: print(s, flush=True))
     result["wall_s"] = time.perf_counter() - t0
     out.write_text(json.dumps(result, indent=1, default=_json_default) + "\n")
     ok = result["parity"]["pass"]

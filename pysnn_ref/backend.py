@@ -182,12 +182,70 @@ def _cpu_kernels() -> ModuleType:
     return cpu
 
 
+#: how to get the GPU stack (the package is not on the package index: install the checkout)
+GPU_INSTALL_HINT = 'install the GPU extra from the repository checkout: pip install -e ".[gpu]"'
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".strip()
+
+
+def _probe(what: str, call: Any) -> Any:
+    """Run ``call()``; any failure becomes one :class:`GPUUnavailableError` line naming
+    ``what`` (the library), the error's first line and the install hint."""
+    try:
+        return call()
+    except Exception as e:  # noqa: BLE001 - ImportError, CUDARuntimeError, CudaSupportError ...
+        raise GPUUnavailableError(f"device 'gpu': {what} does not work ({_first_line(e)}); "
+                                  f"{GPU_INSTALL_HINT}") from None
+
+
+def _probe_gpu(cupy: ModuleType, cuda_kernels: ModuleType) -> None:
+    """The start-up probe of ``--device gpu``: everything every GPU run loads, tried once.
+
+    * cuBLAS -- a handle (loads ``libcublas``; every Linear and Conv2d GEMM needs it);
+    * NVRTC -- one CuPy elementwise kernel (CuPy compiles its kernels at run time);
+    * numba.cuda -- one launch of a one-line kernel, then a stream synchronisation (NVVM, the
+      driver's PTX JIT); nothing is read back, so the probe adds no device->host transfer.
+
+    Without this a missing library shows up as an ``ImportError`` in the middle of the first
+    step (issue 22: ``cupy-cuda12x`` without its CUDA library wheels brings no cuBLAS).
+    cuRAND is probed by :func:`probe_gpu_random`, only for runs that draw random numbers.
+    """
+    _probe("cuBLAS (libcublas.so.12)", lambda: cupy.cuda.device.get_cublas_handle())
+    _probe("NVRTC (libnvrtc.so.12, CuPy's run-time kernel compiler)",
+           lambda: cupy.zeros(1, dtype=np.float32) + np.float32(1))
+    def launch() -> None:
+        cuda_kernels.launch_probe(cupy.zeros(4, dtype=np.int32))
+        cupy.cuda.get_current_stream().synchronize()  # a failed launch raises here at the latest
+
+    _probe("numba.cuda (a kernel launch: NVVM and the driver)", launch)
+
+
+_gpu_random_ok = False
+
+
+def probe_gpu_random() -> None:
+    """Probe cuRAND (``libcurand``) once: the device Poisson encoder draws through it.
+
+    Raises :class:`GPUUnavailableError` (one line: the library and the install hint)."""
+    global _gpu_random_ok
+    if _gpu_random_ok:
+        return
+    cupy = _load_gpu().xp
+    _probe("cuRAND (libcurand.so.10, the Poisson encoder's random numbers)",
+           lambda: cupy.random.RandomState(0).random_sample(size=(1,), dtype=np.float32))
+    _gpu_random_ok = True
+
+
 def _load_gpu() -> Backend:
-    """Import CuPy and numba.cuda and check that a device is usable; one clear error if not."""
+    """Import CuPy and numba.cuda, check that a device is usable and probe what every GPU run
+    loads (:func:`_probe_gpu`); one clear error if not."""
     global _gpu_backend
     if _gpu_backend is not None:
         return _gpu_backend
-    hint = 'install the GPU extra with: pip install "pysnn_ref[gpu]"'
+    hint = GPU_INSTALL_HINT
     try:
         import cupy
     except ImportError:
@@ -216,22 +274,62 @@ def _load_gpu() -> Backend:
             "device 'gpu': numba.cuda cannot reach the CUDA driver; check the NVIDIA driver, "
             f"or {hint}"
         )
-    from .kernels import cuda as cuda_kernels
-
+    cuda_kernels = _probe("numba.cuda (the kernel module)", _import_cuda_kernels)
+    _probe_gpu(cupy, cuda_kernels)
     _gpu_backend = Backend("gpu", cupy, cuda_kernels)
     return _gpu_backend
 
 
-def get_backend(device: str = "cpu") -> Backend:
+def _import_cuda_kernels() -> ModuleType:
+    from .kernels import cuda as cuda_kernels
+
+    return cuda_kernels
+
+
+def gpu_for_rank(local_rank: int, n_devices: int) -> int:
+    """The GPU of the ``local_rank``-th process on a machine with ``n_devices`` visible GPUs:
+    ``local_rank % n_devices`` (one GPU per rank; with ``CUDA_VISIBLE_DEVICES`` set per rank
+    by the launcher, each rank sees one GPU and takes it)."""
+    if n_devices < 1:
+        raise ValueError(f"n_devices must be >= 1, got {n_devices}")
+    if local_rank < 0:
+        raise ValueError(f"local_rank must be >= 0, got {local_rank}")
+    return local_rank % n_devices
+
+
+def select_gpu(local_rank: int) -> int:
+    """Make GPU :func:`gpu_for_rank` current for CuPy and numba.cuda in this process, before
+    anything touches the device (``--distributed``: otherwise every rank runs on GPU 0).
+    Returns the device id.  Raises :class:`GPUUnavailableError` without a usable GPU."""
+    try:
+        import cupy
+
+        n = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as e:  # noqa: BLE001 - ImportError, CUDARuntimeError
+        raise GPUUnavailableError(f"device 'gpu': no GPU to select ({_first_line(e)}); "
+                                  f"{GPU_INSTALL_HINT}") from None
+    dev = gpu_for_rank(local_rank, n)
+    cupy.cuda.Device(dev).use()
+    from numba import cuda
+
+    cuda.select_device(dev)
+    return dev
+
+
+def get_backend(device: str = "cpu", *, need_random: bool = False) -> Backend:
     """Return the :class:`Backend` for ``device`` ("cpu" or "gpu").
 
     Raises ``ValueError`` for an unknown name and :class:`GPUUnavailableError` when the GPU is
-    asked for but is not usable.
+    asked for but is not usable, or lacks a library the run needs (probed at the first call:
+    cuBLAS, NVRTC, a numba.cuda launch; cuRAND too with ``need_random``, for a Poisson input).
     """
     if device == "cpu":
         return Backend("cpu", np, _cpu_kernels())
     if device == "gpu":
-        return _load_gpu()
+        be = _load_gpu()
+        if need_random:
+            probe_gpu_random()
+        return be
     raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
 
 
@@ -282,6 +380,28 @@ def to_numpy(x: Any) -> np.ndarray:
     if is_gpu_array(x):
         return x.get()
     return np.asarray(x)
+
+
+def data_address(x: Any) -> int:
+    """The address of ``x``'s first element, read on the host (no device sync): NumPy's
+    ``__array_interface__`` data pointer, CuPy's ``x.data.ptr``."""
+    if is_gpu_array(x):
+        return int(x.data.ptr)
+    return int(np.asarray(x).__array_interface__["data"][0])
+
+
+def same_view(a: Any, b: Any) -> bool:
+    """True when ``a`` and ``b`` are views of the same elements: same device, start address,
+    shape, strides and dtype.
+
+    A host-side check in place of ``xp.shares_memory``: CuPy's exact ``shares_memory`` builds
+    and sorts an array of every element's address on the device and ends in ``bool(...)``, a
+    device->host sync per call (issue 22).  Stricter than sharing memory -- two different
+    views of one buffer are not the same view -- which is what a cache keyed on its input
+    needs."""
+    return (is_gpu_array(a) == is_gpu_array(b) and a.shape == b.shape
+            and a.strides == b.strides and a.dtype == b.dtype
+            and data_address(a) == data_address(b))
 
 
 def as_scalar(x: Any) -> Any:

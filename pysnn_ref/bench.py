@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _validate(args)
     from .backend import get_backend
 
-    get_backend(args.device)
+    get_backend(args.device, need_random=args.encoder == "poisson")  # one line if not usable
     if args.workers is not None:
         return _run_workers(args)
     restore = set_threads(args.threads) if args.threads is not None else None

@@ -61,6 +61,7 @@ class LocalComm:
     """One process: rank 0 of 1; every collective leaves its buffer as it is."""
 
     rank = 0
+    local_rank = 0  # this process's rank among the ranks on its machine (picks its GPU)
     size = 1
     cuda_aware = False
 
@@ -90,6 +91,8 @@ class MPIComm(LocalComm):
         self.comm = MPI.COMM_WORLD
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
+        # the ranks that share this machine (and its GPUs): rank r on a node uses GPU r
+        self.local_rank = self.comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
         self.cuda_aware = os.environ.get(CUDA_AWARE_ENV, "") == "1"
 
     def sum_(self, buf: Any) -> Any:

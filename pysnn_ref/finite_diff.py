@@ -50,7 +50,7 @@ def numerical_gradient(f: Callable[[], Any], x: np.ndarray, df: Any = None,
     flat = x.reshape(-1)
     gflat = grad.reshape(-1)
     for i in range(flat.size):
-        old = flat[i]
+        old = flat[i].copy()  # a copy: indexing an element gives a 0-d VIEW in CuPy (issue 22)
         flat[i] = old + h
         fp = np.asarray(f(), dtype=np.float64)
         flat[i] = old - h

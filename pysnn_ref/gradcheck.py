@@ -174,7 +174,7 @@ def finite_difference_gradient(net, x, labels, params: list[str], *, loss: str =
             flat = w.reshape(-1)
             idx = range(flat.size) if indices is None or name not in indices else indices[name]
             for i in idx:
-                old = flat[i]
+                old = flat[i].copy()  # CuPy's flat[i] is a 0-d VIEW: it would follow flat[i]
                 flat[i] = old + eps
                 lp = fwd(m.forward(net, x), labels)[0]
                 flat[i] = old - eps

@@ -292,8 +292,8 @@ class _WeightLayer(Module):
 
     def _forward_chunk(self, x: Any) -> Any:
         if _is_static(x):  # direct encoding: every chunk is the same tensor -> one GEMM
-            xp = backend.array_module(x)
-            if self._static is None or not xp.shares_memory(self._static[0], x[0]):
+            xp = backend.array_module(x)  # same_view: no device sync, unlike shares_memory
+            if self._static is None or not backend.same_view(self._static[0], x[0]):
                 self._static = (x[0], self._fwd(x[:1])[0][0])
             return xp.broadcast_to(self._static[1], (x.shape[0], *self._static[1].shape))
         return self._fwd(x)[0]

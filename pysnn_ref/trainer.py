@@ -191,7 +191,8 @@ def _restore(net: nn_.Module, cfg: dict[str, Any], resume: str | Path,
 def setup_run(cfg: dict[str, Any], resume: str | Path | None = None) -> TrainState:
     """Data, network, method, loss and optimizer of ``cfg``, restored from the checkpoint
     ``resume`` if given; the network is on ``cfg["device"]``.  No files are written."""
-    be = backend.get_backend(cfg["device"])          # fails early without a usable GPU
+    # fails early without a usable GPU, or without cuRAND for a Poisson input on the GPU
+    be = backend.get_backend(cfg["device"], need_random=cfg["encoder"] == "poisson")
     data = _load_data(cfg)
     net = build_model(cfg, data.input_shape, data.num_classes)
     method = build_method(cfg)
@@ -499,6 +500,8 @@ def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
         backend.set_blas_threads(cfg["blas_threads"])
     log = log or (lambda s: print(s, flush=True))
     comm = distributed.init(bool(cfg.get("distributed")))
+    if cfg["device"] == "gpu" and comm.size > 1:
+        backend.select_gpu(comm.local_rank)  # one GPU per rank on each machine
     st = setup_run(cfg, resume)
     if comm.size > 1:
         _join_world(st, comm)

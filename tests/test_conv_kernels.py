@@ -175,6 +175,31 @@ def test_conv_chunking_gives_the_same_result(monkeypatch):
         assert rel_error(a, bb) <= 1e-12
 
 
+def test_chunked_conv_backward_needs_no_per_image_dw_scratch():
+    # issue 22: the chunked path (reference kernels here, the GPU's) summed dW over a
+    # (chunk, C*KH*KW, F) batch of per-image products: 3.6 GB per layer for VGGSNN's 512C3 at
+    # T*B = 384. One GEMM per chunk needs at most a copy of the chunk's dout and columns.
+    import tracemalloc
+
+    rng = np.random.default_rng(4)
+    N, C, F, H = 16, 4, 256, 4                      # many filters, small images: F >> OH*OW
+    x = rng.normal(size=(N, C, H, H))
+    Wt = rng.normal(size=(F, C, 3, 3))
+    d = rng.normal(size=(N, F, H, H))
+    scratch = N * (C * 9) * F * 8                   # the old (chunk, K, F) float64 buffer
+    with backend.use_cpu_kernels("reference"):
+        _, c = conv2d_forward(x, Wt, None, 1, 1)
+        conv2d_backward(d, c)                       # warm-up
+        tracemalloc.start()
+        _, dW, _ = conv2d_backward(d, c)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < scratch, (peak, scratch)
+    cols = cpu.im2col(x, 3, 3, 1, 1)                # dW = sum_n dout[n] @ cols[n]^T
+    ref = np.einsum("nfp,nkp->fk", d.reshape(N, F, -1), cols).reshape(Wt.shape)
+    assert rel_error(dW, ref) < 1e-12
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("geom", GEOMETRIES)
 def test_fused_conv_kernels_equal_reference_path(geom, threads):

@@ -74,7 +74,14 @@ def _recorded_launches(monkeypatch, dtype):
     ck.col2im(cols, x.shape, 3, 3, 1, 1)
     out, idx = ck.maxpool2d_forward(x, 2, 2)
     ck.maxpool2d_backward(out, idx, x.shape, 2, 2)
+    ck.launch_probe(np.zeros(4, dtype=np.int32))  # the start-up probe's kernel (no floats)
     return launches
+
+
+#: a 64-bit integer division or remainder (a ~70-instruction emulation on a GPU)
+_DIV64 = re.compile(r"\b(?:div|rem)\.[su]64\b")
+INDEX_KERNELS = ("_im2col_kernel", "_col2im_kernel", "_maxpool2d_forward_kernel",
+                 "_maxpool2d_backward_kernel")
 
 
 def _all_kernels():
@@ -114,7 +121,7 @@ def test_every_kernel_compiles_to_ptx(compiled, cc, dtype):
     names = {name for (c, d, name) in compiled if (c, d) == (cc, dtype)}
     assert names == _all_kernels()                  # every kernel of the module was launched
     fp = "f32" if dtype == "float32" else "f64"
-    for name in names:
+    for name in names - {"_probe_kernel"}:
         sig, ptx, restype = compiled[cc, dtype, name]
         # every float the wrapper passes (arrays and scalar parameters) has the input's dtype
         floats = [getattr(t, "dtype", t) for t in sig
@@ -138,6 +145,29 @@ def test_float32_kernels_do_float32_maths_only(compiled):
             assert ops == [], (cc, name, ops[:5])
         elif name.startswith("_lif"):  # the pattern finds float64 maths where there is some
             assert len(ops) > 10, (cc, name)
+
+
+def test_index_kernels_divide_in_32_bits(compiled):
+    # issue 22: im2col / col2im / max pooling had 11 / 17 / 6 + 10 64-bit div/rem in their PTX
+    for (cc, dtype, name), (sig, ptx, _) in compiled.items():
+        if name in INDEX_KERNELS:
+            assert "uint32" in str(sig), (name, sig)
+            assert _DIV64.findall(ptx) == [], (cc, dtype, name, _DIV64.findall(ptx))
+            assert re.search(r"\b(?:div|rem)\.u32\b", ptx), (cc, dtype, name)
+
+
+def test_index_kernels_of_huge_arrays_use_64_bit_indices(compiled, monkeypatch):
+    # from INDEX32_LIMIT elements on the wrappers launch the same kernels built for uint64
+    monkeypatch.setattr(cuda_dispatcher, "get_current_device",
+                        lambda: SimpleNamespace(compute_capability=(9, 0)))
+    monkeypatch.setattr(ck, "INDEX32_LIMIT", 1)
+    launches = _recorded_launches(monkeypatch, "float32")
+    for name in INDEX_KERNELS:
+        kernel, args = launches[name]
+        sig = tuple(typeof(a) for a in args)
+        assert "uint64" in str(sig) and "uint32" not in str(sig), (name, sig)
+        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+        assert ".target sm_90" in ptx and _DIV64.findall(ptx), name
 
 
 def _assemble(ptx: str, cc: tuple[int, int]) -> str:

@@ -164,3 +164,45 @@ def test_bench_workers_reports_speedup_per_method(tmp_path):
     for x in recs:
         assert x["step_s"] > 0 and x["speedup"] > 0
         assert (x["speedup"] == 1.0) == (x["workers"] == 1)
+
+
+# ---- one GPU per rank (issue 22) ---------------------------------------------------------------
+
+def test_each_rank_on_a_machine_gets_its_own_gpu():
+    from pysnn_ref import backend
+
+    assert [backend.gpu_for_rank(r, 4) for r in range(6)] == [0, 1, 2, 3, 0, 1]
+    assert backend.gpu_for_rank(3, 1) == 0          # CUDA_VISIBLE_DEVICES: one GPU per rank
+    with pytest.raises(ValueError, match="n_devices"):
+        backend.gpu_for_rank(0, 0)
+
+
+def test_select_gpu_makes_the_device_current_for_cupy_and_numba(monkeypatch):
+    import types
+
+    from numba import cuda
+
+    from pysnn_ref import backend
+
+    used = []
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 2),
+        Device=lambda d: types.SimpleNamespace(use=lambda: used.append(("cupy", d))))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(cuda, "select_device", lambda d: used.append(("numba", d)),
+                        raising=False)
+    assert backend.select_gpu(3) == 1
+    assert used == [("cupy", 1), ("numba", 1)]
+
+
+@needs_mpi
+def test_mpi_ranks_know_their_rank_on_the_machine(tmp_path):
+    code = ("from pysnn_ref import distributed as D; c = D.init(True); "
+            "open(f'rank{c.rank}.txt', 'w').write(f'{c.rank} {c.local_rank} {c.size}')")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-c", code], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = [(tmp_path / f"rank{i}.txt").read_text() for i in range(2)]
+    assert got == ["0 0 2", "1 1 2"]

@@ -262,3 +262,29 @@ def test_residual_block_streams_and_equals_fallback(method, monkeypatch):
             assert np.abs(g[k]).max() < 1e-12 * scale, k
         else:
             assert rel_error(g[k], g_ref[k]) < 1e-10, k
+
+
+def test_chunk_moments_make_no_float64_copy_of_the_input():
+    # issue 22: the moments used to copy the whole (T, B, C, H, W) tensor to float64 (2x a
+    # float32 input); now the sums accumulate in float64 and M2 needs one temporary in x's dtype
+    import tracemalloc
+
+    from pysnn_ref.functional.batchnorm import chunk_moments
+
+    rng = np.random.default_rng(0)
+    x = (1000.0 + rng.normal(0, 3.0, size=(4, 8, 6, 16, 16))).astype(np.float32)
+    ref = x.astype(np.float64)
+    axes = (0, 1, 3, 4)
+    chunk_moments(x, 2)                          # warm-up (imports, caches)
+    tracemalloc.start()
+    m = chunk_moments(x, 2)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1.3 * x.nbytes, (peak, x.nbytes)
+    assert m.n == x.size // 6 and m.mean.dtype == np.float64 and m.M2.dtype == np.float64
+    mean = ref.mean(axis=axes)
+    M2 = ((ref - mean.reshape(1, 1, 6, 1, 1)) ** 2).sum(axis=axes)
+    assert rel_error(m.mean, mean) < 1e-14
+    assert rel_error(m.M2, M2) < 1e-6            # float32 differences (x - mean rounded)
+    m64 = chunk_moments(ref, 2)                  # float64 input: the float64 result as before
+    assert rel_error(m64.mean, mean) < 1e-15 and rel_error(m64.M2, M2) < 1e-13

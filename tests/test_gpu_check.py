@@ -30,8 +30,9 @@ def _load_script():
 
 def _env(fake: bool) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_ENABLE_CUDASIM", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's pysnn_ref, installed or not
     if fake:
-        env.update(NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(FAKECUPY))
+        env.update(NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=os.pathsep.join([str(FAKECUPY), str(ROOT)]))
     return env
 
 
@@ -160,3 +161,43 @@ def test_kernel_parity_passes_for_equal_kernels_and_fails_for_a_wrong_one() -> N
         # 5 flips in each of the 2 Heaviside cases (the smooth ones count |1 - 2o| > 1/2 only)
         assert not lif["pass"] and lif["spike_flips"] >= 10, lif
         assert rows[("col2im", dtype)]["pass"] and rows[("lif_backward", dtype)]["pass"]
+
+
+def test_smoke_open_neuromorphic_workload(smoke) -> None:
+    gc = _load_script()
+    assert gc.ON_FULL == {"inputs": 16384, "neurons": 16384, "batch": 16, "T": 500,
+                          "repeats": 3, "warmup": 1}       # the benchmark's sizes (issue 22)
+    on = smoke["open_neuromorphic"]
+    assert on["workload"] == gc.ON_SMOKE
+    ours = on["ours"]
+    assert ours["forward_s"] > 0 and ours["backward_s"] > 0
+    assert ours["step_s"] == pytest.approx(ours["forward_s"] + ours["backward_s"], rel=0.5)
+    assert 0.0 < ours["firing_rate"] < 1.0 and ours["pool_total_bytes"] > 0
+    if importlib.util.find_spec("torch") is None:
+        assert on["torch"] is None and on["torch_device"] is None
+    else:  # torch without CUDA: its code path runs on the CPU in --smoke
+        assert on["torch_device"] == "cpu"
+        assert on["torch"]["firing_rate"] == pytest.approx(ours["firing_rate"], abs=1e-6)
+    assert "4. Open Neuromorphic workload" in smoke["_stdout"]
+
+
+def test_open_neuromorphic_layers_agree_on_the_cpu() -> None:
+    # our layer, PyTorch autograd's and SpikingJelly's (where installed) see the same weights
+    # and input spikes, so they fire the same spikes
+    from pysnn_ref import backend
+
+    gc = _load_script()
+    torch = importlib.util.find_spec("torch")
+    cfg = {"inputs": 24, "neurons": 40, "batch": 3, "T": 7, "repeats": 1, "warmup": 0}
+    on = gc.on_benchmark(backend.get_backend("cpu"), cfg, "cpu" if torch else None,
+                         log=lambda s: None)
+    rate = on["ours"]["firing_rate"]
+    assert 0.0 < rate < 1.0 and on["ours"]["pool_total_bytes"] is None
+    if torch is None:
+        pytest.skip("torch is not installed: only our layer was timed")
+    assert on["torch"]["firing_rate"] == pytest.approx(rate, abs=1e-6)
+    sj = on["spikingjelly"]
+    if "status" in sj:
+        assert sj["status"].startswith("not installed"), sj
+    else:
+        assert sj["firing_rate"] == pytest.approx(rate, abs=1e-6)

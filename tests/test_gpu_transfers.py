@@ -9,6 +9,12 @@ losses, with and without BatchNorm, and records the transfers of every step, of 
 ``_EpochStats.add`` and of the read-out.  A ``float(loss)`` (or any other read) added to the
 step makes :func:`test_no_transfer_inside_a_gpu_step` fail, and
 :func:`test_counter_sees_a_read_in_the_step` proves that the counter would see it.
+
+The ``T20-*`` cases (issue 22) stream five time chunks through the layer types of the
+benchmarks' networks (convolution + BN, average and max pooling, a hidden FC layer) with several
+chunks of images per convolution: the per-chunk paths that T = 2 never takes.  The stand-in
+counts every call that synchronises in CuPy (``shares_memory`` among them): before issue 22 the
+static-input check of the flow methods made 12 such reads per ASF/SSF step here.
 """
 
 from __future__ import annotations
@@ -25,14 +31,26 @@ ROOT = Path(__file__).resolve().parents[1]
 FAKE = ROOT / "tests" / "fakecupy"
 BASE = ["--device", "gpu", "--T", "2", "--batch-size", "2", "--max-batches", "3",
         "--no-progress", "--seed", "2"]
-#: name -> (train CLI argv, replace the model by a tiny BatchNorm convnet)
+#: name -> (train CLI argv, replace the model by this spec with BatchNorm, or None)
+TINY_BN = "4C3-AP2"
+#: several time chunks (T = 20 is five chunks of methods.DEFAULT_TIME_CHUNK = 4 steps) through
+#: convolution + BN, average and max pooling and a hidden FC layer: the layer types of the
+#: benchmarks' networks, with the size thresholds lowered in the driver (:func:`_big_paths`)
+#: so that every size-dependent branch is taken at these sizes
+BIG = "2C3-AP2-4C3-MP2-FC8"
+T20 = ["--T", "20"]
 CASES = {
-    "bptt-sdt": (["--method", "bptt"], False),
-    "bptt-tet-bn": (["--method", "bptt", "--loss", "tet"], True),
-    "asf-paper-mse": (["--method", "asf", "--loss", "asf-mse"], False),
-    "asf-code-bn": (["--method", "asf", "--asf-variant", "code"], True),
-    "ssf-sdt-bn": (["--method", "ssf"], True),
-    "ssf-tet-f64": (["--method", "ssf", "--loss", "tet", "--dtype", "float64"], False),
+    "bptt-sdt": (["--method", "bptt"], None),
+    "bptt-tet-bn": (["--method", "bptt", "--loss", "tet"], TINY_BN),
+    "asf-paper-mse": (["--method", "asf", "--loss", "asf-mse"], None),
+    "asf-code-bn": (["--method", "asf", "--asf-variant", "code"], TINY_BN),
+    "ssf-sdt-bn": (["--method", "ssf"], TINY_BN),
+    "ssf-tet-f64": (["--method", "ssf", "--loss", "tet", "--dtype", "float64"], None),
+    "T20-bptt-bn": (["--method", "bptt", *T20], BIG),
+    "T20-asf-bn": (["--method", "asf", *T20], BIG),
+    "T20-ssf-bn": (["--method", "ssf", *T20], BIG),
+    # a spike input that differs per step (Poisson, cuRAND on a GPU): two time chunks
+    "T8-ssf-poisson-bn": (["--method", "ssf", "--encoder", "poisson", "--T", "8"], BIG),
 }
 
 
@@ -40,19 +58,29 @@ CASES = {
 # the driver (runs in the subprocess)
 # ------------------------------------------------------------------------------------------
 
-def _setup(argv: list[str], bn: bool):
+def _big_paths() -> None:
+    """Lower the size threshold so that the small test layers take the branch that the
+    benchmarks' large layers take: several chunks of images per convolution, forward and
+    backward (``conv.GPU_CHUNK_BYTES``; the other size-dependent choice, the block size of
+    ``kernels.cuda.launch_config``, is host arithmetic that cannot read the device)."""
+    from pysnn_ref.functional import conv
+
+    conv.GPU_CHUNK_BYTES = 9216  # 4 images of the first layer per chunk
+
+
+def _setup(argv: list[str], spec: str | None):
     from pysnn_ref import models, runconfig, trainer
     from pysnn_ref import train as tr
 
     trainer.build_model = runconfig.build_model
-    if bn:  # conv -> BN -> LIF -> AP2 -> classifier: BatchNorm statistics on the device
+    if spec:  # conv -> BN -> LIF -> pool ... -> classifier: BatchNorm statistics on the device
         def tiny(cfg, input_shape, num_classes):
             import numpy as np
 
             from pysnn_ref import nn
 
             return models.build_from_string(
-                "4C3-AP2", tuple(input_shape), num_classes,
+                spec, tuple(input_shape), num_classes,
                 lambda: nn.LIF(cfg["lam"], cfg["v_th"], cfg["reset"], cfg["surrogate"]),
                 batch_norm=True, seed=cfg["seed"], dtype=np.dtype(cfg["dtype"]))
 
@@ -64,13 +92,13 @@ def _setup(argv: list[str], bn: bool):
     return st
 
 
-def _steps(argv: list[str], bn: bool, read_in_step: bool = False) -> dict:
+def _steps(argv: list[str], spec: str | None, read_in_step: bool = False) -> dict:
     """Per-step transfers of train_step and of _EpochStats.add, then of the read-out."""
     import cupy
 
     from pysnn_ref import trainer
 
-    st = _setup(argv, bn)
+    st = _setup(argv, spec)
     if read_in_step:  # what the test must catch: a float(loss) inside the step
         fwd = st.loss_fwd
         st.loss_fwd = lambda y, labels: (lambda r: (float(r[0]), r[1]))(fwd(y, labels))
@@ -100,7 +128,7 @@ def _epoch_reads(argv: list[str], every: int) -> dict:
 
     from pysnn_ref import trainer
 
-    st = _setup(argv, False)
+    st = _setup(argv, None)
     trainer.GPU_READ_EVERY = every
     cupy.reset_transfers()
     stats = trainer._train_batches(st, 0, st.cfg["T"], trainer._device_batches(st, 0))
@@ -113,7 +141,7 @@ def _nan_at_read(argv: list[str]) -> dict:
     from pysnn_ref import trainer
     from pysnn_ref.cli import NonFiniteLossError
 
-    st = _setup(argv, False)
+    st = _setup(argv, None)
     trainer.GPU_READ_EVERY = 2
     fwd, calls = st.loss_fwd, []
 
@@ -131,9 +159,15 @@ def _nan_at_read(argv: list[str]) -> dict:
 
 
 def _drive(out: Path) -> None:
-    res = {name: _steps(["--model", "mlp", *BASE, *argv], bn) for name, (argv, bn) in
-           CASES.items()}
-    res["read-in-step"] = _steps(["--model", "mlp", *BASE, "--method", "bptt"], False, True)
+    _big_paths()
+    import time
+
+    res = {}
+    for name, (argv, spec) in CASES.items():
+        t0 = time.perf_counter()
+        res[name] = _steps(["--model", "mlp", *BASE, *argv], spec)
+        res[name]["seconds"] = time.perf_counter() - t0
+    res["read-in-step"] = _steps(["--model", "mlp", *BASE, "--method", "bptt"], None, True)
     res["epoch-every-2"] = _epoch_reads(["--model", "mlp", *BASE, "--method", "ssf"], 2)
     res["nan"] = _nan_at_read(["--model", "mlp", *BASE, "--method", "bptt"])
     out.write_text(json.dumps(res, indent=1))
@@ -160,12 +194,13 @@ def counts(tmp_path_factory) -> dict:
 @pytest.mark.parametrize("case", list(CASES))
 def test_no_transfer_inside_a_gpu_step(counts, case):
     c = counts[case]
-    assert len(c["step"]) == 3 and c["seen"] == 6
+    B = 2
+    assert len(c["step"]) == 3 and c["seen"] == 3 * B
     assert c["step"] == [0, 0, 0], c["where"]       # train_step: forward, loss, backward, step
     assert c["add"] == [0, 0, 0], c["where"]        # the running sums stay on the device
     assert c["read"] == 1                           # the read-out: one transfer for all sums
-    assert c["loss"] > 0 and 0 <= c["correct"] <= 6
-    assert c["rates"] and all(0.0 <= r <= 6.0 for r in c["rates"])
+    assert c["loss"] > 0 and 0 <= c["correct"] <= 3 * B
+    assert c["rates"] and all(0.0 <= r <= 3.0 * B for r in c["rates"])
 
 
 def test_counter_sees_a_read_in_the_step(counts):

@@ -26,7 +26,8 @@ sqrt(var + eps), the unscaled normalised input; sums over the M values of a chan
     dx     = gamma * scale / (M sqrt(var + eps)) * (M dout - dbeta - xn * sum(dout * xn))
 
 **Streamed statistics** (the flow methods, :mod:`pysnn_ref.methods`): the moments of a channel
-are gathered a time chunk at a time as (count, mean, M2 = sum (x - mean)^2) in float64 and
+are gathered a time chunk at a time as (count, mean, M2 = sum (x - mean)^2), summed in float64
+(:func:`chunk_moments`, without a float64 copy of the chunk), and
 merged with Chan, Golub & LeVeque's pairwise update (:func:`merge_moments`), so no tensor longer
 than one chunk is needed; :func:`batchnorm_forward` computes the same moments of its whole input
 as one chunk.  Then a second pass normalises (:func:`batchnorm_normalize`).
@@ -83,14 +84,23 @@ class Moments(NamedTuple):
 
 
 def chunk_moments(x: Any, axis: int) -> Moments:
-    """The :class:`Moments` of ``x`` per channel (``axis``), computed in float64."""
+    """The :class:`Moments` of ``x`` per channel (``axis``), accumulated in float64 without a
+    float64 copy of ``x`` (issue 22: the copy was twice a float32 activation tensor).
+
+    ``mean = sum(x, dtype=float64) / n``; with the shift ``s = mean`` rounded to x's dtype,
+    ``M2 = sum((x - s)^2, dtype=float64) - n (mean - s)^2`` (exact for any shift), so the only
+    temporary is ``x - s`` in x's dtype.  For float64 x this is the two-pass formula as before;
+    for float32 x each difference is rounded to float32 (M2 to about 1e-7 relative, the
+    precision of the float32 activations it normalises)."""
     xp = backend.array_module(x)
     axes = _reduce_axes(x, axis)
-    x64 = x.astype(xp.float64)
-    mean = x64.mean(axis=axes)
-    x64 -= mean.reshape(_bshape(x, axis))
-    x64 *= x64
-    return Moments(x.size // x.shape[axis], mean, x64.sum(axis=axes))
+    n = x.size // x.shape[axis]
+    mean = x.sum(axis=axes, dtype=xp.float64) / n
+    s = mean.astype(x.dtype)
+    d = x - s.reshape(_bshape(x, axis))
+    d *= d
+    delta = mean - s
+    return Moments(n, mean, d.sum(axis=axes, dtype=xp.float64) - n * (delta * delta))
 
 
 def merge_moments(a: Moments | None, b: Moments) -> Moments:

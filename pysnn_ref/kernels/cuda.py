@@ -42,7 +42,9 @@ Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 3. LIF/IF streaming w
 
 from __future__ import annotations
 
+import importlib
 import os
+import warnings
 from types import SimpleNamespace
 from typing import Any
 
@@ -50,6 +52,7 @@ import numpy as np
 from numba import cuda
 
 from . import reference as _ref
+from .cuda_index import index_kernels
 from .retype import retyped as _retyped
 
 # --------------------------------------------------------------------------------------------
@@ -129,12 +132,53 @@ def _contiguous(xp: Any, x: Any, dtype: Any = None) -> Any:
     return x
 
 
+@cuda.jit
+def _probe_kernel(out):
+    """out[i] = i + 1: the start-up probe's one launch (backend._probe_gpu)."""
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = i + 1
+
+
+def launch_probe(out: Any) -> Any:
+    """Launch the one-line probe kernel on the int32 array ``out`` (it writes 1, 2, ...);
+    returns ``out``.  Compiling and launching it needs what every kernel needs (NVVM, the
+    driver's PTX JIT)."""
+    _launch(_probe_kernel, out.size, out, out)
+    return out
+
+
+def _performance_warnings() -> tuple[type, ...]:
+    """numba's NumbaPerformanceWarning classes (numba-cuda has its own, not a subclass)."""
+    classes = []
+    for mod in ("numba.core.errors", "numba.cuda.core.errors"):
+        try:
+            classes.append(importlib.import_module(mod).NumbaPerformanceWarning)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(classes)
+
+
+#: numba-cuda warns "Grid size N will likely result in GPU under-utilization" below this many
+#: blocks; a small layer's launch is small on purpose, so the library silences that warning
+#: for its own launches of fewer blocks (and only while configuring them: nothing global)
+LOW_OCCUPANCY_BLOCKS = 128
+_PERF_WARNINGS = _performance_warnings()
+
+
 def _launch(kernel: Any, n: int, x: Any, *args: Any) -> None:
     """Launch ``kernel`` with one thread per item for ``n`` items (nothing to do for n == 0)."""
     if n == 0:
         return
     blocks, tpb = launch_config(n)
-    kernel[blocks, tpb, _stream_for(x)](*args)
+    if blocks < LOW_OCCUPANCY_BLOCKS:
+        with warnings.catch_warnings():
+            for w in _PERF_WARNINGS:
+                warnings.simplefilter("ignore", w)
+            configured = kernel[blocks, tpb, _stream_for(x)]
+    else:
+        configured = kernel[blocks, tpb, _stream_for(x)]
+    configured(*args)
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,68 +438,52 @@ def ssf_gain(FI, R, v_th, soft, r_max):
 
 
 # --------------------------------------------------------------------------------------------
-# 5. im2col / col2im (layout and formulas: reference module, section 5).
+# 5-6. The index kernels: im2col / col2im and max pooling (reference module, sections 5-6).
 #    One thread per OUTPUT element, so no two threads write the same address and nothing needs
 #    atomics: im2col has a thread per entry of ``cols`` (consecutive threads write consecutive
 #    columns p = oh*OW + ow: coalesced stores), col2im a thread per input pixel that GATHERS the
 #    KH*KW column entries that came from it (the Caffe GPU col2im pattern), adding them in the
 #    reference's (kh, kw) order -- so the float64 sums are bit-identical to the reference.
-#    Flat indices are int64 (cuda.grid(1) is int64), so sizes beyond 2^31 elements are fine.
+#    Pooling forward: one thread per output element scans its k x k window (strict ">": the
+#    first maximum wins, as in the reference).  Backward: one thread per input pixel gathers
+#    dout from the windows whose recorded maximum is that pixel, in the reference's (oh, ow)
+#    order -- overlapping windows add up, no atomics.
+#
+#    Index arithmetic is UNSIGNED and, when every array of the launch has fewer than
+#    INDEX32_LIMIT (2^31) elements, 32-bit (issue 22): a GPU has no 64-bit integer divider, so
+#    each 64-bit ``//`` or ``%`` is a ~70-instruction emulation, where a 32-bit one is a few
+#    instructions.  Numba widens every integer operation to 64 bits, so each intermediate is
+#    cast back with ``U(...)`` (LLVM then narrows the division of two zero-extended 32-bit
+#    values to one 32-bit division), literals are written ``U(c)`` (a signed int64 literal
+#    mixed with a uint64 would make a float64), the grid-stride loops are ``while`` loops (a
+#    ``range`` computes its trip count with a 64-bit division), and negative offsets are
+#    avoided by comparing before subtracting (``ih = ihp - pad`` only when ``ihp >= pad``).
+#    tests/test_cuda_ptx.py checks that the 32-bit kernels' PTX has no 64-bit div/rem.
+#    Arrays from 2^31 elements on get the same kernels built with ``U = uint64``.
 # --------------------------------------------------------------------------------------------
 
-@cuda.jit
-def _im2col_kernel(x, KH, KW, stride, pad, cols):
-    """cols[n, (c*KH + kh)*KW + kw, oh*OW + ow] = xpad[n, c, oh*stride + kh, ow*stride + kw].
-
-    x (N, C, H, W), cols (N, C*KH*KW, OH*OW). Launch: launch_config(cols.size), one thread per
-    entry of cols.
-    """
-    for i in range(cuda.grid(1), cols.size, cuda.gridsize(1)):  # grid-stride
-        N, C, H, W = x.shape
-        _, R, P = cols.shape
-        OW = (W + 2 * pad - KW) // stride + 1
-        p = i % P
-        row = (i // P) % R
-        n = i // (P * R)
-        c = row // (KH * KW)
-        kh = (row // KW) % KH
-        kw = row % KW
-        ih = (p // OW) * stride + kh - pad
-        iw = (p % OW) * stride + kw - pad
-        if ih >= 0 and ih < H and iw >= 0 and iw < W:
-            cols[n, row, p] = x[n, c, ih, iw]
-        else:
-            cols[n, row, p] = 0
+#: from this many elements on, an index kernel computes its indices in 64 bits
+INDEX32_LIMIT = 1 << 31
 
 
-@cuda.jit
-def _col2im_kernel(cols, KH, KW, stride, pad, zero, dx):
-    """dx[n, c, ih, iw] = sum of the cols entries that im2col copied from (ih, iw).
+_INDEX = {np.dtype(np.uint32): SimpleNamespace(**index_kernels(np.uint32)),
+          np.dtype(np.uint64): SimpleNamespace(**index_kernels(np.uint64))}
+# the 32-bit kernels under their own names (what the tests and tutorials launch)
+_im2col_kernel = _INDEX[np.dtype(np.uint32)]._im2col_kernel
+_col2im_kernel = _INDEX[np.dtype(np.uint32)]._col2im_kernel
+_maxpool2d_forward_kernel = _INDEX[np.dtype(np.uint32)]._maxpool2d_forward_kernel
+_maxpool2d_backward_kernel = _INDEX[np.dtype(np.uint32)]._maxpool2d_backward_kernel
 
-    For each (kh, kw) at most one window position (oh, ow) covers the pixel:
-    oh = (ih + pad - kh) / stride when that is a whole number in [0, OH), likewise ow.
-    cols (N, C*KH*KW, OH*OW), dx (N, C, H, W); ``zero`` is 0 in dx's dtype (the accumulator's
-    start, so float32 sums stay float32). Launch: launch_config(dx.size), one thread per pixel
-    of dx.
-    """
-    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):  # grid-stride
-        N, C, H, W = dx.shape
-        OH = (H + 2 * pad - KH) // stride + 1
-        OW = (W + 2 * pad - KW) // stride + 1
-        iw = i % W
-        ih = (i // W) % H
-        c = (i // (W * H)) % C
-        n = i // (W * H * C)
-        acc = zero
-        for kh in range(KH):
-            th = ih + pad - kh
-            if th >= 0 and th % stride == 0 and th // stride < OH:
-                oh = th // stride
-                for kw in range(KW):
-                    tw = iw + pad - kw
-                    if tw >= 0 and tw % stride == 0 and tw // stride < OW:
-                        acc += cols[n, (c * KH + kh) * KW + kw, oh * OW + tw // stride]
-        dx[n, c, ih, iw] = acc
+
+def _index_type(*arrays: Any) -> Any:
+    """np.uint32 when every array has fewer than :data:`INDEX32_LIMIT` elements, else
+    np.uint64 (the index type of the kernels of sections 5-6)."""
+    return np.uint32 if max(int(a.size) for a in arrays) < INDEX32_LIMIT else np.uint64
+
+
+def _ints(U: Any, *values: int) -> list[Any]:
+    """``values`` as scalars of the index type ``U`` (so the kernel is typed with U)."""
+    return [U(int(v)) for v in values]
 
 
 def im2col(x, KH, KW, stride, pad):
@@ -466,7 +494,10 @@ def im2col(x, KH, KW, stride, pad):
     OH = _ref.conv_out_size(H, KH, stride, pad)
     OW = _ref.conv_out_size(W, KW, stride, pad)
     cols = xp.empty((N, C * KH * KW, OH * OW), dtype=x.dtype)
-    _launch(_im2col_kernel, cols.size, x, x, int(KH), int(KW), int(stride), int(pad), cols)
+    U = _index_type(x, cols)
+    k = _INDEX[np.dtype(U)]._im2col_kernel
+    _launch(k, cols.size, x, x, *_ints(U, C, H, W, KH, KW, stride, pad, OW, C * KH * KW,
+                                       OH * OW, cols.size), cols)
     return cols
 
 
@@ -475,72 +506,14 @@ def col2im(cols, x_shape, KH, KW, stride, pad):
     xp = _array_module(cols)
     cols = _contiguous(xp, cols)
     dx = xp.empty(tuple(int(s) for s in x_shape), dtype=cols.dtype)
-    _launch(_col2im_kernel, dx.size, cols, cols, int(KH), int(KW), int(stride), int(pad),
+    _, C, H, W = dx.shape
+    OH = _ref.conv_out_size(H, KH, stride, pad)
+    OW = _ref.conv_out_size(W, KW, stride, pad)
+    U = _index_type(cols, dx)
+    k = _INDEX[np.dtype(U)]._col2im_kernel
+    _launch(k, dx.size, cols, cols, *_ints(U, C, H, W, KH, KW, stride, pad, OH, OW, dx.size),
             cols.dtype.type(0), dx)
     return dx
-
-
-# --------------------------------------------------------------------------------------------
-# 6. Pooling (reference module, section 6).  Forward: one thread per output element scans its
-#    k x k window (strict ">": the first maximum wins, as in the reference).  Backward: one
-#    thread per input pixel gathers dout from the windows whose recorded maximum is that pixel,
-#    in the reference's (oh, ow) order -- overlapping windows add up, no atomics.
-# --------------------------------------------------------------------------------------------
-
-@cuda.jit
-def _maxpool2d_forward_kernel(x, k, stride, out, idx):
-    """out[n, c, oh, ow] = window max, idx[...] = its flat (ih*W + iw) index, int32.
-
-    x (N, C, H, W), out and idx (N, C, OH, OW). Launch: launch_config(out.size), one thread per
-    output element.
-    """
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):  # grid-stride
-        N, C, H, W = x.shape
-        _, _, OH, OW = out.shape
-        ow = i % OW
-        oh = (i // OW) % OH
-        c = (i // (OW * OH)) % C
-        n = i // (OW * OH * C)
-        ih0 = oh * stride
-        iw0 = ow * stride
-        best = x[n, c, ih0, iw0]
-        best_i = ih0 * W + iw0
-        for kh in range(k):
-            for kw in range(k):
-                v = x[n, c, ih0 + kh, iw0 + kw]
-                if v > best:
-                    best = v
-                    best_i = (ih0 + kh) * W + iw0 + kw
-        out[n, c, oh, ow] = best
-        idx[n, c, oh, ow] = best_i
-
-
-@cuda.jit
-def _maxpool2d_backward_kernel(dout, idx, k, stride, zero, dx):
-    """dx[n, c, ih, iw] = sum of dout over the windows whose maximum is (ih, iw).
-
-    The windows containing row ih are oh = ceil((ih - k + 1) / stride) .. floor(ih / stride),
-    clipped to [0, OH); likewise for columns. dout, idx (N, C, OH, OW), dx (N, C, H, W);
-    ``zero`` is 0 in dx's dtype. Launch: launch_config(dx.size), one thread per pixel of dx.
-    """
-    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):  # grid-stride
-        N, C, H, W = dx.shape
-        _, _, OH, OW = dout.shape
-        iw = i % W
-        ih = (i // W) % H
-        c = (i // (W * H)) % C
-        n = i // (W * H * C)
-        flat = ih * W + iw
-        oh_lo = max(0, (ih - k + stride) // stride)
-        oh_hi = min(OH - 1, ih // stride)
-        ow_lo = max(0, (iw - k + stride) // stride)
-        ow_hi = min(OW - 1, iw // stride)
-        acc = zero
-        for oh in range(oh_lo, oh_hi + 1):
-            for ow in range(ow_lo, ow_hi + 1):
-                if idx[n, c, oh, ow] == flat:
-                    acc += dout[n, c, oh, ow]
-        dx[n, c, ih, iw] = acc
 
 
 def maxpool2d_forward(x, k, stride):
@@ -552,7 +525,9 @@ def maxpool2d_forward(x, k, stride):
     OW = _ref.conv_out_size(W, k, stride, 0)
     out = xp.empty((N, C, OH, OW), dtype=x.dtype)
     idx = xp.empty((N, C, OH, OW), dtype=np.int32)
-    _launch(_maxpool2d_forward_kernel, out.size, x, x, int(k), int(stride), out, idx)
+    U = _index_type(x, out)
+    kern = _INDEX[np.dtype(U)]._maxpool2d_forward_kernel
+    _launch(kern, out.size, x, x, *_ints(U, C, W, k, stride, OH, OW, out.size), out, idx)
     return out, idx
 
 
@@ -562,6 +537,10 @@ def maxpool2d_backward(dout, idx, x_shape, k, stride):
     dout = _contiguous(xp, dout)
     idx = _contiguous(xp, idx, np.int32)
     dx = xp.empty(tuple(int(s) for s in x_shape), dtype=dout.dtype)
-    _launch(_maxpool2d_backward_kernel, dx.size, dout, dout, idx, int(k), int(stride),
+    _, C, H, W = dx.shape
+    OH, OW = dout.shape[2:]
+    U = _index_type(dout, dx)
+    kern = _INDEX[np.dtype(U)]._maxpool2d_backward_kernel
+    _launch(kern, dx.size, dout, dout, idx, *_ints(U, C, H, W, k, stride, OH, OW, dx.size),
             dout.dtype.type(0), dx)
     return dx

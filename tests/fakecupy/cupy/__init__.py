@@ -21,10 +21,33 @@ What it models:
   stream), ``MemoryHook``; :func:`get_default_memory_pool` with ``used_bytes``,
   ``total_bytes`` (high-water mark since the last ``free_all_blocks``) and ``free_all_blocks``.
 * ``cupy.random.RandomState`` (NumPy's legacy generator, results on the device).
+
+Strict where CuPy is stricter than NumPy (issue 22):
+
+* **Only CuPy's names.** An attribute of the module, of an array, of ``cupy.random`` or of a
+  ``RandomState`` that the real CuPy 14 lacks raises ``AttributeError``, and so does a keyword
+  argument its function does not take (``TypeError``).  The list is ``_cupy_names.py``,
+  generated once from the real package by ``tests/fakecupy/gen_names.py`` (its docstring says
+  how to regenerate it).  Arrays have no ``__index__`` (CuPy's have none: ``range(n_dev)``
+  fails); ``int()`` of a 0-d array is a counted transfer.
+* **An element is a view.** ``a[i]`` (integer indexing down to one element) returns a 0-d
+  array that *shares memory* with ``a``, as CuPy's does -- NumPy returns a copied scalar, so
+  ``old = a[i]; a[i] = old + h`` changes ``old`` here and in CuPy, not in NumPy.
+* **Calls that synchronise in CuPy are counted as transfers**: ``shares_memory`` (CuPy's exact
+  check gathers and sorts the element addresses and ends in ``bool(...)``), ``nonzero``,
+  ``flatnonzero``, ``argwhere``, one-argument ``where``, ``unique``, ``bincount``,
+  ``compress``, ``extract``, ``histogram``, ``repeat`` with an array of repeats and boolean-mask
+  indexing (the output size must be read first).
+* **Missing CUDA libraries**: ``FAKECUPY_MISSING=cublas,curand,nvrtc`` (any of them) makes the
+  stand-in behave like a CuPy whose wheel cannot find that library: ``cublas`` -- the cuBLAS
+  handle and the GEMMs (``matmul``, ``dot``, ``tensordot``, ``einsum``, ``@``) raise CuPy's
+  ``ImportError: libcublas.so.12: cannot open shared object file``; ``curand`` -- creating a
+  ``cupy.random.RandomState``; ``nvrtc`` -- the first elementwise kernel (any arithmetic).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 import weakref
@@ -33,8 +56,39 @@ from typing import Any
 
 import numpy as _np
 
+from . import _cupy_names as _names
+
 __version__ = "0.0-fake"
 _host = _np.ndarray
+
+_LIBS = {"cublas": "libcublas.so.12", "curand": "libcurand.so.10", "nvrtc": "libnvrtc.so.12"}
+
+
+def missing() -> frozenset[str]:
+    """The CUDA libraries this stand-in pretends it cannot load (``FAKECUPY_MISSING``, read at
+    each call)."""
+    return frozenset(s.strip() for s in os.environ.get("FAKECUPY_MISSING", "").split(",")
+                     if s.strip())
+def _need(lib: str) -> None:
+    """Raise what CuPy raises when ``lib`` cannot be loaded (``FAKECUPY_MISSING``)."""
+    if lib in missing():
+        raise ImportError(f"{_LIBS[lib]}: cannot open shared object file: No such file or "
+                          "directory")
+
+
+def _check_keywords(table: dict, owner: str, name: str, kw: dict) -> None:
+    """``TypeError`` for a keyword that the real CuPy's ``owner.name`` does not take."""
+    allowed = table.get(name)
+    bad = [k for k in kw if allowed is not None and k not in allowed]
+    if bad:
+        raise TypeError(f"fake cupy: {owner}.{name}() got keyword(s) {bad} that CuPy "
+                        f"{_names.VERSION} does not take (it takes {list(allowed)})")
+
+
+def _no_such(owner: str, name: str) -> AttributeError:
+    return AttributeError(f"fake cupy: {owner} has no attribute {name!r} in the real CuPy "
+                          f"{_names.VERSION} (tests/fakecupy/cupy/_cupy_names.py)")
+
 
 # -----------------------------------------------------------------------------------------
 # transfer counting
@@ -216,10 +270,6 @@ class ndarray:  # noqa: N801 - CuPy's name
         _d2h("int(ndarray)")
         return int(self._a)
 
-    def __index__(self) -> int:
-        _d2h("operator.index(ndarray)")
-        return self._a.__index__()
-
     def __bool__(self) -> bool:
         _d2h("bool(ndarray)")
         return bool(self._a)
@@ -278,17 +328,31 @@ class ndarray:  # noqa: N801 - CuPy's name
     __str__ = __repr__
 
     def __getitem__(self, key: Any) -> ndarray:
-        return _wrap(self._a[_unwrap(key, host_ok=True)])
+        _count_mask(key)
+        k = _unwrap(key, host_ok=True)
+        r = self._a[k]
+        if isinstance(r, _np.generic):  # one element: CuPy gives a 0-d VIEW, NumPy a copy
+            r = self._a[(*(k if isinstance(k, tuple) else (k,)), Ellipsis)]
+        return _wrap(r)
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        _count_mask(key)
         self._a[_unwrap(key, host_ok=True)] = _unwrap(value)
 
+    def __matmul__(self, other: Any) -> Any:
+        _need("cublas")
+        return _wrap(self._a @ _unwrap(other))
+
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
+        if name.startswith("__") or name not in _names.NDARRAY:
+            raise _no_such("cupy.ndarray", name)
         attr = getattr(self._a, name)
         if callable(attr):
             def method(*args: Any, **kw: Any) -> Any:
+                _check_keywords(_names.NDARRAY, "cupy.ndarray", name, kw)
+                if name == "nonzero" or (name == "repeat" and args
+                                         and isinstance(args[0], ndarray)):
+                    _d2h(f"ndarray.{name}()")
                 return _wrap(attr(*_unwrap(args), **{k: _unwrap(v) for k, v in kw.items()}))
 
             method.__name__ = name
@@ -309,6 +373,7 @@ def _binary(name: str) -> None:
     op = getattr(_host, name)
 
     def f(self: ndarray, other: Any) -> Any:
+        _need("cublas" if "matmul" in name else "nvrtc")
         r = op(self._a, _unwrap(other))
         return r if r is NotImplemented else _wrap(r)
 
@@ -320,6 +385,7 @@ def _inplace(name: str) -> None:
     op = getattr(_host, name)
 
     def f(self: ndarray, other: Any) -> ndarray:
+        _need("cublas" if "matmul" in name else "nvrtc")
         op(self._a, _unwrap(other))
         return self
 
@@ -331,17 +397,26 @@ def _unary(name: str) -> None:
     op = getattr(_host, name)
 
     def f(self: ndarray) -> ndarray:
+        _need("nvrtc")
         return _wrap(op(self._a))
 
     f.__name__ = name
     setattr(ndarray, name, f)
 
 
-for _n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or",
+def _count_mask(key: Any) -> None:
+    """Boolean-mask indexing syncs in CuPy (the output size is read first): count it."""
+    keys = key if isinstance(key, tuple) else (key,)
+    if any(isinstance(k, ndarray) and k.dtype == _np.bool_ for k in keys):
+        _d2h("boolean-mask indexing")
+
+
+for _n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or",
            "xor", "lshift", "rshift"):
     _binary(f"__{_n}__")
     _binary(f"__r{_n}__")
     _inplace(f"__i{_n}__")
+_binary("__rmatmul__")
 for _n in ("lt", "le", "eq", "ne", "gt", "ge"):
     _binary(f"__{_n}__")
 for _n in ("neg", "pos", "abs", "invert"):
@@ -352,8 +427,8 @@ try:  # numba's simulator hands ArgHint arguments to kernels through to_device (
     from numba.cuda.args import ArgHint as _ArgHint
 
     _ArgHint.register(ndarray)
-except ImportError:  # pragma: no cover - numba without its cuda package
-    pass
+except (ImportError, AttributeError):  # numba without its cuda package; numba-cuda's ArgHint
+    pass                               # is no ABC (its simulator is not what the tests use)
 
 
 # -----------------------------------------------------------------------------------------
@@ -369,6 +444,7 @@ def is_available() -> bool:
 
 def asarray(a: Any, dtype: Any = None, order: Any = None, **kw: Any) -> ndarray:
     """Host data -> device (counted as host->device); a device array stays (cast if asked)."""
+    _check_keywords(_names.MODULE, "cupy", "asarray", kw)
     if isinstance(a, ndarray):
         return a if dtype is None or a.dtype == _np.dtype(dtype) else \
             ndarray._of(a._a.astype(dtype))
@@ -377,6 +453,7 @@ def asarray(a: Any, dtype: Any = None, order: Any = None, **kw: Any) -> ndarray:
 
 
 def array(a: Any, dtype: Any = None, copy: bool = True, order: str = "K", **kw: Any) -> ndarray:
+    _check_keywords(_names.MODULE, "cupy", "array", kw)
     if isinstance(a, ndarray):
         return ndarray._of(_np.array(a._a, dtype=dtype, copy=copy, order=order))
     _count["h2d"] += 1
@@ -406,13 +483,31 @@ def fuse(*args: Any, **kw: Any) -> Any:
     return lambda f: f
 
 
+#: functions that synchronise with the device in CuPy (they read a size or a flag on the host)
+SYNCING = frozenset({"shares_memory", "nonzero", "flatnonzero", "argwhere", "unique",
+                     "bincount", "compress", "extract", "histogram"})
+#: the GEMMs that go through cuBLAS
+GEMMS = frozenset({"matmul", "dot", "tensordot", "einsum", "inner", "vdot", "outer"})
+
+
 def __getattr__(name: str) -> Any:
-    """Everything else is NumPy's, run on the arrays inside (results back on the device)."""
+    """Every other name that the real CuPy has is NumPy's, run on the arrays inside (results
+    back on the device); a name CuPy lacks raises ``AttributeError``."""
+    if name not in _names.MODULE or name.startswith("__"):
+        raise _no_such("module 'cupy'", name)
     attr = getattr(_np, name)
     if isinstance(attr, (type, ModuleType)) or not callable(attr):
         return attr
 
     def fn(*args: Any, **kw: Any) -> Any:
+        _check_keywords(_names.MODULE, "cupy", name, kw)
+        if name in GEMMS:
+            _need("cublas")
+        elif isinstance(attr, _np.ufunc):
+            _need("nvrtc")
+        if name in SYNCING or (name == "where" and len(args) + len(kw) == 1) or \
+                (name == "repeat" and len(args) > 1 and isinstance(args[1], ndarray)):
+            _d2h(f"cupy.{name}()")
         return _wrap(attr(*_unwrap(args), **{k: _unwrap(v) for k, v in kw.items()}))
 
     fn.__name__ = name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any
 
 _hooks: list[MemoryHook] = []
@@ -119,3 +120,16 @@ class _Runtime:
 
 
 runtime = _Runtime()
+
+
+def _get_cublas_handle() -> int:
+    """``cupy.cuda.device.get_cublas_handle()``: loads cuBLAS (``FAKECUPY_MISSING=cublas``
+    makes it fail as CuPy does without the library) and returns a handle."""
+    from . import _need
+
+    _need("cublas")
+    return 1
+
+
+#: ``cupy.cuda.device`` (only what the library uses)
+device = SimpleNamespace(get_cublas_handle=_get_cublas_handle, Device=Device)

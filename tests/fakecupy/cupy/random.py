@@ -11,6 +11,9 @@ class RandomState:
     """``cupy.random.RandomState(seed)``; the draws are NumPy's (not CuPy's) sequence."""
 
     def __init__(self, seed: Any = None) -> None:
+        from . import _need
+
+        _need("curand")  # CuPy creates a cuRAND generator here
         self._rs = _np.random.RandomState(seed)
 
     def random_sample(self, size: Any = None, dtype: Any = float) -> Any:
@@ -19,10 +22,17 @@ class RandomState:
         return ndarray._of(self._rs.random_sample(size).astype(dtype))
 
     def __getattr__(self, name: str) -> Any:
-        from . import _wrap
+        from . import _check_keywords, _names, _no_such, _wrap
 
+        if name.startswith("_") or name not in _names.RANDOM_STATE:
+            raise _no_such("cupy.random.RandomState", name)
         f = getattr(self._rs, name)
-        return lambda *a, **k: _wrap(_np.asarray(f(*a, **k)))
+
+        def method(*a: Any, **k: Any) -> Any:
+            _check_keywords(_names.RANDOM_STATE, "cupy.random.RandomState", name, k)
+            return _wrap(_np.asarray(f(*a, **k)))
+
+        return method
 
 
 def seed(s: Any = None) -> None:

@@ -1,0 +1,153 @@
+"""The index kernels of :mod:`pysnn_ref.kernels.cuda`: im2col / col2im and max pooling
+(reference module, sections 5-6), built per index type.
+
+Only the kernels live here (:func:`index_kernels`); their host wrappers, the launch and the
+choice of the index type are in :mod:`pysnn_ref.kernels.cuda` (sections 5-6 there say how the
+kernels are laid out and why their index arithmetic is unsigned and 32-bit where sizes allow).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from numba import cuda
+
+
+def index_kernels(U: Any) -> dict[str, Any]:
+    """The im2col / col2im / max-pool kernels with index type ``U`` (np.uint32 or np.uint64)."""
+
+    @cuda.jit
+    def _im2col_kernel(x, C, H, W, KH, KW, stride, pad, OW, R, P, n_items, cols):
+        """cols[n, (c*KH + kh)*KW + kw, oh*OW + ow] = xpad[n, c, oh*stride + kh, ow*stride + kw].
+
+        x (N, C, H, W), cols (N, R = C*KH*KW, P = OH*OW); the sizes are passed in type U.
+        Launch: launch_config(cols.size), one thread per entry of cols.
+        """
+        i = U(cuda.grid(1))
+        step = U(cuda.gridsize(1))
+        while i < n_items:  # grid-stride
+            p = U(i % P)
+            q = U(i // P)
+            row = U(q % R)
+            n = U(q // R)
+            c = U(row // U(KH * KW))
+            kh = U(U(row // KW) % KH)
+            kw = U(row % KW)
+            ihp = U(U(p // OW) * stride + kh)       # ih + pad
+            iwp = U(U(p % OW) * stride + kw)
+            if ihp >= pad and ihp < U(H + pad) and iwp >= pad and iwp < U(W + pad):
+                cols[n, row, p] = x[n, c, U(ihp - pad), U(iwp - pad)]
+            else:
+                cols[n, row, p] = 0
+            i = U(i + step)
+
+    @cuda.jit
+    def _col2im_kernel(cols, C, H, W, KH, KW, stride, pad, OH, OW, n_items, zero, dx):
+        """dx[n, c, ih, iw] = sum of the cols entries that im2col copied from (ih, iw).
+
+        For each (kh, kw) at most one window position (oh, ow) covers the pixel:
+        oh = (ih + pad - kh) / stride when that is a whole number in [0, OH), likewise ow.
+        cols (N, C*KH*KW, OH*OW), dx (N, C, H, W); ``zero`` is 0 in dx's dtype (the
+        accumulator's start, so float32 sums stay float32). Launch: launch_config(dx.size), one
+        thread per pixel of dx.
+        """
+        i = U(cuda.grid(1))
+        step = U(cuda.gridsize(1))
+        while i < n_items:  # grid-stride
+            iw = U(i % W)
+            q = U(i // W)
+            ih = U(q % H)
+            q = U(q // H)
+            c = U(q % C)
+            n = U(q // C)
+            ihp = U(ih + pad)
+            iwp = U(iw + pad)
+            acc = zero
+            kh = U(0)
+            while kh < KH:
+                if ihp >= kh:
+                    th = U(ihp - kh)
+                    oh = U(th // stride)
+                    if U(oh * stride) == th and oh < OH:
+                        kw = U(0)
+                        while kw < KW:
+                            if iwp >= kw:
+                                tw = U(iwp - kw)
+                                ow = U(tw // stride)
+                                if U(ow * stride) == tw and ow < OW:
+                                    acc += cols[n, U(U(c * KH + kh) * KW + kw), U(oh * OW + ow)]
+                            kw = U(kw + U(1))
+                kh = U(kh + U(1))
+            dx[n, c, ih, iw] = acc
+            i = U(i + step)
+
+    @cuda.jit
+    def _maxpool2d_forward_kernel(x, C, W, k, stride, OH, OW, n_items, out, idx):
+        """out[n, c, oh, ow] = window max, idx[...] = its flat (ih*W + iw) index, int32.
+
+        x (N, C, H, W), out and idx (N, C, OH, OW). Launch: launch_config(out.size), one thread
+        per output element.
+        """
+        i = U(cuda.grid(1))
+        step = U(cuda.gridsize(1))
+        while i < n_items:  # grid-stride
+            ow = U(i % OW)
+            q = U(i // OW)
+            oh = U(q % OH)
+            q = U(q // OH)
+            c = U(q % C)
+            n = U(q // C)
+            ih0 = U(oh * stride)
+            iw0 = U(ow * stride)
+            best = x[n, c, ih0, iw0]
+            best_i = U(ih0 * W + iw0)
+            kh = U(0)
+            while kh < k:
+                kw = U(0)
+                while kw < k:
+                    v = x[n, c, U(ih0 + kh), U(iw0 + kw)]
+                    if v > best:
+                        best = v
+                        best_i = U(U(ih0 + kh) * W + U(iw0 + kw))
+                    kw = U(kw + U(1))
+                kh = U(kh + U(1))
+            out[n, c, oh, ow] = best
+            idx[n, c, oh, ow] = best_i
+            i = U(i + step)
+
+    @cuda.jit
+    def _maxpool2d_backward_kernel(dout, idx, C, H, W, k, stride, OH, OW, n_items, zero, dx):
+        """dx[n, c, ih, iw] = sum of dout over the windows whose maximum is (ih, iw).
+
+        The windows containing row ih are oh = ceil((ih - k + 1) / stride) .. floor(ih / stride),
+        clipped to [0, OH); likewise for columns. dout, idx (N, C, OH, OW), dx (N, C, H, W);
+        ``zero`` is 0 in dx's dtype. Launch: launch_config(dx.size), one thread per pixel of dx.
+        """
+        i = U(cuda.grid(1))
+        step = U(cuda.gridsize(1))
+        while i < n_items:  # grid-stride
+            iw = U(i % W)
+            q = U(i // W)
+            ih = U(q % H)
+            q = U(q // H)
+            c = U(q % C)
+            n = U(q // C)
+            flat = U(ih * W + iw)
+            oh = U(U(ih + stride - k) // stride) if U(ih + stride) >= k else U(0)
+            oh_hi = min(U(OH - U(1)), U(ih // stride))
+            ow_lo = U(U(iw + stride - k) // stride) if U(iw + stride) >= k else U(0)
+            ow_hi = min(U(OW - U(1)), U(iw // stride))
+            acc = zero
+            while oh <= oh_hi:
+                ow = ow_lo
+                while ow <= ow_hi:
+                    if U(idx[n, c, oh, ow]) == flat:
+                        acc += dout[n, c, oh, ow]
+                    ow = U(ow + U(1))
+                oh = U(oh + U(1))
+            dx[n, c, ih, iw] = acc
+            i = U(i + step)
+
+    return {"_im2col_kernel": _im2col_kernel, "_col2im_kernel": _col2im_kernel,
+            "_maxpool2d_forward_kernel": _maxpool2d_forward_kernel,
+            "_maxpool2d_backward_kernel": _maxpool2d_backward_kernel}
