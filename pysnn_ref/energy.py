@@ -281,10 +281,10 @@ def _network(args: argparse.Namespace, argv: Sequence[str]
              ) -> tuple[nn_.Module, Any, int, str]:
     """The network, the data, T and the encoder name (a checkpoint's own unless given)."""
     from .data import load_dataset
-    from .runconfig import build_model
+    from .train.config import build_model
 
     if args.checkpoint is not None:
-        from .checkpoint import load
+        from .train.checkpoint import load
 
         net, cfg = load(args.checkpoint)
         given = {a.split("=")[0] for a in argv if a.startswith("--")}

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from pysnn_ref import backend, models, nn
-from pysnn_ref.checkpoint import restore_neuron_state
 from pysnn_ref.functional import flows
 from pysnn_ref.functional.loss import sdt_loss_backward, sdt_loss_forward
 from pysnn_ref.gradcheck import named_parameters
 from pysnn_ref.methods import make_method
 from pysnn_ref.optim import SGD
+from pysnn_ref.train.checkpoint import restore_neuron_state
 
 
 def test_degenerate_sum_keeps_previous():

@@ -1,4 +1,4 @@
-"""Event data (pysnn_ref.events): N-MNIST decoding, framing, malformed files, training."""
+"""Event data (pysnn_ref.data.events): N-MNIST decoding, framing, malformed files, training."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pysnn_ref.data import DataError, EventEncoder, load_dataset, make_encoder
-from pysnn_ref.events import (
+from pysnn_ref.data.events import (
     Events,
     frames_by_count,
     frames_by_time,
@@ -162,7 +162,7 @@ def test_cli_bad_folder_exit_2(tmp_path):
 
 
 def test_train_cli_learns_synthetic_nmnist(tmp_path, capsys):
-    from pysnn_ref.train import main as train_main
+    from pysnn_ref.train.__main__ import main as train_main
 
     _write_folder(tmp_path / "d", 16, np.random.default_rng(1))
     with pytest.raises(ValueError, match="--encoder events"):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pysnn_ref import nn
-from pysnn_ref.bench_measure import _tracemalloc_peak
+from pysnn_ref.bench.measure import _tracemalloc_peak
 from pysnn_ref.data import PoissonEncoder
 from pysnn_ref.functional.batchnorm import batchnorm_forward
 from pysnn_ref.functional.loss import sdt_loss_backward, sdt_loss_forward

@@ -41,8 +41,10 @@ CASES = {
 # ------------------------------------------------------------------------------------------
 
 def _setup(argv: list[str], bn: bool):
-    from pysnn_ref import models, runconfig, trainer
-    from pysnn_ref import train as tr
+    from pysnn_ref import models
+    from pysnn_ref.train import __main__ as tr
+    from pysnn_ref.train import config as runconfig
+    from pysnn_ref.train import loop as trainer
 
     trainer.build_model = runconfig.build_model
     if bn:  # conv -> BN -> LIF -> AP2 -> classifier: BatchNorm statistics on the device
@@ -68,7 +70,7 @@ def _steps(argv: list[str], bn: bool, read_in_step: bool = False) -> dict:
     """Per-step transfers of train_step and of _EpochStats.add, then of the read-out."""
     import cupy
 
-    from pysnn_ref import trainer
+    from pysnn_ref.train import loop as trainer
 
     st = _setup(argv, bn)
     if read_in_step:  # what the test must catch: a float(loss) inside the step
@@ -98,7 +100,7 @@ def _epoch_reads(argv: list[str], every: int) -> dict:
     """_train_batches over 3 batches with a read every ``every`` batches."""
     import cupy
 
-    from pysnn_ref import trainer
+    from pysnn_ref.train import loop as trainer
 
     st = _setup(argv, False)
     trainer.GPU_READ_EVERY = every
@@ -110,8 +112,8 @@ def _epoch_reads(argv: list[str], every: int) -> dict:
 
 def _nan_at_read(argv: list[str]) -> dict:
     """A NaN loss in batch 2 of 3 on the device: found at the read-out after batch 2."""
-    from pysnn_ref import trainer
     from pysnn_ref.cli import NonFiniteLossError
+    from pysnn_ref.train import loop as trainer
 
     st = _setup(argv, False)
     trainer.GPU_READ_EVERY = 2

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from pysnn_ref import backend, nn
-from pysnn_ref.finite_diff import rel_error
 from pysnn_ref.functional.pool import avgpool2d_backward, avgpool2d_forward
+from pysnn_ref.gradcheck.finite_diff import rel_error
 from pysnn_ref.kernels import cpu, reference
 
 # (T, B, C, H, W, k): exact fit, dropped trailing rows/columns, k = 3, planes larger than BLOCK

@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pysnn_ref import backend, trainer
-from pysnn_ref import evaluate as ev
-from pysnn_ref import train as tr
-from pysnn_ref.checkpoint import load, read_checkpoint
+from pysnn_ref import backend
 from pysnn_ref.data import load_dataset
 from pysnn_ref.functional import loss as L
-from pysnn_ref.runconfig import SPLIT_SEED, build_method, make_encoder
+from pysnn_ref.train import __main__ as tr
+from pysnn_ref.train import evaluate as ev
+from pysnn_ref.train import loop as trainer
+from pysnn_ref.train.checkpoint import load, read_checkpoint
+from pysnn_ref.train.config import SPLIT_SEED, build_method, make_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--no-progress", "--T", "2", "--epochs", "2", "--max-batches", "4", "--batch-size", "32"]

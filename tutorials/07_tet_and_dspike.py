@@ -66,7 +66,7 @@ from pysnn_ref.gradcheck import (
 )
 from pysnn_ref.methods import make_method
 from pysnn_ref.optim import Adam
-from pysnn_ref.trainer import adapt_dspike
+from pysnn_ref.train.loop import adapt_dspike
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))

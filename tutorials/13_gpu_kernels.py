@@ -45,7 +45,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from pysnn_ref.finite_diff import rel_error  # noqa: E402
+from pysnn_ref.gradcheck.finite_diff import rel_error  # noqa: E402
 from pysnn_ref.kernels import cpu, reference  # noqa: E402
 from pysnn_ref.kernels import cuda as ck  # noqa: E402
 

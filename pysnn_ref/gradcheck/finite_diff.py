@@ -7,7 +7,7 @@ which is exactly what a hand-written backward returns for upstream gradient ``df
 ``max|a−b| / max(1e-8, max|a| + max|b|)``.
 
 Imported by :mod:`pysnn_ref.gradcheck` (which also offers both names) and
-:mod:`pysnn_ref.gradcheck_layers`; depends on nothing in the package.
+:mod:`pysnn_ref.gradcheck.layers`; depends on nothing in the package.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Checkpoints of a training run (:mod:`pysnn_ref.trainer`): one ``.npz`` per checkpoint with
+"""Checkpoints of a training run (:mod:`pysnn_ref.train.loop`): one ``.npz`` per checkpoint with
 ``model/<key>`` and ``optim/<key>`` arrays and a JSON ``meta`` entry (epoch, T, test accuracy,
 best so far, Dspike temperature, the spiking layers' state beyond the state_dict, the run's
 configuration).  :func:`load` rebuilds a trained network from a run folder.
@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from . import nn as nn_
-from .functional.surrogate import get_surrogate
-from .optim import Optimizer
-from .runconfig import build_model
+from .. import nn as nn_
+from ..functional.surrogate import get_surrogate
+from ..optim import Optimizer
+from .config import build_model
 
 __all__ = ["neuron_state", "restore_neuron_state", "save_checkpoint", "read_checkpoint",
            "checkpoint_path", "load"]

@@ -45,10 +45,10 @@ from typing import Any
 
 import numpy as np
 
-from . import nn as snn
-from .backend import to_numpy
-from .gradcheck import named_parameters
-from .kernels.reference import SURROGATE_KINDS
+from .. import nn as snn
+from ..backend import to_numpy
+from ..gradcheck import named_parameters
+from ..kernels.reference import SURROGATE_KINDS
 
 try:  # pragma: no cover - exercised only where torch is installed
     import torch
@@ -401,8 +401,8 @@ def compare_spikes(net: Any, tnet: Any, x: np.ndarray, T: int) -> tuple[int, int
     by far more than rounding, which is why the float32 gradient comparison reports it.
     """
     require_torch()
-    from .backend import array_module
-    from .data import make_encoder
+    from ..backend import array_module
+    from ..data import make_encoder
 
     ours: list[np.ndarray] = []
     lifs = [m for m in net.modules() if isinstance(m, snn.LIF)]

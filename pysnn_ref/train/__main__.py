@@ -19,18 +19,18 @@ One epoch::
 What a run writes into its folder (``--out``, default ``runs/<date>-<time>-<model>-<method>``):
 ``config.json`` (every setting, defaults resolved, library versions), ``metrics.jsonl`` (one
 JSON object per epoch), ``best.npz`` / ``last.npz`` (model + optimizer state + epoch + config;
-reload with :func:`pysnn_ref.checkpoint.load`, continue with ``--resume``), ``curves.png`` and
-``firing_rates.png`` (:mod:`pysnn_ref.plots`).  The last line printed is ``test_acc=0.XXXX``:
+reload with :func:`pysnn_ref.train.checkpoint.load`, continue with ``--resume``), ``curves.png`` and
+``firing_rates.png`` (:mod:`pysnn_ref.train.plots`).  The last line printed is ``test_acc=0.XXXX``:
 the test accuracy of the final epoch.
 
 Exit codes: 0 done; 2 bad input (one line on stderr, never a traceback); 3 the loss became NaN
 or infinite (one line naming the epoch and the batch); 130 interrupted.
 
-This module is the command line only.  The training loop is :mod:`pysnn_ref.trainer`
-(:func:`~pysnn_ref.trainer.train`, :func:`~pysnn_ref.trainer.run_epoch`,
-:func:`~pysnn_ref.trainer.train_step`), checkpoints :mod:`pysnn_ref.checkpoint`, the run folder
-and the log lines :mod:`pysnn_ref.runlog`, the network / method / loss / encoder of a
-configuration :mod:`pysnn_ref.runconfig`.
+This module is the command line only.  The training loop is :mod:`pysnn_ref.train.loop`
+(:func:`~pysnn_ref.train.loop.train`, :func:`~pysnn_ref.train.loop.run_epoch`,
+:func:`~pysnn_ref.train.loop.train_step`), checkpoints :mod:`pysnn_ref.train.checkpoint`, the run
+folder and the log lines :mod:`pysnn_ref.train.runlog`, the network / method / loss / encoder of a
+configuration :mod:`pysnn_ref.train.config`.
 """
 
 
@@ -43,16 +43,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import backend
+from .. import backend
+from ..cli import ArgumentParser, run_main
+from ..data import DATASETS, ENCODERS
+from ..functional.surrogate import get_surrogate
+from ..methods import DEFAULT_TIME_CHUNK
+from ..models import LSTM_V_TH, MODELS
+from ..optim import OPTIMIZERS, SCHEDULES
 from .checkpoint import checkpoint_path, read_checkpoint
-from .cli import ArgumentParser, run_main
-from .data import DATASETS, ENCODERS
-from .functional.surrogate import get_surrogate
-from .methods import DEFAULT_TIME_CHUNK
-from .models import LSTM_V_TH, MODELS
-from .optim import OPTIMIZERS, SCHEDULES
-from .runconfig import LOSSES
-from .trainer import train
+from .config import LOSSES
+from .loop import train
 
 PROG = "python -m pysnn_ref.train"
 

@@ -6,7 +6,8 @@ the spiking LSTM's BPTT (smooth mode, sigmoid surrogate: the exact gradient).
 relative error)`` rows -- the gradient-check CLI prints them and the tests assert them (rel
 error <= 1e-6; typically 1e-9 or smaller, these layers being linear or smooth).  Each case
 draws a random upstream gradient ``G`` and compares the hand-written backward with the central
-difference gradient of ``sum(forward(...) * G)`` (:func:`pysnn_ref.finite_diff.numerical_gradient`).
+difference gradient of ``sum(forward(...) * G)``
+(:func:`pysnn_ref.gradcheck.finite_diff.numerical_gradient`).
 
 Max pooling is checked on inputs whose values are at least 0.05 apart, so that no perturbation
 of 1e-6 changes a window's winner (at a tie the function has no derivative).
@@ -19,18 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from .backend import get_backend
-from .finite_diff import numerical_gradient, rel_error
-from .functional.batchnorm import batchnorm_backward, batchnorm_forward
-from .functional.conv import conv2d_backward, conv2d_forward
-from .functional.linear import linear_backward, linear_forward
-from .functional.pool import (
+from ..backend import get_backend
+from ..functional.batchnorm import batchnorm_backward, batchnorm_forward
+from ..functional.conv import conv2d_backward, conv2d_forward
+from ..functional.linear import linear_backward, linear_forward
+from ..functional.pool import (
     avgpool2d_backward,
     avgpool2d_forward,
     maxpool2d_backward,
     maxpool2d_forward,
 )
-from .functional.shape import add_backward, add_forward, flatten_backward, flatten_forward
+from ..functional.shape import add_backward, add_forward, flatten_backward, flatten_forward
+from .finite_diff import numerical_gradient, rel_error
 
 Arrays = dict[str, np.ndarray]
 #: a case: (name, arrays, forward(arrays) -> out, backward(arrays, G) -> {param: grad})
@@ -161,7 +162,7 @@ class _Cases:
 
     def lstm(self) -> None:
         """The spiking LSTM over T = 3 steps (window-partition supplement's LSNN), smooth mode."""
-        from .functional.lstm import lstm_backward, lstm_forward, make_lstm_params
+        from ..functional.lstm import lstm_backward, lstm_forward, make_lstm_params
 
         N, dev = self.N, self.dev
         D, H = 3, 4
@@ -216,7 +217,7 @@ def layer_gradcheck_cases(device: str = "cpu") -> list[tuple[str, str, float]]:
     """``(case, parameter, max relative error)`` of every layer backward against central finite
     differences, in float64.  The analytic gradient runs on ``device``; the finite differences
     always run on the CPU."""
-    from .backend import to_numpy
+    from ..backend import to_numpy
 
     rows = []
     rng = np.random.default_rng(1)

@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
-from ._check import check_choice, check_int
-from .functional import flows as F
-from .functional.batchnorm import (
+from .. import backend
+from .._check import check_choice, check_int
+from ..functional import flows as F
+from ..functional.batchnorm import (
     BatchNormCache,
     BatchNormFlowGrad,
     batch_statistics,
@@ -55,21 +55,21 @@ from .functional.batchnorm import (
     chunk_moments,
     merge_moments,
 )
-from .functional.conv import (
+from ..functional.conv import (
     Conv2dCache,
     conv2d_backward,
     conv2d_backward_time_sum,
     conv2d_forward,
 )
-from .functional.linear import (
+from ..functional.linear import (
     LinearCache,
     is_time_broadcast,
     linear_backward,
     linear_backward_time_sum,
     linear_forward,
 )
-from .functional.lstm import lstm_backward, lstm_forward, make_lstm_params
-from .functional.neuron import (
+from ..functional.lstm import lstm_backward, lstm_forward, make_lstm_params
+from ..functional.neuron import (
     LIFPoolCache,
     can_fuse_lif_avgpool,
     lif_avgpool_backward,
@@ -78,16 +78,16 @@ from .functional.neuron import (
     lif_forward_p,
     make_neuron_params,
 )
-from .functional.pool import (
+from ..functional.pool import (
     avgpool2d_backward,
     avgpool2d_forward,
     maxpool2d_backward,
     maxpool2d_forward,
 )
-from .functional.recompose import recompose_backward, recompose_forward, region_threshold
-from .functional.shape import add_backward, add_forward
-from .functional.surrogate import Surrogate
-from .parameter import Parameter
+from ..functional.recompose import recompose_backward, recompose_forward, region_threshold
+from ..functional.shape import add_backward, add_forward
+from ..functional.surrogate import Surrogate
+from ..parameter import Parameter
 
 FLOW_METHODS = ("asf", "ssf")
 #: :meth:`Sequential.plan_flow`: "below this layer is the network input" (no spiking layer)

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._check import check_choice, check_int
-from .data import DataError
+from .._check import check_choice, check_int
+from . import DataError
 
 __all__ = ["Events", "NMNIST_SIZE", "FRAME_MODES", "DEFAULT_FRAMES", "read_nmnist_bin",
            "read_events_npz", "read_events", "write_nmnist_bin", "frames_by_time",

@@ -9,8 +9,8 @@ which is exactly what a hand-written backward returns for upstream gradient ``df
 Spikes are step functions, so spiking layers are checked in *smooth mode* (the forward spike
 is the surrogate's primitive), where the hand-written BPTT backward is the exact gradient.
 
-The two primitives live in :mod:`pysnn_ref.finite_diff` (shared with
-:mod:`pysnn_ref.gradcheck_layers`, which this module imports); ``from pysnn_ref.gradcheck import
+The two primitives live in :mod:`pysnn_ref.gradcheck.finite_diff` (shared with
+:mod:`pysnn_ref.gradcheck.layers`, which this module imports); ``from pysnn_ref.gradcheck import
 numerical_gradient, rel_error`` keeps working, as documented in the tutorials.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .finite_diff import numerical_gradient, rel_error
-from .gradcheck_layers import layer_gradcheck_cases
+from .layers import layer_gradcheck_cases
 
 __all__ = ["rel_error", "numerical_gradient", "check_neuron", "neuron_gradcheck_cases",
            "named_parameters", "method_gradients", "finite_difference_gradient", "cosine",
@@ -39,8 +39,8 @@ def check_neuron(reset: str, surrogate: str, lam: float, *, T: int = 5, shape: t
     """Max relative error between :func:`lif_backward` and finite differences of the smooth
     forward, for a loss ``sum(o * G)`` with random G.  The analytic gradient runs on
     ``device``; the finite differences always run on the CPU in float64."""
-    from .backend import get_backend, to_numpy
-    from .functional.neuron import lif_backward, lif_forward
+    from ..backend import get_backend, to_numpy
+    from ..functional.neuron import lif_backward, lif_forward
 
     rng = np.random.default_rng(seed)
     I = rng.normal(0.6, 0.8, size=(T, *shape))
@@ -56,7 +56,7 @@ def check_neuron(reset: str, surrogate: str, lam: float, *, T: int = 5, shape: t
 
 def neuron_gradcheck_cases(device: str = "cpu") -> list[tuple[str, str, float]]:
     """(case, parameter, max rel. error) for every neuron configuration."""
-    from .functional.surrogate import SURROGATE_KINDS
+    from ..functional.surrogate import SURROGATE_KINDS
 
     rows = []
     for reset in ("hard", "soft"):
@@ -74,7 +74,7 @@ def neuron_gradcheck_cases(device: str = "cpu") -> list[tuple[str, str, float]]:
 
 def _loss_fns(loss: Any):
     """``(forward, backward)`` of a loss given by name, or the pair itself."""
-    from .functional import loss as L
+    from ..functional import loss as L
 
     if isinstance(loss, tuple):
         return loss
@@ -109,7 +109,7 @@ class preserved_state:
         self.net = net
 
     def __enter__(self):
-        from .nn import LIF
+        from ..nn import LIF
 
         self.buffers = [(m, n, getattr(m, n).copy()) for m in self.net.modules()
                         for n in m.buffer_names()]
@@ -135,7 +135,7 @@ def method_gradients(net, method, x, labels, *, loss: str = "sdt", T: int | None
     """Loss and every parameter's gradient under ``method`` (a name or a Method).
 
     The network's buffers and ASF state are restored afterwards (:class:`preserved_state`)."""
-    from .methods import Method, make_method
+    from ..methods import Method, make_method
 
     m = method if isinstance(method, Method) else make_method(method)
     fwd, bwd = _loss_fns(loss)
@@ -160,7 +160,7 @@ def finite_difference_gradient(net, x, labels, params: list[str], *, loss: str =
     a Poisson encoder does not turn the differences into noise, and the network's buffers and
     ASF state are restored afterwards.
     """
-    from .methods import make_method
+    from ..methods import make_method
 
     m = make_method("bptt")
     fwd, _ = _loss_fns(loss)
@@ -234,9 +234,9 @@ def network_gradcheck_cases(device: str = "cpu", T: int = 4,
                             seed: int = 0) -> list[tuple[str, str, float]]:
     """BPTT through a small conv network in smooth mode vs finite differences, per parameter
     (and the input).  Analytic gradients on ``device``, finite differences on the CPU."""
-    from . import nn
-    from .backend import get_backend, to_numpy
-    from .functional.loss import sdt_loss_backward, sdt_loss_forward
+    from .. import nn
+    from ..backend import get_backend, to_numpy
+    from ..functional.loss import sdt_loss_backward, sdt_loss_forward
 
     rng = np.random.default_rng(seed)
     rows = []
@@ -277,9 +277,9 @@ def _static_input_network_rows(device: str, T: int, rng: np.random.Generator
     """Direct encoding (one image broadcast over T steps) and no input gradient: the first
     weight layer's gradient comes from the time sum that the LIF above hands down
     (``nn.Sequential``'s time-summed backward), through LIF + pooling fused and a plain LIF."""
-    from . import nn
-    from .backend import get_backend, to_numpy
-    from .functional.loss import sdt_loss_backward, sdt_loss_forward
+    from .. import nn
+    from ..backend import get_backend, to_numpy
+    from ..functional.loss import sdt_loss_backward, sdt_loss_forward
 
     def lif():
         return nn.LIF(lam=0.7, v_th=1.0, surrogate="sigmoid", smooth=True)
@@ -326,7 +326,7 @@ TOLERANCE = 1e-6
 
 
 def _main(argv: list[str] | None = None) -> int:
-    from .cli import ArgumentParser
+    from ..cli import ArgumentParser
 
     ap = ArgumentParser(
         prog="python -m pysnn_ref.gradcheck",
@@ -350,10 +350,7 @@ def _main(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m pysnn_ref.gradcheck``: one row per (case, parameter), exit 1 on failure."""
-    from .cli import run_main
+    from ..cli import run_main
 
     return run_main(_main, "python -m pysnn_ref.gradcheck", argv)
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -28,17 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from . import backend, distributed, runlog
-from . import nn as nn_
+from .. import backend
+from .. import nn as nn_
+from ..cli import NonFiniteLossError
+from ..data import Dataset, augment_cifar, check_encoder, iterate_minibatches, load_dataset
+from ..functional import loss as L
+from ..functional.surrogate import dspike, get_surrogate
+from ..gradcheck import cosine, finite_difference_gradient, method_gradients, named_parameters
+from ..methods import Method
+from ..optim import Optimizer, make_optimizer, make_schedule
+from . import distributed, runlog
 from .checkpoint import neuron_state, read_checkpoint, restore_neuron_state, save_checkpoint
-from .cli import NonFiniteLossError
-from .data import Dataset, augment_cifar, check_encoder, iterate_minibatches, load_dataset
-from .functional import loss as L
-from .functional.surrogate import dspike, get_surrogate
-from .gradcheck import cosine, finite_difference_gradient, method_gradients, named_parameters
-from .methods import Method
-from .optim import Optimizer, make_optimizer, make_schedule
-from .runconfig import (
+from .config import (
     S_AUGMENT,
     S_FDG,
     S_FDG_INPUT,
@@ -226,7 +227,7 @@ def train_step(st: TrainState, xd: Any, yd: Any, T: int, encoder: Any, *, epoch:
                batch: int) -> StepResult:
     """One mini-batch ``(xd, yd)`` (on the device): zero_grad, ``method.forward``, the loss,
     the loss and method backward, the gradient all-reduce (``--distributed``, one flat buffer,
-    :func:`pysnn_ref.distributed.allreduce_gradients`), the NaN check, the optimizer step.
+    :func:`pysnn_ref.train.distributed.allreduce_gradients`), the NaN check, the optimizer step.
 
     ``epoch`` / ``batch`` (0-based) only name the place in the error message.  Raises
     :class:`~pysnn_ref.cli.NonFiniteLossError` when the loss is NaN or infinite (before any
@@ -486,7 +487,7 @@ def run_epoch(st: TrainState, epoch: int, log: Callable[[str], None]) -> dict[st
 
 def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
           log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the training described by ``cfg`` (see :func:`pysnn_ref.train.resolve_config`).
+    """Run the training described by ``cfg`` (see :func:`pysnn_ref.train.__main__.resolve_config`).
 
     ``resume``: a checkpoint to continue from (``cfg`` is then the checkpoint's configuration
     with the allowed overrides applied).  Returns a summary: ``test_acc`` (final epoch),
@@ -533,7 +534,7 @@ def _energy_summary(st: TrainState, log: Callable[[str], None]) -> dict[str, Any
     one log line, and ``energy.json`` in the run folder."""
     import json
 
-    from .energy import estimate_energy
+    from ..energy import estimate_energy
 
     T = _stage_of(st.stages, st.total - 1)[1]
     xb = st.be.asarray(st.data.x_test[: st.cfg["batch_size"]], dtype=st.dtype)
@@ -545,7 +546,7 @@ def _energy_summary(st: TrainState, log: Callable[[str], None]) -> dict[str, Any
 
 def _join_world(st: TrainState, comm: distributed.LocalComm) -> None:
     """``--distributed`` on more than one rank: refuse what cannot be sharded, give every rank
-    rank 0's weights (:mod:`pysnn_ref.distributed`).  Every rank checks the same things."""
+    rank 0's weights (:mod:`pysnn_ref.train.distributed`).  Every rank checks the same things."""
     cfg, W = st.cfg, comm.size
     if cfg["dspike_adapt"]:
         raise ValueError("--dspike-adapt does not combine with --distributed on more than one "

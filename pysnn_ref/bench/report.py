@@ -1,6 +1,6 @@
 """Reports of ``python -m pysnn_ref.bench`` (:mod:`pysnn_ref.bench`): the text and Markdown
 tables, the headline summary lines, JSON / CSV records and the PNG figures (time, speed-up and
-memory vs T).  The records come from :func:`pysnn_ref.bench_measure.run_benchmark`.
+memory vs T).  The records come from :func:`pysnn_ref.bench.measure.run_benchmark`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .bench_measure import F64_CHECK_BATCH, FIELDS
+from .measure import F64_CHECK_BATCH, FIELDS
 
 # --------------------------------------------------------------------------------------------
 # Output: table, JSON, CSV, plots

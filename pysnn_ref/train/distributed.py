@@ -31,8 +31,8 @@ GPU: CuPy gradients are packed on the device, copied to the host for the all-red
 ``PYSNN_MPI_CUDA_AWARE=1`` says the MPI library is CUDA-aware; then the device buffer is handed
 to MPI directly.  The ``mpich`` wheel from PyPI is not CUDA-aware.
 
-``python -m pysnn_ref.distributed bench ...`` is the timing worker behind
-``python -m pysnn_ref.bench --workers 1,2`` (:mod:`pysnn_ref.bench_distributed`).
+``python -m pysnn_ref.bench.distributed ...`` is the timing worker behind
+``python -m pysnn_ref.bench --workers 1,2`` (:mod:`pysnn_ref.bench.distributed`).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
-from .parameter import Parameter
+from .. import backend
+from ..parameter import Parameter
 
 CUDA_AWARE_ENV = "PYSNN_MPI_CUDA_AWARE"
 
@@ -241,10 +241,3 @@ def end_epoch(comm: LocalComm, stats: Any, net: Any) -> None:
     stats.rate_sum = v[3:]
     average_buffers(comm, net)
 
-
-if __name__ == "__main__":  # pragma: no cover - run under mpiexec by bench --workers
-    import sys
-
-    from .bench_distributed import worker_cli
-
-    sys.exit(worker_cli())

@@ -1,8 +1,8 @@
-"""The run folder of a training run (:mod:`pysnn_ref.trainer`) and what it prints.
+"""The run folder of a training run (:mod:`pysnn_ref.train.loop`) and what it prints.
 
 Folder: ``config.json`` (every setting, library versions, the model), ``metrics.jsonl`` (one
-JSON object per epoch), the checkpoints (:mod:`pysnn_ref.checkpoint`) and the figures
-(:mod:`pysnn_ref.plots`).  Log lines: a header, one line per epoch, the summary; the last line
+JSON object per epoch), the checkpoints (:mod:`pysnn_ref.train.checkpoint`) and the figures
+(:mod:`pysnn_ref.train.plots`).  Log lines: a header, one line per epoch, the summary; the last line
 is ``test_acc=0.XXXX``.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
 
 __all__ = ["default_out", "versions", "fmt_time", "open_run_dir", "write_config",
            "append_metrics", "log_header", "epoch_line", "finish_log"]

@@ -35,15 +35,15 @@ order rotating -- so that background load on a shared machine hits them alike; `
   the start.  PyTorch's optimizer zeroes the gradients in place (``set_to_none=False``) as ours
   does, so on both sides the persistent ``.grad`` arrays are outside the measured peak.
 
-``--vs-torch`` also builds the same network in PyTorch (:mod:`pysnn_ref.torch_ref`, imported only
-then; torch is not a dependency), copies the weights, times its autograd training step with
-``torch.set_num_threads`` equal to our (Numba) thread count, and, per T, compares BPTT's
+``--vs-torch`` also builds the same network in PyTorch (:mod:`pysnn_ref.bench.torch_ref`,
+imported only then; torch is not a dependency), copies the weights, times its autograd training
+step with ``torch.set_num_threads`` equal to our (Numba) thread count, and, per T, compares BPTT's
 gradients with autograd's on the same weights and input: ``grad_max_rel_diff`` = max over
 parameters of ``max|g_ours - g_torch| / max|g_torch|``
-(see :func:`pysnn_ref.bench_measure.compare_gradients`).
+(see :func:`pysnn_ref.bench.measure.compare_gradients`).
 
-The measurement is :mod:`pysnn_ref.bench_measure`, the tables, files and figures
-:mod:`pysnn_ref.bench_report`; this module is the command line.
+The measurement is :mod:`pysnn_ref.bench.measure`, the tables, files and figures
+:mod:`pysnn_ref.bench.report`; this module is the command line.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._check import check_choice, check_int
-from .bench_measure import (
+from .._check import check_choice, check_int
+from .measure import (
     DTYPES,
     ENCODER_CHOICES,
     LOSSES,
@@ -70,7 +70,7 @@ from .bench_measure import (
     set_threads,
     thread_count,
 )
-from .bench_report import format_markdown, format_table, summary, write_csv, write_json, write_plots
+from .report import format_markdown, format_table, summary, write_csv, write_json, write_plots
 
 PROG = "python -m pysnn_ref.bench"
 
@@ -124,7 +124,7 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from .cli import ArgumentParser
+    from ..cli import ArgumentParser
 
     ap = ArgumentParser(
         prog=PROG,
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the benchmark; errors propagate (see :func:`cli`)."""
     args = make_parser().parse_args(argv)
     _validate(args)
-    from .backend import get_backend
+    from ..backend import get_backend
 
     get_backend(args.device)
     if args.workers is not None:
@@ -238,8 +238,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
 
 def _run_workers(args: argparse.Namespace) -> int:
-    """``--workers``: :mod:`pysnn_ref.bench_distributed` (mpiexec -n W per row)."""
-    from .bench_distributed import format_workers_table, run_workers
+    """``--workers``: :mod:`pysnn_ref.bench.distributed` (mpiexec -n W per row)."""
+    from .distributed import format_workers_table, run_workers
 
     if args.device != "cpu":
         raise ValueError("--workers runs on the cpu (the GPU path stages through the host; "
@@ -258,7 +258,7 @@ def _run_workers(args: argparse.Namespace) -> int:
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """:func:`main` with the CLI's error handling: bad input -> one line on stderr, exit 2."""
-    from .cli import run_main
+    from ..cli import run_main
 
     return run_main(main, PROG, argv)
 

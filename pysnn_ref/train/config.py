@@ -1,7 +1,7 @@
 """The pieces of a training run built from its configuration (a ``cfg`` dict of
-:func:`pysnn_ref.train.resolve_config`): the network, the method, the loss, the input encoder
-and the seeded random streams of an epoch.  Used by :mod:`pysnn_ref.trainer`,
-:mod:`pysnn_ref.checkpoint` (to rebuild a saved network) and :mod:`pysnn_ref.evaluate`.
+:func:`pysnn_ref.train.__main__.resolve_config`): the network, the method, the loss, the input
+encoder and the seeded random streams of an epoch.  Used by :mod:`pysnn_ref.train.loop`,
+:mod:`pysnn_ref.train.checkpoint` (to rebuild a saved network) and :mod:`pysnn_ref.evaluate`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from . import nn as nn_
-from .data import make_encoder as _make_encoder
-from .functional import loss as L
-from .methods import Method, make_method
-from .models import make_model
+from .. import nn as nn_
+from ..data import make_encoder as _make_encoder
+from ..functional import loss as L
+from ..methods import Method, make_method
+from ..models import make_model
 
 LOSSES = ("sdt", "tet", "asf-mse")
 SPLIT_SEED = 0          # the digits / npz train-test split never depends on --seed

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
-from ._check import check_choice, check_float_array, check_in_range, check_int
+from .. import backend
+from .._check import check_choice, check_float_array, check_in_range, check_int
 
 __all__ = [
     "DATASETS",
@@ -431,7 +431,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0,
       rescaled); ``num_classes = max(label) + 1``.
     * ``"nmnist"``: event files in a folder laid out like N-MNIST, ``data_dir/Train/<digit>/*.bin``
       and ``data_dir/Test/<digit>/*.bin`` (or ``.npz`` events), read by
-      :func:`pysnn_ref.events.load_event_folder`: ``x`` is ``(N, 20, 2, 34, 34)`` event counts
+      :func:`pysnn_ref.data.events.load_event_folder`: ``x`` is ``(N, 20, 2, 34, 34)`` event counts
       (20 time bins, 2 polarities; not normalised), ``input_shape = (2, 34, 34)``; use the
       ``"events"`` encoder (:class:`EventEncoder`, T dividing 20).
     * ``"digits-rows"``: the ``"digits"`` images and split read as sequences, one image row per
@@ -466,7 +466,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0,
             parts = _load_idx_dataset(name, data_dir)
         elif name == "cifar10":
             parts = _load_cifar10(data_dir)
-        elif name == "nmnist":  # event counts (N, F, 2, H, W), per-sample frames: pysnn_ref.events
+        elif name == "nmnist":  # event counts (N, F, 2, H, W), per-sample frames: data.events
             from .events import load_event_folder
 
             parts = load_event_folder(data_dir)
@@ -659,7 +659,7 @@ class PoissonEncoder(Encoder):
 
 class EventEncoder(Encoder):
     """Event frames pass through: a batch of per-sample frames ``(B, F, C, H, W)`` (the
-    ``"nmnist"`` dataset, :mod:`pysnn_ref.events`) becomes time-major ``(T, B, C, H, W)``.
+    ``"nmnist"`` dataset, :mod:`pysnn_ref.data.events`) becomes time-major ``(T, B, C, H, W)``.
 
     ``T`` must divide ``F``; each step is the sum of ``F / T`` consecutive frames, which is
     exactly the ``T``-frame integration of the same events (the binnings nest), so one stored

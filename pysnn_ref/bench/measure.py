@@ -1,5 +1,5 @@
 """Measurement half of ``python -m pysnn_ref.bench`` (the CLI is :mod:`pysnn_ref.bench`,
-the tables / files / figures :mod:`pysnn_ref.bench_report`): the benchmark's network, synthetic
+the tables / files / figures :mod:`pysnn_ref.bench.report`): the benchmark's network, synthetic
 batch and loss, thread control, one training step per method (:class:`Runner`), its timing
 (:func:`time_steps`, interleaved rounds, medians) and its peak memory (tracemalloc on the CPU, a
 CuPy memory hook on the GPU), the PyTorch comparison (:class:`TorchRunner`,
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ._check import check_choice
+from .._check import check_choice
 
 METHOD_CHOICES = ("bptt", "asf", "ssf")
 LOSSES = ("sdt", "tet", "asf-mse")
@@ -48,7 +48,7 @@ MEM_METHOD = {
 
 
 def all_models() -> tuple[str, ...]:
-    from .models import MODELS
+    from ..models import MODELS
 
     return (*MODELS, *BENCH_ONLY_MODELS)
 
@@ -71,8 +71,8 @@ def build_model(model: str, input_shape: Sequence[int], classes: int, *, dtype: 
     """A benchmark network: any of :data:`pysnn_ref.models.MODELS`, or ``"convnet"`` (BN-free
     ``16C3-AP2-32C3-AP2`` + linear classifier).  LIF neurons (``lam``, ``v_th``, ``reset``,
     ``surrogate``) everywhere."""
-    from . import nn
-    from .models import build_from_string, make_model
+    from .. import nn
+    from ..models import build_from_string, make_model
 
     check_choice("model", model, all_models())
 
@@ -103,7 +103,7 @@ def synthetic_batch(batch: int, input_shape: Sequence[int], classes: int, dtype:
 
 def loss_functions(name: str) -> tuple[Callable, Callable]:
     """(forward, backward) of loss ``name`` ("sdt", "tet", "asf-mse")."""
-    from .functional import loss as L
+    from ..functional import loss as L
 
     check_choice("loss", name, LOSSES)
     return {"sdt": (L.sdt_loss_forward, L.sdt_loss_backward),
@@ -113,7 +113,7 @@ def loss_functions(name: str) -> tuple[Callable, Callable]:
 
 def thread_count() -> int:
     """Threads of Numba's kernels (BLAS's count is :func:`blas_threads`)."""
-    from . import backend
+    from .. import backend
 
     backend.get_backend("cpu")  # the library's thread policy first (OpenMP wait policy, BLAS)
     import numba
@@ -146,7 +146,7 @@ def set_threads(n: int) -> Callable[[], None]:
     """At most ``n`` threads: Numba's kernels get ``n``, NumPy's BLAS ``min(n, its current
     count)`` (pysnn_ref itself runs BLAS single-threaded by default, see
     :func:`pysnn_ref.backend.set_blas_threads`).  Returns a function restoring both."""
-    from . import backend
+    from .. import backend
 
     backend.get_backend("cpu")  # imports kernels.cpu and applies the library's thread policy
     import numba
@@ -172,11 +172,11 @@ class Runner:
     """One configuration: a network, a method, an optimizer and a batch, ready to step."""
 
     def __init__(self, args: argparse.Namespace, method_name: str, T: int) -> None:
-        from . import backend
-        from .data import make_encoder
-        from .gradcheck import named_parameters
-        from .methods import make_method
-        from .optim import SGD
+        from .. import backend
+        from ..data import make_encoder
+        from ..gradcheck import named_parameters
+        from ..methods import make_method
+        from ..optim import SGD
 
         self.be = backend.get_backend(args.device)
         self.dtype = np.dtype(args.dtype)
@@ -222,7 +222,7 @@ class Runner:
         return t1 - t0, t2 - t1, t3 - t2, t3 - t0
 
     def firing_rate(self) -> float:
-        from .nn import spiking_layers
+        from ..nn import spiking_layers
 
         rates = [n.firing_rate for n in spiking_layers(self.net)]
         return float(np.mean(rates)) if rates else 0.0
@@ -425,9 +425,10 @@ def compare_gradients(args: argparse.Namespace, T: int) -> dict[str, Any]:  # pr
       gradient of the same function), on the first :data:`F64_CHECK_BATCH` samples:
       ``grad_max_rel_diff_f64_smooth``.
     """
-    from . import backend, torch_ref
-    from .data import make_encoder
-    from .gradcheck import method_gradients
+    from .. import backend
+    from ..data import make_encoder
+    from ..gradcheck import method_gradients
+    from . import torch_ref
 
     be = backend.get_backend(args.device)
     tdev = "cuda" if args.device == "gpu" else "cpu"
@@ -465,7 +466,7 @@ def compare_gradients(args: argparse.Namespace, T: int) -> dict[str, Any]:  # pr
 def run_benchmark(args: argparse.Namespace, log: Callable[[str], None] = print
                   ) -> list[dict[str, Any]]:
     """Every (T, method) configuration of ``args``; returns the list of records."""
-    from . import backend
+    from .. import backend
 
     backend.get_backend(args.device)  # a clear error now if the GPU is not usable
     if args.vs_torch:
@@ -543,7 +544,7 @@ def kernel_times(runner: Runner, steps: int) -> list[tuple[str, float, float]]:
     device's kernel set (``kernels.cpu`` or ``kernels.cuda``) wrapped by a timer (with a device
     sync before and after each call).  Returns ``(name, calls per step, ms per step)`` of every
     kernel called, slowest first; the kernel set is restored afterwards."""
-    from . import backend
+    from .. import backend
 
     K = backend.kernels_for(runner.x)
     sync = runner.be.synchronize

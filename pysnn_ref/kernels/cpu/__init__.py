@@ -22,8 +22,8 @@ import numpy as np
 from numba import get_num_threads, njit, prange, types, uintp
 from numba.extending import overload
 
-from . import reference as _ref
-from .retype import retyped
+from .. import reference as _ref
+from ..retype import retyped
 
 #: glibc's ``mallopt`` parameters (<malloc.h>) and the values :func:`tune_malloc` sets
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3

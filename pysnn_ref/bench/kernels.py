@@ -1,6 +1,6 @@
 """Kernel-level timings behind docs/benchmarks.md "Levers tried" (issue 14).
 
-``python -m pysnn_ref.bench_kernels`` prints, for the conv net's two LIF + 2x2 average-pooling
+``python -m pysnn_ref.bench.kernels`` prints, for the conv net's two LIF + 2x2 average-pooling
 layers at T = 20, batch 64 (float32, hard reset, triangle surrogate), the best of 15 calls of
 
 * the separate kernels (``lif_forward`` then ``avgpool2d_forward``; ``avgpool2d_backward`` then
@@ -30,7 +30,7 @@ from collections.abc import Callable
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from .kernels import cpu
+from ..kernels import cpu
 
 
 def best_ms(f: Callable[[], object], n: int = 15) -> float:

@@ -3,8 +3,8 @@
 The SSF paper's Table 4 asks how training time scales with more workers.  Here the global
 batch ``--batch-size`` B is fixed (strong scaling): with W workers each MPI rank runs the
 training step on its B/W samples, then the one flat gradient all-reduce of
-:func:`pysnn_ref.distributed.allreduce_gradients`, then the SGD step.  For every method, T and
-W the launcher starts ``mpiexec -n W python -m pysnn_ref.distributed bench ...`` (W = 1 too,
+:func:`pysnn_ref.train.distributed.allreduce_gradients`, then the SGD step.  For every method, T and
+W the launcher starts ``mpiexec -n W python -m pysnn_ref.bench.distributed ...`` (W = 1 too,
 so that every row runs the same code); rank 0 prints one JSON line; the table gives the
 median step time (rank 0's; the all-reduce synchronises the ranks every step), the median
 all-reduce time and ``speedup = step(W=1) / step(W)``.  Each rank uses ``--threads`` Numba
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from . import distributed as D
-from .bench_measure import build_model, loss_functions, set_threads, synthetic_batch
+from ..train import distributed as D
+from .measure import build_model, loss_functions, set_threads, synthetic_batch
 
 __all__ = ["find_mpiexec", "worker_cli", "run_workers", "format_workers_table"]
 
@@ -42,8 +42,7 @@ def find_mpiexec() -> str:
 
 
 def _worker_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m pysnn_ref.distributed bench")
-    ap.add_argument("mode", choices=("bench",))
+    ap = argparse.ArgumentParser(prog="python -m pysnn_ref.bench.distributed")
     ap.add_argument("--model", default="mlp")
     ap.add_argument("--input-shape", default="1,28,28")
     ap.add_argument("--classes", type=int, default=10)
@@ -61,9 +60,9 @@ def _worker_parser() -> argparse.ArgumentParser:
 
 def _worker(a: argparse.Namespace) -> dict[str, Any] | None:
     """Time ``a.steps`` data-parallel training steps on this rank; rank 0's record."""
-    from .data import make_encoder
-    from .methods import make_method
-    from .optim import SGD
+    from ..data import make_encoder
+    from ..methods import make_method
+    from ..optim import SGD
 
     comm = D.init(True)
     set_threads(a.threads)
@@ -100,7 +99,7 @@ def _worker(a: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def worker_cli(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m pysnn_ref.distributed bench`` (under mpiexec)."""
+    """Entry point of ``python -m pysnn_ref.bench.distributed`` (under mpiexec)."""
     rec = _worker(_worker_parser().parse_args(argv))
     if rec is not None:
         print(json.dumps(rec), flush=True)
@@ -118,8 +117,8 @@ def run_workers(args: argparse.Namespace, workers: Sequence[int],
     for T in args.T:
         for m in args.methods:
             for W in workers:
-                cmd = [mpiexec, "-n", str(W), sys.executable, "-m", "pysnn_ref.distributed",
-                       "bench", "--model", args.model, "--input-shape", shape, "--classes",
+                cmd = [mpiexec, "-n", str(W), sys.executable, "-m", "pysnn_ref.bench.distributed",
+                       "--model", args.model, "--input-shape", shape, "--classes",
                        str(args.classes), "--method", m, "--T", str(T), "--batch-size",
                        str(args.batch_size), "--dtype", args.dtype, "--loss", args.loss,
                        "--steps", str(args.repeats), "--warmup", str(args.warmup),
@@ -147,3 +146,7 @@ def format_workers_table(records: Sequence[dict[str, Any]]) -> str:
         lines.append(f"| {r['method']} | {r['T']} | {r['workers']} | {r['step_s'] * 1e3:.1f} | "
                      f"{r['allreduce_s'] * 1e3:.2f} | {r['speedup']:.2f}x |")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - run under mpiexec by bench --workers
+    sys.exit(worker_cli())
