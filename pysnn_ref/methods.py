@@ -43,8 +43,8 @@ import numpy as np
 
 from . import backend
 from ._check import check_choice, check_int
-from .functional.flows import R_GRANULARITIES
-from .nn import ASF_VARIANTS, BatchNorm, Module, _weighted_time_mean, check_method, spiking_layers
+from .functional.flows import R_GRANULARITIES, weighted_time_mean
+from .nn import ASF_VARIANTS, BatchNorm, Module, check_method, spiking_layers
 
 DEFAULT_TIME_CHUNK = 4
 
@@ -176,7 +176,7 @@ class Method:
             net.backward(dy, need_dx=False)
             return
         top = spiking_layers(net)[-1]
-        G = _weighted_time_mean(dy, top._w) if dy.shape[0] > 1 else dy[0]
+        G = weighted_time_mean(dy, top.flow_decay) if dy.shape[0] > 1 else dy[0]
         net.backward_flow(G, False, dy.shape[0], need_dx=False)
 
     def __repr__(self) -> str:

@@ -1,0 +1,159 @@
+"""The base class of every layer: :class:`Module` (parameters, train / eval mode, the BPTT and
+flow-mode interfaces, ``state_dict``) and the helpers the layers share.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import backend
+from .._check import check_choice
+from ..functional.linear import is_time_broadcast
+from ..parameter import Parameter
+
+FLOW_METHODS = ("asf", "ssf")
+#: :meth:`Sequential.plan_flow`: "below this layer is the network input" (no spiking layer)
+FLOW_INPUT = "input"
+ASF_VARIANTS = ("paper", "code")
+
+
+def is_static(x: Any) -> bool:
+    """True for a time-broadcast input (direct encoding) of more than one step: the same tensor
+    at every step (:func:`~pysnn_ref.functional.linear.is_time_broadcast`)."""
+    return x.shape[0] > 1 and is_time_broadcast(x)
+
+
+def time_sum(x: Any) -> Any:
+    """sum_t x[t] of a time-major chunk (cheap for a time-broadcast input)."""
+    if is_static(x):
+        return x[0] * x.shape[0]
+    return x.sum(axis=0)
+
+
+def channel_shape(ndim: int, axis: int) -> tuple[int, ...]:
+    """Shape that broadcasts a per-channel (C,) vector along ``axis`` of an ``ndim`` array."""
+    return tuple(-1 if i == axis else 1 for i in range(ndim))
+
+
+
+class Module:
+    """Base class: parameters, train/eval mode, BPTT and flow-mode interfaces."""
+
+    #: True for layers whose flow-mode backward must run per time step (see flow_out_per_step)
+    per_step_backward = False
+
+    def __init__(self) -> None:
+        self.training = True
+        self.keep_steps = False  # flow mode: keep per-step inputs (set by Sequential.plan_flow)
+
+    # --- structure -----------------------------------------------------------------------
+    def parameters(self) -> list[Parameter]:
+        """Every trainable parameter of this module and its children."""
+        return self.own_parameters() + [p for c in self.children() for p in c.parameters()]
+
+    def children(self) -> list[Module]:
+        return []
+
+    def modules(self) -> list[Module]:
+        out: list[Module] = [self]
+        for c in self.children():
+            out.extend(c.modules())
+        return out
+
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.zero_grad()
+
+    def to(self, device: str, dtype: Any = None) -> Module:
+        """Move every parameter and buffer to ``device`` ("cpu" or "gpu"), optionally casting."""
+        be = backend.get_backend(device)
+        for m in self.modules():
+            for p in m.own_parameters():
+                p.data = be.asarray(p.data, dtype=dtype or p.data.dtype)
+                p.grad = be.xp.zeros_like(p.data)
+            for name in m.buffer_names():
+                buf = getattr(m, name)
+                setattr(m, name, be.asarray(buf, dtype=dtype or buf.dtype))
+        return self
+
+    def own_parameters(self) -> list[Parameter]:
+        return []
+
+    def buffer_names(self) -> tuple[str, ...]:
+        return ()
+
+    # --- BPTT ----------------------------------------------------------------------------
+    def forward(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, x: Any) -> Any:
+        return self.forward(x)
+
+    # --- flows ---------------------------------------------------------------------------
+    def flow_begin(self, method: str, opts: dict) -> None:
+        """Start a streamed forward pass (reset running state)."""
+
+    def forward_chunk(self, x: Any) -> Any:
+        """Stream one time chunk; stateless layers just run their forward."""
+        return self.forward(x)
+
+    def flow_end(self) -> None:
+        """All chunks seen: finish the statistics the flow backward needs."""
+
+    def backward_flow(self, g: Any, per_step: bool, T: int, need_dx: bool = True
+                      ) -> tuple[Any, bool]:
+        """Flow-mode backward.  ``g`` is a collapsed ``(B, ...)`` gradient (one for every time
+        step) or, if ``per_step``, a ``(T, B, ...)`` one.  Returns the gradient below and whether
+        it is per-step."""
+        return self.backward(g, need_dx), per_step
+
+    def flow_out_per_step(self, per_step: bool) -> bool:
+        """Whether the gradient this layer passes down is per-step, given what it receives."""
+        return per_step or self.per_step_backward
+
+    def state_dict(self, prefix: str = "") -> dict[str, np.ndarray]:
+        out = {}
+        for i, c in enumerate(self.children()):
+            out.update(c.state_dict(f"{prefix}{i}."))
+        for p in self.own_parameters():
+            out[prefix + p.name] = backend.to_numpy(p.data)
+        for name in self.buffer_names():
+            out[prefix + name] = backend.to_numpy(getattr(self, name))
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray], prefix: str = "") -> None:
+        for i, c in enumerate(self.children()):
+            c.load_state_dict(state, f"{prefix}{i}.")
+        for p in self.own_parameters():
+            key = prefix + p.name
+            if key not in state:
+                raise ValueError(f"state_dict is missing parameter {key!r}")
+            if tuple(state[key].shape) != tuple(p.data.shape):
+                raise ValueError(f"state_dict[{key!r}] must have shape {tuple(p.data.shape)}, "
+                                 f"got {tuple(state[key].shape)}")
+            xp = backend.array_module(p.data)
+            p.data[...] = xp.asarray(state[key], dtype=p.data.dtype)
+        for name in self.buffer_names():
+            key = prefix + name
+            if key in state:
+                buf = getattr(self, name)
+                buf[...] = backend.array_module(buf).asarray(state[key], dtype=buf.dtype)
+
+
+
+def check_method(method: str) -> str:
+    """``method`` must be "bptt", "asf" or "ssf"."""
+    return check_choice("method", method, ("bptt",) + FLOW_METHODS)
