@@ -29,19 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from .errors import GPUUnavailableError
+
 DEVICES = ("cpu", "gpu")
 CPU_KERNEL_SETS = ("numba", "reference")
 
 _cpu_kernel_set = "numba"
 _gpu_backend: Backend | None = None
 _blas_configured = False
-
-
-class GPUUnavailableError(RuntimeError):
-    """Raised when ``device="gpu"`` is chosen but no usable GPU stack is present.
-
-    The message is one line saying what is missing and how to get it.
-    """
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from .errors import GPUUnavailableError, NonFiniteLossError
+
 EXIT_OK = 0
 EXIT_USAGE = 2      #: bad command line or input (argparse's own code)
 EXIT_DIVERGED = 3   #: training stopped because the loss became NaN or infinite
@@ -28,16 +30,11 @@ __all__ = [
     "EXIT_USAGE",
     "EXIT_DIVERGED",
     "EXIT_INTERRUPTED",
-    "NonFiniteLossError",
     "ArgumentParser",
     "HelpFormatter",
     "one_line",
     "run_main",
 ]
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the message names the epoch and the batch."""
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -84,12 +81,9 @@ def one_line(message: object) -> str:
     return " ".join(str(message).split())
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean "bad input", not "bug": ValueError (which includes
-    :class:`pysnn_ref.data.DataError`), missing/unreadable files, and a GPU that is not usable."""
-    from .backend import GPUUnavailableError
-
-    return (ValueError, OSError, GPUUnavailableError)
+#: exception types that mean "bad input", not "bug": ValueError (which includes
+#: :class:`~pysnn_ref.errors.DataError`), missing/unreadable files, and a GPU that is not usable
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, GPUUnavailableError)
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
@@ -109,7 +103,7 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except _user_errors() as e:
+    except USER_ERRORS as e:
         msg = one_line(e) or type(e).__name__
         if isinstance(e, OSError) and e.filename is not None and str(e.filename) not in msg:
             msg = f"{msg}: {e.filename}"

@@ -146,7 +146,8 @@ def test_bad_input_one_line_exit_2(argv, needle, capsys):
 
 def test_gpu_without_gpu_is_one_line_exit_2():
     """A subprocess, as a user would run it: no traceback, exit 2, one line on stderr."""
-    from pysnn_ref.backend import GPUUnavailableError, get_backend
+    from pysnn_ref.backend import get_backend
+    from pysnn_ref.errors import GPUUnavailableError
 
     try:
         get_backend("gpu")

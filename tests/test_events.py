@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from pysnn_ref.data import DataError, EventEncoder, load_dataset, make_encoder
+from pysnn_ref.data import EventEncoder, load_dataset, make_encoder
 from pysnn_ref.data.events import (
     Events,
     frames_by_count,
@@ -16,6 +16,7 @@ from pysnn_ref.data.events import (
     read_nmnist_bin,
     write_nmnist_bin,
 )
+from pysnn_ref.errors import DataError
 
 
 def _random_events(rng, n, H=34, W=34, t_max=300_000, x_lo=0, x_hi=None):

@@ -112,7 +112,7 @@ def _epoch_reads(argv: list[str], every: int) -> dict:
 
 def _nan_at_read(argv: list[str]) -> dict:
     """A NaN loss in batch 2 of 3 on the device: found at the read-out after batch 2."""
-    from pysnn_ref.cli import NonFiniteLossError
+    from pysnn_ref.errors import NonFiniteLossError
     from pysnn_ref.train import loop as trainer
 
     st = _setup(argv, False)

@@ -23,7 +23,7 @@ File formats:
 
 A folder laid out like N-MNIST, ``Train/<digit>/*.bin`` and ``Test/<digit>/*.bin`` (``.npz``
 event files are accepted too), is read by :func:`load_event_folder`.  A malformed file raises
-:class:`pysnn_ref.data.DataError` with one line naming the path and the expected format.
+:class:`pysnn_ref.errors.DataError` with one line naming the path and the expected format.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .._check import check_choice, check_int
-from . import DataError
+from ..errors import DataError
 
 __all__ = ["Events", "NMNIST_SIZE", "FRAME_MODES", "DEFAULT_FRAMES", "read_nmnist_bin",
            "read_events_npz", "read_events", "write_nmnist_bin", "frames_by_time",

@@ -44,17 +44,14 @@ from typing import Any
 import numpy as np
 
 from .. import backend
+from ..errors import DistributedUnavailableError
 from ..parameter import Parameter
 
 CUDA_AWARE_ENV = "PYSNN_MPI_CUDA_AWARE"
 
-__all__ = ["LocalComm", "MPIComm", "DistributedUnavailableError", "init", "shard_slice",
+__all__ = ["LocalComm", "MPIComm", "init", "shard_slice",
            "pack", "unpack", "allreduce_gradients", "broadcast_parameters", "reduce_sums",
            "average_buffers", "end_epoch"]
-
-
-class DistributedUnavailableError(ValueError):
-    """``--distributed`` without mpi4py (or without a working MPI library)."""
 
 
 class LocalComm:

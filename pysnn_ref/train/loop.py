@@ -30,8 +30,8 @@ import numpy as np
 
 from .. import backend
 from .. import nn as nn_
-from ..cli import NonFiniteLossError
 from ..data import Dataset, augment_cifar, check_encoder, iterate_minibatches, load_dataset
+from ..errors import NonFiniteLossError
 from ..functional import loss as L
 from ..functional.surrogate import dspike, get_surrogate
 from ..gradcheck import cosine, finite_difference_gradient, method_gradients, named_parameters
