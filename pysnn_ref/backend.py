@@ -174,6 +174,7 @@ def _cpu_kernels() -> ModuleType:
         return reference
     from .kernels import cpu
 
+    cpu.tune_malloc_once()  # glibc's malloc thresholds, once per process (kernels/cpu/malloc.py)
     return cpu
 
 

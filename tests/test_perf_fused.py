@@ -160,7 +160,7 @@ def test_wrapped_lif_forward_is_not_fused():
 
 
 def test_malloc_setting_is_on_unless_default():
-    """tune_malloc runs at the import of kernels.cpu (glibc) when PYSNN_MALLOC is unset or
+    """tune_malloc runs at the first use of the CPU kernels (glibc) when PYSNN_MALLOC is unset or
     "bounded", and not with PYSNN_MALLOC=default; the mmap threshold stays at glibc's own
     adaptive maximum (32 MiB), below the trim threshold."""
     import os
@@ -168,7 +168,9 @@ def test_malloc_setting_is_on_unless_default():
     import subprocess
     import sys
 
-    code = "from pysnn_ref.kernels import cpu; print(cpu.MALLOC_TUNED)"
+    code = ("from pysnn_ref import backend; from pysnn_ref.kernels import cpu; "
+            "assert cpu.malloc_tuned() is None; backend.get_backend('cpu'); "
+            "print(cpu.malloc_tuned())")
     out = {}
     for value in ("bounded", "default", None):
         env = {k: v for k, v in os.environ.items() if k != "PYSNN_MALLOC"}

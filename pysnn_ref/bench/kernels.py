@@ -84,7 +84,7 @@ def _three_gemms(cols, W2, W2T, d, dT, nth, out, dcols, dW2T, cached):
     for t in prange(nth):
         part = np.empty(dW2T.shape[1:], dtype=cols.dtype)
         dW2T[t][:] = 0
-        lo, hi = cpu._block(t, N, nth)
+        lo, hi = cpu.thread_block(t, N, nth)
         for n in range(lo, hi):
             c = cols[t] if cached else cols[n]
             np.dot(W2, c, out[n])
@@ -138,7 +138,7 @@ def _mlp_floor_row(T: int = 20, B: int = 64) -> str:
 
 
 def main() -> int:
-    print(f"T=20 B=64 float32; tune_malloc applied: {cpu.MALLOC_TUNED}")
+    print(f"T=20 B=64 float32; tune_malloc applied: {cpu.tune_malloc_once()}")
     for C, H in ((16, 28), (32, 14)):
         for line in _lif_pool_rows(20, 64, C, H, H):
             print(line)
@@ -146,7 +146,7 @@ def main() -> int:
     reused = best_ms(lambda: a.fill(1))
     fresh = best_ms(lambda: np.empty((20, 802816), np.float32).fill(1))
     print(f"64 MB array: fill reused {reused:.2f} ms, np.empty + fill {fresh:.2f} ms")
-    cpu._limit_numba_blas()
+    cpu.limit_numba_blas()
     for line in _conv_rows():
         print(line)
     print(_mlp_floor_row())
