@@ -209,10 +209,10 @@ def copy_weights(net: Any, layers: Sequence[Any]) -> dict[str, Any]:
     import torch
 
     from pysnn_ref.backend import to_numpy
-    from pysnn_ref.gradcheck import named_parameters
+
 
     theirs = [p for m in layers for p in (m.weight, m.bias)]
-    ours = named_parameters(net)
+    ours = net.named_parameters()
     if len(theirs) != len(ours):
         raise ValueError(f"{len(ours)} parameters in our net but {len(theirs)} in the peer's")
     out = {}

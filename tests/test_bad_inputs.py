@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pysnn_ref import gradcheck as gradcheck_cli
 from pysnn_ref.data import datasets as data
 from pysnn_ref.data import load_dataset
 from pysnn_ref.errors import DataError
 from pysnn_ref.functional.neuron import lif_backward, lif_forward
+from pysnn_ref.gradcheck import __main__ as gradcheck_cli
 from pysnn_ref.train import __main__ as train_cli
 from pysnn_ref.train import checkpoint
 from pysnn_ref.train import evaluate as evaluate_cli

@@ -246,8 +246,8 @@ def test_residual_block_streams_and_equals_fallback(method, monkeypatch):
 
     def grads(net):
         _grads(net, method, X, labels, time_chunk=2)
-        from pysnn_ref.gradcheck import named_parameters
-        return {k: p.grad.copy() for k, p in named_parameters(net).items()}
+
+        return {k: p.grad.copy() for k, p in net.named_parameters().items()}
 
     net = mk()
     g = grads(net)

@@ -73,8 +73,8 @@ def _call(fn, argv: list[str]) -> dict:
 
 
 def _drive(device: str, out: Path) -> None:
-    from pysnn_ref import gradcheck
     from pysnn_ref.bench import __main__ as bench
+    from pysnn_ref.gradcheck import __main__ as gradcheck
     from pysnn_ref.train import __main__ as train
 
     fake = None

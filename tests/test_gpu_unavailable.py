@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from pysnn_ref import backend
-from pysnn_ref import gradcheck as gradcheck_cli
 from pysnn_ref.bench import __main__ as bench_cli
+from pysnn_ref.gradcheck import __main__ as gradcheck_cli
 from pysnn_ref.train import __main__ as train_cli
 
 

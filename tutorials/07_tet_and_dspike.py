@@ -60,7 +60,6 @@ from pysnn_ref.gradcheck import (
     cosine_vs,
     finite_difference_gradient,
     method_gradients,
-    named_parameters,
     numerical_gradient,
     rel_error,
 )
@@ -219,7 +218,7 @@ def main() -> None:
     # when it samples every first-layer weight: same candidates, same cosines, same new b.
     for layer in nn.spiking_layers(net):
         layer.set_surrogate(dspike(b))
-    W = named_parameters(net)["1.W"].data
+    W = net.named_parameters()["1.W"].data
     b_lib, cos_lib = adapt_dspike(net, make_method("bptt"), enc.encode(xb, T), yb, b,
                                   sdt_loss_forward, sdt_loss_backward, n_samples=W.size,
                                   rng=np.random.default_rng(0), eps=0.1, step=DELTA_B)

@@ -55,10 +55,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._check import check_choice, check_int
+from ..functional.loss import LOSSES
 from .measure import (
     DTYPES,
     ENCODER_CHOICES,
-    LOSSES,
     MEM_METHOD,
     METHOD_CHOICES,
     all_models,

@@ -21,7 +21,6 @@ import numpy as np
 from .._check import check_choice
 
 METHOD_CHOICES = ("bptt", "asf", "ssf")
-LOSSES = ("sdt", "tet", "asf-mse")
 ENCODER_CHOICES = ("direct", "poisson")
 DTYPES = ("float32", "float64")
 #: the benchmark's own models (beside pysnn_ref.models.MODELS)
@@ -105,10 +104,7 @@ def loss_functions(name: str) -> tuple[Callable, Callable]:
     """(forward, backward) of loss ``name`` ("sdt", "tet", "asf-mse")."""
     from ..functional import loss as L
 
-    check_choice("loss", name, LOSSES)
-    return {"sdt": (L.sdt_loss_forward, L.sdt_loss_backward),
-            "tet": (L.tet_loss_forward, L.tet_loss_backward),
-            "asf-mse": (L.asf_mse_loss_forward, L.asf_mse_loss_backward)}[name]
+    return L.loss_pair(name)
 
 
 def thread_count() -> int:
@@ -174,7 +170,6 @@ class Runner:
     def __init__(self, args: argparse.Namespace, method_name: str, T: int) -> None:
         from .. import backend
         from ..data import make_encoder
-        from ..gradcheck import named_parameters
         from ..methods import make_method
         from ..optim import SGD
 
@@ -193,7 +188,7 @@ class Runner:
         self.method.check_network(self.net)
         self.encoder = make_encoder(args.encoder, seed=args.seed)
         # named_parameters walks every layer's own parameters (robust to container details)
-        self.opt = SGD(list(named_parameters(self.net).values()), lr=args.lr, momentum=0.9)
+        self.opt = SGD(list(self.net.named_parameters().values()), lr=args.lr, momentum=0.9)
         x, labels = synthetic_batch(args.batch_size, args.input_shape, args.classes, self.dtype,
                                     args.seed)
         self.x = self.be.asarray(x)

@@ -47,7 +47,6 @@ import numpy as np
 
 from .. import nn as snn
 from ..backend import to_numpy
-from ..gradcheck import named_parameters
 from ..kernels.reference import SURROGATE_KINDS
 
 try:  # pragma: no cover - exercised only where torch is installed
@@ -262,7 +261,7 @@ class TorchNet(_Module):
     for direct encoding, a static ``(B, ...)`` batch presented at every step.
 
     ``params``: ``{name: torch Parameter}`` under the names of
-    :func:`pysnn_ref.gradcheck.named_parameters` of the source network.
+    :meth:`pysnn_ref.nn.Module.named_parameters` of the source network.
     """
 
     def __init__(self, body, params, static_input):
@@ -294,7 +293,7 @@ def build_torch_net(net: Any, *, static_input: bool = True, device: str = "cpu")
     """A :class:`TorchNet` computing what ``net`` computes, with copies of its weights, on
     torch device ``device`` ("cpu" or "cuda")."""
     require_torch()
-    named = named_parameters(net)
+    named = net.named_parameters()
     by_id = {id(p): name for name, p in named.items()}
     params: dict[str, Any] = {}
 
@@ -414,7 +413,7 @@ def compare_spikes(net: Any, tnet: Any, x: np.ndarray, T: int) -> tuple[int, int
 
         m.forward = record  # instance attribute shadows the method for this one pass
     try:
-        params = list(named_parameters(net).values())
+        params = list(net.named_parameters().values())
         xp = array_module(params[0].data) if params else np
         net.forward(make_encoder("direct").encode(xp.asarray(x), T))
     finally:

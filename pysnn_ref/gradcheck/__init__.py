@@ -1,31 +1,34 @@
-"""Gradient checks: every hand-written backward against central finite differences.
+"""Gradient checks: every hand-written backward against central finite differences (float64).
+
+``numerical_gradient(f, x, df)`` perturbs each element of ``x`` by ``±h`` and returns
+``Σ (f(x+h) − f(x−h)) · df / 2h`` -- the gradient of ``<f(x), df>`` with respect to ``x``,
+which is exactly what a hand-written backward returns for upstream gradient ``df``.
+``rel_error`` is the largest difference relative to the arrays' scale,
+``max|a−b| / max(1e-8, max|a| + max|b|)``.
 
 ==================  ==========================================================================
-``finite_diff``     the two primitives: ``numerical_gradient`` and ``rel_error``
+``finite_diff``     the two primitives ``numerical_gradient`` and ``rel_error``; ``TOLERANCE``
 ``layers``          the layer cases (linear, conv, pooling, batch norm, flatten, add, LSTM)
-``networks``        neuron and whole-network cases, method gradients, the FDG cosine, the CLI
-``__main__``        ``python -m pysnn_ref.gradcheck``
+``neurons``         the spiking neuron's cases (every reset x surrogate x lam)
+``networks``        whole networks: method gradients, the FDG, network cases
+``cosine``          gradient cosine similarity vs BPTT or the FDG (Dspike Sec. 4.2)
+``__main__``        ``python -m pysnn_ref.gradcheck``: all of the above, one row per case
 ==================  ==========================================================================
 """
 
-from .finite_diff import numerical_gradient, rel_error
+from .cosine import cosine, cosine_vs
+from .finite_diff import TOLERANCE, numerical_gradient, rel_error
 from .layers import layer_gradcheck_cases
 from .networks import (
-    TOLERANCE,
-    all_gradcheck_cases,
-    check_neuron,
-    cosine,
-    cosine_vs,
+    PreservedState,
+    encode_once,
     finite_difference_gradient,
-    main,
     method_gradients,
-    named_parameters,
     network_gradcheck_cases,
-    neuron_gradcheck_cases,
-    preserved_state,
 )
+from .neurons import check_neuron, neuron_gradcheck_cases
 
-__all__ = ["rel_error", "numerical_gradient", "check_neuron", "neuron_gradcheck_cases",
-           "named_parameters", "method_gradients", "finite_difference_gradient", "cosine",
-           "cosine_vs", "network_gradcheck_cases", "layer_gradcheck_cases",
-           "all_gradcheck_cases", "main", "TOLERANCE", "preserved_state"]
+__all__ = ["TOLERANCE", "rel_error", "numerical_gradient", "check_neuron",
+           "neuron_gradcheck_cases", "method_gradients", "finite_difference_gradient", "cosine",
+           "cosine_vs", "network_gradcheck_cases", "layer_gradcheck_cases", "PreservedState",
+           "encode_once"]

@@ -17,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["rel_error", "numerical_gradient"]
+__all__ = ["TOLERANCE", "rel_error", "numerical_gradient"]
+
+#: the largest relative error a gradient check accepts (``python -m pysnn_ref.gradcheck``)
+TOLERANCE = 1e-6
 
 
 def rel_error(a: Any, b: Any) -> float:

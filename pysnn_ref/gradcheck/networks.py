@@ -1,17 +1,10 @@
-"""Finite-difference gradient checking (CS231n style), in float64.
-
-``numerical_gradient(f, x, df)`` perturbs each element of ``x`` by ``±h`` and returns
-``Σ (f(x+h) − f(x−h)) · df / 2h`` -- the gradient of ``<f(x), df>`` with respect to ``x``,
-which is exactly what a hand-written backward returns for upstream gradient ``df``.
-``rel_error`` is the largest difference relative to the arrays' scale,
-``max|a−b| / max(1e-8, max|a| + max|b|)``.
+"""Whole-network gradients: a method's weight gradients (:func:`method_gradients`), the
+finite-difference gradient of the true spiking loss (:func:`finite_difference_gradient`, Dspike
+Sec. 4.2 Eq. 10), and the network gradient checks (:func:`network_gradcheck_cases`: BPTT through
+small networks in smooth mode, float64, vs finite differences).
 
 Spikes are step functions, so spiking layers are checked in *smooth mode* (the forward spike
 is the surrogate's primitive), where the hand-written BPTT backward is the exact gradient.
-
-The two primitives live in :mod:`pysnn_ref.gradcheck.finite_diff` (shared with
-:mod:`pysnn_ref.gradcheck.layers`, which this module imports); ``from pysnn_ref.gradcheck import
-numerical_gradient, rel_error`` keeps working, as documented in the tutorials.
 """
 
 from __future__ import annotations
@@ -20,51 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from ..nn import LIF
 from .finite_diff import numerical_gradient, rel_error
-from .layers import layer_gradcheck_cases
 
-__all__ = ["rel_error", "numerical_gradient", "check_neuron", "neuron_gradcheck_cases",
-           "named_parameters", "method_gradients", "finite_difference_gradient", "cosine",
-           "cosine_vs", "network_gradcheck_cases", "layer_gradcheck_cases",
-           "all_gradcheck_cases", "main"]
-
-
-# --------------------------------------------------------------------------------------------
-# Neuron checks: every reset x surrogate x (lam < 1, lam = 1), smooth mode, float64.
-# --------------------------------------------------------------------------------------------
-
-def check_neuron(reset: str, surrogate: str, lam: float, *, T: int = 5, shape: tuple = (3, 4),
-                 v_th: float = 1.0, detach_reset: bool = False, seed: int = 0,
-                 device: str = "cpu") -> float:
-    """Max relative error between :func:`lif_backward` and finite differences of the smooth
-    forward, for a loss ``sum(o * G)`` with random G.  The analytic gradient runs on
-    ``device``; the finite differences always run on the CPU in float64."""
-    from ..backend import get_backend, to_numpy
-    from ..functional.neuron import lif_backward, lif_forward
-
-    rng = np.random.default_rng(seed)
-    I = rng.normal(0.6, 0.8, size=(T, *shape))
-    G = rng.normal(size=(T, *shape))
-    kw = dict(lam=lam, v_th=v_th, reset=reset, surrogate=surrogate, smooth=True,
-              detach_reset=detach_reset)
-    be = get_backend(device)
-    o, cache = lif_forward(be.asarray(I), **kw)
-    dI = to_numpy(lif_backward(be.asarray(G), cache))
-    num = numerical_gradient(lambda: lif_forward(I, **kw)[0], I, G)
-    return rel_error(dI, num)
-
-
-def neuron_gradcheck_cases(device: str = "cpu") -> list[tuple[str, str, float]]:
-    """(case, parameter, max rel. error) for every neuron configuration."""
-    from ..functional.surrogate import SURROGATE_KINDS
-
-    rows = []
-    for reset in ("hard", "soft"):
-        for sg in SURROGATE_KINDS:
-            for lam in (0.8, 1.0):
-                name = f"{'LIF' if lam < 1 else 'IF'} reset={reset} surrogate={sg} lam={lam}"
-                rows.append((name, "I", check_neuron(reset, sg, lam, device=device)))
-    return rows
+__all__ = ["PreservedState", "encode_once", "method_gradients", "finite_difference_gradient",
+           "network_gradcheck_cases"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,52 +31,31 @@ def _loss_fns(loss: Any):
 
     if isinstance(loss, tuple):
         return loss
-    table = {"sdt": (L.sdt_loss_forward, L.sdt_loss_backward),
-             "tet": (L.tet_loss_forward, L.tet_loss_backward),
-             "asf-mse": (L.asf_mse_loss_forward, L.asf_mse_loss_backward)}
-    if loss not in table:
-        raise ValueError(f"loss must be one of {tuple(table)}, got {loss!r}")
-    return table[loss]
+    return L.loss_pair(loss)
 
 
-def named_parameters(net) -> dict[str, Any]:
-    """``{"<layer index path>.<name>": Parameter}`` for every parameter of ``net``."""
-    out = {}
-
-    def walk(m, prefix):
-        for i, c in enumerate(m.children()):
-            walk(c, f"{prefix}{i}.")
-        for p in m.own_parameters():
-            out[prefix + p.name] = p
-
-    walk(net, "")
-    return out
-
-
-class preserved_state:
+class PreservedState:
     """Context manager: restore every buffer (BN running statistics) and every spiking layer's
     ASF scale-factor state after measuring gradients, so a measurement does not train the
-    network.  ``with preserved_state(net): ...``"""
+    network.  ``with PreservedState(net): ...``"""
 
     def __init__(self, net) -> None:
         self.net = net
 
     def __enter__(self):
-        from ..nn import LIF
-
         self.buffers = [(m, n, getattr(m, n).copy()) for m in self.net.modules()
                         for n in m.buffer_names()]
-        self.asf = [(m, m.S, list(m._asf_tot)) for m in self.net.modules() if isinstance(m, LIF)]
+        self.asf = [(m, m.asf_state()) for m in self.net.modules() if isinstance(m, LIF)]
         return self.net
 
     def __exit__(self, *exc) -> None:
         for m, n, val in self.buffers:
             getattr(m, n)[...] = val
-        for m, S, tot in self.asf:
-            m.S, m._asf_tot = S, tot
+        for m, state in self.asf:
+            m.load_asf_state(**state)
 
 
-def _encoded(x, T, encoder):
+def encode_once(x, T, encoder):
     """Encode a static batch once, so repeated forward passes see the same (Poisson) spikes."""
     if encoder is None:
         return x, None
@@ -134,18 +66,18 @@ def method_gradients(net, method, x, labels, *, loss: str = "sdt", T: int | None
                      encoder: Any = None) -> tuple[float, dict[str, np.ndarray]]:
     """Loss and every parameter's gradient under ``method`` (a name or a Method).
 
-    The network's buffers and ASF state are restored afterwards (:class:`preserved_state`)."""
+    The network's buffers and ASF state are restored afterwards (:class:`PreservedState`)."""
     from ..methods import Method, make_method
 
     m = method if isinstance(method, Method) else make_method(method)
     fwd, bwd = _loss_fns(loss)
-    x, encoder = _encoded(x, T, encoder)
-    with preserved_state(net):
+    x, encoder = encode_once(x, T, encoder)
+    with PreservedState(net):
         net.zero_grad()
         y = m.forward(net, x)
         value, cache = fwd(y, labels)
         m.backward(net, bwd(cache))
-        grads = {k: p.grad.copy() for k, p in named_parameters(net).items()}
+        grads = {k: p.grad.copy() for k, p in net.named_parameters().items()}
     return float(value), grads
 
 
@@ -164,10 +96,10 @@ def finite_difference_gradient(net, x, labels, params: list[str], *, loss: str =
 
     m = make_method("bptt")
     fwd, _ = _loss_fns(loss)
-    named = named_parameters(net)
-    x, _ = _encoded(x, T, encoder)
+    named = net.named_parameters()
+    x, _ = encode_once(x, T, encoder)
     out = {}
-    with preserved_state(net):
+    with PreservedState(net):
         for name in params:
             w = named[name].data
             g = np.zeros(w.shape)
@@ -183,47 +115,6 @@ def finite_difference_gradient(net, x, labels, params: list[str], *, loss: str =
                 g.reshape(-1)[i] = float(lp - lm) / (2 * eps)  # a device loss: read here
             out[name] = g
     return out
-
-
-def cosine(a: Any, b: Any) -> float:
-    """Cosine similarity of two arrays, flattened (0 if either is zero)."""
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    return 0.0 if na == 0 or nb == 0 else float(a @ b / (na * nb))
-
-
-def cosine_vs(net, method, x, labels, *, reference: str = "bptt", loss: str = "sdt",
-              T: int | None = None, encoder: Any = None, eps: float = 0.1,
-              params: list[str] | None = None,
-              reference_grads: dict[str, Any] | None = None) -> dict[str, float]:
-    """Cosine similarity between ``method``'s weight gradients and a reference.
-
-    ``reference="bptt"``: BPTT's surrogate gradients of the same network and batch.
-    ``reference="fdg"``: the finite-difference gradient of the true spiking loss with step
-    ``eps`` (Dspike Sec. 4.2, Eq. 10) -- costly (two forward passes per weight), so by default
-    only the first layer's weight is compared.
-    ``reference_grads`` skips computing the reference (e.g. one FDG reused for several
-    surrogates).  The network's buffers and ASF state are left as they were.
-    Returns ``{parameter name: cosine}``.
-    """
-    if reference not in ("bptt", "fdg"):
-        raise ValueError(f"reference must be 'bptt' or 'fdg', got {reference!r}")
-    names = list(named_parameters(net))
-    if params is None:
-        params = names[:1] if reference == "fdg" else [n for n in names if n.endswith("W")]
-    for p in params:
-        if p not in names:
-            raise ValueError(f"params: unknown parameter {p!r}; expected one of {names}")
-    x, encoder = _encoded(x, T, encoder)
-    _, g = method_gradients(net, method, x, labels, loss=loss)
-    if reference_grads is not None:
-        ref = reference_grads
-    elif reference == "bptt":
-        _, ref = method_gradients(net, "bptt", x, labels, loss=loss)
-    else:
-        ref = finite_difference_gradient(net, x, labels, params, loss=loss, eps=eps)
-    return {p: cosine(g[p], ref[p]) for p in params}
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,7 +143,7 @@ def network_gradcheck_cases(device: str = "cpu", T: int = 4,
         )
         x = rng.normal(0.5, 1.0, (T, 3, 2, 4, 4))
         labels = rng.integers(0, 5, 3)
-        named = named_parameters(net)
+        named = net.named_parameters()
 
         def loss(net=net, x=x, labels=labels):
             return sdt_loss_forward(net.forward(x), labels)[0]
@@ -265,7 +156,7 @@ def network_gradcheck_cases(device: str = "cpu", T: int = 4,
         _, cache = sdt_loss_forward(net.forward(be.asarray(x)), be.asarray(labels))
         dx = net.backward(sdt_loss_backward(cache))
         case = f"network conv-tdBN-LIF({reset})-avgpool-linear T={T}"
-        for k, p in named_parameters(net).items():
+        for k, p in net.named_parameters().items():
             rows.append((case, k, rel_error(to_numpy(p.grad), numeric[k])))
         rows.append((case, "x", rel_error(to_numpy(dx), numeric["x"])))
         net.to("cpu")
@@ -297,7 +188,7 @@ def _static_input_network_rows(device: str, T: int, rng: np.random.Generator
     rows = []
     be = get_backend(device)
     for name, net in nets.items():
-        named = named_parameters(net)
+        named = net.named_parameters()
 
         def loss(net=net):
             return sdt_loss_forward(net.forward(x), labels)[0]
@@ -314,43 +205,3 @@ def _static_input_network_rows(device: str, T: int, rng: np.random.Generator
             rows.append((case, k, rel_error(to_numpy(p.grad), numeric[k])))
         net.to("cpu")
     return rows
-
-
-def all_gradcheck_cases(device: str = "cpu") -> list[tuple[str, str, float]]:
-    """Every check the CLI runs: layers, neurons, a whole network."""
-    return (layer_gradcheck_cases(device) + neuron_gradcheck_cases(device)
-            + network_gradcheck_cases(device))
-
-
-TOLERANCE = 1e-6
-
-
-def _main(argv: list[str] | None = None) -> int:
-    from ..cli import ArgumentParser
-
-    ap = ArgumentParser(
-        prog="python -m pysnn_ref.gradcheck",
-        description="Check every hand-written backward against central finite differences "
-                    f"(float64, smooth-mode spikes); fails if any relative error > "
-                    f"{TOLERANCE:g}.")
-    ap.add_argument("--device", default="cpu", choices=("cpu", "gpu"),
-                    help="where the analytic gradients run")
-    args = ap.parse_args(argv)
-    rows = all_gradcheck_cases(args.device)
-    width = max(len(c) for c, _, _ in rows)
-    print(f"{'case':<{width}}  {'param':<8} {'rel err':>9}  ok")
-    bad = 0
-    for case, param, err in rows:
-        ok = err <= TOLERANCE
-        bad += not ok
-        print(f"{case:<{width}}  {param:<8} {err:9.2e}  {'yes' if ok else 'NO'}")
-    print(f"{len(rows) - bad} passed, {bad} failed")
-    return 1 if bad else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pysnn_ref.gradcheck``: one row per (case, parameter), exit 1 on failure."""
-    from ..cli import run_main
-
-    return run_main(_main, "python -m pysnn_ref.gradcheck", argv)
-

@@ -57,9 +57,34 @@ class Module:
         return []
 
     def modules(self) -> list[Module]:
+        """This module and every module below it, parents first."""
         out: list[Module] = [self]
         for c in self.children():
             out.extend(c.modules())
+        return out
+
+    def named_children(self, prefix: str = "") -> list[tuple[str, Module]]:
+        """``(prefix + index, child)`` for each child: the one naming rule of layers -- a
+        layer's name is its index path in the nested containers (``"2"``, ``"4.0.2"``), as in
+        :meth:`state_dict`, :meth:`named_parameters` and the training log's firing rates."""
+        return [(f"{prefix}{i}", c) for i, c in enumerate(self.children())]
+
+    def named_modules(self, prefix: str = "") -> list[tuple[str, Module]]:
+        """``(index path, module)`` of every module below this one, parents first."""
+        out: list[tuple[str, Module]] = []
+        for path, c in self.named_children(prefix):
+            out.append((path, c))
+            out.extend(c.named_modules(path + "."))
+        return out
+
+    def named_parameters(self, prefix: str = "") -> dict[str, Parameter]:
+        """``{"<index path>.<name>": Parameter}`` for every parameter (the keys of
+        :meth:`state_dict` that are parameters, in the same order)."""
+        out: dict[str, Parameter] = {}
+        for path, c in self.named_children(prefix):
+            out.update(c.named_parameters(path + "."))
+        for p in self.own_parameters():
+            out[prefix + p.name] = p
         return out
 
     def train(self, mode: bool = True) -> Module:
@@ -126,8 +151,8 @@ class Module:
 
     def state_dict(self, prefix: str = "") -> dict[str, np.ndarray]:
         out = {}
-        for i, c in enumerate(self.children()):
-            out.update(c.state_dict(f"{prefix}{i}."))
+        for path, c in self.named_children(prefix):
+            out.update(c.state_dict(path + "."))
         for p in self.own_parameters():
             out[prefix + p.name] = backend.to_numpy(p.data)
         for name in self.buffer_names():
@@ -135,8 +160,8 @@ class Module:
         return out
 
     def load_state_dict(self, state: dict[str, np.ndarray], prefix: str = "") -> None:
-        for i, c in enumerate(self.children()):
-            c.load_state_dict(state, f"{prefix}{i}.")
+        for path, c in self.named_children(prefix):
+            c.load_state_dict(state, path + ".")
         for p in self.own_parameters():
             key = prefix + p.name
             if key not in state:

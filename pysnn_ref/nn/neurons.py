@@ -131,6 +131,18 @@ class LIF(Module):
         the "code" variant) or the SSF mapping's slope, per neuron and sample."""
         return self._gain
 
+    def asf_state(self) -> dict[str, Any]:
+        """ASF's scale-factor state (ASF Eq. 12, Alg. 1): ``S`` and ``asf_tot``, the sums
+        ``[sum FO, sum FI, sum |FI|]`` gathered since the last refresh -- what a checkpoint
+        keeps and a gradient measurement restores (:meth:`load_asf_state`)."""
+        return {"S": self.S, "asf_tot": list(self._asf_tot)}
+
+    def load_asf_state(self, S: Any, asf_tot: list[Any]) -> None:
+        """Set the state :meth:`asf_state` returned (``asf_tot``: three sums, copied)."""
+        if len(asf_tot) != 3:
+            raise ValueError(f"asf_tot must hold 3 sums, got {len(asf_tot)}")
+        self.S, self._asf_tot = S, list(asf_tot)
+
     def asf_refresh(self) -> None:
         """Start a new gathering period for the paper's scale factor (ASF Alg. 1)."""
         self._asf_tot = [0.0, 0.0, 0.0]

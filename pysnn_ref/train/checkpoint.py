@@ -22,11 +22,11 @@ __all__ = ["neuron_state", "restore_neuron_state", "save_checkpoint", "read_chec
            "checkpoint_path", "load"]
 
 
-# ---- neuron state that is not in the state_dict (ASF scale factors, surrogate) ---------------
+# ---- neuron state that is not in the state_dict (LIF.asf_state, the surrogate) ---------------
 
 def neuron_state(net: nn_.Module) -> list[dict[str, Any]]:
     """What a checkpoint must keep of each spiking layer beyond the state_dict."""
-    return [{"S": float(n.S), "asf_tot": [float(v) for v in n._asf_tot],
+    return [{"S": float(n.S), "asf_tot": [float(v) for v in n.asf_state()["asf_tot"]],
              "surrogate": f"{n.p.surrogate.name}:{n.p.surrogate.a!r}"}
             for n in nn_.spiking_layers(net)]
 
@@ -38,11 +38,10 @@ def restore_neuron_state(net: nn_.Module, states: list[dict[str, Any]]) -> None:
         raise ValueError(f"checkpoint has {len(states)} spiking layers, the network "
                          f"{len(layers)}")
     for n, s in zip(layers, states, strict=True):
-        n.S = float(s["S"])
         tot = [float(v) for v in s["asf_tot"]]
         if len(tot) == 2:  # before sum |FI| was kept: |sum FI| is its best lower bound
             tot.append(abs(tot[1]))
-        n._asf_tot = tot
+        n.load_asf_state(float(s["S"]), tot)
         n.set_surrogate(get_surrogate(s["surrogate"]))
 
 

@@ -17,7 +17,7 @@ from ..functional import loss as L
 from ..methods import Method, make_method
 from ..models import make_model
 
-LOSSES = ("sdt", "tet", "asf-mse")
+LOSSES = L.LOSSES
 SPLIT_SEED = 0          # the digits / npz train-test split never depends on --seed
 
 # random streams of an epoch
@@ -55,17 +55,8 @@ def build_method(cfg: dict[str, Any]) -> Method:
 
 def loss_functions(cfg: dict[str, Any]) -> tuple[Callable, Callable]:
     """``(forward(y, labels) -> (loss, cache), backward(cache) -> dy)`` of ``cfg["loss"]``."""
-    name = cfg["loss"]
-    if name == "sdt":
-        return L.sdt_loss_forward, L.sdt_loss_backward
-    if name == "tet":
-        lam = cfg["tet_lambda"]
-        return (lambda y, labels: L.tet_loss_forward(y, labels, lam=lam)), L.tet_loss_backward
-    if name == "asf-mse":
-        v_th = cfg["v_th"]
-        return (lambda y, labels: L.asf_mse_loss_forward(y, labels, v_th=v_th),
-                L.asf_mse_loss_backward)
-    raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")
+    return L.loss_pair(cfg["loss"], tet_lambda=cfg.get("tet_lambda"),
+                       v_th=cfg.get("v_th"))
 
 
 def _seed_int(*keys: int) -> int:

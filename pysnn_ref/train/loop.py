@@ -34,7 +34,7 @@ from ..data import Dataset, augment_cifar, check_encoder, iterate_minibatches, l
 from ..errors import NonFiniteLossError
 from ..functional import loss as L
 from ..functional.surrogate import dspike, get_surrogate
-from ..gradcheck import cosine, finite_difference_gradient, method_gradients, named_parameters
+from ..gradcheck import cosine, finite_difference_gradient, method_gradients
 from ..methods import Method
 from ..optim import Optimizer, make_optimizer, make_schedule
 from . import distributed, runlog
@@ -139,7 +139,7 @@ def spiking_layer_names(net: nn_.Module) -> list[tuple[str, nn_.LIF]]:
 
 
 def _first_weight(net: nn_.Module) -> tuple[str, Any]:
-    for name, p in named_parameters(net).items():
+    for name, p in net.named_parameters().items():
         if name.endswith("W"):
             return name, p
     raise ValueError("net has no Linear or Conv2d weight")
