@@ -416,20 +416,9 @@ def our_reference(b: argparse.Namespace, detach_reset: bool = False) -> dict[str
     x, labels = synthetic_batch(b.batch_size, b.input_shape, b.classes, np.float32, b.seed)
     _, grads = method_gradients(net, "bptt", x, labels, loss=b.loss, T=T,
                                 encoder=make_encoder("direct"))
-    spikes: list[np.ndarray] = []
-    lifs = [m for m in net.modules() if isinstance(m, snn.LIF)]
-    for m in lifs:  # record each LIF's output for one forward (as torch_ref.compare_spikes)
-        def record(I: Any, _f: Callable = m.forward) -> Any:
-            o = _f(I)
-            spikes.append(to_numpy(o))
-            return o
-
-        m.forward = record
-    try:
+    with snn.SpikeMonitor(net) as monitor:  # each LIF's output (as torch_ref.compare_spikes)
         net.forward(make_encoder("direct").encode(x, T))
-    finally:
-        for m in lifs:
-            del m.forward
+    spikes = monitor.spikes
     return {"net": net, "x": x, "labels": labels, "spikes": spikes,
             "grads": {k: to_numpy(v) for k, v in grads.items()}}
 

@@ -174,9 +174,9 @@ def estimate_energy(net: nn_.Module, x: Any, T: int, encoder: Any = None, *,
     ``analog_input``: the first weight layer sees analog values and does MACs; default: True
     for the direct encoder, False for spike inputs (Poisson, event frames), counted as SOPs.
 
-    The network's own forward runs once; each weight layer's forward is wrapped for the call
-    to record the non-zero count of its input per element.  Returns an :class:`EnergyReport`
-    with per-sample figures.
+    The network's own forward runs once; a forward hook on each weight layer
+    (:meth:`~pysnn_ref.nn.Module.register_forward_hook`) records the non-zero count of its
+    input per element.  Returns an :class:`EnergyReport` with per-sample figures.
     """
     from .data import DirectEncoder
 
@@ -189,31 +189,23 @@ def estimate_energy(net: nn_.Module, x: Any, T: int, encoder: Any = None, *,
         raise ValueError("net has no Linear or Conv2d layer to count")
     seen: list[tuple[nn_.Module, np.ndarray]] = []
 
-    def wrap(layer: nn_.Module) -> None:
-        inner = type(layer).forward
-
-        def forward(xin: Any) -> Any:
-            xh = backend.to_numpy(xin)
-            nz = np.count_nonzero(xh.reshape(xh.shape[0] * xh.shape[1], -1), axis=0)
-            seen.append((layer, nz.reshape(xh.shape[2:])))
-            out = inner(layer, xin)
-            if isinstance(layer, nn_.SpikingLSTM):  # W_h: one AC per spike s[t-1] and fan-out
-                sh = backend.to_numpy(out)[:-1]
-                seen.append((_Recurrent(layer), np.count_nonzero(sh.reshape(-1, sh.shape[-1]),
-                                                                 axis=0)))
-            return out
-
-        layer.forward = forward
+    def count(layer: nn_.Module, xin: Any, out: Any) -> None:
+        xh = backend.to_numpy(xin)
+        nz = np.count_nonzero(xh.reshape(xh.shape[0] * xh.shape[1], -1), axis=0)
+        seen.append((layer, nz.reshape(xh.shape[2:])))
+        if isinstance(layer, nn_.SpikingLSTM):  # W_h: one AC per spike s[t-1] and fan-out
+            sh = backend.to_numpy(out)[:-1]
+            seen.append((_Recurrent(layer), np.count_nonzero(sh.reshape(-1, sh.shape[-1]),
+                                                             axis=0)))
 
     was_training = [m.training for m in net.modules()]
-    for layer in layers:
-        wrap(layer)
+    handles = [layer.register_forward_hook(count) for layer in layers]
     try:
         net.eval()
         net.forward(encoder.encode(x, T))
     finally:
-        for layer in layers:
-            del layer.forward
+        for h in handles:
+            h.remove()
         for m, mode in zip(net.modules(), was_training, strict=True):
             m.training = mode
     B = int(x.shape[0])

@@ -403,22 +403,11 @@ def compare_spikes(net: Any, tnet: Any, x: np.ndarray, T: int) -> tuple[int, int
     from ..backend import array_module
     from ..data import make_encoder
 
-    ours: list[np.ndarray] = []
-    lifs = [m for m in net.modules() if isinstance(m, snn.LIF)]
-    for m in lifs:
-        def record(I, _f=m.forward):
-            o = _f(I)
-            ours.append(to_numpy(o))
-            return o
-
-        m.forward = record  # instance attribute shadows the method for this one pass
-    try:
+    with snn.SpikeMonitor(net) as monitor:
         params = list(net.named_parameters().values())
         xp = array_module(params[0].data) if params else np
         net.forward(make_encoder("direct").encode(xp.asarray(x), T))
-    finally:
-        for m in lifs:
-            del m.forward
+    ours = monitor.spikes
     theirs: list[np.ndarray] = []
     hooks = [m.register_forward_hook(lambda mod, i, o: theirs.append(o.detach().cpu().numpy()))
              for m in tnet.modules() if isinstance(m, TLIF)]

@@ -8,6 +8,7 @@
 ``neurons``         :class:`LIF`, :func:`IF`, :class:`SpikingLSTM`
 ``containers``      :class:`Sequential`, :class:`Residual`
 ``recompose``       :class:`WindowRecompose` (window partition + recomposed computing)
+``monitor``         :class:`SpikeMonitor` (records spikes through forward hooks)
 ==================  ==========================================================================
 
 Every layer has parameters (:class:`~pysnn_ref.parameter.Parameter`, with ``.grad``), a train /
@@ -47,7 +48,8 @@ its docstring); elsewhere it falls back to the per-step backward too.
 from __future__ import annotations
 
 from .containers import Residual, Sequential
-from .module import ASF_VARIANTS, FLOW_INPUT, FLOW_METHODS, Module, check_method
+from .module import ASF_VARIANTS, FLOW_INPUT, FLOW_METHODS, HookHandle, Module, check_method
+from .monitor import SpikeMonitor
 from .neurons import IF, LIF, SpikingLSTM, spiking_layers
 from .norm import BatchNorm
 from .pool import AvgPool2d, Flatten, MaxPool2d
@@ -57,5 +59,6 @@ from .weight import Conv2d, Linear, WeightLayer
 __all__ = [
     "ASF_VARIANTS", "FLOW_INPUT", "FLOW_METHODS", "Module", "check_method", "Conv2d", "Linear",
     "WeightLayer", "BatchNorm", "AvgPool2d", "Flatten", "MaxPool2d", "IF", "LIF",
-    "SpikingLSTM", "spiking_layers", "Residual", "Sequential", "WindowRecompose"
+    "SpikingLSTM", "spiking_layers", "Residual", "Sequential", "WindowRecompose", "SpikeMonitor",
+    "HookHandle",
 ]

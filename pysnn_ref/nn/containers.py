@@ -19,36 +19,53 @@ def _sums_time(layer: Module, below: Module, below_needs_dx: bool) -> bool:
     gradient?  Yes when ``below`` is a weight layer whose forward input was time-broadcast and
     whose own input gradient is not wanted."""
     return (isinstance(layer, LIF) and isinstance(below, WeightLayer) and not below_needs_dx
-            and below.has_static_input() and "backward" not in vars(layer))
-
-
-def _link_fusable(layers: list[Module]) -> None:
-    """BPTT forward: tell every LIF directly followed by an AvgPool2d that it may run the pooling
-    itself (one fused kernel, :func:`~pysnn_ref.functional.neuron.lif_avgpool_forward_p`, when
-    :func:`~pysnn_ref.functional.neuron.can_fuse_lif_avgpool` allows).  Layers whose ``forward``
-    has been wrapped on the instance (spike recorders) are left alone.  The link is used once."""
-    for a, b in zip(layers, layers[1:], strict=False):
-        if isinstance(a, LIF) and isinstance(b, AvgPool2d) and "forward" not in vars(a) \
-                and "forward" not in vars(b):
-            a._pool_next = b
+            and below.has_static_input())
 
 
 class Sequential(Module):
-    """Layers applied in order; drives BPTT and flow-mode forward/backward."""
+    """Layers applied in order; drives BPTT and flow-mode forward/backward.
 
-    def __init__(self, *layers: Module) -> None:
+    **Fusion plan** (BPTT): a :class:`LIF` directly followed by an :class:`AvgPool2d` runs the
+    pooling itself, in one kernel (:meth:`LIF.forward_pooled`), when neither has forward hooks
+    and ``fuse`` is on; :meth:`fusion_plan` lists those pairs.  The pool's backward is then
+    skipped: the LIF takes the pooled gradient itself.
+    """
+
+    def __init__(self, *layers: Module, fuse: bool = True) -> None:
         super().__init__()
         if not layers:
             raise ValueError("layers must contain at least one layer")
         self.layers = list(layers)
+        self.fuse = fuse
+        self._pooled_by_lif: set[int] = set()  # last forward: pools run inside the LIF below
 
     def children(self):
         return self.layers
 
+    def fusion_plan(self) -> list[int]:
+        """Indices ``i`` where ``layers[i]`` (a LIF) may run ``layers[i + 1]`` (an AvgPool2d)
+        fused: no forward hook on either, and ``fuse`` on."""
+        if not self.fuse:
+            return []
+        L = self.layers
+        return [i for i in range(len(L) - 1) if isinstance(L[i], LIF)
+                and isinstance(L[i + 1], AvgPool2d) and not L[i].forward_hooks
+                and not L[i + 1].forward_hooks]
+
     def forward(self, x):
-        _link_fusable(self.layers)
-        for layer in self.layers:
-            x = layer.forward(x)
+        plan, self._pooled_by_lif = set(self.fusion_plan()), set()
+        i = 0
+        while i < len(self.layers):
+            layer = self.layers[i]
+            if i in plan:
+                pool = self.layers[i + 1]
+                y = layer.forward_pooled(x, pool.k, pool.stride)
+                if y is not None:  # the kernel applied: skip the pool (forward and backward)
+                    self._pooled_by_lif.add(i + 1)
+                    x, i = y, i + 2
+                    continue
+            x = layer(x)
+            i += 1
         return x
 
     def _need_dx(self, need_dx: bool) -> list[bool]:
@@ -65,6 +82,8 @@ class Sequential(Module):
         needs = self._need_dx(need_dx)
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
+            if i in self._pooled_by_lif:  # the LIF below takes the pooled gradient itself
+                continue
             if i > 0 and _sums_time(layer, self.layers[i - 1], needs[i - 1]):
                 # the weight layer below reads only sum_t of this gradient (static input):
                 # the spiking layer hands over that sum and never forms the per-step tensor
@@ -154,8 +173,8 @@ class Residual(Module):
         return [self.main] + ([self.shortcut] if self.shortcut is not None else [])
 
     def forward(self, x):
-        a = self.main.forward(x)
-        b = x if self.shortcut is None else self.shortcut.forward(x)
+        a = self.main(x)
+        b = x if self.shortcut is None else self.shortcut(x)
         y, self._cache = add_forward(a, b)
         return y
 

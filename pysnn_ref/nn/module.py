@@ -4,6 +4,7 @@ flow-mode interfaces, ``state_dict``) and the helpers the layers share.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,15 +39,47 @@ def channel_shape(ndim: int, axis: int) -> tuple[int, ...]:
 
 
 
+class HookHandle:
+    """What :meth:`Module.register_forward_hook` returns: ``remove()`` takes the hook off."""
+
+    def __init__(self, module: Module, hook: ForwardHook) -> None:
+        self.module, self.hook = module, hook
+
+    def remove(self) -> None:
+        self.module.forward_hooks = tuple(h for h in self.module.forward_hooks
+                                          if h is not self.hook)
+
+
+#: ``hook(module, x, y)``: called after a BPTT forward ``y = module(x)``; returns nothing
+ForwardHook = Callable[["Module", Any, Any], None]
+
+
 class Module:
-    """Base class: parameters, train/eval mode, BPTT and flow-mode interfaces."""
+    """Base class: parameters, train/eval mode, BPTT and flow-mode interfaces.
+
+    **Forward hooks** (the public way to observe a layer; nothing replaces ``forward``):
+    ``module.register_forward_hook(hook)`` makes every BPTT forward through ``module(x)`` --
+    containers call their layers that way -- call ``hook(module, x, y)`` with the layer's input
+    and output.  Energy counting (:mod:`pysnn_ref.energy`), the PyTorch baseline's spike
+    comparison (:mod:`pysnn_ref.bench.torch_ref`) and :class:`~pysnn_ref.nn.SpikeMonitor` use
+    them.  A spiking layer with a hook is never fused with the pooling above it (the hook sees
+    its spikes).
+    """
 
     #: True for layers whose flow-mode backward must run per time step (see flow_out_per_step)
     per_step_backward = False
+    #: the forward hooks, in the order they run (:meth:`register_forward_hook`)
+    forward_hooks: tuple[ForwardHook, ...] = ()
 
     def __init__(self) -> None:
         self.training = True
         self.keep_steps = False  # flow mode: keep per-step inputs (set by Sequential.plan_flow)
+
+    def register_forward_hook(self, hook: ForwardHook) -> HookHandle:
+        """Call ``hook(self, x, y)`` after every BPTT forward ``y = self(x)`` (see the class
+        docstring); ``handle.remove()`` undoes it."""
+        self.forward_hooks = (*self.forward_hooks, hook)
+        return HookHandle(self, hook)
 
     # --- structure -----------------------------------------------------------------------
     def parameters(self) -> list[Parameter]:
@@ -125,7 +158,11 @@ class Module:
         raise NotImplementedError
 
     def __call__(self, x: Any) -> Any:
-        return self.forward(x)
+        """BPTT forward, then the forward hooks."""
+        y = self.forward(x)
+        for hook in self.forward_hooks:
+            hook(self, x, y)
+        return y
 
     # --- flows ---------------------------------------------------------------------------
     def flow_begin(self, method: str, opts: dict) -> None:

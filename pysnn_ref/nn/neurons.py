@@ -60,17 +60,22 @@ class LIF(Module):
 
     # BPTT
     def forward(self, x):
-        pool, self._pool_next = getattr(self, "_pool_next", None), None
-        if pool is not None and can_fuse_lif_avgpool(x, pool.k, pool.stride):
-            # LIF + the AvgPool2d above in one kernel: the spikes are pooled in the kernel and
-            # never stored; the pool layer passes this output (and later its gradient) through
-            y, self._cache = lif_avgpool_forward_p(x, self.p, pool.k)
-            self._rate = self._cache.spikes / x.size
-            pool._fused_out = y
-            return y
         o, self._cache = lif_forward_p(x, self.p)
         self._rate = o.mean()  # stays on the device until read: no sync inside a step
         return o
+
+    def forward_pooled(self, x: Any, k: int, stride: int | None) -> Any | None:
+        """This layer and the k x k average pooling above it in one kernel
+        (:func:`~pysnn_ref.functional.neuron.lif_avgpool_forward_p`): the spikes are pooled in
+        the kernel and never stored; :meth:`backward` then takes the pooled gradient.  Returns
+        None, having run nothing, where the kernel does not apply
+        (:func:`~pysnn_ref.functional.neuron.can_fuse_lif_avgpool`).  Called by
+        :meth:`Sequential.forward` for the pairs of its fusion plan."""
+        if not can_fuse_lif_avgpool(x, k, stride):
+            return None
+        y, self._cache = lif_avgpool_forward_p(x, self.p, k)
+        self._rate = self._cache.spikes / x.size
+        return y
 
     def backward(self, dy, need_dx=True, time_sum=False):
         """dL/dI from dL/do (or dL/d(pooled spikes) when fused with the pooling above); with

@@ -27,18 +27,12 @@ class AvgPool2d(Module):
         super().__init__()
         self.k = check_int("kernel_size", kernel_size)
         self.stride = stride
-        self._fused_out: Any = None  # output of a fused LIF + pooling pass (see _link_fusable)
 
     def forward(self, x):
-        if self._fused_out is not None and x is self._fused_out:  # the LIF below pooled already
-            self._fused_out, self._cache = None, "fused"
-            return x
         y, self._cache = avgpool2d_forward(x, self.k, self.stride)
         return y
 
     def backward(self, dy, need_dx=True):
-        if self._cache == "fused":  # the LIF below takes the pooled gradient itself
-            return dy
         return avgpool2d_backward(dy, self._cache)
 
     def forward_chunk(self, x):

@@ -45,7 +45,7 @@ class WindowRecompose(Module):
         M, org = self._origins(x.shape[-1])
         self._x_shape, self._M = x.shape, M
         wins = [x[:, :, ..., r:r + M, c:c + M] for r, c in org]
-        y = self.body.forward(xp.concatenate(wins, axis=1))
+        y = self.body(xp.concatenate(wins, axis=1))
         X = recompose_forward(*xp.split(y, 4, axis=1))
         return X if self.th_r is None else region_threshold(X, self.th_r)
 
