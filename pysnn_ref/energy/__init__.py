@@ -46,10 +46,10 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
-from . import nn as nn_
-from ._check import check_int
-from .cli import ArgumentParser, run_main
+from .. import backend
+from .. import nn as nn_
+from .._check import check_int
+from ..cli import ArgumentParser, run_main
 
 E_MAC_PJ = 4.6  #: pJ per multiply-accumulate, 45 nm (Dspike Sec. 5.4; TET Sec. 5)
 E_AC_PJ = 0.9   #: pJ per accumulate, 45 nm (Dspike Sec. 5.4; TET Sec. 5)
@@ -178,7 +178,7 @@ def estimate_energy(net: nn_.Module, x: Any, T: int, encoder: Any = None, *,
     (:meth:`~pysnn_ref.nn.Module.register_forward_hook`) records the non-zero count of its
     input per element.  Returns an :class:`EnergyReport` with per-sample figures.
     """
-    from .data import DirectEncoder
+    from ..data import DirectEncoder
 
     T = check_int("T", T, minimum=1)
     encoder = encoder or DirectEncoder()
@@ -249,8 +249,8 @@ def format_table(rep: EnergyReport) -> str:
 # ----------------------------------------------------------------------------------------------
 
 def make_parser() -> argparse.ArgumentParser:
-    from .data import DATASETS, ENCODERS
-    from .models import MODELS
+    from ..data import DATASETS, ENCODERS
+    from ..models import MODELS
 
     p = ArgumentParser(prog="python -m pysnn_ref.energy",
                        description="Energy estimate (45 nm: 4.6 pJ/MAC, 0.9 pJ/AC) of a model from "
@@ -272,11 +272,11 @@ def make_parser() -> argparse.ArgumentParser:
 def _network(args: argparse.Namespace, argv: Sequence[str]
              ) -> tuple[nn_.Module, Any, int, str]:
     """The network, the data, T and the encoder name (a checkpoint's own unless given)."""
-    from .data import load_dataset
-    from .train.config import build_model
+    from ..data import load_dataset
+    from ..train.config import build_model
 
     if args.checkpoint is not None:
-        from .train.checkpoint import load
+        from ..train.checkpoint import load
 
         net, cfg = load(args.checkpoint)
         given = {a.split("=")[0] for a in argv if a.startswith("--")}
@@ -288,7 +288,7 @@ def _network(args: argparse.Namespace, argv: Sequence[str]
         encoder = args.encoder if "--encoder" in given else cfg["encoder"]
         return net, load_dataset(dataset, data_dir, seed=0), T, encoder
     data = load_dataset(args.dataset, args.data_dir, seed=0)
-    from .models import LSTM_V_TH
+    from ..models import LSTM_V_TH
 
     cfg = {"lam": 0.5, "v_th": LSTM_V_TH if args.model == "lstm" else 1.0, "reset": "hard",
            "surrogate": "triangle", "neuron": "lif", "model": args.model, "tdbn_alpha": None,
@@ -297,7 +297,7 @@ def _network(args: argparse.Namespace, argv: Sequence[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .data import check_encoder, make_encoder
+    from ..data import check_encoder, make_encoder
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = make_parser().parse_args(argv)
