@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from pysnn_ref import nn
-from pysnn_ref.energy import E_AC_PJ, E_MAC_PJ, conv_fanout, estimate_energy, main
+from pysnn_ref.energy import E_AC_PJ, E_MAC_PJ, conv_fanout, estimate_energy
+from pysnn_ref.energy.__main__ import main
 
 
 def _tiny():

@@ -177,7 +177,7 @@ def test_train_cli_learns_synthetic_nmnist(tmp_path, capsys):
 
 
 def test_energy_cli_on_events(tmp_path, capsys):
-    from pysnn_ref.energy import main as energy_main
+    from pysnn_ref.energy.__main__ import main as energy_main
 
     _write_folder(tmp_path, 2, np.random.default_rng(2))
     assert energy_main(["--dataset", "nmnist", "--data-dir", str(tmp_path), "--encoder",
