@@ -14,6 +14,7 @@ Anything else (a bug) is not caught: its traceback is what a developer needs.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -33,6 +34,10 @@ __all__ = [
     "ArgumentParser",
     "HelpFormatter",
     "one_line",
+    "int_at_least",
+    "positive_int",
+    "nonnegative_int",
+    "finite_float",
     "run_main",
 ]
 
@@ -74,6 +79,40 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} "
                               f"(see {self.prog} --help)\n")
+
+
+# argument types (argparse ``type=``): a bad value is a usage error naming what was expected
+
+def int_at_least(s: str, minimum: int) -> int:
+    """argparse ``type``: an integer >= ``minimum`` (else one clear usage error)."""
+    try:
+        k = int(s)
+    except ValueError:
+        k = minimum - 1
+    if k < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {s!r}")
+    return k
+
+
+def positive_int(s: str) -> int:
+    """argparse ``type``: an integer >= 1."""
+    return int_at_least(s, 1)
+
+
+def nonnegative_int(s: str) -> int:
+    """argparse ``type``: an integer >= 0."""
+    return int_at_least(s, 0)
+
+
+def finite_float(s: str) -> float:
+    """argparse ``type``: a finite number."""
+    try:
+        f = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not math.isfinite(f):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
+    return f
 
 
 def one_line(message: object) -> str:

@@ -65,7 +65,7 @@ from pysnn_ref.gradcheck import (
 )
 from pysnn_ref.methods import make_method
 from pysnn_ref.optim import Adam
-from pysnn_ref.train.loop import adapt_dspike
+from pysnn_ref.train.dspike import adapt_dspike
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
@@ -223,7 +223,7 @@ def main() -> None:
                                   sdt_loss_forward, sdt_loss_backward, n_samples=W.size,
                                   rng=np.random.default_rng(0), eps=0.1, step=DELTA_B)
     diff = max(abs(cos_lib[k] - v) for k, v in cands.items())
-    print(f"\nVerification (asserted): trainer.adapt_dspike from b = {b:g}: b -> {b_lib:g}, "
+    print(f"\nVerification (asserted): adapt_dspike from b = {b:g}: b -> {b_lib:g}, "
           f"candidate cosines equal to those above within {diff:.1e};\n   TET loss gradient = "
           "finite differences; Dspike -> line (b -> 0) and step (b -> inf); cos(FDG) > 0.5")
     assert b_lib == b_new and diff < 1e-12, (b_lib, b_new, diff)

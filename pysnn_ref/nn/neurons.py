@@ -53,6 +53,12 @@ class LIF(Module):
         """Mean spikes per neuron per time step in the last forward pass (SSF: lam-weighted)."""
         return float(self._rate)
 
+    @property
+    def spike_rate(self) -> Any:
+        """:attr:`firing_rate` where it was computed: a device scalar on the GPU (reading it
+        there is a host sync, which the training loop does once per read-out)."""
+        return self._rate
+
     def set_surrogate(self, surrogate: Surrogate) -> None:
         self.p = make_neuron_params(lam=self.p.lam, v_th=self.p.v_th, reset=self.p.reset,
                                     surrogate=surrogate, smooth=self.p.smooth,
@@ -225,6 +231,11 @@ class SpikingLSTM(Module):
     def firing_rate(self) -> float:
         """Mean spikes per neuron per time step in the last forward pass."""
         return float(self._rate)
+
+    @property
+    def spike_rate(self) -> Any:
+        """:attr:`firing_rate` where it was computed (a device scalar on the GPU)."""
+        return self._rate
 
     def forward(self, x):
         s, self._cache = lstm_forward(x, self.W_x.data, self.W_h.data, self.b.data, self.p)

@@ -37,14 +37,13 @@ configuration :mod:`pysnn_ref.train.config`.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import backend
-from ..cli import ArgumentParser, run_main
+from ..cli import ArgumentParser, finite_float, nonnegative_int, positive_int, run_main
 from ..data import DATASETS, ENCODERS
 from ..functional.surrogate import get_surrogate
 from ..methods import DEFAULT_TIME_CHUNK
@@ -96,42 +95,14 @@ __all__ = ["DEFAULTS", "build_parser", "explicit_args", "parse_tit", "resolve_co
 # command line
 # ================================================================================================
 
-def _int_at_least(s: str, minimum: int) -> int:
-    try:
-        k = int(s)
-    except ValueError:
-        k = minimum - 1
-    if k < minimum:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {s!r}")
-    return k
-
-
-def _pos_int(s: str) -> int:
-    return _int_at_least(s, 1)
-
-
-def _nonneg_int(s: str) -> int:
-    return _int_at_least(s, 0)
-
-
 def _asf_refresh(s: str) -> int | str:
     if s == "batch":
         return s
     try:
-        return _pos_int(s)
+        return positive_int(s)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"expected an integer K >= 1 or 'batch', got {s!r}") from None
-
-
-def _float(s: str) -> float:
-    try:
-        f = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-    if not math.isfinite(f):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
-    return f
 
 
 EPILOG = """\
@@ -182,9 +153,9 @@ def _add_network_args(p: ArgumentParser, D: dict[str, Any]) -> None:
     g.add_argument("--neuron", choices=("lif", "if"), default=D["neuron"],
                    help="lif: leaky integrate-and-fire with decay --lam; if: integrate-and-fire "
                         "(lam = 1, ASF-BP's neuron)")
-    g.add_argument("--lam", type=_float, default=D["lam"],
+    g.add_argument("--lam", type=finite_float, default=D["lam"],
                    help="LIF membrane decay per step, in (0, 1] (lif only)")
-    g.add_argument("--v-th", type=_float, default=D["v_th"], help="firing threshold, > 0")
+    g.add_argument("--v-th", type=finite_float, default=D["v_th"], help="firing threshold, > 0")
     g.add_argument("--reset", choices=("hard", "soft"), default=D["reset"],
                    help="hard: membrane to 0 after a spike; soft: subtract v_th")
     g.add_argument("--surrogate", default=D["surrogate"],
@@ -197,10 +168,10 @@ def _add_network_args(p: ArgumentParser, D: dict[str, Any]) -> None:
                         "first-layer weight gradient has the highest cosine similarity with the "
                         "finite-difference gradient (eps 0.1) on one training batch (Dspike "
                         "Alg. 1)")
-    g.add_argument("--fdg-samples", type=_pos_int, default=D["fdg_samples"],
+    g.add_argument("--fdg-samples", type=positive_int, default=D["fdg_samples"],
                    help="--dspike-adapt: how many first-layer weights (a seeded random subset) "
                         "get a finite-difference gradient; 2 forward passes each")
-    g.add_argument("--tdbn-alpha", type=_float, default=None,
+    g.add_argument("--tdbn-alpha", type=finite_float, default=None,
                    help="models with BatchNorm: use tdBN with this alpha (normalised input "
                         "scaled by alpha * v_th, Dspike Eqs. 4-5) (default: none, plain BN)")
     g.add_argument("--dtype", choices=("float32", "float64"), default=D["dtype"],
@@ -217,10 +188,10 @@ def _add_method_args(p: ArgumentParser, D: dict[str, Any]) -> None:
                    help="sdt: cross-entropy of the time-averaged output (TET Eq. 7); tet: "
                         "per-step cross-entropy + MSE regulariser (TET Eq. 13); asf-mse: MSE "
                         "of the accumulated output membrane (ASF Eq. 6) (default: sdt)")
-    g.add_argument("--tet-lambda", type=_float, default=D["tet_lambda"],
+    g.add_argument("--tet-lambda", type=finite_float, default=D["tet_lambda"],
                    help="--loss tet: weight of the MSE regulariser (TET's lambda)")
-    g.add_argument("--T", type=_pos_int, default=D["T"], help="time steps per sample")
-    g.add_argument("--time-chunk", type=_pos_int, default=None,
+    g.add_argument("--T", type=positive_int, default=D["T"], help="time steps per sample")
+    g.add_argument("--time-chunk", type=positive_int, default=None,
                    help=f"asf/ssf: time steps streamed through the network at once "
                         f"(default: {DEFAULT_TIME_CHUNK}; all T with BatchNorm in training)")
     g.add_argument("--asf-variant", choices=("paper", "code"), default=None,
@@ -237,18 +208,18 @@ def _add_method_args(p: ArgumentParser, D: dict[str, Any]) -> None:
 
 def _add_optim_args(p: ArgumentParser, D: dict[str, Any]) -> None:
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=_pos_int, default=D["epochs"],
+    g.add_argument("--epochs", type=positive_int, default=D["epochs"],
                    help="training epochs (ignored when --tit is given)")
-    g.add_argument("--batch-size", type=_pos_int, default=D["batch_size"],
+    g.add_argument("--batch-size", type=positive_int, default=D["batch_size"],
                    help="mini-batch size (training and test)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=D["optimizer"],
                    help="sgd (momentum, L2 weight decay) or adam")
-    g.add_argument("--lr", type=_float, default=None,
+    g.add_argument("--lr", type=finite_float, default=None,
                    help=f"learning rate at epoch 0 (default: {DEFAULT_LR['adam']:g} for adam, "
                         f"{DEFAULT_LR['sgd']:g} for sgd)")
-    g.add_argument("--momentum", type=_float, default=None,
+    g.add_argument("--momentum", type=finite_float, default=None,
                    help=f"sgd only: momentum (default: {DEFAULT_MOMENTUM:g})")
-    g.add_argument("--weight-decay", type=_float, default=D["weight_decay"],
+    g.add_argument("--weight-decay", type=finite_float, default=D["weight_decay"],
                    help="L2 penalty added to the gradient")
     g.add_argument("--schedule", choices=SCHEDULES, default=D["schedule"],
                    help="learning rate per epoch: cosine (to 0 at the last epoch), step (x0.1 "
@@ -258,14 +229,14 @@ def _add_optim_args(p: ArgumentParser, D: dict[str, Any]) -> None:
                         "another with the same weights and optimizer state, e.g. '6:30,2:10' "
                         "trains 30 epochs at T=6, then 10 at T=2 (increasing T works too); "
                         "each stage restarts --schedule; replaces --T and --epochs")
-    g.add_argument("--tit-lr", type=_float, default=None,
+    g.add_argument("--tit-lr", type=finite_float, default=None,
                    help="--tit: learning rate of the stages after the first (default: --lr; "
                         "the Dspike paper uses 0.4 x the first stage's)")
 
 
 def _add_run_args(p: ArgumentParser, D: dict[str, Any]) -> None:
     g = p.add_argument_group("run")
-    g.add_argument("--seed", type=_nonneg_int, default=D["seed"],
+    g.add_argument("--seed", type=nonnegative_int, default=D["seed"],
                    help="seeds weight init, batch order, Poisson spikes, augmentation and the "
                         "FDG subset; a CPU run is reproducible bit for bit")
     g.add_argument("--device", choices=backend.DEVICES, default=D["device"],
@@ -277,7 +248,7 @@ def _add_run_args(p: ArgumentParser, D: dict[str, Any]) -> None:
                         "setting comes from the checkpoint except --epochs, --tit, --tit-lr, "
                         "--device, --out, --no-progress, --no-plots, --max-batches, "
                         "--max-eval-batches, --blas-threads, --distributed")
-    g.add_argument("--blas-threads", type=_nonneg_int, default=D["blas_threads"],
+    g.add_argument("--blas-threads", type=nonnegative_int, default=D["blas_threads"],
                    help="cpu: threads of NumPy's BLAS during the run (0: leave it alone). The "
                         "Numba kernels already use every core; BLAS threads of their own "
                         "compete with them and made epochs 1.6-10x slower on a 2-core machine")
@@ -285,14 +256,14 @@ def _add_run_args(p: ArgumentParser, D: dict[str, Any]) -> None:
                    help="do not draw curves.png and firing_rates.png (saves ~1-2 s per run)")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress bar (the per-epoch summary lines are still printed)")
-    g.add_argument("--max-batches", type=_pos_int, default=None,
+    g.add_argument("--max-batches", type=positive_int, default=None,
                    help="train on at most N mini-batches per epoch (quick tests) (default: all)")
     g.add_argument("--distributed", action="store_true",
                    help="data-parallel over MPI: start with mpiexec -n W; each rank trains on "
                         "its slice of every --batch-size batch, gradients are all-reduced; "
                         "rank 0 writes the run folder (needs the [mpi] extra; "
                         "docs/distributed.md)")
-    g.add_argument("--max-eval-batches", type=_pos_int, default=None,
+    g.add_argument("--max-eval-batches", type=positive_int, default=None,
                    help="test on at most N mini-batches (quick tests) (default: the whole "
                         "test set)")
 

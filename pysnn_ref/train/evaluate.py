@@ -13,19 +13,47 @@ The last line printed is ``test_acc=0.XXXX``.  Exit codes as for training: 2 for
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .. import backend
-from ..cli import ArgumentParser, run_main
-from ..data import load_dataset
-from .__main__ import _pos_int
+from .. import nn as nn_
+from ..cli import ArgumentParser, positive_int, run_main
+from ..data import iterate_minibatches, load_dataset
+from ..functional import loss as L
+from ..methods import Method
 from .checkpoint import load
 from .config import SPLIT_SEED, build_method, loss_functions, make_encoder
-from .loop import evaluate_model
 
 PROG = "python -m pysnn_ref.evaluate"
+
+
+def evaluate_model(net: nn_.Module, method: Method, x: np.ndarray, y: np.ndarray, *, T: int,
+                   encoder: Any, batch_size: int, device: str = "cpu", dtype: Any = np.float32,
+                   loss_forward: Callable | None = None,
+                   max_batches: int | None = None) -> dict[str, float]:
+    """Test accuracy (and mean loss) of ``net`` in eval mode (BatchNorm running statistics).
+
+    The batches go in order, without shuffling; ``encoder`` should be fresh (seeded) so that a
+    Poisson evaluation is the same every time.  The network is left in eval mode.  The correct
+    counts and losses are summed where they are computed and read once, at the end.
+    """
+    be = backend.get_backend(device)
+    net.eval()
+    correct, n, loss_sum = 0, 0, 0.0
+    for b, (xb, yb) in enumerate(iterate_minibatches(x, y, batch_size, shuffle=False)):
+        if max_batches is not None and b >= max_batches:
+            break
+        xd, yd = be.asarray(xb, dtype=dtype), be.asarray(yb)
+        out = method.forward(net, xd, T, encoder)
+        correct = correct + (L.predict(out) == yd).sum()
+        if loss_forward is not None:
+            loss_sum = loss_sum + backend.as_scalar(loss_forward(out, yd)[0]) * len(yb)
+        n += len(yb)
+    correct, loss_sum = backend.host_scalars([correct, loss_sum])
+    return {"acc": int(round(correct)) / max(n, 1), "loss": float(loss_sum) / max(n, 1), "n": n}
 
 
 def build_parser() -> ArgumentParser:
@@ -40,13 +68,13 @@ def build_parser() -> ArgumentParser:
                         "chosen on the test set, so an optimistic estimate)")
     p.add_argument("--device", choices=backend.DEVICES, default="cpu",
                    help="cpu or gpu")
-    p.add_argument("--batch-size", type=_pos_int, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=None,
                    help="evaluation batch size (default: the run's --batch-size)")
-    p.add_argument("--T", type=_pos_int, default=None,
+    p.add_argument("--T", type=positive_int, default=None,
                    help="time steps (default: the T the checkpoint was trained with)")
     p.add_argument("--data-dir", default=None,
                    help="where the dataset files are now (default: the run's --data-dir)")
-    p.add_argument("--max-eval-batches", type=_pos_int, default=None,
+    p.add_argument("--max-eval-batches", type=positive_int, default=None,
                    help="test on at most N mini-batches (default: the run's setting, normally all)")
     return p
 

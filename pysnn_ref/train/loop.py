@@ -33,8 +33,7 @@ from .. import nn as nn_
 from ..data import Dataset, augment_cifar, check_encoder, iterate_minibatches, load_dataset
 from ..errors import NonFiniteLossError
 from ..functional import loss as L
-from ..functional.surrogate import dspike, get_surrogate
-from ..gradcheck import cosine, finite_difference_gradient, method_gradients
+from ..functional.surrogate import get_surrogate
 from ..methods import Method
 from ..optim import Optimizer, make_optimizer, make_schedule
 from . import distributed, runlog
@@ -51,12 +50,11 @@ from .config import (
     loss_functions,
     make_encoder,
 )
-
-FDG_EPS = 0.1           # Dspike Sec. 4.2: the best finite-difference step
-DSPIKE_STEP = 0.2       # Dspike Sec. 5: the temperature's update step, delta b
+from .dspike import adapt_dspike, first_weight
+from .evaluate import evaluate_model
 
 __all__ = ["TrainState", "StepResult", "train", "setup_run", "run_epoch", "train_step",
-           "evaluate_model", "adapt_dspike", "spiking_layer_names"]
+           "spiking_layer_names"]
 
 
 # ================================================================================================
@@ -124,25 +122,12 @@ def spiking_layer_names(net: nn_.Module) -> list[tuple[str, nn_.LIF]]:
     path in the nested Sequential / Residual containers and its kind: ``"2:LIF"``,
     ``"4.0.2:IF"``."""
     out: list[tuple[str, nn_.LIF]] = []
-
-    def walk(m: nn_.Module, prefix: str) -> None:
-        for i, c in enumerate(m.children()):
-            path = f"{prefix}{i}"
-            if isinstance(c, nn_.LIF):
-                out.append((f"{path}:{'IF' if c.p.lam == 1.0 else 'LIF'}", c))
-            elif isinstance(c, nn_.SpikingLSTM):  # spikes too: its rate is logged the same way
-                out.append((f"{path}:SpikingLSTM", c))
-            walk(c, path + ".")
-
-    walk(net, "")
+    for path, m in net.named_modules():
+        if isinstance(m, nn_.LIF):
+            out.append((f"{path}:{'IF' if m.p.lam == 1.0 else 'LIF'}", m))
+        elif isinstance(m, nn_.SpikingLSTM):  # spikes too: its rate is logged the same way
+            out.append((f"{path}:SpikingLSTM", m))
     return out
-
-
-def _first_weight(net: nn_.Module) -> tuple[str, Any]:
-    for name, p in net.named_parameters().items():
-        if name.endswith("W"):
-            return name, p
-    raise ValueError("net has no Linear or Conv2d weight")
 
 
 def _stage_of(stages: list[list[int]], epoch: int) -> tuple[int, int, int]:
@@ -301,7 +286,7 @@ class _EpochStats:
     def add(self, r: StepResult, yd: Any, spiking: list[nn_.Module]) -> None:
         nb = int(yd.shape[0])
         vals = [backend.as_scalar(r.loss) * nb, (L.predict(r.out) == yd).sum(),
-                *(backend.as_scalar(n._rate) * nb for n in spiking)]  # last forward's rate
+                *(backend.as_scalar(n.spike_rate) * nb for n in spiking)]  # last forward's rate
         self._pending = vals if self._pending is None else \
             [a + v for a, v in zip(self._pending, vals, strict=True)]
         self._marks.append((r.be, r.marks))
@@ -372,7 +357,7 @@ def _dspike_epoch(st: TrainState, epoch: int, T: int, first: tuple[Any, Any],
                                     st.loss_bwd, n_samples=cfg["fdg_samples"],
                                     rng=epoch_rng(cfg["seed"], epoch, S_FDG))
     cands = " ".join(f"{c:g}:{v:.3f}" for c, v in sorted(cos.items()))
-    n_fdg = min(cfg["fdg_samples"], int(_first_weight(st.net)[1].data.size))
+    n_fdg = min(cfg["fdg_samples"], int(first_weight(st.net)[1].data.size))
     log(f"dspike: epoch {epoch + 1} b={st.dspike_b:g} cos={cos[st.dspike_b]:.3f} (b:cos "
         f"{cands}; FDG of {n_fdg} first-layer weights, {time.perf_counter() - t0:.1f}s)")
     return cos[st.dspike_b]
@@ -572,73 +557,3 @@ def _train_silent(st: TrainState) -> dict[str, Any]:
         run_epoch(st, epoch, lambda s: None)
     return {"test_acc": float("nan"), "best_test_acc": float("nan"), "best_epoch": 0,
             "run_dir": None, "epochs": st.total, "history": []}
-
-
-# ================================================================================================
-# evaluation and Dspike adaptation
-# ================================================================================================
-
-def evaluate_model(net: nn_.Module, method: Method, x: np.ndarray, y: np.ndarray, *, T: int,
-                   encoder: Any, batch_size: int, device: str = "cpu", dtype: Any = np.float32,
-                   loss_forward: Callable | None = None,
-                   max_batches: int | None = None) -> dict[str, float]:
-    """Test accuracy (and mean loss) of ``net`` in eval mode (BatchNorm running statistics).
-
-    The batches go in order, without shuffling; ``encoder`` should be fresh (seeded) so that a
-    Poisson evaluation is the same every time.  The network is left in eval mode.  The correct
-    counts and losses are summed where they are computed and read once, at the end.
-    """
-    be = backend.get_backend(device)
-    net.eval()
-    correct, n, loss_sum = 0, 0, 0.0
-    for b, (xb, yb) in enumerate(iterate_minibatches(x, y, batch_size, shuffle=False)):
-        if max_batches is not None and b >= max_batches:
-            break
-        xd, yd = be.asarray(xb, dtype=dtype), be.asarray(yb)
-        out = method.forward(net, xd, T, encoder)
-        correct = correct + (L.predict(out) == yd).sum()
-        if loss_forward is not None:
-            loss_sum = loss_sum + backend.as_scalar(loss_forward(out, yd)[0]) * len(yb)
-        n += len(yb)
-    correct, loss_sum = backend.host_scalars([correct, loss_sum])
-    return {"acc": int(round(correct)) / max(n, 1), "loss": float(loss_sum) / max(n, 1), "n": n}
-
-
-def adapt_dspike(net: nn_.Module, method: Method, x: Any, labels: Any, b: float,
-                 loss_forward: Callable, loss_backward: Callable, *, n_samples: int,
-                 rng: np.random.Generator, eps: float = FDG_EPS,
-                 step: float = DSPIKE_STEP) -> tuple[float, dict[float, float]]:
-    """One temperature update of Dspike's Algorithm 1 (Li et al., NeurIPS 2021, Sec. 4.2-4.3).
-
-    ``x`` is one training batch, already encoded and time-major ``(T, B, ...)`` (so that every
-    forward pass sees the same input spikes).  The finite-difference gradient (FDG, Dspike
-    Eq. 10) of the loss of the true spiking network, ``(L(w + eps e_i) - L(w - eps e_i)) / 2 eps``,
-    is computed for ``n_samples`` randomly chosen elements ``i`` of the first layer's weight
-    (all of them when the layer is smaller; the paper uses the whole first layer, which costs
-    two forward passes per weight -- too many for a 64 x 800 layer).  The surrogate gradient of
-    the same elements is computed with the Dspike temperature ``b - step``, ``b`` and
-    ``b + step`` (candidates <= 0 are skipped); every spiking layer is left with the one whose
-    gradient has the highest cosine similarity with the FDG (ties keep ``b``).
-
-    BatchNorm running statistics are restored afterwards; parameter gradients are zeroed.
-    Returns ``(new b, {candidate b: cosine})``.
-    """
-    layers = nn_.spiking_layers(net)
-    name, W = _first_weight(net)
-    idx = np.sort(rng.choice(W.data.size, size=min(n_samples, W.data.size), replace=False))
-    loss = (loss_forward, loss_backward)
-    fdg = finite_difference_gradient(net, x, labels, [name], loss=loss, eps=eps,
-                                     indices={name: idx})[name].reshape(-1)[idx]
-    cos: dict[float, float] = {}
-    for cand in (b, round(b - step, 6), round(b + step, 6)):
-        if cand <= 0:
-            continue
-        for n in layers:
-            n.set_surrogate(dspike(cand))
-        _, g = method_gradients(net, method, x, labels, loss=loss)
-        cos[cand] = cosine(backend.to_numpy(g[name]).reshape(-1)[idx], fdg)
-    best = max(cos, key=lambda c: cos[c])  # first maximum: b itself on a tie
-    for n in layers:
-        n.set_surrogate(dspike(best))
-    net.zero_grad()
-    return best, cos
