@@ -29,6 +29,7 @@ import numpy as np
 
 from . import backend
 from ._check import check_choice, check_in_range, check_int, check_positive
+from .kernels import provides
 from .parameter import Parameter
 
 __all__ = [
@@ -185,7 +186,7 @@ def _fused_kernels(p: Parameter, *state: Any) -> Any:
     optimizers, the teaching text, runs).  Small parameters keep the NumPy code too: a parallel
     kernel launch costs more than their update (``K.FUSED_UPDATE_MIN_SIZE``)."""
     K = backend.kernels_for(p.data)
-    if not hasattr(K, "adam_update") or p.data.size < K.FUSED_UPDATE_MIN_SIZE:
+    if not provides(K, "adam_update") or p.data.size < K.FUSED_UPDATE_MIN_SIZE:
         return None
     arrays = (p.data, p.grad, *state)
     if all(a.flags.c_contiguous and a.dtype == p.data.dtype for a in arrays):

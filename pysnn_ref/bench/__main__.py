@@ -55,7 +55,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._check import check_choice, check_int
+from ..backend import get_backend
+from ..cli import ArgumentParser, run_main
 from ..functional.loss import LOSSES
+from .distributed import format_workers_table, run_workers
 from .measure import (
     DTYPES,
     ENCODER_CHOICES,
@@ -124,8 +127,6 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from ..cli import ArgumentParser
-
     ap = ArgumentParser(
         prog=PROG,
         description="Time one training step (forward, backward, SGD step) and measure its peak "
@@ -183,7 +184,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the benchmark; errors propagate (see :func:`cli`)."""
     args = make_parser().parse_args(argv)
     _validate(args)
-    from ..backend import get_backend
 
     get_backend(args.device)
     if args.workers is not None:
@@ -239,8 +239,6 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
 def _run_workers(args: argparse.Namespace) -> int:
     """``--workers``: :mod:`pysnn_ref.bench.distributed` (mpiexec -n W per row)."""
-    from .distributed import format_workers_table, run_workers
-
     if args.device != "cpu":
         raise ValueError("--workers runs on the cpu (the GPU path stages through the host; "
                          "docs/distributed.md)")
@@ -258,8 +256,6 @@ def _run_workers(args: argparse.Namespace) -> int:
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """:func:`main` with the CLI's error handling: bad input -> one line on stderr, exit 2."""
-    from ..cli import run_main
-
     return run_main(main, PROG, argv)
 
 

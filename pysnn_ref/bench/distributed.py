@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from ..data import make_encoder
+from ..methods import make_method
+from ..optim import SGD
 from ..train import distributed as D
 from .measure import build_model, loss_functions, set_threads, synthetic_batch
 
@@ -60,10 +63,6 @@ def _worker_parser() -> argparse.ArgumentParser:
 
 def _worker(a: argparse.Namespace) -> dict[str, Any] | None:
     """Time ``a.steps`` data-parallel training steps on this rank; rank 0's record."""
-    from ..data import make_encoder
-    from ..methods import make_method
-    from ..optim import SGD
-
     comm = D.init(True)
     set_threads(a.threads)
     shape = tuple(int(s) for s in a.input_shape.split(","))

@@ -10,15 +10,30 @@ how, is described in :mod:`pysnn_ref.bench`.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import os
+import pstats
 import statistics
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numba
 import numpy as np
+from threadpoolctl import threadpool_limits
 
+from .. import backend, nn
+from .. import kernels as kernel_contract
 from .._check import check_choice
+from ..data import make_encoder
+from ..functional import loss as L
+from ..gradcheck import method_gradients
+from ..methods import make_method
+from ..models import MODELS, build_from_string, make_model
+from ..nn import spiking_layers
+from ..optim import SGD
 
 METHOD_CHOICES = ("bptt", "asf", "ssf")
 ENCODER_CHOICES = ("direct", "poisson")
@@ -47,8 +62,6 @@ MEM_METHOD = {
 
 
 def all_models() -> tuple[str, ...]:
-    from ..models import MODELS
-
     return (*MODELS, *BENCH_ONLY_MODELS)
 
 
@@ -70,9 +83,6 @@ def build_model(model: str, input_shape: Sequence[int], classes: int, *, dtype: 
     """A benchmark network: any of :data:`pysnn_ref.models.MODELS`, or ``"convnet"`` (BN-free
     ``16C3-AP2-32C3-AP2`` + linear classifier).  LIF neurons (``lam``, ``v_th``, ``reset``,
     ``surrogate``) everywhere."""
-    from .. import nn
-    from ..models import build_from_string, make_model
-
     check_choice("model", model, all_models())
 
     def neuron():
@@ -102,17 +112,12 @@ def synthetic_batch(batch: int, input_shape: Sequence[int], classes: int, dtype:
 
 def loss_functions(name: str) -> tuple[Callable, Callable]:
     """(forward, backward) of loss ``name`` ("sdt", "tet", "asf-mse")."""
-    from ..functional import loss as L
-
     return L.loss_pair(name)
 
 
 def thread_count() -> int:
     """Threads of Numba's kernels (BLAS's count is :func:`blas_threads`)."""
-    from .. import backend
-
     backend.get_backend("cpu")  # the library's thread policy first (OpenMP wait policy, BLAS)
-    import numba
 
     return int(numba.get_num_threads())
 
@@ -123,15 +128,13 @@ def omp_wait_policy() -> str:
     It is process-wide: it applies to PyTorch's OpenMP threads as much as to Numba's, and
     PASSIVE made PyTorch's MLP step 2.6x slower on a 2-core Xeon (22.9 -> 60.3 ms, T = 20), so
     ``bench`` records it with every run (see :func:`pysnn_ref.backend._openmp_wait_policy`)."""
-    import os
-
     return os.environ.get("OMP_WAIT_POLICY", "default")
 
 
 def blas_threads() -> int | None:
     """OpenBLAS/MKL threads NumPy uses (threadpoolctl), or None if that cannot be read."""
     try:
-        from threadpoolctl import threadpool_info
+        from threadpoolctl import threadpool_info  # optional: see the except below
     except ImportError:
         return None
     n = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
@@ -142,18 +145,13 @@ def set_threads(n: int) -> Callable[[], None]:
     """At most ``n`` threads: Numba's kernels get ``n``, NumPy's BLAS ``min(n, its current
     count)`` (pysnn_ref itself runs BLAS single-threaded by default, see
     :func:`pysnn_ref.backend.set_blas_threads`).  Returns a function restoring both."""
-    from .. import backend
-
     backend.get_backend("cpu")  # imports kernels.cpu and applies the library's thread policy
-    import numba
 
     old = numba.get_num_threads()
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     limiter = None
     cur = blas_threads()
     if cur is not None and cur > n:
-        from threadpoolctl import threadpool_limits
-
         limiter = threadpool_limits(limits=n, user_api="blas")
 
     def restore() -> None:
@@ -168,11 +166,6 @@ class Runner:
     """One configuration: a network, a method, an optimizer and a batch, ready to step."""
 
     def __init__(self, args: argparse.Namespace, method_name: str, T: int) -> None:
-        from .. import backend
-        from ..data import make_encoder
-        from ..methods import make_method
-        from ..optim import SGD
-
         self.be = backend.get_backend(args.device)
         self.dtype = np.dtype(args.dtype)
         self.T = T
@@ -217,8 +210,6 @@ class Runner:
         return t1 - t0, t2 - t1, t3 - t2, t3 - t0
 
     def firing_rate(self) -> float:
-        from ..nn import spiking_layers
-
         rates = [n.firing_rate for n in spiking_layers(self.net)]
         return float(np.mean(rates)) if rates else 0.0
 
@@ -255,7 +246,7 @@ def _tracemalloc_peak(step: Callable[[], Any]) -> int:
 
 def _cupy_peak(step: Callable[[], Any]) -> int:  # pragma: no cover - needs a GPU
     """Peak bytes of CuPy memory-pool blocks in use during ``step()`` above the start."""
-    import cupy
+    import cupy  # optional: CuPy, only on the GPU
 
     class PeakHook(cupy.cuda.MemoryHook):
         name = "pysnn_ref_bench_peak"
@@ -320,7 +311,7 @@ class TorchRunner:  # pragma: no cover - exercised where torch is installed
     """The same configuration in PyTorch autograd (BPTT through the LIF loop)."""
 
     def __init__(self, args: argparse.Namespace, T: int, threads: int) -> None:
-        from . import torch_ref
+        from . import torch_ref  # optional: torch_ref imports torch, only with --vs-torch
 
         torch = torch_ref.require_torch()
         torch.set_num_threads(threads)
@@ -349,7 +340,7 @@ class TorchRunner:  # pragma: no cover - exercised where torch is installed
             self.torch.cuda.synchronize()
 
     def step(self) -> tuple[float, float, float, float]:
-        from .torch_ref import torch_loss
+        from .torch_ref import torch_loss  # optional: torch_ref imports torch, only with --vs-torch
 
         clock = time.perf_counter
         self._sync()
@@ -378,7 +369,11 @@ class TorchRunner:  # pragma: no cover - exercised where torch is installed
             torch.cuda.reset_peak_memory_stats()
             self.step()
             return int(torch.cuda.max_memory_allocated() - base)
-        from torch.profiler import ProfilerActivity, profile, record_function
+        from torch.profiler import (  # optional: torch, only with --vs-torch
+            ProfilerActivity,
+            profile,
+            record_function,
+        )
 
         # two steps profiled, the peak taken over the second: what the first left alive and the
         # second frees is then seen (as with tracemalloc)
@@ -420,10 +415,7 @@ def compare_gradients(args: argparse.Namespace, T: int) -> dict[str, Any]:  # pr
       gradient of the same function), on the first :data:`F64_CHECK_BATCH` samples:
       ``grad_max_rel_diff_f64_smooth``.
     """
-    from .. import backend
-    from ..data import make_encoder
-    from ..gradcheck import method_gradients
-    from . import torch_ref
+    from . import torch_ref  # optional: torch_ref imports torch, only with --vs-torch
 
     be = backend.get_backend(args.device)
     tdev = "cuda" if args.device == "gpu" else "cpu"
@@ -461,11 +453,9 @@ def compare_gradients(args: argparse.Namespace, T: int) -> dict[str, Any]:  # pr
 def run_benchmark(args: argparse.Namespace, log: Callable[[str], None] = print
                   ) -> list[dict[str, Any]]:
     """Every (T, method) configuration of ``args``; returns the list of records."""
-    from .. import backend
-
     backend.get_backend(args.device)  # a clear error now if the GPU is not usable
     if args.vs_torch:
-        from . import torch_ref
+        from . import torch_ref  # optional: torch_ref imports torch, only with --vs-torch
 
         torch_ref.require_torch()
     threads = thread_count()
@@ -521,10 +511,6 @@ def run_benchmark(args: argparse.Namespace, log: Callable[[str], None] = print
 
 def _profile_step(step: Callable[[], Any], title: str, log: Callable[[str], None]) -> None:
     """cProfile one step; log the top entries by own time."""
-    import cProfile
-    import io
-    import pstats
-
     pr = cProfile.Profile()
     pr.enable()
     step()
@@ -539,8 +525,6 @@ def kernel_times(runner: Runner, steps: int) -> list[tuple[str, float, float]]:
     device's kernel set (``kernels.cpu`` or ``kernels.cuda``) wrapped by a timer (with a device
     sync before and after each call).  Returns ``(name, calls per step, ms per step)`` of every
     kernel called, slowest first; the kernel set is restored afterwards."""
-    from .. import backend
-
     K = backend.kernels_for(runner.x)
     sync = runner.be.synchronize
     spent: dict[str, list[float]] = {}
@@ -555,8 +539,7 @@ def kernel_times(runner: Runner, steps: int) -> list[tuple[str, float, float]]:
             return out
         return call
 
-    names = [n for n, f in vars(K).items() if not n.startswith("_") and callable(f)
-             and getattr(f, "__module__", None) == K.__name__]
+    names = [*kernel_contract.COMMON, *sorted(K.PROVIDES)]
     originals = {n: getattr(K, n) for n in names}
     try:
         for n, f in originals.items():

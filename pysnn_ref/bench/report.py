@@ -8,10 +8,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+import platform
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
+import numba
 import numpy as np
 
 from .measure import F64_CHECK_BATCH, FIELDS
@@ -68,9 +71,6 @@ def format_table(records: list[dict[str, Any]]) -> str:
 def format_markdown(records: list[dict[str, Any]], command: str,
                     figures: Sequence[str | Path] = ()) -> str:
     """A Markdown fragment: the command, the environment, the table, the summary, the figures."""
-    import platform
-
-    import numba
 
     cols = _columns()
     keep = [i for i, (h, f) in enumerate(cols) if any(f(r) != "-" for r in records)]
@@ -97,7 +97,7 @@ def format_markdown(records: list[dict[str, Any]], command: str,
 
 def _torch_version() -> str:
     try:
-        import torch
+        import torch  # optional: torch's version, where it is installed
     except ImportError:
         return "?"
     return str(torch.__version__)
@@ -161,7 +161,7 @@ METHOD_STYLES = {"bptt": "o-", "asf": "s--", "ssf": "^-", "torch": "D-"}
 
 
 def _log_T_axis(ax: Any, Ts: list[int]) -> None:
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import NullFormatter  # lazy: matplotlib only when figures are drawn
 
     ax.set_xscale("log")
     ax.set_xticks(Ts, [str(T) for T in Ts])
@@ -176,10 +176,9 @@ def write_plots(records: list[dict[str, Any]], outdir: str | Path) -> list[Path]
     method; ``<model>-speedup.png``: backward and whole-step speed-up of asf/ssf over bptt vs T;
     ``<model>-memory.png``: peak step memory vs T per method.
     """
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (and its Agg backend) only when figures are drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,8 @@ from typing import Any
 import numpy as np
 
 from .. import nn as snn
-from ..backend import to_numpy
+from ..backend import array_module, to_numpy
+from ..data import make_encoder
 from ..kernels.reference import SURROGATE_KINDS
 
 try:  # pragma: no cover - exercised only where torch is installed
@@ -400,8 +401,6 @@ def compare_spikes(net: Any, tnet: Any, x: np.ndarray, T: int) -> tuple[int, int
     by far more than rounding, which is why the float32 gradient comparison reports it.
     """
     require_torch()
-    from ..backend import array_module
-    from ..data import make_encoder
 
     with snn.SpikeMonitor(net) as monitor:
         params = list(net.named_parameters().values())

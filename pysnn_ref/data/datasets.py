@@ -10,6 +10,7 @@ one-line message names the path and the expected format.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
 import pickle
 import zlib
@@ -110,8 +111,6 @@ def _normalize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.
 def _digits_path() -> Path:
     """scikit-learn's embedded ``digits.csv.gz``, found without importing scikit-learn (whose
     import costs seconds per process); the same file ``sklearn.datasets.load_digits`` reads."""
-    import importlib.util
-
     spec = importlib.util.find_spec("sklearn")
     if spec is None or spec.origin is None:
         raise DataError("digits: scikit-learn is not installed; it ships the embedded digits data "

@@ -4,6 +4,7 @@ differences (float64, smooth-mode spikes); one row per (case, parameter), exit 1
 
 from __future__ import annotations
 
+from ..cli import ArgumentParser, run_main
 from .finite_diff import TOLERANCE
 from .layers import layer_gradcheck_cases
 from .networks import network_gradcheck_cases
@@ -18,8 +19,6 @@ def all_gradcheck_cases(device: str = "cpu") -> list[tuple[str, str, float]]:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    from ..cli import ArgumentParser
-
     ap = ArgumentParser(
         prog="python -m pysnn_ref.gradcheck",
         description="Check every hand-written backward against central finite differences "
@@ -42,8 +41,6 @@ def _main(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m pysnn_ref.gradcheck``: one row per (case, parameter), exit 1 on failure."""
-    from ..cli import run_main
-
     return run_main(_main, "python -m pysnn_ref.gradcheck", argv)
 
 

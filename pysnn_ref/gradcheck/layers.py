@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import get_backend
+from ..backend import get_backend, to_numpy
 from ..functional.batchnorm import batchnorm_backward, batchnorm_forward
 from ..functional.conv import conv2d_backward, conv2d_forward
 from ..functional.linear import linear_backward, linear_forward
+from ..functional.lstm import lstm_backward, lstm_forward, make_lstm_params
 from ..functional.pool import (
     avgpool2d_backward,
     avgpool2d_forward,
@@ -162,8 +163,6 @@ class _Cases:
 
     def lstm(self) -> None:
         """The spiking LSTM over T = 3 steps (window-partition supplement's LSNN), smooth mode."""
-        from ..functional.lstm import lstm_backward, lstm_forward, make_lstm_params
-
         N, dev = self.N, self.dev
         D, H = 3, 4
         arrs = {"x": N(size=(3, 2, D)), "W_x": N(0, 0.7, (4 * H, D)),
@@ -217,8 +216,6 @@ def layer_gradcheck_cases(device: str = "cpu") -> list[tuple[str, str, float]]:
     """``(case, parameter, max relative error)`` of every layer backward against central finite
     differences, in float64.  The analytic gradient runs on ``device``; the finite differences
     always run on the CPU."""
-    from ..backend import to_numpy
-
     rows = []
     rng = np.random.default_rng(1)
     for name, arrs, fwd, bwd in _cases(device):

@@ -13,6 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from .. import nn
+from ..backend import get_backend, to_numpy
+from ..functional import loss as L
+from ..functional.loss import sdt_loss_backward, sdt_loss_forward
+from ..methods import Method, make_method
 from ..nn import LIF
 from .finite_diff import numerical_gradient, rel_error
 
@@ -27,8 +32,6 @@ __all__ = ["PreservedState", "encode_once", "method_gradients", "finite_differen
 
 def _loss_fns(loss: Any):
     """``(forward, backward)`` of a loss given by name, or the pair itself."""
-    from ..functional import loss as L
-
     if isinstance(loss, tuple):
         return loss
     return L.loss_pair(loss)
@@ -67,8 +70,6 @@ def method_gradients(net, method, x, labels, *, loss: str = "sdt", T: int | None
     """Loss and every parameter's gradient under ``method`` (a name or a Method).
 
     The network's buffers and ASF state are restored afterwards (:class:`PreservedState`)."""
-    from ..methods import Method, make_method
-
     m = method if isinstance(method, Method) else make_method(method)
     fwd, bwd = _loss_fns(loss)
     x, encoder = encode_once(x, T, encoder)
@@ -92,8 +93,6 @@ def finite_difference_gradient(net, x, labels, params: list[str], *, loss: str =
     a Poisson encoder does not turn the differences into noise, and the network's buffers and
     ASF state are restored afterwards.
     """
-    from ..methods import make_method
-
     m = make_method("bptt")
     fwd, _ = _loss_fns(loss)
     named = net.named_parameters()
@@ -125,10 +124,6 @@ def network_gradcheck_cases(device: str = "cpu", T: int = 4,
                             seed: int = 0) -> list[tuple[str, str, float]]:
     """BPTT through a small conv network in smooth mode vs finite differences, per parameter
     (and the input).  Analytic gradients on ``device``, finite differences on the CPU."""
-    from .. import nn
-    from ..backend import get_backend, to_numpy
-    from ..functional.loss import sdt_loss_backward, sdt_loss_forward
-
     rng = np.random.default_rng(seed)
     rows = []
     for reset in ("hard", "soft"):
@@ -168,10 +163,6 @@ def _static_input_network_rows(device: str, T: int, rng: np.random.Generator
     """Direct encoding (one image broadcast over T steps) and no input gradient: the first
     weight layer's gradient comes from the time sum that the LIF above hands down
     (``nn.Sequential``'s time-summed backward), through LIF + pooling fused and a plain LIF."""
-    from .. import nn
-    from ..backend import get_backend, to_numpy
-    from ..functional.loss import sdt_loss_backward, sdt_loss_forward
-
     def lif():
         return nn.LIF(lam=0.7, v_th=1.0, surrogate="sigmoid", smooth=True)
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import get_backend, to_numpy
+from ..functional.neuron import lif_backward, lif_forward
+from ..functional.surrogate import SURROGATE_KINDS
 from .finite_diff import numerical_gradient, rel_error
 
 # --------------------------------------------------------------------------------------------
@@ -19,9 +22,6 @@ def check_neuron(reset: str, surrogate: str, lam: float, *, T: int = 5, shape: t
     """Max relative error between :func:`lif_backward` and finite differences of the smooth
     forward, for a loss ``sum(o * G)`` with random G.  The analytic gradient runs on
     ``device``; the finite differences always run on the CPU in float64."""
-    from ..backend import get_backend, to_numpy
-    from ..functional.neuron import lif_backward, lif_forward
-
     rng = np.random.default_rng(seed)
     I = rng.normal(0.6, 0.8, size=(T, *shape))
     G = rng.normal(size=(T, *shape))
@@ -36,8 +36,6 @@ def check_neuron(reset: str, surrogate: str, lam: float, *, T: int = 5, shape: t
 
 def neuron_gradcheck_cases(device: str = "cpu") -> list[tuple[str, str, float]]:
     """(case, parameter, max rel. error) for every neuron configuration."""
-    from ..functional.surrogate import SURROGATE_KINDS
-
     rows = []
     for reset in ("hard", "soft"):
         for sg in SURROGATE_KINDS:

@@ -52,6 +52,9 @@ from numba import cuda
 from . import reference as _ref
 from .retype import retyped as _retyped
 
+#: the fast paths of :data:`pysnn_ref.kernels.FAST_PATHS` this set has: none yet
+PROVIDES: frozenset[str] = frozenset()
+
 # --------------------------------------------------------------------------------------------
 # 0. Launch configuration and the CuPy glue.
 # --------------------------------------------------------------------------------------------

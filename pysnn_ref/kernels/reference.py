@@ -20,6 +20,10 @@ import math
 
 import numpy as np
 
+#: the fast paths of :data:`pysnn_ref.kernels.FAST_PATHS` this set has (the others run the
+#: callers' NumPy code, which is the reference)
+PROVIDES = frozenset({"lstm_cell_forward", "lstm_cell_backward"})
+
 # --------------------------------------------------------------------------------------------
 # 1. Surrogate functions.  x = u - v_th, the membrane's distance above threshold.
 #    The scalar functions below are the ONE definition of each formula: the Numba and CUDA

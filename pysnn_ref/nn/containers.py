@@ -105,7 +105,7 @@ class Sequential(Module):
         for i, layer in enumerate(self.layers):
             if isinstance(layer, MaxPool2d):
                 under = self.layers[i - 1] if i > 0 else None
-                layer._below_lif = under if isinstance(under, LIF) else None
+                layer.pair_below(under if isinstance(under, LIF) else None)
             if isinstance(layer, BatchNorm):
                 layer.pair_below(self.layers[i - 1] if i > 0 else None,
                                  belows[i - 1] if i > 0 else None)

@@ -96,7 +96,7 @@ class BatchNorm(Module):
     def flow_out_per_step(self, per_step: bool) -> bool:
         self._streamed = not per_step and (not self.training or self._below_weight is not None)
         if self._below_weight is not None:
-            self._below_weight._bn_above = self if self._streamed and self.training else None
+            self._below_weight.stream_under(self if self._streamed and self.training else None)
         return not self._streamed
 
     def flow_begin(self, method, opts):

@@ -80,6 +80,11 @@ class MaxPool2d(Module):
     def backward(self, dy, need_dx=True):
         return maxpool2d_backward(dy, self._cache)
 
+    def pair_below(self, lif: LIF | None) -> None:
+        """Plan (:meth:`Sequential.plan_flow`): the spiking layer directly below, whose flow
+        weights collapse this layer's per-step winners, or None."""
+        self._below_lif = lif
+
     def flow_out_per_step(self, per_step: bool) -> bool:
         non_overlapping = (self.stride or self.k) == self.k
         self._count_mode = self._below_lif is not None and non_overlapping and not per_step

@@ -32,7 +32,7 @@ from .module import Module, channel_shape, is_static, time_sum
 class WeightLayer(Module):
     """Shared flow-mode logic of Linear and Conv2d: keep sum_t x[t], or per-step x if asked.
 
-    Under a streamed :class:`BatchNorm` (``_bn_above``, set by its plan) it also keeps
+    Under a streamed :class:`BatchNorm` (:meth:`stream_under`, called by its plan) it also keeps
     ``A = sum_t wgrad(z[t] - mean, x[t])`` (z: this layer's output, mean: BN's batch mean), the
     one per-step product the collapsed BN backward needs.
     """
@@ -41,6 +41,11 @@ class WeightLayer(Module):
 
     def own_parameters(self) -> list[Parameter]:
         return [self.W] + ([self.b] if self.b is not None else [])
+
+    def stream_under(self, bn: Module | None) -> None:
+        """Plan: ``bn`` (a BatchNorm in training, streamed) sits directly above this layer, so
+        its flow pass keeps ``A`` for the collapsed BN backward; None: it does not."""
+        self._bn_above = bn
 
     def _accumulate(self, g: Any, dW: Any, db: Any) -> None:
         self.W.grad += dW

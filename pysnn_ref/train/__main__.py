@@ -287,7 +287,7 @@ def build_parser() -> ArgumentParser:
 def explicit_args(argv: Sequence[str] | None) -> set[str]:
     """Names of the flags given on the command line (not left at their defaults)."""
     p = build_parser()
-    for a in p._actions:
+    for a in p._actions:  # argparse lists its actions nowhere public
         if a.dest != "help":
             a.default = argparse.SUPPRESS
     return set(vars(p.parse_args(argv)))

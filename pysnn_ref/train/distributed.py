@@ -81,7 +81,7 @@ class MPIComm(LocalComm):
     """``MPI.COMM_WORLD`` of mpi4py: in-place Allreduce (SUM) and Bcast of contiguous arrays."""
 
     def __init__(self) -> None:
-        from mpi4py import MPI
+        from mpi4py import MPI  # optional: mpi4py, only with --distributed
 
         self._MPI = MPI
         self.comm = MPI.COMM_WORLD

@@ -18,6 +18,7 @@ One epoch (:func:`run_epoch`)::
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import sys
 import time
@@ -27,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from .. import backend
 from .. import nn as nn_
 from ..data import Dataset, augment_cifar, check_encoder, iterate_minibatches, load_dataset
+from ..energy import estimate_energy
 from ..errors import NonFiniteLossError
 from ..functional import loss as L
 from ..functional.surrogate import get_surrogate
@@ -366,8 +369,6 @@ def _dspike_epoch(st: TrainState, epoch: int, T: int, first: tuple[Any, Any],
 def _train_batches(st: TrainState, epoch: int, T: int,
                    batches: Iterator[tuple[Any, Any]]) -> _EpochStats:
     """Train on every batch of the epoch (with a progress bar); the running sums."""
-    from tqdm import tqdm
-
     encoder = make_encoder(st.cfg, epoch)
     stats = _EpochStats(len(st.layer_names))
     every = GPU_READ_EVERY if st.be.name == "gpu" else 1
@@ -517,9 +518,6 @@ def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
 def _energy_summary(st: TrainState, log: Callable[[str], None]) -> dict[str, Any]:
     """The final network's energy estimate (:mod:`pysnn_ref.energy`) on the first test batch:
     one log line, and ``energy.json`` in the run folder."""
-    import json
-
-    from ..energy import estimate_energy
 
     T = _stage_of(st.stages, st.total - 1)[1]
     xb = st.be.asarray(st.data.x_test[: st.cfg["batch_size"]], dtype=st.dtype)

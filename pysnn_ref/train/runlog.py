@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 
 from .. import __version__
@@ -36,8 +37,6 @@ def default_out(cfg: dict[str, Any]) -> Path:
 
 def versions() -> dict[str, str]:
     """Versions of pysnn_ref, NumPy, Numba and Python (recorded in config.json)."""
-    import numba
-
     return {"pysnn_ref": __version__, "numpy": np.__version__, "numba": numba.__version__,
             "python": platform.python_version()}
 
@@ -113,7 +112,7 @@ def finish_log(log: Callable[[str], None], run_dir: Path, cfg: dict[str, Any],
     if history:
         pngs: list[Path] = []
         if not cfg.get("no_plots"):
-            from .plots import plot_run
+            from .plots import plot_run  # lazy: plots imports matplotlib; --no-plots never loads it
 
             pngs = plot_run(run_dir, f"{cfg['model']} / {cfg['method']} / {cfg['dataset']}")
         log(f"wrote {run_dir}/" + ", ".join(["config.json", "metrics.jsonl", "best.npz",

@@ -57,7 +57,16 @@ from .optim import FUSED_UPDATE_MIN_SIZE, adam_update, sgd_update
 from .pool import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
 from .surrogate import SURROGATE_KINDS, surrogate_grad, surrogate_primitive
 
+#: the fast paths of :data:`pysnn_ref.kernels.FAST_PATHS` this set has: all of them
+PROVIDES = frozenset({
+    "lif_backward_time_sum", "lif_avgpool_forward", "lif_avgpool_backward",
+    "lif_avgpool_backward_time_sum", "avgpool2d_forward", "avgpool2d_backward",
+    "conv2d_forward_images", "conv2d_backward_images", "matmul", "sgd_update", "adam_update",
+    "lstm_cell_forward", "lstm_cell_backward",
+})
+
 __all__ = [
+    "PROVIDES",
     "BLOCK", "FUSED_UPDATE_MIN_SIZE", "MATMUL_SPLIT_MACS", "MMAP_THRESHOLD_BYTES",
     "SURROGATE_KINDS", "TRIM_THRESHOLD_BYTES", "adam_update", "avgpool2d_backward",
     "avgpool2d_forward", "col2im", "conv2d_backward_images", "conv2d_forward_images", "im2col",

@@ -237,6 +237,7 @@ def limit_numba_blas() -> None:
     the kernels below call it from every Numba thread at once.  Checked at every call (a ctypes
     read), so that a later ``threadpoolctl`` limit on all BLAS libraries cannot undo it."""
     if not _numba_blas:
+        # lazy: the BLAS that Numba's np.dot binds to is found once, at the first threaded GEMM
         import scipy.linalg.cython_blas  # noqa: F401  (loads the library np.dot binds to)
         from threadpoolctl import ThreadpoolController
 
