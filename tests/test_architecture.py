@@ -266,3 +266,30 @@ def test_no_probing_of_kernel_sets(path: Path):
                 and isinstance(node.args[1], ast.Constant) and node.args[1].value in names:
             bad.append(f"{node.lineno}: {ast.unparse(node)}")
     assert not bad, "; ".join(bad)
+
+
+def test_python_m_pysnn_ref_lists_every_command(capsys):
+    """``python -m pysnn_ref`` names each command line, and each one it names exists and runs
+    as ``python -m pysnn_ref.<name>`` (a module with a ``__main__`` guard or a package with a
+    ``__main__``)."""
+    import importlib.util
+
+    from pysnn_ref import __main__ as top
+
+    assert top.main() == 0
+    out = capsys.readouterr().out
+    for name, _ in top.COMMANDS:
+        assert f"  {name} " in out
+        spec = importlib.util.find_spec(f"pysnn_ref.{name}")
+        assert spec is not None, name
+        path = Path(spec.origin)
+        if path.name == "__init__.py":
+            assert (path.parent / "__main__.py").exists(), name
+        else:
+            assert 'if __name__ == "__main__":' in path.read_text(), name
+    clis = {n for n, p in MODULES.items() if p.name == "__main__.py" and n != "pysnn_ref"}
+    clis |= {n for n, p in MODULES.items() if p.name != "__main__.py"
+             and 'if __name__ == "__main__":' in p.read_text()}
+    listed = {f"pysnn_ref.{name}" for name, _ in top.COMMANDS}
+    listed |= {f"{n}.__main__" for n in listed}
+    assert clis - {"pysnn_ref.__main__", "pysnn_ref.bench.distributed"} <= listed
