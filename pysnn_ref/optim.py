@@ -181,7 +181,7 @@ class Optimizer:
 
 
 def _fused_kernels(p: Parameter, *state: Any) -> Any:
-    """The CPU kernel module when it has the fused updates (kernels/cpu.py section 9) and every
+    """The CPU kernel module when it has the fused updates (kernels/cpu/ section 9) and every
     array is C-contiguous with the parameter's dtype, else None (the NumPy/CuPy code of the
     optimizers, the teaching text, runs).  Small parameters keep the NumPy code too: a parallel
     kernel launch costs more than their update (``K.FUSED_UPDATE_MIN_SIZE``)."""
@@ -234,7 +234,7 @@ class SGD(Optimizer):
                 bufs[i] = backend.array_module(p.data).empty_like(p.data)
             buf = p.data if mu == 0.0 else bufs[i]  # without momentum the kernel ignores it
             K = _fused_kernels(p, buf)
-            if K is not None:  # the same update, one fused Numba pass (kernels/cpu.py sec. 9)
+            if K is not None:  # the same update, one fused Numba pass (kernels/cpu/ sec. 9)
                 K.sgd_update(p.data, p.grad, buf, lr, mu, self.weight_decay, first, self.nesterov)
                 continue
             g = self._regularised_grad(p, self.weight_decay)
@@ -304,7 +304,7 @@ class Adam(Optimizer):
                 v_all[i] = xp.zeros_like(p.data)
             m, v = m_all[i], v_all[i]
             K = _fused_kernels(p, m, v)
-            if K is not None:  # the same update, one fused Numba pass (kernels/cpu.py sec. 9)
+            if K is not None:  # the same update, one fused Numba pass (kernels/cpu/ sec. 9)
                 K.adam_update(p.data, p.grad, m, v, step_size, b1, b2, sqrt_bc2, self.eps,
                               self.weight_decay)
                 continue

@@ -1,6 +1,6 @@
 """Fused fast kernels (issue 14) equal to the plain composition of the reference kernels.
 
-LIF + average pooling (kernels/cpu.py section 2b): forward = reference LIF then reference
+LIF + average pooling (kernels/cpu/ section 2b): forward = reference LIF then reference
 pooling, backward = reference pooling backward then reference LIF backward; and the layer
 wiring (Sequential links a LIF to the AvgPool2d above it) gives the unfused network's outputs
 and gradients.  Finite differences through the fused path: gradcheck's network case."""
@@ -195,7 +195,7 @@ def test_malloc_setting_is_on_unless_default():
                                                      (True, False, False, 3),
                                                      (False, False, True, 4)])
 def test_lif_backward_time_sum_kernels_equal_reference_sum(soft, smooth, detach, kind):
-    """kernels/cpu.py's ``*_time_sum`` kernels = the reference dI summed over the steps, for
+    """kernels/cpu/'s ``*_time_sum`` kernels = the reference dI summed over the steps, for
     every surrogate (each has its own vectorised branch), with blocks wider than BLOCK."""
     rng = np.random.default_rng(kind)
     T, lam, a = 6, 0.7, 0.9

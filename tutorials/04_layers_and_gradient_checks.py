@@ -24,7 +24,7 @@ Sections:
   5. A whole network (conv -> tdBN -> LIF -> avg-pool -> linear, SDT loss) in smooth mode:
      the layers' backwards compose into the exact gradient of the network.
   6. The loops behind the layers: ``kernels/reference.py`` (the equations as plain Python loops,
-     the teaching text) and ``kernels/cpu.py`` (the same loops compiled by Numba) give the same
+     the teaching text) and ``kernels/cpu/`` (the same loops compiled by Numba) give the same
      numbers -- ``backend.use_cpu_kernels("reference")`` switches -- and how much faster Numba is.
   7. The figure ``tutorials/out/04_gradient_checks.png``: every check's relative error against
      CS231n's 1e-7, and the time of each loop in both tiers.

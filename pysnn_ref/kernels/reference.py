@@ -417,7 +417,7 @@ def recompose_backward(dX, M):
 #    step, elementwise.  z (B, 4H) holds the gate pre-activations in the order (i, f, g, o):
 #    z[:, 0:H] -> input gate, z[:, H:2H] -> forget gate, z[:, 2H:3H] -> candidate, z[:, 3H:4H]
 #    -> output gate (PyTorch's order).  The GEMMs that make z live in functional/lstm.py.
-#    The scalar functions are the ONE definition of the cell's formulas; kernels/cpu.py
+#    The scalar functions are the ONE definition of the cell's formulas; kernels/cpu/
 #    compiles these same functions.
 # --------------------------------------------------------------------------------------------
 
