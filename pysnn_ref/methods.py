@@ -37,6 +37,7 @@ of epochs 0, K, 2K, ... and frozen in between -- or on every batch with ``asf_re
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,7 @@ class _SliceEncoder:
     """Adapter: an already time-major input (T, B, ...) streamed in chunks."""
 
     @staticmethod
-    def chunks(x: Any, T: int, time_chunk: int):
+    def chunks(x: Any, T: int, time_chunk: int) -> Iterator[Any]:
         for t0 in range(0, T, time_chunk):
             yield x[t0:t0 + time_chunk]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..nn import Module
 from .networks import encode_once, finite_difference_gradient, method_gradients
 
 
@@ -19,7 +20,8 @@ def cosine(a: Any, b: Any) -> float:
     return 0.0 if na == 0 or nb == 0 else float(a @ b / (na * nb))
 
 
-def cosine_vs(net, method, x, labels, *, reference: str = "bptt", loss: str = "sdt",
+def cosine_vs(net: Module, method: Any, x: Any, labels: Any, *, reference: str = "bptt",
+              loss: str = "sdt",
               T: int | None = None, encoder: Any = None, eps: float = 0.1,
               params: list[str] | None = None,
               reference_grads: dict[str, Any] | None = None) -> dict[str, float]:

@@ -42,30 +42,31 @@ class PreservedState:
     ASF scale-factor state after measuring gradients, so a measurement does not train the
     network.  ``with PreservedState(net): ...``"""
 
-    def __init__(self, net) -> None:
+    def __init__(self, net: nn.Module) -> None:
         self.net = net
 
-    def __enter__(self):
+    def __enter__(self) -> nn.Module:
         self.buffers = [(m, n, getattr(m, n).copy()) for m in self.net.modules()
                         for n in m.buffer_names()]
         self.asf = [(m, m.asf_state()) for m in self.net.modules() if isinstance(m, LIF)]
         return self.net
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for m, n, val in self.buffers:
             getattr(m, n)[...] = val
         for m, state in self.asf:
             m.load_asf_state(**state)
 
 
-def encode_once(x, T, encoder):
+def encode_once(x: Any, T: int | None, encoder: Any) -> tuple[Any, None]:
     """Encode a static batch once, so repeated forward passes see the same (Poisson) spikes."""
     if encoder is None:
         return x, None
     return encoder.encode(x, T), None
 
 
-def method_gradients(net, method, x, labels, *, loss: str = "sdt", T: int | None = None,
+def method_gradients(net: nn.Module, method: str | Method, x: Any, labels: Any, *,
+                     loss: Any = "sdt", T: int | None = None,
                      encoder: Any = None) -> tuple[float, dict[str, np.ndarray]]:
     """Loss and every parameter's gradient under ``method`` (a name or a Method).
 
@@ -82,8 +83,9 @@ def method_gradients(net, method, x, labels, *, loss: str = "sdt", T: int | None
     return float(value), grads
 
 
-def finite_difference_gradient(net, x, labels, params: list[str], *, loss: str = "sdt",
-                               T: int | None = None, encoder: Any = None, eps: float = 0.1,
+def finite_difference_gradient(net: nn.Module, x: Any, labels: Any, params: list[str], *,
+                               loss: Any = "sdt", T: int | None = None, encoder: Any = None,
+                               eps: float = 0.1,
                                indices: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """FDG (Dspike Eq. 10): (L(w + eps e_i) - L(w - eps e_i)) / 2 eps for every element of the
     named parameters, with the true spiking (Heaviside) forward.

@@ -39,7 +39,7 @@ class Sequential(Module):
         self.fuse = fuse
         self._pooled_by_lif: set[int] = set()  # last forward: pools run inside the LIF below
 
-    def children(self):
+    def children(self) -> list[Module]:
         return self.layers
 
     def fusion_plan(self) -> list[int]:
@@ -52,7 +52,7 @@ class Sequential(Module):
                 and isinstance(L[i + 1], AvgPool2d) and not L[i].forward_hooks
                 and not L[i + 1].forward_hooks]
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         plan, self._pooled_by_lif = set(self.fusion_plan()), set()
         i = 0
         while i < len(self.layers):
@@ -78,7 +78,7 @@ class Sequential(Module):
             need = need or bool(layer.parameters())
         return out
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
         needs = self._need_dx(need_dx)
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
@@ -129,22 +129,23 @@ class Sequential(Module):
                 below = None
         return out
 
-    def flow_begin(self, method, opts):
+    def flow_begin(self, method: str, opts: dict) -> None:
         for layer in self.layers:
             layer.flow_begin(method, opts)
 
-    def forward_chunk(self, x):
+    def forward_chunk(self, x: Any) -> Any:
         for layer in self.layers:
             x = layer.forward_chunk(x)
             if x is None:  # a BatchNorm statistics pass ended here
                 return None
         return x
 
-    def flow_end(self):
+    def flow_end(self) -> None:
         for layer in self.layers:
             layer.flow_end()
 
-    def backward_flow(self, g, per_step, T, need_dx=True):
+    def backward_flow(self, g: Any, per_step: bool, T: int, need_dx: bool = True
+                      ) -> tuple[Any, bool]:
         for layer, need in zip(reversed(self.layers), reversed(self._need_dx(need_dx)),
                                strict=True):
             g, per_step = layer.backward_flow(g, per_step, T, need)
@@ -169,16 +170,16 @@ class Residual(Module):
         self.main = main
         self.shortcut = shortcut
 
-    def children(self):
+    def children(self) -> list[Module]:
         return [self.main] + ([self.shortcut] if self.shortcut is not None else [])
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         a = self.main(x)
         b = x if self.shortcut is None else self.shortcut(x)
         y, self._cache = add_forward(a, b)
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
         da, db = add_backward(dy, self._cache)
         dx = self.main.backward(da)
         return dx + (db if self.shortcut is None else self.shortcut.backward(db))
@@ -188,22 +189,23 @@ class Residual(Module):
         ps = per_step if self.shortcut is None else self.shortcut.plan_flow(per_step, below)
         return pm or ps
 
-    def flow_begin(self, method, opts):
+    def flow_begin(self, method: str, opts: dict) -> None:
         for c in self.children():
             c.flow_begin(method, opts)
 
-    def forward_chunk(self, x):
+    def forward_chunk(self, x: Any) -> Any:
         a = self.main.forward_chunk(x)
         if a is None:  # a BatchNorm statistics pass ended in main
             return None
         b = x if self.shortcut is None else self.shortcut.forward_chunk(x)
         return None if b is None else a + b
 
-    def flow_end(self):
+    def flow_end(self) -> None:
         for c in self.children():
             c.flow_end()
 
-    def backward_flow(self, g, per_step, T, need_dx=True):
+    def backward_flow(self, g: Any, per_step: bool, T: int, need_dx: bool = True
+                      ) -> tuple[Any, bool]:
         ga, pa = self.main.backward_flow(g, per_step, T)
         if self.shortcut is None:
             gb, pb = g, per_step

@@ -65,7 +65,7 @@ class LIF(Module):
                                     detach_reset=self.p.detach_reset)
 
     # BPTT
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         o, self._cache = lif_forward_p(x, self.p)
         self._rate = o.mean()  # stays on the device until read: no sync inside a step
         return o
@@ -83,7 +83,7 @@ class LIF(Module):
         self._rate = self._cache.spikes / x.size
         return y
 
-    def backward(self, dy, need_dx=True, time_sum=False):
+    def backward(self, dy: Any, need_dx: bool = True, time_sum: bool = False) -> Any:
         """dL/dI from dL/do (or dL/d(pooled spikes) when fused with the pooling above); with
         ``time_sum``, its sum over the steps (for a weight layer below with a static input)."""
         if isinstance(self._cache, LIFPoolCache):
@@ -94,19 +94,19 @@ class LIF(Module):
         return dI
 
     # flows
-    def flow_begin(self, method, opts):
+    def flow_begin(self, method: str, opts: dict) -> None:
         self._method = method
         self._opts = opts
         self._state = None
 
-    def forward_chunk(self, x):
+    def forward_chunk(self, x: Any) -> Any:
         if self._state is None:
             self._dtype = x.dtype
             xp = backend.array_module(x)
             self._state = F.FlowState.zeros(tuple(x.shape[1:]), x.dtype, xp, self.flow_decay)
         return F.lif_forward_flows(x, self._state, self.p)
 
-    def flow_end(self):
+    def flow_end(self) -> None:
         st = self._state
         self._rate = st.sO.mean() / st.norm()  # lam-weighted under SSF
         if self._method == "ssf":
@@ -158,7 +158,8 @@ class LIF(Module):
         """Start a new gathering period for the paper's scale factor (ASF Alg. 1)."""
         self._asf_tot = [0.0, 0.0, 0.0]
 
-    def backward_flow(self, g, per_step, T, need_dx=True):
+    def backward_flow(self, g: Any, per_step: bool, T: int, need_dx: bool = True
+                      ) -> tuple[Any, bool]:
         if per_step:
             g = F.weighted_time_mean(g, self.flow_decay)
         return g * self._gain, False
@@ -237,12 +238,12 @@ class SpikingLSTM(Module):
         """:attr:`firing_rate` where it was computed (a device scalar on the GPU)."""
         return self._rate
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         s, self._cache = lstm_forward(x, self.W_x.data, self.W_h.data, self.b.data, self.p)
         self._rate = s.mean()
         return s
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
         dx, dW_x, dW_h, db = lstm_backward(dy, self._cache, need_dx)
         self.W_x.grad += dW_x
         self.W_h.grad += dW_h
@@ -250,7 +251,7 @@ class SpikingLSTM(Module):
         self._cache = None
         return dx
 
-    def flow_begin(self, method, opts):
+    def flow_begin(self, method: str, opts: dict) -> None:
         raise ValueError(f"SpikingLSTM (model 'lstm') supports method 'bptt' only, got "
                          f"{method!r}")
 

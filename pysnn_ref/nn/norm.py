@@ -65,20 +65,20 @@ class BatchNorm(Module):
         self.scale = 1.0 if alpha is None else float(alpha) * float(v_th)
         self.tdbn = alpha is not None
 
-    def own_parameters(self):
+    def own_parameters(self) -> list[Parameter]:
         return [self.gamma, self.beta]
 
-    def buffer_names(self):
+    def buffer_names(self) -> tuple[str, ...]:
         return ("running_mean", "running_var")
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         y, self._cache = batchnorm_forward(
             x, self.gamma.data, self.beta.data, self.running_mean, self.running_var,
             training=self.training, momentum=self.momentum, eps=self.eps, scale=self.scale,
             time_major=True)
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
         dx, dgamma, dbeta = batchnorm_backward(dy, self._cache)
         self.gamma.grad += dgamma
         self.beta.grad += dbeta
@@ -99,7 +99,7 @@ class BatchNorm(Module):
             self._below_weight.stream_under(self if self._streamed and self.training else None)
         return not self._streamed
 
-    def flow_begin(self, method, opts):
+    def flow_begin(self, method: str, opts: dict) -> None:
         self._stats_pass = bool(opts.get("stats_pass", False))
         self._steps: list[Any] = []
         self._sum_xc = self._xc_flow = None
@@ -125,7 +125,7 @@ class BatchNorm(Module):
         xp = backend.array_module(self.running_var)
         return self.running_mean, 1.0 / xp.sqrt(self.running_var + self.eps)
 
-    def forward_chunk(self, x):
+    def forward_chunk(self, x: Any) -> Any:
         if self.training and self.batch_mean is None:  # statistics pass: it ends here
             self._moments = merge_moments(self._moments, chunk_moments(x, 2))
             return None
@@ -145,7 +145,8 @@ class BatchNorm(Module):
         self._n_steps += x.shape[0]
         return y
 
-    def backward_flow(self, g, per_step, T, need_dx=True):
+    def backward_flow(self, g: Any, per_step: bool, T: int, need_dx: bool = True
+                      ) -> tuple[Any, bool]:
         mean, inv_std = self._flow_statistics()
         if not self._streamed:  # per-step fallback: the ordinary backward on the kept steps
             xp = backend.array_module(g)

@@ -28,18 +28,19 @@ class AvgPool2d(Module):
         self.k = check_int("kernel_size", kernel_size)
         self.stride = stride
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         y, self._cache = avgpool2d_forward(x, self.k, self.stride)
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
         return avgpool2d_backward(dy, self._cache)
 
-    def forward_chunk(self, x):
+    def forward_chunk(self, x: Any) -> Any:
         self._sample_shape = tuple(x.shape[1:])
         return self.forward(x)
 
-    def backward_flow(self, g, per_step, T, need_dx=True):
+    def backward_flow(self, g: Any, per_step: bool, T: int, need_dx: bool = True
+                      ) -> tuple[Any, bool]:
         # the pooling backward needs only the input's shape: a zero input of it, with all T
         # steps (per-step; the forward streamed chunks) or one step (collapsed)
         xp = backend.array_module(g)
@@ -73,11 +74,11 @@ class MaxPool2d(Module):
         self._below_lif: LIF | None = None  # set by Sequential.plan_flow
         self._count_mode = False
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         y, self._cache = maxpool2d_forward(x, self.k, self.stride)
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
         return maxpool2d_backward(dy, self._cache)
 
     def pair_below(self, lif: LIF | None) -> None:
@@ -90,12 +91,12 @@ class MaxPool2d(Module):
         self._count_mode = self._below_lif is not None and non_overlapping and not per_step
         return not self._count_mode
 
-    def flow_begin(self, method, opts):
+    def flow_begin(self, method: str, opts: dict) -> None:
         self._caches: list[Any] = []
         self._C = None
         self._steps = 0
 
-    def forward_chunk(self, x):
+    def forward_chunk(self, x: Any) -> Any:
         y, cache = maxpool2d_forward(x, self.k, self.stride)
         if not self._count_mode:
             self._caches.append((x.shape[0], cache))
@@ -106,12 +107,13 @@ class MaxPool2d(Module):
         self._steps += x.shape[0]
         return y
 
-    def flow_end(self):
+    def flow_end(self) -> None:
         if self._count_mode:
             norm = F.flow_norm(self._below_lif.flow_decay, self._steps)
             self._C = self._C / self._C.dtype.type(norm)
 
-    def backward_flow(self, g, per_step, T, need_dx=True):
+    def backward_flow(self, g: Any, per_step: bool, T: int, need_dx: bool = True
+                      ) -> tuple[Any, bool]:
         xp = backend.array_module(g)
         if self._count_mode:
             up = xp.repeat(xp.repeat(g, self.k, axis=-1), self.k, axis=-2)
@@ -136,14 +138,15 @@ class MaxPool2d(Module):
 class Flatten(Module):
     """Flatten every axis after (T, B) -- or after B for a collapsed flow gradient."""
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         self._shape = x.shape[2:]
         return x.reshape(*x.shape[:2], -1)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
         return dy.reshape(*dy.shape[:2], *self._shape)
 
-    def backward_flow(self, g, per_step, T, need_dx=True):
+    def backward_flow(self, g: Any, per_step: bool, T: int, need_dx: bool = True
+                      ) -> tuple[Any, bool]:
         lead = g.shape[:2] if per_step else g.shape[:1]
         return g.reshape(*lead, *self._shape), per_step
 

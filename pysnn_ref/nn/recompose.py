@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import backend
 from ..functional.recompose import recompose_backward, recompose_forward, region_threshold
 from .module import Module
@@ -28,7 +30,7 @@ class WindowRecompose(Module):
         self.body = body
         self.th_r = th_r
 
-    def children(self):
+    def children(self) -> list[Module]:
         return [self.body]
 
     def _origins(self, L: int) -> tuple[int, tuple[tuple[int, int], ...]]:
@@ -38,7 +40,7 @@ class WindowRecompose(Module):
         o = L - M
         return M, ((0, 0), (0, o), (o, 0), (o, o))
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         if x.ndim < 3 or x.shape[-1] != x.shape[-2]:
             raise ValueError(f"x must end in a square (L, L) map, got shape {x.shape}")
         xp = backend.array_module(x)
@@ -49,7 +51,7 @@ class WindowRecompose(Module):
         X = recompose_forward(*xp.split(y, 4, axis=1))
         return X if self.th_r is None else region_threshold(X, self.th_r)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
         xp = backend.array_module(dy)
         M, org = self._origins(self._x_shape[-1])
         db = self.body.backward(xp.concatenate(recompose_backward(dy, M), axis=1))
@@ -58,7 +60,7 @@ class WindowRecompose(Module):
             dx[:, :, ..., r:r + M, c:c + M] += g
         return dx
 
-    def flow_begin(self, method, opts):
+    def flow_begin(self, method: str, opts: dict) -> None:
         raise ValueError(f"WindowRecompose (model 'window') supports method 'bptt' only, "
                          f"got {method!r}")
 

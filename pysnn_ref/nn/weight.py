@@ -119,7 +119,8 @@ class WeightLayer(Module):
         c = g.c.reshape(channel_shape(g.a.ndim, 1))
         return self._bwd(g.a + c * g.xc_flow, cache, True)[0]
 
-    def backward_flow(self, g, per_step, T, need_dx=True):
+    def backward_flow(self, g: Any, per_step: bool, T: int, need_dx: bool = True
+                      ) -> tuple[Any, bool]:
         if isinstance(g, BatchNormFlowGrad):
             return self._backward_below_bn(g, T, need_dx), False
         if per_step:
@@ -148,7 +149,7 @@ class Linear(WeightLayer):
         self.b = Parameter("b", np.zeros(out_features, dtype)) if bias else None
         self.in_features, self.out_features = in_features, out_features
 
-    def _fwd(self, x):
+    def _fwd(self, x: Any) -> Any:
         return linear_forward(x, self.W.data, None if self.b is None else self.b.data)
 
     def _bwd(self, g, cache, need_dx):
@@ -160,11 +161,11 @@ class Linear(WeightLayer):
     def _make_cache(self, x):
         return LinearCache(x, self.W.data, self.b is not None)
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         y, self._cache = self._fwd(x)
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
         dx, dW, db = self._bwd(dy, self._cache, need_dx)
         self._accumulate(dy, dW, db)
         self._cache = None
@@ -195,7 +196,7 @@ class Conv2d(WeightLayer):
         self.stride, self.padding = stride, padding
         self.shape_args = (in_channels, out_channels, kernel_size)
 
-    def _fwd(self, x):
+    def _fwd(self, x: Any) -> Any:
         return conv2d_forward(x, self.W.data, None if self.b is None else self.b.data,
                               stride=self.stride, padding=self.padding)
 
