@@ -16,12 +16,13 @@ It prints, and writes to one JSON file (``--json``, default ``gpu_check.json``):
    under :data:`MAX_FLIP_FRACTION` of the neurons.
 2. **Training-step time and peak device memory** for BPTT, ASF and SSF at T = 4, 20, 80 on LeNet
    (``16C3-AP2-32C3-AP2-FC128``, no BN), batch 64, float32, SGD momentum -- measured by the
-   benchmark's own code, :func:`pysnn_ref.bench_measure.run_benchmark` (interleaved rounds,
+   benchmark's own code, :func:`pysnn_ref.bench.measure.run_benchmark` (interleaved rounds,
    medians; peak memory = CuPy memory-pool blocks in use during one step above those live before
    it, a ``cupy.cuda.MemoryHook``).  Per T the CuPy pool's ``used_bytes`` / ``total_bytes``
    after the T's run are recorded too (the pool is emptied before each T, so ``total_bytes`` is
    the most it reserved for all configurations of that T together).
-3. **The same against PyTorch autograd** (BPTT through the LIF loop, :mod:`pysnn_ref.torch_ref`),
+3. **The same against PyTorch autograd** (BPTT through the LIF loop,
+   :mod:`pysnn_ref.bench.torch_ref`),
    plus BPTT's gradients vs autograd's, when torch with CUDA is importable; otherwise the JSON's
    ``torch.status`` says why not ("not installed", "no CUDA", "skipped (--no-torch)").
 4. **The Open Neuromorphic SNN-library benchmark workload** (open-neuromorphic.org, "SNN library
@@ -226,7 +227,7 @@ def _parity_line(r: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# 2-3. Step time and memory: the benchmark's own measurement (pysnn_ref.bench_measure)
+# 2-3. Step time and memory: the benchmark's own measurement (pysnn_ref.bench.measure)
 # --------------------------------------------------------------------------------------------
 
 def torch_status() -> tuple[str, str | None]:
@@ -243,7 +244,7 @@ def torch_status() -> tuple[str, str | None]:
 
 def bench_args(cfg: dict[str, Any], T: int, vs_torch: bool) -> argparse.Namespace:
     """The arguments of ``python -m pysnn_ref.bench`` for one T (parsed and checked by it)."""
-    from pysnn_ref import bench
+    from pysnn_ref.bench import __main__ as bench
 
     argv = ["--model", "lenet", "--methods", "bptt,asf,ssf", "--T", str(T),
             "--batch-size", str(cfg["batch"]), "--device", "gpu", "--dtype", "float32",
@@ -259,9 +260,9 @@ def bench_args(cfg: dict[str, Any], T: int, vs_torch: bool) -> argparse.Namespac
 
 def step_benchmark(be: Any, cfg: dict[str, Any], vs_torch: bool,
                    log: Callable[[str], None] = print) -> tuple[list[dict], list[dict]]:
-    """Per T: :func:`pysnn_ref.bench_measure.run_benchmark` (bptt, asf, ssf and, with
+    """Per T: :func:`pysnn_ref.bench.measure.run_benchmark` (bptt, asf, ssf and, with
     ``vs_torch``, torch), then the CuPy pool's bytes.  Returns (records, pool rows)."""
-    from pysnn_ref.bench_measure import run_benchmark
+    from pysnn_ref.bench.measure import run_benchmark
 
     pool = be.xp.get_default_memory_pool()
     records, pools = [], []

@@ -11,7 +11,7 @@ on the same synthetic batch (uniform [0, 1) images, direct encoding: the same an
 each of the T steps, float32): ``zero_grad`` (in place, ``set_to_none=False`` on the torch
 side), forward + loss (cross-entropy of the time-mean of the output layer, ``sdt``), backward,
 SGD (lr 0.01, momentum 0.9).  The configurations are timed *interleaved*
-(:func:`pysnn_ref.bench_measure.time_steps`, the order rotating round by round, so background
+(:func:`pysnn_ref.bench.measure.time_steps`, the order rotating round by round, so background
 load hits them alike): ``--warmup`` untimed rounds, then ``--repeats`` timed rounds; medians of
 forward / backward / optimizer / whole step and the fastest step are reported.  Every torch
 configuration runs with ``torch.set_num_threads`` equal to our Numba thread count.  The first
@@ -28,9 +28,9 @@ threshold can fire on one side only, since the currents are summed in another or
 I[t]``, ``o = H(u - 1)`` with ``H(0) = 1``, hard reset ``v = u (1 - o)`` *not* detached,
 triangle surrogate ``sigma'(x) = max(0, 1 - |x|)``):
 
-* ``ours`` -- pysnn_ref BPTT (:class:`pysnn_ref.bench_measure.Runner`).
-* ``torch`` -- plain PyTorch autograd through the LIF loop (:mod:`pysnn_ref.torch_ref`,
-  :class:`pysnn_ref.bench_measure.TorchRunner`).  Same dynamics exactly.  (Its LIF loop walks
+* ``ours`` -- pysnn_ref BPTT (:class:`pysnn_ref.bench.measure.Runner`).
+* ``torch`` -- plain PyTorch autograd through the LIF loop (:mod:`pysnn_ref.bench.torch_ref`,
+  :class:`pysnn_ref.bench.measure.TorchRunner`).  Same dynamics exactly.  (Its LIF loop walks
   ``I.unbind(0)``; it used to read ``I[t]``, whose backward materialises a zero ``(T, B, ...)``
   gradient per step: 866 vs 207 ms per conv-net step at T = 20.)
 * ``spikingjelly`` -- SpikingJelly 2.0.0 ``layer.*`` with ``step_mode='m'`` and
@@ -106,7 +106,7 @@ PEER_GROUPS = {
 CONFIGS = tuple(c for group in PEER_GROUPS.values() for c in group)
 DESCRIPTIONS = {
     "ours": "pysnn_ref BPTT (NumPy/Numba)",
-    "torch": "PyTorch autograd of the same net (pysnn_ref.torch_ref)",
+    "torch": "PyTorch autograd of the same net (pysnn_ref.bench.torch_ref)",
     "spikingjelly": "LIFNode step_mode='m', eager (CPU: torch-reference op), PiecewiseQuadratic(1)",
     "spikingjelly-compile": "the same under torch.compile (inductor)",
     "snntorch": "snn.Leaky per-step loop, reset_delay=True (reset detached), custom triangle",
@@ -160,9 +160,9 @@ def select_configs(text: str) -> list[str]:
 
 
 def bench_args(args: argparse.Namespace) -> argparse.Namespace:
-    """The namespace :class:`pysnn_ref.bench_measure.Runner` / ``TorchRunner`` take, built and
+    """The namespace :class:`pysnn_ref.bench.measure.Runner` / ``TorchRunner`` take, built and
     validated by ``pysnn_ref.bench``'s own parser (bad values raise ``ValueError``)."""
-    from pysnn_ref import bench
+    from pysnn_ref.bench import __main__ as bench
 
     b = bench.make_parser().parse_args([
         "--model", args.model, "--methods", "bptt", "--T", str(args.T),
@@ -209,10 +209,10 @@ def copy_weights(net: Any, layers: Sequence[Any]) -> dict[str, Any]:
     import torch
 
     from pysnn_ref.backend import to_numpy
-    from pysnn_ref.gradcheck import named_parameters
+
 
     theirs = [p for m in layers for p in (m.weight, m.bias)]
-    ours = named_parameters(net)
+    ours = net.named_parameters()
     if len(theirs) != len(ours):
         raise ValueError(f"{len(ours)} parameters in our net but {len(theirs)} in the peer's")
     out = {}
@@ -312,12 +312,12 @@ def snntorch_net(model: str, T: int, reset_delay: bool) -> tuple[Any, Callable, 
 
 class PeerRunner:
     """A peer's network, its SGD and the batch: ``step()`` times one training step as
-    :class:`pysnn_ref.bench_measure.TorchRunner` does."""
+    :class:`pysnn_ref.bench.measure.TorchRunner` does."""
 
     def __init__(self, config: str, b: argparse.Namespace, threads: int) -> None:
         import torch
 
-        from pysnn_ref.bench_measure import build_model, synthetic_batch
+        from pysnn_ref.bench.measure import build_model, synthetic_batch
 
         torch.set_num_threads(threads)
         self.torch = torch
@@ -348,7 +348,7 @@ class PeerRunner:
         self.x, self.labels = torch.from_numpy(x), torch.from_numpy(labels)
 
     def _loss(self) -> Any:
-        from pysnn_ref.torch_ref import torch_loss
+        from pysnn_ref.bench.torch_ref import torch_loss
 
         if self.reset is not None:  # SpikingJelly's neurons keep v between calls
             self.reset()
@@ -407,7 +407,7 @@ def our_reference(b: argparse.Namespace, detach_reset: bool = False) -> dict[str
     """Our network on fresh weights: its BPTT gradients and every LIF layer's spikes."""
     from pysnn_ref import nn as snn
     from pysnn_ref.backend import to_numpy
-    from pysnn_ref.bench_measure import build_model, synthetic_batch
+    from pysnn_ref.bench.measure import build_model, synthetic_batch
     from pysnn_ref.data import make_encoder
     from pysnn_ref.gradcheck import method_gradients
 
@@ -416,20 +416,9 @@ def our_reference(b: argparse.Namespace, detach_reset: bool = False) -> dict[str
     x, labels = synthetic_batch(b.batch_size, b.input_shape, b.classes, np.float32, b.seed)
     _, grads = method_gradients(net, "bptt", x, labels, loss=b.loss, T=T,
                                 encoder=make_encoder("direct"))
-    spikes: list[np.ndarray] = []
-    lifs = [m for m in net.modules() if isinstance(m, snn.LIF)]
-    for m in lifs:  # record each LIF's output for one forward (as torch_ref.compare_spikes)
-        def record(I: Any, _f: Callable = m.forward) -> Any:
-            o = _f(I)
-            spikes.append(to_numpy(o))
-            return o
-
-        m.forward = record
-    try:
+    with snn.SpikeMonitor(net) as monitor:  # each LIF's output (as torch_ref.compare_spikes)
         net.forward(make_encoder("direct").encode(x, T))
-    finally:
-        for m in lifs:
-            del m.forward
+    spikes = monitor.spikes
     return {"net": net, "x": x, "labels": labels, "spikes": spikes,
             "grads": {k: to_numpy(v) for k, v in grads.items()}}
 
@@ -448,7 +437,7 @@ def spike_mismatch(ours: list[np.ndarray], theirs: list[np.ndarray] | None
 def check(name: str, runner: Any, ref: dict[str, Any], b: argparse.Namespace,
           detached: dict[str, Any] | None) -> dict[str, Any]:
     """``name``'s gradients and spikes vs ours (fresh weights; ``runner`` is not updated)."""
-    from pysnn_ref import torch_ref
+    from pysnn_ref.bench import torch_ref
 
     t0 = time.perf_counter()
     if name == "torch":
@@ -475,7 +464,7 @@ def check(name: str, runner: Any, ref: dict[str, Any], b: argparse.Namespace,
 # --------------------------------------------------------------------------------------------
 
 def build_runners(b: argparse.Namespace, configs: Sequence[str], threads: int) -> dict[str, Any]:
-    from pysnn_ref.bench_measure import Runner, TorchRunner
+    from pysnn_ref.bench.measure import Runner, TorchRunner
 
     runners: dict[str, Any] = {"ours": Runner(b, "bptt", b.T[0])}
     for c in configs:
@@ -487,7 +476,7 @@ def run(b: argparse.Namespace, configs: Sequence[str]
         ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Check every configuration against ours, then time them all interleaved; returns the
     common fields and one record per configuration (ours first)."""
-    from pysnn_ref.bench_measure import blas_threads, omp_wait_policy, thread_count, time_steps
+    from pysnn_ref.bench.measure import blas_threads, omp_wait_policy, thread_count, time_steps
 
     threads = thread_count()
     common = {"model": b.model, "T": b.T[0], "batch": b.batch_size, "dtype": "float32",

@@ -29,19 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from .errors import GPUUnavailableError
+
 DEVICES = ("cpu", "gpu")
 CPU_KERNEL_SETS = ("numba", "reference")
 
 _cpu_kernel_set = "numba"
 _gpu_backend: Backend | None = None
 _blas_configured = False
-
-
-class GPUUnavailableError(RuntimeError):
-    """Raised when ``device="gpu"`` is chosen but no usable GPU stack is present.
-
-    The message is one line saying what is missing and how to get it.
-    """
 
 
 @dataclass(frozen=True)
@@ -179,6 +174,7 @@ def _cpu_kernels() -> ModuleType:
         return reference
     from .kernels import cpu
 
+    cpu.tune_malloc_once()  # glibc's malloc thresholds, once per process (kernels/cpu/malloc.py)
     return cpu
 
 

@@ -14,9 +14,12 @@ Anything else (a bug) is not caught: its traceback is what a developer needs.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
+
+from .errors import GPUUnavailableError, NonFiniteLossError
 
 EXIT_OK = 0
 EXIT_USAGE = 2      #: bad command line or input (argparse's own code)
@@ -28,16 +31,15 @@ __all__ = [
     "EXIT_USAGE",
     "EXIT_DIVERGED",
     "EXIT_INTERRUPTED",
-    "NonFiniteLossError",
     "ArgumentParser",
     "HelpFormatter",
     "one_line",
+    "int_at_least",
+    "positive_int",
+    "nonnegative_int",
+    "finite_float",
     "run_main",
 ]
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the message names the epoch and the batch."""
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -79,17 +81,48 @@ class ArgumentParser(argparse.ArgumentParser):
                               f"(see {self.prog} --help)\n")
 
 
+# argument types (argparse ``type=``): a bad value is a usage error naming what was expected
+
+def int_at_least(s: str, minimum: int) -> int:
+    """argparse ``type``: an integer >= ``minimum`` (else one clear usage error)."""
+    try:
+        k = int(s)
+    except ValueError:
+        k = minimum - 1
+    if k < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {s!r}")
+    return k
+
+
+def positive_int(s: str) -> int:
+    """argparse ``type``: an integer >= 1."""
+    return int_at_least(s, 1)
+
+
+def nonnegative_int(s: str) -> int:
+    """argparse ``type``: an integer >= 0."""
+    return int_at_least(s, 0)
+
+
+def finite_float(s: str) -> float:
+    """argparse ``type``: a finite number."""
+    try:
+        f = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not math.isfinite(f):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
+    return f
+
+
 def one_line(message: object) -> str:
     """``message`` as a single line (internal newlines and runs of spaces collapsed)."""
     return " ".join(str(message).split())
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean "bad input", not "bug": ValueError (which includes
-    :class:`pysnn_ref.data.DataError`), missing/unreadable files, and a GPU that is not usable."""
-    from .backend import GPUUnavailableError
-
-    return (ValueError, OSError, GPUUnavailableError)
+#: exception types that mean "bad input", not "bug": ValueError (which includes
+#: :class:`~pysnn_ref.errors.DataError`), missing/unreadable files, and a GPU that is not usable
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, GPUUnavailableError)
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
@@ -109,7 +142,7 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except _user_errors() as e:
+    except USER_ERRORS as e:
         msg = one_line(e) or type(e).__name__
         if isinstance(e, OSError) and e.filename is not None and str(e.filename) not in msg:
             msg = f"{msg}: {e.filename}"

@@ -1,82 +1,9 @@
-"""Test accuracy of a saved run: ``python -m pysnn_ref.evaluate RUN_DIR [flags]``.
-
-Rebuilds the network from a checkpoint of :mod:`pysnn_ref.train`
-(:func:`pysnn_ref.checkpoint.load`), reloads the run's dataset (same test split), switches the
-network to eval mode (BatchNorm uses its running statistics) and reports the test accuracy at
-the checkpoint's ``T``.  Evaluation is deterministic (a Poisson encoder is seeded exactly as
-during training), so on the device the run was trained on it reproduces the ``test_acc``
-recorded for that epoch.
-
-The last line printed is ``test_acc=0.XXXX``.  Exit codes as for training: 2 for bad input
-(one line on stderr).
-"""
-
-from __future__ import annotations
+"""``python -m pysnn_ref.evaluate``: the command's name; the code is
+:mod:`pysnn_ref.train.evaluate`."""
 
 import sys
-from collections.abc import Sequence
 
-import numpy as np
-
-from . import backend
-from .checkpoint import load
-from .cli import ArgumentParser, run_main
-from .data import load_dataset
-from .runconfig import SPLIT_SEED, build_method, loss_functions, make_encoder
-from .train import _pos_int
-from .trainer import evaluate_model
-
-PROG = "python -m pysnn_ref.evaluate"
-
-
-def build_parser() -> ArgumentParser:
-    p = ArgumentParser(
-        prog=PROG,
-        description="Report the test accuracy of a network saved by python -m pysnn_ref.train.")
-    p.add_argument("run", metavar="RUN_DIR",
-                   help="a run folder (with best.npz / last.npz) or a checkpoint .npz file")
-    p.add_argument("--checkpoint", choices=("best", "last"), default="last",
-                   help="which checkpoint of a run folder: last (the final epoch; the number "
-                        "train printed last) or best (highest test accuracy during training -- "
-                        "chosen on the test set, so an optimistic estimate)")
-    p.add_argument("--device", choices=backend.DEVICES, default="cpu",
-                   help="cpu or gpu")
-    p.add_argument("--batch-size", type=_pos_int, default=None,
-                   help="evaluation batch size (default: the run's --batch-size)")
-    p.add_argument("--T", type=_pos_int, default=None,
-                   help="time steps (default: the T the checkpoint was trained with)")
-    p.add_argument("--data-dir", default=None,
-                   help="where the dataset files are now (default: the run's --data-dir)")
-    p.add_argument("--max-eval-batches", type=_pos_int, default=None,
-                   help="test on at most N mini-batches (default: the run's setting, normally all)")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    net, cfg = load(args.run, device=args.device, checkpoint=args.checkpoint)
-    ck = cfg["checkpoint"]
-    data_dir = args.data_dir if args.data_dir is not None else cfg["data_dir"]
-    data = load_dataset(cfg["dataset"], data_dir, seed=SPLIT_SEED)
-    T = args.T or ck["T"]
-    max_batches = (args.max_eval_batches if args.max_eval_batches is not None
-                   else cfg.get("max_eval_batches"))
-    loss_fwd, _ = loss_functions(cfg)
-    res = evaluate_model(net, build_method(cfg), data.x_test, data.y_test, T=T,
-                         encoder=make_encoder(cfg, None),
-                         batch_size=args.batch_size or cfg["batch_size"], device=args.device,
-                         dtype=np.dtype(cfg["dtype"]), loss_forward=loss_fwd,
-                         max_batches=max_batches)
-    print(f"{ck['path']}: epoch {ck['epoch']}, {cfg['model']} / {cfg['method']} on "
-          f"{cfg['dataset']}, T={T}, {res['n']} test samples, {args.device}; test loss "
-          f"{res['loss']:.4f} (recorded test_acc at that epoch: {ck['test_acc']:.4f})")
-    print(f"test_acc={res['acc']:.4f}")
-    return 0
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    return run_main(main, PROG, argv)
-
+from .train.evaluate import cli
 
 if __name__ == "__main__":
     sys.exit(cli())

@@ -37,14 +37,15 @@ of epochs 0, K, 2K, ... and frozen in between -- or on every batch with ``asf_re
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from . import backend
 from ._check import check_choice, check_int
-from .functional.flows import R_GRANULARITIES
-from .nn import ASF_VARIANTS, BatchNorm, Module, _weighted_time_mean, check_method, spiking_layers
+from .functional.flows import R_GRANULARITIES, weighted_time_mean
+from .nn import ASF_VARIANTS, BatchNorm, Module, check_method, spiking_layers
 
 DEFAULT_TIME_CHUNK = 4
 
@@ -53,7 +54,7 @@ class _SliceEncoder:
     """Adapter: an already time-major input (T, B, ...) streamed in chunks."""
 
     @staticmethod
-    def chunks(x: Any, T: int, time_chunk: int):
+    def chunks(x: Any, T: int, time_chunk: int) -> Iterator[Any]:
         for t0 in range(0, T, time_chunk):
             yield x[t0:t0 + time_chunk]
 
@@ -176,7 +177,7 @@ class Method:
             net.backward(dy, need_dx=False)
             return
         top = spiking_layers(net)[-1]
-        G = _weighted_time_mean(dy, top._w) if dy.shape[0] > 1 else dy[0]
+        G = weighted_time_mean(dy, top.flow_decay) if dy.shape[0] > 1 else dy[0]
         net.backward_flow(G, False, dy.shape[0], need_dx=False)
 
     def __repr__(self) -> str:

@@ -45,6 +45,8 @@ from .nn import (
     Module,
     Residual,
     Sequential,
+    SpikingLSTM,
+    WindowRecompose,
 )
 
 LAYER_STRINGS = {
@@ -139,8 +141,6 @@ def _window(input_shape, num_classes, neuron, seed, dtype, width=16) -> Sequenti
     """Window partition + recomposed computing (window-partition supplement, Algorithm 1):
     a 3x3 conv + LIF on each of the four 3L/4 windows, condensed back with Region Threshold
     0.1, 2x2 average pooling, classifier.  BPTT only (WindowRecompose has no flow mode)."""
-    from .nn import WindowRecompose
-
     if len(input_shape) != 3 or input_shape[1] != input_shape[2] or input_shape[1] % 4:
         raise ValueError(f"model 'window' needs square image input (C, L, L) with L divisible "
                          f"by 4, got {input_shape}")
@@ -157,8 +157,6 @@ def _lstm(input_shape, num_classes, v_th, surrogate, seed, dtype,
     """The spiking LSTM of the window-partition supplement (its LSNN, Sec. 3.1 Eq. 1): one
     SpikingLSTM layer of ``hidden`` units over the sequence, then a non-spiking classifier on
     its spikes at every step (the SDT loss averages the steps).  BPTT only."""
-    from .nn import SpikingLSTM
-
     if len(input_shape) != 1:
         raise ValueError(f"model 'lstm' needs sequence input, (features per step,), e.g. "
                          f"--dataset digits-rows --encoder sequence; got input_shape "

@@ -29,6 +29,7 @@ import numpy as np
 
 from . import backend
 from ._check import check_choice, check_in_range, check_int, check_positive
+from .kernels import provides
 from .parameter import Parameter
 
 __all__ = [
@@ -180,12 +181,12 @@ class Optimizer:
 
 
 def _fused_kernels(p: Parameter, *state: Any) -> Any:
-    """The CPU kernel module when it has the fused updates (kernels/cpu.py section 9) and every
+    """The CPU kernel module when it has the fused updates (kernels/cpu/ section 9) and every
     array is C-contiguous with the parameter's dtype, else None (the NumPy/CuPy code of the
     optimizers, the teaching text, runs).  Small parameters keep the NumPy code too: a parallel
     kernel launch costs more than their update (``K.FUSED_UPDATE_MIN_SIZE``)."""
     K = backend.kernels_for(p.data)
-    if not hasattr(K, "adam_update") or p.data.size < K.FUSED_UPDATE_MIN_SIZE:
+    if not provides(K, "adam_update") or p.data.size < K.FUSED_UPDATE_MIN_SIZE:
         return None
     arrays = (p.data, p.grad, *state)
     if all(a.flags.c_contiguous and a.dtype == p.data.dtype for a in arrays):
@@ -233,7 +234,7 @@ class SGD(Optimizer):
                 bufs[i] = backend.array_module(p.data).empty_like(p.data)
             buf = p.data if mu == 0.0 else bufs[i]  # without momentum the kernel ignores it
             K = _fused_kernels(p, buf)
-            if K is not None:  # the same update, one fused Numba pass (kernels/cpu.py sec. 9)
+            if K is not None:  # the same update, one fused Numba pass (kernels/cpu/ sec. 9)
                 K.sgd_update(p.data, p.grad, buf, lr, mu, self.weight_decay, first, self.nesterov)
                 continue
             g = self._regularised_grad(p, self.weight_decay)
@@ -303,7 +304,7 @@ class Adam(Optimizer):
                 v_all[i] = xp.zeros_like(p.data)
             m, v = m_all[i], v_all[i]
             K = _fused_kernels(p, m, v)
-            if K is not None:  # the same update, one fused Numba pass (kernels/cpu.py sec. 9)
+            if K is not None:  # the same update, one fused Numba pass (kernels/cpu/ sec. 9)
                 K.adam_update(p.data, p.grad, m, v, step_size, b1, b2, sqrt_bc2, self.eps,
                               self.weight_decay)
                 continue

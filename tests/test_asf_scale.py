@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 
 from pysnn_ref import backend, models, nn
-from pysnn_ref.checkpoint import restore_neuron_state
 from pysnn_ref.functional import flows
 from pysnn_ref.functional.loss import sdt_loss_backward, sdt_loss_forward
-from pysnn_ref.gradcheck import named_parameters
 from pysnn_ref.methods import make_method
 from pysnn_ref.optim import SGD
+from pysnn_ref.train.checkpoint import restore_neuron_state
 
 
 def test_degenerate_sum_keeps_previous():
@@ -74,7 +73,7 @@ def test_asf_trains_a_bn_network_with_finite_weights():
     X = rng.normal(size=(4, 8, 1, 8, 8)).astype(np.float32)
     labels = rng.integers(0, 4, 8)
     method = make_method("asf")
-    opt = SGD(list(named_parameters(net).values()), lr=0.05, momentum=0.9)
+    opt = SGD(list(net.named_parameters().values()), lr=0.05, momentum=0.9)
     lifs = nn.spiking_layers(net)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
@@ -90,7 +89,7 @@ def test_asf_trains_a_bn_network_with_finite_weights():
             assert np.isfinite(float(loss))
     S = [float(n.S) for n in lifs]
     assert all(np.isfinite(S)) and max(S) < 10, S
-    wmax = max(float(np.abs(p.data).max()) for p in named_parameters(net).values())
+    wmax = max(float(np.abs(p.data).max()) for p in net.named_parameters().values())
     assert wmax < 10, wmax
 
 

@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pysnn_ref import checkpoint, data
-from pysnn_ref import evaluate as evaluate_cli
-from pysnn_ref import gradcheck as gradcheck_cli
-from pysnn_ref import train as train_cli
-from pysnn_ref.data import DataError, load_dataset
+from pysnn_ref.data import datasets as data
+from pysnn_ref.data import load_dataset
+from pysnn_ref.errors import DataError
 from pysnn_ref.functional.neuron import lif_backward, lif_forward
+from pysnn_ref.gradcheck import __main__ as gradcheck_cli
+from pysnn_ref.train import __main__ as train_cli
+from pysnn_ref.train import checkpoint
+from pysnn_ref.train import evaluate as evaluate_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +79,7 @@ BENCH_ARGS = [["--model", "nope"], ["--batch-size", "0"], ["--repeats", "-1"],
 
 @pytest.mark.parametrize("argv", BENCH_ARGS, ids=[" ".join(a) for a in BENCH_ARGS])
 def test_bench_bad_args(argv, capsys):
-    from pysnn_ref import bench
+    from pysnn_ref.bench import __main__ as bench
     assert "error" in _cli(bench.cli, argv, capsys)
 
 

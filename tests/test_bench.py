@@ -10,7 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from pysnn_ref import bench, bench_measure, bench_report
+from pysnn_ref.bench import __main__ as bench
+from pysnn_ref.bench import measure as bench_measure
+from pysnn_ref.bench import report as bench_report
 
 REQUIRED = ("method", "T", "forward_s", "backward_s", "optimizer_s", "step_s", "peak_mem_bytes",
             "model", "batch", "device", "dtype", "first_step_s", "compile_s", "mem_method")
@@ -144,7 +146,8 @@ def test_bad_input_one_line_exit_2(argv, needle, capsys):
 
 def test_gpu_without_gpu_is_one_line_exit_2():
     """A subprocess, as a user would run it: no traceback, exit 2, one line on stderr."""
-    from pysnn_ref.backend import GPUUnavailableError, get_backend
+    from pysnn_ref.backend import get_backend
+    from pysnn_ref.errors import GPUUnavailableError
 
     try:
         get_backend("gpu")
@@ -159,7 +162,7 @@ def test_gpu_without_gpu_is_one_line_exit_2():
 
 
 def test_vs_torch_without_torch_is_one_line_exit_2(capsys, monkeypatch):
-    from pysnn_ref import torch_ref
+    from pysnn_ref.bench import torch_ref
 
     monkeypatch.setattr(torch_ref, "torch", None)
     rc, _, err = _run(["--model", "mlp", "--T", "2", "--batch-size", "2", "--vs-torch"], capsys)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pysnn_ref import checkpoint
+from pysnn_ref.train import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--dataset", "digits", "--epochs", "12", "--max-batches", "3", "--max-eval-batches", "1",

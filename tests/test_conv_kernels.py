@@ -1,4 +1,4 @@
-"""im2col / col2im / max-pooling kernels: Numba (kernels/cpu.py) equal to the reference loops
+"""im2col / col2im / max-pooling kernels: Numba (kernels/cpu/) equal to the reference loops
 (kernels/reference.py), the adjoint identity, and the convolution against scipy's correlation."""
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def test_chunked_conv_backward_needs_no_per_image_dw_scratch():
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("geom", GEOMETRIES)
 def test_fused_conv_kernels_equal_reference_path(geom, threads):
-    """kernels/cpu.py section 5b (im2col fused with the GEMMs, per image, one block of images per
+    """kernels/cpu/ section 5b (im2col fused with the GEMMs, per image, one block of images per
     Numba thread, per-thread dW sums) equals the reference im2col + GEMM path: out, dx, dW, db,
     float64 and float32, a batch not divisible by the thread count, and dW-only / dx-only."""
     import numba

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from pysnn_ref.data import (
-    DataError,
     DirectEncoder,
     PoissonEncoder,
     augment_cifar,
@@ -20,6 +19,7 @@ from pysnn_ref.data import (
     make_encoder,
     read_idx,
 )
+from pysnn_ref.errors import DataError
 
 # ----------------------------------------------------------------------------------------------
 # writers for the original formats

@@ -1,4 +1,4 @@
-"""Data-parallel training over MPI (pysnn_ref.distributed, train --distributed).
+"""Data-parallel training over MPI (pysnn_ref.train.distributed, train --distributed).
 
 The 2-rank tests start ``mpiexec -n 2`` (the ``mpich`` wheel, a dev dependency) and compare
 the weights with a one-process run on the same global batches: a BN-free MLP in float64 with
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pysnn_ref import distributed as D
 from pysnn_ref.parameter import Parameter
-from pysnn_ref.train import cli
+from pysnn_ref.train import distributed as D
+from pysnn_ref.train.__main__ import cli
 
 
 def _mpiexec() -> str | None:

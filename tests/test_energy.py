@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from pysnn_ref import nn
-from pysnn_ref.energy import E_AC_PJ, E_MAC_PJ, conv_fanout, estimate_energy, main
+from pysnn_ref.energy import E_AC_PJ, E_MAC_PJ, conv_fanout, estimate_energy
+from pysnn_ref.energy.__main__ import main
 
 
 def _tiny():
@@ -96,7 +97,7 @@ def test_cli_bad_args_exit_2(args):
 
 
 def test_train_summary_shows_energy_and_checkpoint_cli(tmp_path, capsys):
-    from pysnn_ref.train import main as train_main
+    from pysnn_ref.train.__main__ import main as train_main
 
     run = tmp_path / "run"
     assert train_main(["--epochs", "1", "--max-batches", "2", "--max-eval-batches", "1",

@@ -1,4 +1,4 @@
-"""Event data (pysnn_ref.events): N-MNIST decoding, framing, malformed files, training."""
+"""Event data (pysnn_ref.data.events): N-MNIST decoding, framing, malformed files, training."""
 
 import subprocess
 import sys
@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from pysnn_ref.data import DataError, EventEncoder, load_dataset, make_encoder
-from pysnn_ref.events import (
+from pysnn_ref.data import EventEncoder, load_dataset, make_encoder
+from pysnn_ref.data.events import (
     Events,
     frames_by_count,
     frames_by_time,
@@ -16,6 +16,7 @@ from pysnn_ref.events import (
     read_nmnist_bin,
     write_nmnist_bin,
 )
+from pysnn_ref.errors import DataError
 
 
 def _random_events(rng, n, H=34, W=34, t_max=300_000, x_lo=0, x_hi=None):
@@ -162,7 +163,7 @@ def test_cli_bad_folder_exit_2(tmp_path):
 
 
 def test_train_cli_learns_synthetic_nmnist(tmp_path, capsys):
-    from pysnn_ref.train import main as train_main
+    from pysnn_ref.train.__main__ import main as train_main
 
     _write_folder(tmp_path / "d", 16, np.random.default_rng(1))
     with pytest.raises(ValueError, match="--encoder events"):
@@ -176,7 +177,7 @@ def test_train_cli_learns_synthetic_nmnist(tmp_path, capsys):
 
 
 def test_energy_cli_on_events(tmp_path, capsys):
-    from pysnn_ref.energy import main as energy_main
+    from pysnn_ref.energy.__main__ import main as energy_main
 
     _write_folder(tmp_path, 2, np.random.default_rng(2))
     assert energy_main(["--dataset", "nmnist", "--data-dir", str(tmp_path), "--encoder",

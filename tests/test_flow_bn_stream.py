@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pysnn_ref import nn
-from pysnn_ref.bench_measure import _tracemalloc_peak
+from pysnn_ref.bench.measure import _tracemalloc_peak
 from pysnn_ref.data import PoissonEncoder
 from pysnn_ref.functional.batchnorm import batchnorm_forward
 from pysnn_ref.functional.loss import sdt_loss_backward, sdt_loss_forward
@@ -70,20 +70,18 @@ def _per_step_reference(net_flow, X, labels, alpha):
     flow rule backward with per-step gradients everywhere except at the spiking layers, which
     collapse by their flow weights and multiply by the gain of the flow run."""
     net = _net(alpha=alpha)
-    for layer in net.layers:  # an instance-level forward opts out of the LIF+pool fusion
-        if isinstance(layer, nn.LIF):
-            layer.forward = layer.forward
+    net.fuse = False  # the plain LIF forward (no LIF + pooling fusion)
     y = make_method("bptt").forward(net, X)
     _, cache = sdt_loss_forward(y, labels)
     T = X.shape[0]
     d = sdt_loss_backward(cache)
     lifs = [layer for layer in net_flow.layers if isinstance(layer, nn.LIF)]
-    w_top = lifs[-1]._w
+    w_top = lifs[-1].flow_decay
     d = np.repeat(_wmean(d, w_top)[None], T, 0)
     for i in range(len(net.layers) - 1, -1, -1):
         layer, flow_layer = net.layers[i], net_flow.layers[i]
         if isinstance(layer, nn.LIF):
-            d = np.repeat((_wmean(d, flow_layer._w) * flow_layer._gain)[None], T, 0)
+            d = np.repeat((_wmean(d, flow_layer.flow_decay) * flow_layer.flow_gain)[None], T, 0)
         else:
             d = layer.backward(d, need_dx=i > 0)
     grads = {f"{i}.{p.name}": p.grad.copy() for i, layer in enumerate(net.layers)
@@ -128,9 +126,9 @@ def _surrogate_loss(net, flow, X, labels, points):
             if len(points) == k:  # first call: record the operating point
                 points.append((x.copy(), layer.forward(x)))
             I0, o0 = points[k]
-            wt = fl._w ** np.arange(T - 1, -1, -1)
+            wt = fl.flow_decay ** np.arange(T - 1, -1, -1)
             wt = (wt / wt.sum()).reshape(-1, *(1,) * (x.ndim - 1))
-            x = o0 + fl._gain * wt * (x - I0).sum(0)
+            x = o0 + fl.flow_gain * wt * (x - I0).sum(0)
             k += 1
         elif isinstance(layer, nn.BatchNorm):
             x = batchnorm_forward(x, layer.gamma.data, layer.beta.data, None, None,
@@ -145,7 +143,7 @@ def test_finite_differences_smooth_mode(method):
     X, labels = _data(T=5, B=3, H=4, seed=3)
     flow = _net(smooth=True, H=4, C=2, alpha=0.9)
     _, _, g = _grads(flow, method, X, labels, time_chunk=2)
-    assert any(np.any(lf._gain != 0) for lf in flow.layers if isinstance(lf, nn.LIF))
+    assert any(np.any(lf.flow_gain != 0) for lf in flow.layers if isinstance(lf, nn.LIF))
     net = _net(smooth=True, H=4, C=2, alpha=0.9)  # same weights; its BN keeps no running stats
     points: list = []
     f = lambda: _surrogate_loss(net, flow, X, labels, points)  # noqa: E731
@@ -246,8 +244,8 @@ def test_residual_block_streams_and_equals_fallback(method, monkeypatch):
 
     def grads(net):
         _grads(net, method, X, labels, time_chunk=2)
-        from pysnn_ref.gradcheck import named_parameters
-        return {k: p.grad.copy() for k, p in named_parameters(net).items()}
+
+        return {k: p.grad.copy() for k, p in net.named_parameters().items()}
 
     net = mk()
     g = grads(net)

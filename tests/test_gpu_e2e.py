@@ -73,7 +73,9 @@ def _call(fn, argv: list[str]) -> dict:
 
 
 def _drive(device: str, out: Path) -> None:
-    from pysnn_ref import bench, gradcheck, train
+    from pysnn_ref.bench import __main__ as bench
+    from pysnn_ref.gradcheck import __main__ as gradcheck
+    from pysnn_ref.train import __main__ as train
 
     fake = None
     if device == "gpu":
@@ -141,7 +143,7 @@ def _close(a, b, rtol: float) -> bool:
 
 @pytest.mark.parametrize("job", list(TRAIN_JOBS))
 def test_train_gpu_equals_cpu(runs, job):
-    from pysnn_ref.checkpoint import read_checkpoint
+    from pysnn_ref.train.checkpoint import read_checkpoint
 
     (rg, dg), (rc, dc) = runs["gpu"], runs["cpu"]
     assert rg[job]["rc"] == 0 and rc[job]["rc"] == 0, (rg[job], rc[job])

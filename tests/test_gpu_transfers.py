@@ -69,8 +69,10 @@ def _big_paths() -> None:
 
 
 def _setup(argv: list[str], spec: str | None):
-    from pysnn_ref import models, runconfig, trainer
-    from pysnn_ref import train as tr
+    from pysnn_ref import models
+    from pysnn_ref.train import __main__ as tr
+    from pysnn_ref.train import config as runconfig
+    from pysnn_ref.train import loop as trainer
 
     trainer.build_model = runconfig.build_model
     if spec:  # conv -> BN -> LIF -> pool ... -> classifier: BatchNorm statistics on the device
@@ -96,7 +98,7 @@ def _steps(argv: list[str], spec: str | None, read_in_step: bool = False) -> dic
     """Per-step transfers of train_step and of _EpochStats.add, then of the read-out."""
     import cupy
 
-    from pysnn_ref import trainer
+    from pysnn_ref.train import loop as trainer
 
     st = _setup(argv, spec)
     if read_in_step:  # what the test must catch: a float(loss) inside the step
@@ -126,7 +128,7 @@ def _epoch_reads(argv: list[str], every: int) -> dict:
     """_train_batches over 3 batches with a read every ``every`` batches."""
     import cupy
 
-    from pysnn_ref import trainer
+    from pysnn_ref.train import loop as trainer
 
     st = _setup(argv, None)
     trainer.GPU_READ_EVERY = every
@@ -138,8 +140,8 @@ def _epoch_reads(argv: list[str], every: int) -> dict:
 
 def _nan_at_read(argv: list[str]) -> dict:
     """A NaN loss in batch 2 of 3 on the device: found at the read-out after batch 2."""
-    from pysnn_ref import trainer
-    from pysnn_ref.cli import NonFiniteLossError
+    from pysnn_ref.errors import NonFiniteLossError
+    from pysnn_ref.train import loop as trainer
 
     st = _setup(argv, None)
     trainer.GPU_READ_EVERY = 2

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from pysnn_ref import backend
-from pysnn_ref import bench as bench_cli
-from pysnn_ref import gradcheck as gradcheck_cli
-from pysnn_ref import train as train_cli
+from pysnn_ref.bench import __main__ as bench_cli
+from pysnn_ref.gradcheck import __main__ as gradcheck_cli
+from pysnn_ref.train import __main__ as train_cli
 
 
 def _gpu_usable() -> bool:

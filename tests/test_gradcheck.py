@@ -3,11 +3,12 @@
 import numpy as np
 
 from pysnn_ref import gradcheck
+from pysnn_ref.gradcheck import __main__ as gradcheck_cli
 from pysnn_ref.kernels import cpu
 
 
 def test_cli_all_cases_pass(capsys):
-    assert gradcheck.main([]) == 0
+    assert gradcheck_cli.main([]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1].endswith(" passed, 0 failed")
     cases = "\n".join(out)
@@ -25,7 +26,7 @@ def test_broken_backward_is_caught(monkeypatch):
 
 def test_cli_bad_device_is_one_line(capsys):
     try:
-        rc = gradcheck.main(["--device", "tpu"])
+        rc = gradcheck_cli.main(["--device", "tpu"])
     except SystemExit as e:
         rc = e.code
     err = capsys.readouterr().err.strip().splitlines()
@@ -33,7 +34,7 @@ def test_cli_bad_device_is_one_line(capsys):
 
 
 def test_cli_gpu_without_gpu_is_one_line(capsys):
-    rc = gradcheck.main(["--device", "gpu"])
+    rc = gradcheck_cli.main(["--device", "gpu"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "gpu" in err[0]
 

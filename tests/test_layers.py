@@ -18,7 +18,7 @@ from pysnn_ref.functional.pool import (
 )
 from pysnn_ref.functional.shape import add_backward, add_forward, flatten_backward, flatten_forward
 from pysnn_ref.gradcheck import rel_error
-from pysnn_ref.gradcheck_layers import layer_gradcheck_cases
+from pysnn_ref.gradcheck.layers import layer_gradcheck_cases
 
 # --------------------------------------------------------------------------------------------
 # Finite differences (float64) for every backward

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from pysnn_ref import backend
-from pysnn_ref.finite_diff import numerical_gradient, rel_error
 from pysnn_ref.functional.lstm import lstm_backward, lstm_forward, make_lstm_params
+from pysnn_ref.gradcheck.finite_diff import numerical_gradient, rel_error
 from pysnn_ref.kernels import cpu as KC
 from pysnn_ref.kernels import reference as KR
 from pysnn_ref.kernels.reference import SURROGATE_KINDS
@@ -223,7 +223,7 @@ def test_model_lstm_and_method_checks():
 
 
 def _cli(args, capsys):
-    from pysnn_ref.train import cli
+    from pysnn_ref.train.__main__ import cli
 
     rc = cli(args)
     return rc, capsys.readouterr()
@@ -301,7 +301,7 @@ def test_array_cell_equals_reference():
 GPU_SNIPPET = """
 import numpy as np, cupy
 from pysnn_ref.functional.lstm import lstm_forward, lstm_backward, make_lstm_params
-from pysnn_ref.finite_diff import rel_error
+from pysnn_ref.gradcheck.finite_diff import rel_error
 rng = np.random.default_rng(0)
 T, B, D, H = 3, 2, 3, 4
 host = [rng.normal(size=(T, B, D)), rng.normal(0, .7, (4 * H, D)),
@@ -342,7 +342,7 @@ def test_gpu_path_equals_cpu_under_fake_cupy_and_the_simulator():
 
 def test_gradcheck_cli_covers_the_lstm():
     from pysnn_ref.gradcheck import TOLERANCE
-    from pysnn_ref.gradcheck_layers import layer_gradcheck_cases
+    from pysnn_ref.gradcheck.layers import layer_gradcheck_cases
 
     rows = [r for r in layer_gradcheck_cases() if "LSTM" in r[0]]
     assert {r[1] for r in rows} == {"x", "W_x", "W_h", "b"}

@@ -217,7 +217,7 @@ def test_flow_methods_are_exact_gradients_of_rate_network(method, net_kind):
         X = rng.uniform(0, 2, (T, B, 1, 6, 6))
     labels = rng.integers(0, 4, B)
     _, g = _grads(net, method, X, labels, time_chunk=4)
-    gains = [layer._gain for layer in net.layers if isinstance(layer, nn.LIF)]
+    gains = [layer.flow_gain for layer in net.layers if isinstance(layer, nn.LIF)]
     assert any(np.any(gv != 0) for gv in gains)
     points = _operating_points(net, X)
     for i, layer in enumerate(net.layers):
@@ -293,7 +293,7 @@ def test_maxpool_and_batchnorm_fall_back_per_step(method):
     for layer in net2.layers[:2:-1]:
         d = layer.backward(d)
     # collapse at the LIF with the flow gain computed by the flow run
-    gain = net.layers[2]._gain
+    gain = net.layers[2].flow_gain
     w = 0.9 if method == "ssf" else 1.0
     wt = w ** np.arange(T - 1, -1, -1)
     G = np.tensordot(wt / wt.sum(), d, axes=(0, 0)) * gain
@@ -316,7 +316,7 @@ def test_ssf_R_granularities_and_silent_rule():
         net.layers[0].W.data[:2] = -5.0  # two neurons never fire
         net.layers[0].b.data[:2] = 0.5   # ... but have positive mean input in some samples
         grads[gran] = _grads(net, "ssf", X, labels, r_granularity=gran)[1]
-        gain = net.layers[1]._gain
+        gain = net.layers[1].flow_gain
         FI_pos = None
         if gran == "neuron":
             # silent neurons: R = 1 (our rule), gain = 1/v_th exactly where FI > 0, else 0

@@ -180,10 +180,10 @@ def test_float32_surrogates_compile_to_float32_maths():
 
     @njit
     def all_three(x, kind, a):
-        cell = cpu._lstm_cell(x, x, x, x, x, x, False, kind, a)
-        back = cpu._lstm_cell_bwd(x, x, x, x, x, x, x, x, x, kind, a)
-        return (cpu._grad(x, kind, a) + cpu._primitive(x, kind, a) + cpu._heaviside(x)
-                + cpu._sigmoid(x) + cell[4] + back[0])
+        cell = cpu.lstm._lstm_cell(x, x, x, x, x, x, False, kind, a)
+        back = cpu.lstm._lstm_cell_bwd(x, x, x, x, x, x, x, x, x, kind, a)
+        return (cpu.surrogate.grad_t(x, kind, a) + cpu.surrogate.primitive_t(x, kind, a)
+                + cpu.surrogate.heaviside_t(x) + cpu.lstm._sigmoid(x) + cell[4] + back[0])
 
     all_three(np.float32(0.3), 1, np.float32(1.0))
     ir = all_three.inspect_llvm(all_three.signatures[0])

@@ -302,7 +302,7 @@ def test_bad_hyperparameters_name_the_parameter():
     ("sgd", dict(momentum=0.8, nesterov=True)),
 ])
 def test_fused_cpu_update_is_bit_equal_to_the_numpy_code(kind, hyper, dtype, monkeypatch):
-    """The CPU's fused Numba SGD and Adam updates (kernels/cpu.py section 9) give exactly the
+    """The CPU's fused Numba SGD and Adam updates (kernels/cpu/ section 9) give exactly the
     parameters and state of optim.py's NumPy code (which runs under the reference kernels),
     float32 included: the same operations in the same order, the hyper-parameters in the
     parameter's dtype."""

@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pysnn_ref import backend, trainer
-from pysnn_ref import evaluate as ev
-from pysnn_ref import train as tr
-from pysnn_ref.checkpoint import load, read_checkpoint
+from pysnn_ref import backend
 from pysnn_ref.data import load_dataset
 from pysnn_ref.functional import loss as L
-from pysnn_ref.runconfig import SPLIT_SEED, build_method, make_encoder
+from pysnn_ref.train import __main__ as tr
+from pysnn_ref.train import dspike
+from pysnn_ref.train import evaluate as ev
+from pysnn_ref.train.checkpoint import load, read_checkpoint
+from pysnn_ref.train.config import SPLIT_SEED, build_method, make_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--no-progress", "--T", "2", "--epochs", "2", "--max-batches", "4", "--batch-size", "32"]
@@ -130,7 +131,7 @@ def test_load_best_checkpoint_reproduces_its_accuracy(cli_runs, method, capsys):
     net, cfg = load(run, checkpoint="best")
     assert cfg["checkpoint"]["epoch"] == best["epoch"] and not net.training
     data = load_dataset("digits", seed=SPLIT_SEED)
-    res = trainer.evaluate_model(net, build_method(cfg), data.x_test, data.y_test, T=cfg["T"],
+    res = ev.evaluate_model(net, build_method(cfg), data.x_test, data.y_test, T=cfg["T"],
                                  encoder=make_encoder(cfg, None), batch_size=cfg["batch_size"])
     assert res["acc"] == best["test_acc"]
     assert ev.cli([str(run), "--checkpoint", "best"]) == 0
@@ -240,7 +241,7 @@ def test_nan_loss_stops_naming_epoch_and_batch(tmp_path, capsys, monkeypatch):
         loss, cache = real(y, labels)
         return (float("nan") if len(calls) == 4 else loss), cache
 
-    monkeypatch.setattr(L, "sdt_loss_forward", fake)
+    monkeypatch.setitem(L.LOSS_PAIRS, "sdt", (fake, L.sdt_loss_backward))
     rc, out, err = _run([*QUICK, "--max-batches", "2", "--max-eval-batches", "1",
                          "--out", str(tmp_path / "nan")], capsys)
     assert rc == 3
@@ -295,7 +296,7 @@ def test_adapt_dspike_picks_best_cosine_and_restores_state():
     labels = rng.integers(0, 3, 8)
     bn = [m for m in net.modules() if isinstance(m, nn.BatchNorm)][0]
     before = bn.running_mean.copy()
-    b, cos = trainer.adapt_dspike(net, build_method({"method": "bptt"}), x, labels, 0.1,
+    b, cos = dspike.adapt_dspike(net, build_method({"method": "bptt"}), x, labels, 0.1,
                                   L.sdt_loss_forward, L.sdt_loss_backward, n_samples=20,
                                   rng=np.random.default_rng(1))
     assert set(cos) == {0.1, 0.3}                      # 0.1 - 0.2 <= 0 is skipped

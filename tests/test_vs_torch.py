@@ -1,4 +1,4 @@
-"""BPTT gradients against PyTorch autograd on the same network (pysnn_ref.torch_ref).
+"""BPTT gradients against PyTorch autograd on the same network (pysnn_ref.bench.torch_ref).
 
 PyTorch is not a dependency: this module is skipped where ``torch`` is not importable (run it
 in a venv that has torch, e.g. ``/tmp/torchvenv/bin/python -m pytest tests/test_vs_torch.py``).
@@ -19,15 +19,15 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pysnn_ref import nn  # noqa: E402
-from pysnn_ref.data import make_encoder  # noqa: E402
-from pysnn_ref.functional.surrogate import DEFAULT_PARAM  # noqa: E402
-from pysnn_ref.gradcheck import method_gradients, rel_error  # noqa: E402
-from pysnn_ref.torch_ref import (  # noqa: E402
+from pysnn_ref.bench.torch_ref import (  # noqa: E402
     build_torch_net,
     compare_spikes,
     gradient_difference,
     torch_gradients,
 )
+from pysnn_ref.data import make_encoder  # noqa: E402
+from pysnn_ref.functional.surrogate import DEFAULT_PARAM  # noqa: E402
+from pysnn_ref.gradcheck import method_gradients, rel_error  # noqa: E402
 
 SMOOTH_TOL = 1e-9
 FLOAT32_TOL = 1e-4

@@ -24,7 +24,7 @@ Sections:
   5. A whole network (conv -> tdBN -> LIF -> avg-pool -> linear, SDT loss) in smooth mode:
      the layers' backwards compose into the exact gradient of the network.
   6. The loops behind the layers: ``kernels/reference.py`` (the equations as plain Python loops,
-     the teaching text) and ``kernels/cpu.py`` (the same loops compiled by Numba) give the same
+     the teaching text) and ``kernels/cpu/`` (the same loops compiled by Numba) give the same
      numbers -- ``backend.use_cpu_kernels("reference")`` switches -- and how much faster Numba is.
   7. The figure ``tutorials/out/04_gradient_checks.png``: every check's relative error against
      CS231n's 1e-7, and the time of each loop in both tiers.
@@ -129,11 +129,8 @@ def plot(timings: dict[str, dict[str, float]]) -> None:
     print(f"   figure: {path}")
 
 
-def main() -> None:
-    rng = np.random.default_rng(0)
-    R = rng.normal
-
-    # ------------------------------------------------------------------------------------------
+def section_linear(rng: np.random.Generator, R: Callable[..., Any]) -> None:
+    """Section 1: the linear layer's three gradients."""
     print("1. Linear, time-major input (T=3, B=4, in=5) -> (T, B, out=6)")
     x, W, b = R(size=(3, 4, 5)), R(size=(6, 5)), R(size=6)
     out, cache = linear_forward(x, W, b)
@@ -144,7 +141,9 @@ def main() -> None:
           numerical_gradient(lambda: linear_forward(x, W, b)[0], W, dout))
     check("db = sum of dout", db, numerical_gradient(lambda: linear_forward(x, W, b)[0], b, dout))
 
-    # ------------------------------------------------------------------------------------------
+
+def section_conv(rng: np.random.Generator, R: Callable[..., Any]) -> None:
+    """Section 2: convolution as im2col + GEMM, and its gradients."""
     print("\n2. Conv2d = im2col + GEMM")
     img = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)
     cols = reference.im2col(img, 2, 2, 1, 0)               # kernel 2x2, stride 1, no padding
@@ -175,7 +174,9 @@ def main() -> None:
     assert np.array_equal(out_t.reshape(out_f.shape), out_f)
     print("   a time-major (T, B, C, H, W) input is the same as T*B separate images")
 
-    # ------------------------------------------------------------------------------------------
+
+def section_pooling(rng: np.random.Generator, R: Callable[..., Any]) -> None:
+    """Section 3: average and max pooling."""
     print("\n3. Pooling")
     x = R(size=(2, 3, 6, 6))
     out, cache = avgpool2d_forward(x, 2)
@@ -194,7 +195,9 @@ def main() -> None:
     check("maxpool 3x3 stride 2 (overlapping windows)", maxpool2d_backward(dout, cache),
           numerical_gradient(lambda: maxpool2d_forward(x, 3, stride=2)[0], x, dout))
 
-    # ------------------------------------------------------------------------------------------
+
+def section_batchnorm(rng: np.random.Generator, R: Callable[..., Any]) -> None:
+    """Section 4: batch norm and tdBN (Dspike Eqs. 4-5)."""
     print("\n4. Batch norm over (T, B, H, W) per channel, and tdBN")
     T, B, C = 4, 8, 3
     x = R(2.0, 3.0, size=(T, B, C, 3, 3))
@@ -220,7 +223,9 @@ def main() -> None:
         check(f"{name} train: dgamma", dgamma, numerical_gradient(f, gamma, dout))
         check(f"{name} train: dbeta", dbeta, numerical_gradient(f, beta, dout))
 
-    # ------------------------------------------------------------------------------------------
+
+def section_network(rng: np.random.Generator, R: Callable[..., Any]) -> None:
+    """Section 5: a whole spiking network, checked per parameter."""
     print("\n5. A whole spiking network, smooth mode, float64: per-parameter check")
     # No bias on the conv: a training-mode BN right after it subtracts each channel's mean, so a
     # bias there cannot change the loss -- its exact gradient is 0 and a finite difference of it
@@ -249,7 +254,9 @@ def main() -> None:
                   numerical_gradient(loss, p.data))
     check("the input X", dX, numerical_gradient(loss, X))
 
-    # ------------------------------------------------------------------------------------------
+
+def section_kernels(rng: np.random.Generator, R: Callable[..., Any]) -> int:
+    """Section 6: the reference loops equal the Numba kernels; returns how many were compared."""
     print("\n6. Reference loops vs Numba kernels: same numbers, different speed")
     I = R(0.5, 1.0, size=(8, 4096 if QUICK else 16384))
     x = R(size=(8 if QUICK else 32, 8, 8, 8))
@@ -289,9 +296,21 @@ def main() -> None:
         assert diff <= 1e-10
     print("   (the GEMMs are NumPy's in both; only the loops differ)")
     plot(timings)
+    return len(fns)
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    R = rng.normal
+    section_linear(rng, R)
+    section_conv(rng, R)
+    section_pooling(rng, R)
+    section_batchnorm(rng, R)
+    section_network(rng, R)
+    n_kernels = section_kernels(rng, R)
     worst = max(CHECKS, key=lambda c: c[1])
     print(f"\nVerification (asserted): {len(CHECKS)} gradient checks, worst rel error "
-          f"{worst[1]:.1e} ({worst[0]}) < 1e-7; {len(fns)} reference loops = Numba kernels "
+          f"{worst[1]:.1e} ({worst[0]}) < 1e-7; {n_kernels} reference loops = Numba kernels "
           "(rel <= 1e-10)")
     print("Chapter 4 done: every backward above is the exact gradient of its forward.")
 

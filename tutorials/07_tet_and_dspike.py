@@ -41,6 +41,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -60,13 +61,12 @@ from pysnn_ref.gradcheck import (
     cosine_vs,
     finite_difference_gradient,
     method_gradients,
-    named_parameters,
     numerical_gradient,
     rel_error,
 )
 from pysnn_ref.methods import make_method
 from pysnn_ref.optim import Adam
-from pysnn_ref.trainer import adapt_dspike
+from pysnn_ref.train.dspike import adapt_dspike
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
@@ -102,13 +102,8 @@ def train(ds: data.Dataset, loss: str) -> tuple[float, list[float]]:
     return accuracy(y, ds.y_test), per_step
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    fig = Figure(figsize=(13, 4), layout="constrained")
-    ax_f, ax_g, ax_c = fig.subplots(1, 3)
-
-    # ------------------------------------------------------------------------------------------
+def section_tet(rng: np.random.Generator) -> None:
+    """Section 1: the TET loss -- gradient check, per-step gradient, Lemma 4.1."""
     print("1. TET loss (Eqs. 9, 12, 13): gradient check and its per-step gradient")
     y = rng.normal(size=(T, 3, 5))
     labels = rng.integers(0, 5, size=3)
@@ -134,9 +129,10 @@ def main() -> None:
           + " (random outputs of scale 0.5, 2, 8): never negative")
     assert all(g >= 0 for g in gaps)
 
-    # ------------------------------------------------------------------------------------------
+
+def section_train(ds: data.Dataset) -> None:
+    """Section 2: the chapter-5 MLP trained with SDT and with TET."""
     print(f"\n2. Training the chapter-5 MLP with SDT and with TET ({EPOCHS} epochs, BPTT)")
-    ds = data.load_dataset("digits")
     for loss in ("sdt", "tet"):
         t0 = time.perf_counter()
         acc, per_step = train(ds, loss)
@@ -147,7 +143,9 @@ def main() -> None:
     print("   (TET's reported gains are for deep networks on CIFAR, ImageNet and DVS data; on "
           "this one-hidden-layer MLP\n   the two losses end up close)")
 
-    # ------------------------------------------------------------------------------------------
+
+def section_dspike_family(ax_f: Any, ax_g: Any) -> None:
+    """Section 3: the Dspike family (Eqs. 11-12) and its limits."""
     print("\n3. The Dspike family (Eqs. 11-12)")
     x = np.linspace(-1.0, 1.0, 401) + 0.0013
     for b in (0.5, 1.0, 2.0, 4.0, 8.0):
@@ -168,7 +166,11 @@ def main() -> None:
     print(f"   b = 60: Dspike(-0.1), Dspike(0.1) = {near[0]:.4f}, {near[1]:.4f} -> the step H(x)")
     assert err_small < 1e-6 and near[0] < 0.01 and near[1] > 0.99
 
-    # ------------------------------------------------------------------------------------------
+
+def section_fdg(ds: data.Dataset, ax_c: Any, fig: Figure) -> tuple[nn.Sequential, Any, Any,
+                                                                   dict[float, float], float]:
+    """Section 4: the FDG (Eq. 10) vs the surrogate gradient over Dspike temperatures, and one
+    step of Dspike's Algorithm 1 by hand; returns what the library check needs."""
     hidden, batch = (8, 32) if QUICK else (32, 128)
     print(f"\n4. FDG (Eq. 10) vs surrogate gradient, first layer (64 x {hidden} weights), "
           f"batch {batch}")
@@ -214,21 +216,41 @@ def main() -> None:
     path = OUT / "07_tet_dspike.png"
     fig.savefig(path, dpi=90)
     print(f"   figure: {path}")
+    return net, xb, yb, cands, b_new
 
+
+def check_library_step(net: nn.Sequential, xb: Any, yb: Any, cands: dict[float, float],
+                       b_new: float) -> None:
+    """The library's own Alg. 1 step equals the one by hand (asserted)."""
+    b = 1.0
+    enc = data.DirectEncoder()
     # The library's own Alg. 1 step (what ``--dspike-adapt`` runs each epoch) takes the same step
     # when it samples every first-layer weight: same candidates, same cosines, same new b.
     for layer in nn.spiking_layers(net):
         layer.set_surrogate(dspike(b))
-    W = named_parameters(net)["1.W"].data
+    W = net.named_parameters()["1.W"].data
     b_lib, cos_lib = adapt_dspike(net, make_method("bptt"), enc.encode(xb, T), yb, b,
                                   sdt_loss_forward, sdt_loss_backward, n_samples=W.size,
                                   rng=np.random.default_rng(0), eps=0.1, step=DELTA_B)
     diff = max(abs(cos_lib[k] - v) for k, v in cands.items())
-    print(f"\nVerification (asserted): trainer.adapt_dspike from b = {b:g}: b -> {b_lib:g}, "
+    print(f"\nVerification (asserted): adapt_dspike from b = {b:g}: b -> {b_lib:g}, "
           f"candidate cosines equal to those above within {diff:.1e};\n   TET loss gradient = "
           "finite differences; Dspike -> line (b -> 0) and step (b -> inf); cos(FDG) > 0.5")
     assert b_lib == b_new and diff < 1e-12, (b_lib, b_new, diff)
     print("Chapter 7 done.")
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    fig = Figure(figsize=(13, 4), layout="constrained")
+    ax_f, ax_g, ax_c = fig.subplots(1, 3)
+    section_tet(rng)
+    ds = data.load_dataset("digits")
+    section_train(ds)
+    section_dspike_family(ax_f, ax_g)
+    net, xb, yb, cands, b_new = section_fdg(ds, ax_c, fig)
+    check_library_step(net, xb, yb, cands, b_new)
 
 
 if __name__ == "__main__":

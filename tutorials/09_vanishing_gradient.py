@@ -40,7 +40,6 @@ from pysnn_ref.functional.loss import sdt_loss_backward, sdt_loss_forward
 from pysnn_ref.gradcheck import (
     finite_difference_gradient,
     method_gradients,
-    named_parameters,
     numerical_gradient,
     rel_error,
 )
@@ -77,7 +76,7 @@ def section_gradients(axes) -> None:
     readout = "5.W"
 
     print("1. The true gradient: finite differences of the Heaviside loss, step 1e-6")
-    names = [k for k in named_parameters(net) if k.endswith("W")]
+    names = [k for k in net.named_parameters() if k.endswith("W")]
     fd = finite_difference_gradient(net, X, labels, names, eps=1e-6)
     for k in names:
         print(f"   {k}: |dL/dW| = {np.linalg.norm(fd[k]):.3e}")
@@ -102,7 +101,7 @@ def section_gradients(axes) -> None:
     smooth = mlp(sizes, "triangle", smooth=True)
     _, g_s = method_gradients(smooth, "bptt", X, labels)
     bptt = make_method("bptt")
-    for k, p in named_parameters(smooth).items():
+    for k, p in smooth.named_parameters().items():
         num = numerical_gradient(lambda: sdt_loss_forward(bptt.forward(smooth, X), labels)[0],
                                  p.data)
         err = rel_error(g_s[k], num)

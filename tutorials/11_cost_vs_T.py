@@ -31,8 +31,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from threadpoolctl import threadpool_limits
 
-from pysnn_ref.bench import make_parser
-from pysnn_ref.bench_measure import default_input_shape, run_benchmark
+from pysnn_ref.bench.__main__ import make_parser
+from pysnn_ref.bench.measure import default_input_shape, run_benchmark
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))

@@ -45,7 +45,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from pysnn_ref.finite_diff import rel_error  # noqa: E402
+from pysnn_ref.gradcheck.finite_diff import rel_error  # noqa: E402
 from pysnn_ref.kernels import cpu, reference  # noqa: E402
 from pysnn_ref.kernels import cuda as ck  # noqa: E402
 
@@ -87,7 +87,7 @@ def main() -> None:
     print("\nTier 1, the reference loop (SSF Eqs. 6-7 / 16-17):")
     show_loop(reference.lif_forward, "for n in range(N)", 11)
     print("Tier 2, the Numba CPU kernel: blocks of neurons in parallel (prange), vectorised:")
-    show_loop(cpu._lif_forward.py_func, "for blk in prange", 4)
+    show_loop(cpu.neuron._lif_forward.py_func, "for blk in prange", 4)
     print("      ...")
     print("Tier 3, the CUDA kernel: the same body, one thread per neuron n (grid-stride):")
     show_loop(ck._lif_forward_kernel.py_func, "for n in range(cuda.grid(1)", 11)

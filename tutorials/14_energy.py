@@ -38,10 +38,10 @@ from matplotlib.figure import Figure
 from threadpoolctl import threadpool_limits
 
 from pysnn_ref import data, nn
-from pysnn_ref.checkpoint import load
 from pysnn_ref.energy import E_AC_PJ, E_MAC_PJ, estimate_energy, format_table
-from pysnn_ref.train import build_parser, explicit_args, resolve_config
-from pysnn_ref.trainer import train
+from pysnn_ref.train.__main__ import build_parser, explicit_args, resolve_config
+from pysnn_ref.train.checkpoint import load
+from pysnn_ref.train.loop import train
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))

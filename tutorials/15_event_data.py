@@ -9,7 +9,7 @@ N-Caltech101) by integrating the events into T frames, one channel per polarity:
 spike input, so no encoder is needed (chapter 8), and the first layer does accumulates only
 (chapter 14).
 
-``pysnn_ref.events`` does this: ``read_nmnist_bin`` / ``write_nmnist_bin`` (N-MNIST's 5-byte
+``pysnn_ref.data.events`` does this: ``read_nmnist_bin`` / ``write_nmnist_bin`` (N-MNIST's 5-byte
 records), ``frames_by_time(ev, T)`` (T equal time bins, k = floor((t - t_min) T / (t_max - t_min
 + 1))), ``frames_by_count(ev, T)`` (T bins of equal event count), ``load_event_folder`` (the
 N-MNIST folder layout Train/<digit>/*.bin, Test/<digit>/*.bin), and ``--dataset nmnist
@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 from threadpoolctl import threadpool_limits
 
 from pysnn_ref import data
-from pysnn_ref.events import (
+from pysnn_ref.data.events import (
     NMNIST_SIZE,
     Events,
     frames_by_count,
@@ -49,8 +49,8 @@ from pysnn_ref.events import (
     read_nmnist_bin,
     write_nmnist_bin,
 )
-from pysnn_ref.train import build_parser, explicit_args, resolve_config
-from pysnn_ref.trainer import train
+from pysnn_ref.train.__main__ import build_parser, explicit_args, resolve_config
+from pysnn_ref.train.loop import train
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))

@@ -44,16 +44,16 @@ from matplotlib.figure import Figure
 from threadpoolctl import threadpool_limits
 
 from pysnn_ref import ecml, nn
-from pysnn_ref.finite_diff import numerical_gradient, rel_error
 from pysnn_ref.functional.recompose import (
     recompose_backward,
     recompose_forward,
     recompose_sizes,
     region_threshold,
 )
+from pysnn_ref.gradcheck.finite_diff import numerical_gradient, rel_error
 from pysnn_ref.kernels import reference
-from pysnn_ref.train import build_parser, explicit_args, resolve_config
-from pysnn_ref.trainer import train
+from pysnn_ref.train.__main__ import build_parser, explicit_args, resolve_config
+from pysnn_ref.train.loop import train
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))

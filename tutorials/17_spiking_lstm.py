@@ -42,12 +42,12 @@ from threadpoolctl import threadpool_limits
 
 from pysnn_ref import ecml
 from pysnn_ref.data import load_dataset, make_encoder
-from pysnn_ref.finite_diff import numerical_gradient, rel_error
 from pysnn_ref.functional.lstm import lstm_backward, lstm_forward, make_lstm_params
+from pysnn_ref.gradcheck.finite_diff import numerical_gradient, rel_error
 from pysnn_ref.kernels import cpu, reference
 from pysnn_ref.methods import make_method
-from pysnn_ref.train import build_parser, explicit_args, resolve_config
-from pysnn_ref.trainer import train
+from pysnn_ref.train.__main__ import build_parser, explicit_args, resolve_config
+from pysnn_ref.train.loop import train
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
@@ -115,7 +115,7 @@ def run(model: str, tmp: str) -> tuple[dict, float]:
 
 
 def spikes_of_one_digit(run_dir: str) -> tuple[np.ndarray, np.ndarray, int]:
-    from pysnn_ref.checkpoint import load
+    from pysnn_ref.train.checkpoint import load
 
     net, _ = load(run_dir, checkpoint="last")       # the trained network, back from disk
     data = load_dataset("digits-rows")

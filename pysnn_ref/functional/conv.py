@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 from .. import backend
 from .._check import check_float_array, check_int, check_same_shape
+from ..kernels import provides
 from ..kernels.reference import conv_out_size
 from .linear import is_time_broadcast
 
@@ -111,7 +112,7 @@ def _forward_images(x4: Any, W: Any, b: Any, s: int, p: int) -> Any:
     N, C, H, Wd = x4.shape
     F, _, KH, KW = W.shape
     OH, OW = conv_out_size(H, KH, s, p), conv_out_size(Wd, KW, s, p)
-    if hasattr(K, "conv2d_forward_images"):  # CPU: im2col fused with the GEMM, per image
+    if provides(K, "conv2d_forward_images"):  # CPU: im2col fused with the GEMM, per image
         return K.conv2d_forward_images(x4, W, b, s, p)
     W2 = W.reshape(F, -1)
     out = xp.empty((N, F, OH, OW), dtype=x4.dtype)
@@ -160,7 +161,7 @@ def _backward_images(d4: Any, x4: Any | None, W: Any, x_shape: tuple, s: int, p:
     N, F, OH, OW = d4.shape
     _, C, H, Wd = x_shape
     KH, KW = W.shape[2:]
-    if hasattr(K, "conv2d_backward_images"):  # CPU: im2col fused with the GEMMs, per image
+    if provides(K, "conv2d_backward_images"):  # CPU: im2col fused with the GEMMs, per image
         return K.conv2d_backward_images(d4, x4, W, x_shape, s, p, need_dW, need_dx)
     P = OH * OW
     W2 = W.reshape(F, -1)

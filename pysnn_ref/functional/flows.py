@@ -26,11 +26,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .. import backend
 from .._check import check_choice, check_time_major
 from .neuron import NeuronParams
 
 R_GRANULARITIES = ("neuron", "channel", "sample", "layer")
+
+
+def flow_norm(w: float, steps: int) -> float:
+    """sum_{t<n} w^t = (1 - w^n) / (1 - w) for n = ``steps`` (n for w = 1): the total weight of
+    decayed sums over n steps (SSF Eq. 11's denominator; ASF's plain sum for w = 1)."""
+    if w == 1.0:
+        return float(steps)
+    return (1.0 - w ** steps) / (1.0 - w)
+
+
+def decayed_sum(acc: Any, x: Any, w: float) -> Any:
+    """Continue ``acc = sum_t w^(T-1-t) x[t]`` over one more time chunk ``x`` (Tc, ...)."""
+    xp = backend.array_module(x)
+    Tc = x.shape[0]
+    wt = xp.asarray(w ** np.arange(Tc - 1, -1, -1), dtype=x.dtype)
+    s = xp.tensordot(wt, x, axes=(0, 0))
+    return s if acc is None else acc * x.dtype.type(w ** Tc) + s
+
+
+def weighted_time_mean(g: Any, w: float) -> Any:
+    """sum_t w^(T-1-t) g[t] / sum_t w^(T-1-t): how a spiking layer collapses per-step gradients
+    (SSF's dL/dFO, Sec. 3.3; uniform mean for w = 1, ASF)."""
+    T = g.shape[0]
+    if w == 1.0:
+        return g.mean(axis=0)
+    xp = backend.array_module(g)
+    wt = xp.asarray(w ** np.arange(T - 1, -1, -1), dtype=g.dtype)
+    return xp.tensordot(wt / wt.sum(), g, axes=(0, 0))
 
 
 @dataclass
@@ -57,9 +87,7 @@ class FlowState:
 
     def norm(self) -> float:
         """sum_{t<T} w^t, the total weight of the decayed sums (T for w = 1)."""
-        if self.w == 1.0:
-            return float(self.steps)
-        return (1.0 - self.w ** self.steps) / (1.0 - self.w)
+        return flow_norm(self.w, self.steps)
 
     def FI(self) -> Any:
         """Input flow: the weighted mean of I[t] (SSF); multiply by T for ASF's sum."""

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from .. import backend
 from .._check import check_float_array, check_same_shape
+from ..kernels import provides
 
 
 class LinearCache(NamedTuple):
@@ -61,7 +62,7 @@ def _check_params(x: Any, W: Any, b: Any) -> None:
 def _gemm(a: Any, b: Any) -> Any:
     """``a @ b``; on the CPU through :func:`pysnn_ref.kernels.cpu.matmul` (rows over threads)."""
     K = backend.kernels_for(a)
-    return K.matmul(a, b) if hasattr(K, "matmul") else a @ b
+    return K.matmul(a, b) if provides(K, "matmul") else a @ b
 
 
 def _affine(x2: Any, W: Any, b: Any) -> Any:

@@ -28,12 +28,14 @@ at test time by both papers (the largest average membrane potential / input incr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from .. import backend
-from .._check import check_float_array, check_in_range, check_positive
+from .._check import check_choice, check_float_array, check_in_range, check_positive
 
 __all__ = [
     "sdt_loss_forward",
@@ -45,6 +47,8 @@ __all__ = [
     "log_softmax",
     "predict",
     "accuracy",
+    "LOSSES",
+    "loss_pair",
 ]
 
 
@@ -269,3 +273,29 @@ def accuracy(y: Any, labels: Any) -> float:
     xp = backend.array_module(y)
     labels = _check_labels(labels, B, C, xp)
     return float((predict(y) == labels).mean())
+
+
+# ----------------------------------------------------------------------------------------------
+# the losses by name (the training CLI, the benchmark and the gradient checks use this table)
+# ----------------------------------------------------------------------------------------------
+
+#: ``name -> (forward, backward)`` with the forward's default hyper-parameters
+LOSS_PAIRS: dict[str, tuple[Callable, Callable]] = {
+    "sdt": (sdt_loss_forward, sdt_loss_backward),
+    "tet": (tet_loss_forward, tet_loss_backward),
+    "asf-mse": (asf_mse_loss_forward, asf_mse_loss_backward),
+}
+LOSSES = tuple(LOSS_PAIRS)
+
+
+def loss_pair(name: str, *, tet_lambda: float | None = None,
+              v_th: float | None = None) -> tuple[Callable, Callable]:
+    """``(forward(y, labels) -> (loss, cache), backward(cache) -> dy)`` of loss ``name``, one of
+    :data:`LOSSES`.  ``tet_lambda`` (TET's lambda) and ``v_th`` (the ASF MSE target's scale) bind
+    the forward's hyper-parameter where given; otherwise its default holds."""
+    fwd, bwd = LOSS_PAIRS[check_choice("loss", name, LOSSES)]
+    if name == "tet" and tet_lambda is not None:
+        fwd = partial(fwd, lam=tet_lambda)
+    elif name == "asf-mse" and v_th is not None:
+        fwd = partial(fwd, v_th=v_th)
+    return fwd, bwd

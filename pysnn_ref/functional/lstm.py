@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 
 from .. import backend
 from .._check import check_float_array, check_same_shape, check_time_major
+from ..kernels import provides
 from .linear import LinearCache, linear_backward, linear_forward
 from .surrogate import Surrogate, get_surrogate
 
@@ -156,7 +157,8 @@ def lstm_forward(x: Any, W_x: Any, W_h: Any, b: Any, p: LSTMParams | None = None
     H = _check_weights(x, W_x, W_h, b)
     T, B = x.shape[0], x.shape[1]
     xp = backend.array_module(x)
-    cell = getattr(backend.kernels_for(x), "lstm_cell_forward", cell_forward_array)
+    K = backend.kernels_for(x)
+    cell = K.lstm_cell_forward if provides(K, "lstm_cell_forward") else cell_forward_array
     Zx, lin = lstm_input_gemm(x, W_x, b)                       # (T, B, 4H), (L1) input part
     A = xp.empty((T, B, 4 * H), dtype=x.dtype)
     C = xp.empty((T, B, H), dtype=x.dtype)
@@ -181,7 +183,8 @@ def lstm_backward(dS: Any, cache: LSTMCache, need_dx: bool = True
         dS = dS.astype(S.dtype)
     T, B, H = S.shape
     xp = backend.array_module(S)
-    cell_bwd = getattr(backend.kernels_for(S), "lstm_cell_backward", cell_backward_array)
+    K = backend.kernels_for(S)
+    cell_bwd = K.lstm_cell_backward if provides(K, "lstm_cell_backward") else cell_backward_array
     dZ = xp.empty((T, B, 4 * H), dtype=S.dtype)
     dc = xp.zeros((B, H), dtype=S.dtype)
     zero = xp.zeros((B, H), dtype=S.dtype)

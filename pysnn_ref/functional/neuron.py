@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 from .. import backend
 from .._check import check_choice, check_in_range, check_positive, check_time_major
+from ..kernels import provides
 from .surrogate import Surrogate, get_surrogate
 
 RESETS = ("hard", "soft")
@@ -107,9 +108,8 @@ def _time_summed(K: Any, name: str, time_sum: bool, shape: tuple, *args: Any) ->
     """Run kernel ``name`` of ``K`` on ``(*args)``: dI (T, N) reshaped to ``shape`` (T, ...), or
     with ``time_sum`` its sum over the steps, ``shape[1:]`` -- from the kernel set's own
     ``<name>_time_sum`` (the CPU's: dI is never written) where it has one."""
-    fused = getattr(K, name + "_time_sum", None) if time_sum else None
-    if fused is not None:
-        return fused(*args).reshape(shape[1:])
+    if time_sum and provides(K, name + "_time_sum"):
+        return getattr(K, name + "_time_sum")(*args).reshape(shape[1:])
     dI = getattr(K, name)(*args).reshape(shape)
     return dI.sum(axis=0) if time_sum else dI
 
@@ -152,7 +152,7 @@ def can_fuse_lif_avgpool(I: Any, kernel_size: int, stride: int | None) -> bool:
     overlap (stride = kernel size) and fit the image."""
     k = kernel_size
     return (I.ndim == 5 and (stride is None or stride == k) and k <= min(I.shape[-2:])
-            and hasattr(backend.kernels_for(I), "lif_avgpool_forward"))
+            and provides(backend.kernels_for(I), "lif_avgpool_forward"))
 
 
 def lif_avgpool_forward_p(I: Any, p: NeuronParams, kernel_size: int) -> tuple[Any, LIFPoolCache]:

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 from .. import backend
 from .._check import check_float_array, check_int, check_same_shape
+from ..kernels import provides
 from ..kernels.reference import conv_out_size
 
 
@@ -80,7 +81,7 @@ def avgpool2d_forward(x: Any, kernel_size: int, stride: int | None = None
     k, s, OH, OW = _check(x, kernel_size, stride)
     cache = AvgPoolCache(tuple(x.shape), k, s)
     K = backend.kernels_for(x)
-    if hasattr(K, "avgpool2d_forward"):  # Numba: one parallel pass, equal to the sums below
+    if provides(K, "avgpool2d_forward"):  # Numba: one parallel pass, equal to the sums below
         out = K.avgpool2d_forward(x.reshape(-1, *x.shape[-3:]), k, s)
         return out.reshape(*x.shape[:-2], OH, OW), cache
     # the sum of the k*k strided slices x[..., kh::s, kw::s]: k*k plain strided adds (a
@@ -107,7 +108,7 @@ def avgpool2d_backward(dout: Any, cache: AvgPoolCache) -> Any:
     _check_dout(dout, (*lead, OH, OW))
     xp = backend.array_module(dout)
     K = backend.kernels_for(dout)
-    if hasattr(K, "avgpool2d_backward"):  # Numba: one parallel pass, equal to the adds below
+    if provides(K, "avgpool2d_backward"):  # Numba: one parallel pass, equal to the adds below
         d4 = dout.reshape(-1, *dout.shape[-3:])
         return K.avgpool2d_backward(d4, (d4.shape[0], *x_shape[-3:]), k, s).reshape(x_shape)
     g = dout * dout.dtype.type(1.0 / (k * k))

@@ -55,6 +55,9 @@ from . import reference as _ref
 from .cuda_index import index_kernels
 from .retype import retyped as _retyped
 
+#: the fast paths of :data:`pysnn_ref.kernels.FAST_PATHS` this set has: none yet
+PROVIDES: frozenset[str] = frozenset()
+
 # --------------------------------------------------------------------------------------------
 # 0. Launch configuration and the CuPy glue.
 # --------------------------------------------------------------------------------------------

@@ -20,6 +20,10 @@ import math
 
 import numpy as np
 
+#: the fast paths of :data:`pysnn_ref.kernels.FAST_PATHS` this set has (the others run the
+#: callers' NumPy code, which is the reference)
+PROVIDES = frozenset({"lstm_cell_forward", "lstm_cell_backward"})
+
 # --------------------------------------------------------------------------------------------
 # 1. Surrogate functions.  x = u - v_th, the membrane's distance above threshold.
 #    The scalar functions below are the ONE definition of each formula: the Numba and CUDA
@@ -413,7 +417,7 @@ def recompose_backward(dX, M):
 #    step, elementwise.  z (B, 4H) holds the gate pre-activations in the order (i, f, g, o):
 #    z[:, 0:H] -> input gate, z[:, H:2H] -> forget gate, z[:, 2H:3H] -> candidate, z[:, 3H:4H]
 #    -> output gate (PyTorch's order).  The GEMMs that make z live in functional/lstm.py.
-#    The scalar functions are the ONE definition of the cell's formulas; kernels/cpu.py
+#    The scalar functions are the ONE definition of the cell's formulas; kernels/cpu/
 #    compiles these same functions.
 # --------------------------------------------------------------------------------------------
 

@@ -1,0 +1,13 @@
+"""Training: the ``python -m pysnn_ref.train`` command line and everything a run needs.
+
+==================  ==========================================================================
+``__main__``        the command line: flags, defaults, ``--resume``, the run configuration
+``config``          the run configuration -> network, method, losses, encoder, seeded streams
+``loop``            the training loop: one step, one epoch, a whole run (+ TIT, Dspike, FDG)
+``evaluate``        ``python -m pysnn_ref.evaluate``: a checkpoint's test accuracy and loss
+``checkpoint``      one ``.npz`` per checkpoint: weights, optimizer state, neuron state, meta
+``runlog``          the run folder, its log lines and ``metrics.jsonl``
+``plots``           the run's figures (curves, firing rates)
+``distributed``     data-parallel training over MPI (gradient all-reduce, sharding)
+==================  ==========================================================================
+"""
