@@ -29,7 +29,8 @@ It prints, and writes to one JSON file (``--json``, default ``gpu_check.json``):
    benchmarks", G. Lenz et al. 2023; code: github.com/open-neuromorphic/open-neuromorphic):
    one Linear + LIF layer of 16k neurons (16k inputs), batch 16, T = 500, float32, forward and
    backward time (the loss is the sum of the spikes; no gradient for the input) -- ours
-   (:mod:`pysnn_ref.nn`, BPTT), PyTorch autograd (:func:`pysnn_ref.torch_ref.build_torch_net` of
+   (:mod:`pysnn_ref.nn`, BPTT), PyTorch autograd
+   (:func:`pysnn_ref.bench.torch_ref.build_torch_net` of
    the same layer) and SpikingJelly's multi-step ``LIFNode`` (its CuPy backend, else its torch
    one) where they import.  ``--smoke`` runs it at 64 neurons, T = 5, and PyTorch / SpikingJelly
    on the CPU when torch has no CUDA, so that their code paths are tested without a GPU.
@@ -356,11 +357,12 @@ def _torch_sync(torch: Any, device: str) -> None:
 
 
 def on_torch(net: Any, x: np.ndarray, cfg: dict[str, Any], device: str) -> dict[str, Any]:
-    """The same layer in PyTorch autograd (:func:`pysnn_ref.torch_ref.build_torch_net`, the LIF
+    """The same layer in PyTorch autograd
+    (:func:`pysnn_ref.bench.torch_ref.build_torch_net`, the LIF
     a Python loop over t) on torch device ``device``: forward, then ``y.backward(ones)``."""
     import torch
 
-    from pysnn_ref import torch_ref
+    from pysnn_ref.bench import torch_ref
 
     net.to("cpu")
     tnet = torch_ref.build_torch_net(net, static_input=False, device=device)

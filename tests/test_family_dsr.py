@@ -5,7 +5,6 @@ representation it differentiates, the authors' spreading, bad input."""
 import numpy as np
 import pytest
 
-from pysnn_ref.finite_diff import numerical_gradient, rel_error
 from pysnn_ref.functional.dsr import (
     DSRState,
     bound_threshold,
@@ -18,6 +17,7 @@ from pysnn_ref.functional.dsr import (
     representation,
 )
 from pysnn_ref.functional.linear import linear_backward, linear_forward
+from pysnn_ref.gradcheck.finite_diff import numerical_gradient, rel_error
 
 
 def _away_from_kinks(I, lam, v_th, margin=0.05):

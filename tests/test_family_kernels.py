@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pysnn_ref import backend
-from pysnn_ref.finite_diff import rel_error
+from pysnn_ref.gradcheck.finite_diff import rel_error
 from pysnn_ref.kernels import cpu_family, reference_family
 
 N = 2100 + 37  # more than one block of neurons, not a multiple of it

@@ -6,7 +6,6 @@ T = 1 is BPTT; bad input."""
 import numpy as np
 import pytest
 
-from pysnn_ref.finite_diff import numerical_gradient, rel_error
 from pysnn_ref.functional.linear import LinearCache, linear_backward, linear_forward
 from pysnn_ref.functional.neuron import lif_backward, lif_forward, make_neuron_params
 from pysnn_ref.functional.online import (
@@ -15,6 +14,7 @@ from pysnn_ref.functional.online import (
     online_forward,
     sample_steps,
 )
+from pysnn_ref.gradcheck.finite_diff import numerical_gradient, rel_error
 
 LAM, V_TH, K_SIG = 0.6, 0.5, 4.0
 

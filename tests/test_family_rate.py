@@ -6,7 +6,6 @@ linearised rate network; T = 1 is BPTT; streaming; bad input."""
 import numpy as np
 import pytest
 
-from pysnn_ref.finite_diff import numerical_gradient, rel_error
 from pysnn_ref.functional.linear import LinearCache, linear_backward
 from pysnn_ref.functional.neuron import lif_backward, lif_forward, make_neuron_params
 from pysnn_ref.functional.rate import (
@@ -16,6 +15,7 @@ from pysnn_ref.functional.rate import (
     rate_forward,
     rate_forward_chunk,
 )
+from pysnn_ref.gradcheck.finite_diff import numerical_gradient, rel_error
 
 LAM, V_TH = 0.6, 0.8
 

@@ -33,11 +33,11 @@ from spikingjelly.activation_based.neuron import (  # noqa: E402
 )
 from spikingjelly.activation_based.surrogate import Sigmoid  # noqa: E402
 
-from pysnn_ref.finite_diff import rel_error  # noqa: E402
 from pysnn_ref.functional.dsr import dsr_backward, dsr_forward  # noqa: E402
 from pysnn_ref.functional.linear import LinearCache, linear_backward, linear_forward  # noqa: E402
 from pysnn_ref.functional.neuron import make_neuron_params  # noqa: E402
 from pysnn_ref.functional.online import OnlineState, online_backward, online_forward  # noqa: E402
+from pysnn_ref.gradcheck.finite_diff import rel_error  # noqa: E402
 
 TAU, V_TH = 2.5, 0.5  # lam = 1 - 1/tau = 0.6
 

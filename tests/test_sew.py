@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pysnn_ref.gradcheck.finite_diff import numerical_gradient, rel_error
 from pysnn_ref.functional.sew import sew_connect_backward, sew_connect_forward
+from pysnn_ref.gradcheck.finite_diff import numerical_gradient, rel_error
 
 
 @pytest.mark.parametrize("g, table", [

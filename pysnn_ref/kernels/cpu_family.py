@@ -197,7 +197,7 @@ def online_forward(I, v, tr, lam, v_th, soft, smooth, kind, a):
 def _online_grad_row(dt, ut, v_th, kind, a, m, dIt):
     """``dIt[j] = dt[j] sigma'(ut[j] - v_th)`` over a block; the surrogate is dispatched once,
     outside the loop (a constant kind in each branch), so that every loop vectorises (as
-    kernels/cpu.py's _grad_row)."""
+    kernels/cpu's _grad_row)."""
     if kind == _ref.RECTANGULAR:
         for j in range(m):
             dIt[j] = dt[j] * _grad(ut[j] - v_th, _ref.RECTANGULAR, a)
