@@ -232,3 +232,28 @@ def test_published_checksums_are_well_formed():
         for f in src.files:
             assert len(f.md5) == 32 and int(f.md5, 16) >= 0, (name, f.filename)
             assert f.urls and all(u.startswith(("http://", "https://")) for u in f.urls)
+
+
+def test_train_download_flag_end_to_end(server, tmp_path, monkeypatch, capsys):
+    """``train --download``: fetches, verifies and trains; a failed transfer is one line, exit 2,
+    and no run folder and no data folder are left."""
+    from pysnn_ref.train.__main__ import cli
+
+    url, h = server
+    files = _fake_mnist(np.random.default_rng(5))
+    h.routes = {f"/{k}": ("ok", v) for k, v in files.items()}
+    _use(monkeypatch, "mnist", files)
+    monkeypatch.setenv(dl.MIRROR_ENV, url)
+    argv = ["--dataset", "mnist", "--download", "--data-dir", str(tmp_path / "d"), "--model",
+            "mlp", "--epochs", "1", "--T", "2", "--no-progress"]
+    assert cli([*argv, "--out", str(tmp_path / "run")]) == 0
+    assert "test_acc=" in capsys.readouterr().out
+    assert len(list((tmp_path / "d" / "MNIST" / "raw").iterdir())) == 4
+    h.routes = {}                                               # every file now 404
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    argv[4] = str(bad / "d")
+    assert cli([*argv, "--out", str(bad / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "HTTP 404" in err
+    assert _left(bad) == []

@@ -45,6 +45,7 @@ from typing import Any
 from .. import backend
 from ..cli import ArgumentParser, finite_float, nonnegative_int, positive_int, run_main
 from ..data import DATASETS, ENCODERS
+from ..data.download import DOWNLOADABLE, MIRROR_ENV, download
 from ..functional.surrogate import get_surrogate
 from ..methods import DEFAULT_TIME_CHUNK
 from ..models import LSTM_V_TH, MODELS
@@ -133,8 +134,12 @@ def _add_data_args(p: ArgumentParser, D: dict[str, Any]) -> None:
                         "8-pixel row per step (--encoder sequence). Inputs are standardised "
                         "per channel.")
     g.add_argument("--data-dir", default=None,
-                   help="folder (npz: file) holding the dataset files; nothing is downloaded; "
-                        "not used by digits")
+                   help="folder (npz: file) holding the dataset files; not used by digits "
+                        "(with --download: where the files go, default ./data)")
+    g.add_argument("--download", action="store_true",
+                   help=f"fetch {', '.join(DOWNLOADABLE)} into --data-dir first (checked "
+                        "against the published MD5s; files already there are kept; mirrors: "
+                        f"the environment variable {MIRROR_ENV})")
     g.add_argument("--encoder", choices=ENCODERS, default=D["encoder"],
                    help="direct: the analog input at every step; poisson: Bernoulli spikes "
                         "with rate |x| (signed), seeded per epoch; events / sequence: the "
@@ -315,7 +320,7 @@ def resolve_config(args: argparse.Namespace, explicit: set[str]) -> dict[str, An
     Raises ``ValueError`` (naming the flag) for combinations that make no sense, e.g. an ASF
     option with ``--method ssf``: a flag that would be silently ignored is an error.
     """
-    cfg = {k: v for k, v in vars(args).items() if k != "resume"}
+    cfg = {k: v for k, v in vars(args).items() if k not in ("resume", "download")}
 
     def only(flag_dest: str, ok: bool, what: str) -> None:
         if flag_dest in explicit and not ok:
@@ -406,6 +411,16 @@ def _resume_config(args: argparse.Namespace, explicit: set[str]) -> tuple[dict[s
     return cfg, path
 
 
+def fetch(cfg: dict[str, Any]) -> None:
+    """``--download``: fetch the dataset into ``cfg["data_dir"]`` (default ``./data``)."""
+    if cfg["dataset"] not in DOWNLOADABLE:
+        raise ValueError(f"--download only applies to --dataset {', '.join(DOWNLOADABLE)}, "
+                         f"not {cfg['dataset']}")
+    if cfg["data_dir"] is None:
+        cfg["data_dir"] = "data"
+    download(cfg["dataset"], cfg["data_dir"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and train; errors propagate (see :func:`cli` for the exit codes)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -416,6 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         train(cfg, resume=ckpt)
         return 0
     cfg = resolve_config(args, explicit)
+    if args.download:
+        fetch(cfg)
     if cfg["tit"] is not None and "epochs" in explicit:
         print(f"note: --epochs {args.epochs} is ignored, --tit {cfg['tit']} sets "
               f"{cfg['epochs']} epochs", flush=True)

@@ -151,10 +151,11 @@ def checkpoint_path(run_dir_or_path: str | Path, which: str = "last") -> Path:
 
 
 def load(run_dir_or_path: str | Path, device: str = "cpu",
-         checkpoint: str = "best") -> tuple[nn_.Module, dict[str, Any]]:
-    """Rebuild a trained network from a run folder (its ``best.npz`` or ``last.npz``) or a
-    checkpoint file.  Returns ``(net, config)``: the network on ``device`` in eval mode, and the
-    run's configuration plus ``config["checkpoint"]`` (path, epoch, T, test_acc)."""
+         checkpoint: str = "last") -> tuple[nn_.Module, dict[str, Any]]:
+    """Rebuild a trained network from a run folder (its ``last.npz`` by default, as
+    ``python -m pysnn_ref.evaluate``; or ``best.npz``) or a checkpoint file.  Returns
+    ``(net, config)``: the network on ``device`` in eval mode, and the run's configuration
+    plus ``config["checkpoint"]`` (path, epoch, T, test_acc)."""
     path = checkpoint_path(run_dir_or_path, checkpoint)
     model_state, _, meta = read_checkpoint(path)
     cfg = dict(meta["config"])

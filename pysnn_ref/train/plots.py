@@ -10,6 +10,8 @@
   batches of an epoch) of every spiking layer, per epoch (left) and for the last epoch (right).
 
 The functions take plain lists of dicts, so they also plot metrics you assemble yourself.
+:func:`raster` draws the spikes one layer fired (e.g. recorded by
+:class:`pysnn_ref.nn.SpikeMonitor`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ matplotlib.use("Agg")  # no display needed; must precede the pyplot import
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-__all__ = ["read_metrics", "plot_curves", "plot_firing_rates", "plot_run"]
+__all__ = ["read_metrics", "plot_curves", "plot_firing_rates", "plot_run", "raster"]
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -131,3 +133,44 @@ def plot_run(run_dir: str | Path, title: str | None = None) -> list[Path]:
         return []
     return [plot_curves(metrics, run_dir / "curves.png", title),
             plot_firing_rates(metrics, run_dir / "firing_rates.png", title)]
+
+
+def raster(spikes: Any, path: str | Path | None = None, *, sample: int = 0,
+           max_neurons: int = 200, ax: Any = None, title: str | None = None) -> Any:
+    """Spike raster of one sample: a dot at (t, neuron) for every spike.
+
+    Args:
+        spikes: one layer's output spikes, time-major ``(T, B, ...)`` (e.g. an entry of
+            ``SpikeMonitor.spikes``); the neuron axes are flattened.
+        path: if given, the figure is saved there as a PNG.
+        sample: which batch element to draw.
+        max_neurons: draw the first ``max_neurons`` neurons only.
+        ax: a matplotlib Axes to draw into (else a new figure is made).
+        title: the axes title (default: the neuron count and the firing rate).
+    Returns the Axes.
+    """
+    import numpy as np
+
+    o = np.asarray(spikes)
+    if o.ndim < 2:
+        raise ValueError(f"spikes must be time-major (T, B, ...), got shape {o.shape}")
+    if not 0 <= sample < o.shape[1]:
+        raise ValueError(f"sample must be in [0, {o.shape[1]}), got {sample}")
+    if max_neurons < 1:
+        raise ValueError(f"max_neurons must be >= 1, got {max_neurons}")
+    o = o[:, sample].reshape(o.shape[0], -1)[:, :max_neurons]
+    t, n = np.nonzero(o)
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+    ax.scatter(t, n, s=4, marker="|", color="black")
+    ax.set_xlim(-0.5, o.shape[0] - 0.5)
+    ax.set_ylim(-0.5, o.shape[1] - 0.5)
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("neuron")
+    ax.set_title(title or f"{o.shape[1]} neurons, firing rate {o.mean():.3f}")
+    if path is not None:
+        ax.figure.savefig(path, dpi=120)
+    if fig is not None:
+        plt.close(fig)
+    return ax
