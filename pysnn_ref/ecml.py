@@ -1,8 +1,8 @@
 """The window-partition supplement's closed forms: S(theta), Table 1 and the complexity Eqs. 1-2.
 
 Source: Yao, Wu, Chen & Zhang, "Training a General Spiking Neural Network with Improved
-Efficiency and Minimum Latency", supplementary material (shared/papers/
-general-snn-window-partition-supplement.md).
+Efficiency and Minimum Latency", supplementary material (code:
+github.com/iverss1/ECML_SNN).
 
 * Eq. 6 (Sec. 4.2): the area of the "fusion surface" over the over-activation range
   R in (th, 2 th) depends only on the radian factor theta::

@@ -26,7 +26,7 @@ ASF scale factor S (:class:`~pysnn_ref.nn.LIF`), ``asf_variant``:
   forward passes of a refresh epoch; gain S for every neuron.  S is taken only where
   sum FI > 1e-3 sum |FI| (``flows.ASF_RTOL``), else the previous S is kept: behind BatchNorm
   (beta = 0) sum FI is round-off and the bare ratio would be ~1e8 (docs/methods.md, "ASF").
-* ``"code"`` (the authors' public code, REFERENCES.md Sec. 1.1): S estimated per batch only over
+* ``"code"`` (the authors' public code, github.com/neural-lab/ASF-BP): S estimated per batch over
   neurons whose accumulated input is at least their spike count, S_new = 1 when that input sum
   is below 1e-3, EMA S = 0.6 S_new + 0.4 S; gain S * 1[FI > 0].
 

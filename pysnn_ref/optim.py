@@ -261,8 +261,8 @@ class Adam(Optimizer):
         p = p - (lr / (1 - β1^t)) · m / (sqrt(v) / sqrt(1 - β2^t) + eps)
 
     ``m`` and ``v`` start at zero; the two ``1 - β^t`` factors are the bias corrections.
-    ASF-BP trains with Adam, lr 5e-4 / 8.5e-4 and weight decay 5e-4 (REFERENCES.md 1.1); TET with
-    Adam lr 1e-3 (1.4).
+    ASF-BP trains with Adam, lr 5e-4 / 8.5e-4 and weight decay 5e-4 (the authors' code,
+    github.com/neural-lab/ASF-BP); TET with Adam lr 1e-3 (its authors' code).
     """
 
     name = "adam"
@@ -351,7 +351,8 @@ class ConstantLR(Schedule):
 class StepLR(Schedule):
     """``lr_at(epoch) = base_lr · gamma^(epoch // step_size)``, as torch's ``StepLR``.
 
-    ASF-BP's code decays Adam's learning rate this way with ``gamma = 0.2`` (REFERENCES.md 1.1).
+    ASF-BP's code decays Adam's learning rate this way with ``gamma = 0.2``
+    (github.com/neural-lab/ASF-BP).
     """
 
     def __init__(self, base_lr: float, step_size: int, gamma: float = 0.1) -> None:
@@ -368,7 +369,8 @@ class CosineLR(Schedule):
 
     ``lr_at(e) = min_lr + (base_lr - min_lr) · (1 + cos(π · e / total_epochs)) / 2``, the closed
     form of ``torch.optim.lr_scheduler.CosineAnnealingLR`` with ``T_max = total_epochs``; epochs
-    past ``total_epochs`` stay at ``min_lr``. TET trains with this schedule (REFERENCES.md 1.4).
+    past ``total_epochs`` stay at ``min_lr``. TET trains with this schedule
+    (github.com/brain-intelligence-lab/temporal_efficient_training).
     """
 
     def __init__(self, base_lr: float, total_epochs: int, min_lr: float = 0.0) -> None:

@@ -112,7 +112,7 @@ def test_authors_spread_equals_exact_where_it_should():
     """The authors' LIF backward (T-weighted G, spread 1/T) equals the exact one for IF; for LIF
     with an upstream gradient that is the same at every step it has the same G (the time sum of
     dI) and dL/dv_th but spreads G uniformly instead of by w_t / W; at a weighted-rate readout
-    G is T sum w^2 / W^2 times larger (the factor of METHODS-FAMILY)."""
+    G is T sum w^2 / W^2 times larger (the authors' readout factor)."""
     rng = np.random.default_rng(3)
     T = 6
     I = rng.normal(0.5, 0.5, (T, 2, 40))

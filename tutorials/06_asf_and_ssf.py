@@ -169,7 +169,7 @@ def section_flows(rng: np.random.Generator, axes) -> None:
     axes[2].legend(fontsize=8)
     print(f"   ASF, IF neurons: layer scale factor S = sum FO / sum FI = {S:.3f}")
     # the library's two estimators of S: the paper's ratio (Eq. 12) and the authors' code (only
-    # neurons with FI >= FO, then an EMA 0.6 new + 0.4 previous; REFERENCES.md Sec. 1.1)
+    # neurons with FI >= FO, then an EMA 0.6 new + 0.4 previous; github.com/neural-lab/ASF-BP)
     S_paper = flows.asf_scale_paper(float(FO.sum()), float(FI.sum()), previous=1.0)
     S_code = flows.asf_scale_code(FO, FI, previous=1.0)
     print(f"   flows.asf_scale_paper = {S_paper:.3f} (= Eq. 12); flows.asf_scale_code "

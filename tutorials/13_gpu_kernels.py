@@ -17,7 +17,7 @@ dFO/dFI (Eq. 14).
 No GPU here?  numba ships a CUDA *simulator* that runs every thread as Python code.  It must be
 switched on before numba is first imported -- and ``import pysnn_ref`` imports numba -- so the
 very first lines of this file set ``NUMBA_ENABLE_CUDASIM=1`` when no CUDA driver library is
-found (or leave the variable as you set it).  The simulator is slow (PLATFORM.md: ~15 s for
+found (or leave the variable as you set it).  The simulator is slow (measured: ~15 s for
 64,000 threads x 20 steps), so the sizes are tiny; on a real GPU the same code runs on the device.
 
 Verification: the three tiers agree to rel <= 1e-10 in float64 (forward spikes and membranes,

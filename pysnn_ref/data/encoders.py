@@ -83,7 +83,7 @@ class DirectEncoder(Encoder):
 
 class PoissonEncoder(Encoder):
     """Bernoulli ("Poisson") rate coding, ASF-BP's input layer (paper Alg. 1 line 3,
-    REFERENCES.md 1.1).
+    the authors' code, github.com/neural-lab/ASF-BP).
 
     At every step, independently for each entry::
 

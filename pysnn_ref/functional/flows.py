@@ -17,7 +17,7 @@ network* whose neurons map an input flow FI to an output flow FO.
 We set R = 1 there -- the value of a neuron that loses exactly v_th per spike -- so a silent
 neuron whose mean input is positive still passes gradient 1/v_th and can learn to fire, while
 one with FI <= 0 passes none (the max(0, .) of Eq. 14).  This mirrors DSR's masked clamp
-backward (Meng et al. 2022; REFERENCES.md Sec. 1.3), which passes gradient wherever
+backward (Meng et al. 2022; github.com/qymeng94/DSR), which passes gradient wherever
 0 < rate_in < v_th regardless of firing.  ``tests/test_flows.py`` pins this rule.
 """
 
@@ -186,7 +186,7 @@ def asf_scale_paper(sum_FO: float, sum_FI: float, previous: float,
 
 
 def asf_scale_code(FO: Any, FI: Any, previous: float) -> float:
-    """The ASF authors' estimator (REFERENCES.md Sec. 1.1, ``ave`` + EMA), one batch.
+    """The ASF authors' estimator (github.com/neural-lab/ASF-BP: ``ave`` + EMA), one batch.
 
     Only elements whose accumulated input is at least their spike count enter the ratio
     (mask ``FI >= FO``); a masked input sum below 1e-3 gives S_new = 1; then

@@ -158,7 +158,8 @@ def tet_loss_forward(y: Any, labels: Any, lam: float = 0.05,
       of the output (pre-synaptic input of the output layer, the paper's ``O(t)``).
     * Eq. 13: ``L = (1 - lam) · L_TET + lam · L_MSE``.
 
-    This matches the authors' ``TET_loss`` (REFERENCES.md 1.4: ``MSELoss`` with mean reduction
+    This matches the authors' ``TET_loss``
+    (github.com/brain-intelligence-lab/temporal_efficient_training: ``MSELoss``, mean reduction,
     against ``full_like(outputs, phi)``). The paper sets ``phi = V_th = 1`` and ``lam = 0.05`` on
     CIFAR (1e-3 on ImageNet / DVS-CIFAR10, also the code's default).
 
@@ -217,8 +218,8 @@ def asf_mse_loss_forward(y: Any, labels: Any, v_th: float = 1.0) -> tuple[float,
     ``L = (1/B) Σ_b  1/2 || Y_b - u_T,b / (T · v_th) ||^2``
 
     with ``Y`` the one-hot label: summed over the ``C`` classes, **averaged** over the batch. The
-    authors' code (REFERENCES.md 1.1) uses ``MSELoss(reduction='sum')``, i.e. sums over the
-    batch (and omits the 1/2); we average so that the learning rate does not depend on the batch
+    authors' code (github.com/neural-lab/ASF-BP) uses ``MSELoss(reduction='sum')``, i.e. sums over
+    the batch (and omits the 1/2); we average so that the learning rate does not depend on the batch
     size. Multiply the loss and gradient by ``2B`` to recover the code's values.
 
     Args:

@@ -4,7 +4,8 @@ Same signatures and return values as the reference and CPU modules; tests assert
 (float64, rel <= 1e-10) by running these kernels in numba's CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1``), and ``numba.cuda.compile_ptx`` proves they compile for real GPUs.
 
-How the kernels are built (the SpikingJelly fused multi-step pattern, REFERENCES.md Sec. 2.1):
+How the kernels are built (SpikingJelly's fused multi-step pattern,
+github.com/fangwei123456/spikingjelly):
 
 * Neuron tensors are ``(T, N)``. **One thread per neuron**; the whole time loop runs inside the
   thread with the membrane state in a register, so a T-step forward or backward is one launch,
