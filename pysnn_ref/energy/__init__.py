@@ -234,5 +234,7 @@ def format_table(rep: EnergyReport) -> str:
                 f"{rep.ann_macs:>11.4g} {rep.energy_pj / 1e6:>9.4g} "
                 f"{rep.ann_energy_pj / 1e6:>9.4g}")
     rows.append(f"45 nm: {rep.e_mac_pj} pJ/MAC, {rep.e_ac_pj} pJ/AC (Dspike Sec. 5.4); "
-                f"T={rep.T}, batch={rep.batch}; ANN/SNN energy = {rep.ratio:.3g}")
+                f"T={rep.T}, batch={rep.batch}; ANN/SNN energy = {rep.ratio:.3g} (the ANN with "
+                f"the same weights spends {rep.ratio:.3g}x the SNN's energy: "
+                f"{'the SNN is cheaper' if rep.ratio > 1 else 'the SNN costs more'})")
     return "\n".join(rows)
