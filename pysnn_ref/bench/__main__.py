@@ -136,26 +136,34 @@ def make_parser() -> argparse.ArgumentParser:
                          "pysnn_ref.models (default: convnet)")
     ap.add_argument("--methods", default="bptt,asf,ssf", help="comma list (default: all three)")
     ap.add_argument("--T", default="4,10,20,40,80", help="comma list of time steps")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
-    ap.add_argument("--dtype", default="float32", choices=DTYPES)
-    ap.add_argument("--loss", default="sdt", choices=LOSSES)
-    ap.add_argument("--encoder", default="direct", choices=ENCODER_CHOICES)
+    ap.add_argument("--batch-size", type=int, default=64, help="samples per step")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "gpu"),
+                    help="cpu: NumPy + Numba; gpu: CuPy + numba.cuda (the [gpu] extra)")
+    ap.add_argument("--dtype", default="float32", choices=DTYPES,
+                    help="parameters, activations and gradients")
+    ap.add_argument("--loss", default="sdt", choices=LOSSES,
+                    help="sdt (CE of the mean output), tet (per-step CE, TET), asf-mse "
+                         "(ASF's output-membrane MSE)")
+    ap.add_argument("--encoder", default="direct", choices=ENCODER_CHOICES,
+                    help="direct: the synthetic image at every step; poisson: Bernoulli "
+                         "spikes of rate |x|")
     ap.add_argument("--repeats", type=int, default=5, help="timed steps (median)")
     ap.add_argument("--warmup", type=int, default=2,
                     help="untimed steps first (>= 1; the first is reported as first_step_s)")
     ap.add_argument("--input-shape", default=None,
                     help="C,H,W of one sample (default: 1,28,28 for mlp/convnet/lenet, "
                          "else 3,32,32)")
-    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--classes", type=int, default=10, help="outputs of the classifier")
     ap.add_argument("--time-chunk", type=int, default=None,
                     help="flow methods: steps streamed at once (default: the method's)")
     ap.add_argument("--lam", type=float, default=0.5, help="LIF decay (default 0.5)")
-    ap.add_argument("--v-th", type=float, default=1.0)
-    ap.add_argument("--reset", default="hard", choices=("hard", "soft"))
-    ap.add_argument("--surrogate", default="triangle")
+    ap.add_argument("--v-th", type=float, default=1.0, help="firing threshold (default 1.0)")
+    ap.add_argument("--reset", default="hard", choices=("hard", "soft"),
+                    help="hard: to 0 (SSF Eq. 6); soft: subtract v_th (Eq. 16)")
+    ap.add_argument("--surrogate", default="triangle",
+                    help="NAME[:a] of the BPTT surrogate gradient, e.g. triangle, atan:2")
     ap.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (momentum 0.9)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="weights and synthetic inputs")
     ap.add_argument("--threads", type=int, default=None,
                     help="Numba threads (default: all cores); BLAS is capped at the same; "
                          "PyTorch gets torch.set_num_threads(threads)")
