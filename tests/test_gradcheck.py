@@ -13,7 +13,8 @@ def test_cli_all_cases_pass(capsys):
     assert out[-1].endswith(" passed, 0 failed")
     cases = "\n".join(out)
     for must in ("LIF reset=soft surrogate=dspike", "IF reset=hard surrogate=atan",
-                 "network conv-tdBN-LIF", "conv", "maxpool", "tdBN"):
+                 "network conv-tdBN-LIF", "conv", "maxpool", "tdBN", "asf conv", "ssf conv",
+                 "loss sdt", "loss tet", "loss asf-mse"):
         assert must in cases
 
 
@@ -59,3 +60,26 @@ def test_gradient_measurements_do_not_train_the_network():
     assert net.layers[2].S == S
     assert set(cos) == {"0.W", "4.W"} and all(-1 <= c <= 1 for c in cos.values())
     assert set(fdg) == {"0.W"}
+
+
+def test_cli_one_group_and_one_case(capsys):
+    assert gradcheck_cli.main(["--group", "flows", "--case", "ssf"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = out[1:-1]
+    assert rows and all(r.startswith("ssf ") for r in rows)
+    assert out[-1] == f"{len(rows)} passed, 0 failed"
+    assert gradcheck_cli.main(["--group", "losses", "--case", "nothing-like-this"]) == 2
+    assert "--case" in capsys.readouterr().err
+
+
+def test_rate_network_check_catches_a_wrong_gain(monkeypatch):
+    """The flow rows compare against the rate network built from the method's own gains: with
+    every gain doubled in the reference, the same analytic gradients no longer match."""
+    from pysnn_ref.gradcheck import flows
+
+    good = flows.rate_network_loss
+    monkeypatch.setattr(flows, "rate_network_loss",
+                        lambda net, X, labels, gains, points: good(net, X, labels,
+                                                                   [2 * g for g in gains], points))
+    rows = flows.flow_gradcheck_cases()
+    assert all(err > gradcheck.TOLERANCE for _, name, err in rows if name.startswith("0."))

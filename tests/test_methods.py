@@ -13,6 +13,7 @@ import pytest
 from pysnn_ref import nn
 from pysnn_ref.functional.loss import sdt_loss_backward, sdt_loss_forward
 from pysnn_ref.gradcheck import numerical_gradient, rel_error
+from pysnn_ref.gradcheck.flows import operating_points, rate_network_loss
 from pysnn_ref.methods import make_method
 
 
@@ -158,39 +159,6 @@ def test_bptt_whole_mlp_finite_differences(reset, lam):
             assert rel_error(g[f"{i}.{p.name}"], num) < 1e-6
 
 
-def _operating_points(net, X):
-    """Per spiking layer: the time-mean input current and output spikes of the real SNN."""
-    points, x = [], X
-    for layer in net.layers:
-        y = layer.forward(x)
-        if isinstance(layer, nn.LIF):
-            points.append((x.mean(0), y.mean(0)))
-        x = y
-    return points
-
-
-def _rate_loss(net, X, labels, gains, points):
-    """The equivalent rate network (ASF Fig. 2b; SSF Fig. 2b): time-mean inputs through the
-    weight layers; each spiking layer replaced by its flow mapping linearised at the real
-    network's operating point -- value = the real mean spike rate, slope = the flow gain
-    (the straight-through construction of the ASF authors' code).  Loss: SDT on the mean."""
-    x = X.mean(0)
-    it = iter(zip(gains, points, strict=True))
-    for layer in net.layers:
-        if isinstance(layer, nn.LIF):
-            gain, (FI0, FO0) = next(it)
-            x = FO0 + gain * (x - FI0)
-        elif isinstance(layer, nn.Linear):
-            x = x @ layer.W.data.T + layer.b.data
-        elif isinstance(layer, nn.Conv2d):
-            from pysnn_ref.functional.conv import conv2d_forward
-            x = conv2d_forward(x, layer.W.data, layer.b.data if layer.b is not None else None,
-                               stride=layer.stride, padding=layer.padding)[0]
-        else:
-            x = layer.forward(x[None])[0]
-    return sdt_loss_forward(x[None], labels)[0]
-
-
 def _conv_net(lam, seed=0):
     rng = np.random.default_rng(seed)
     return nn.Sequential(
@@ -219,10 +187,11 @@ def test_flow_methods_are_exact_gradients_of_rate_network(method, net_kind):
     _, g = _grads(net, method, X, labels, time_chunk=4)
     gains = [layer.flow_gain for layer in net.layers if isinstance(layer, nn.LIF)]
     assert any(np.any(gv != 0) for gv in gains)
-    points = _operating_points(net, X)
+    points = operating_points(net, X)
     for i, layer in enumerate(net.layers):
         for p in layer.own_parameters():
-            num = numerical_gradient(lambda: _rate_loss(net, X, labels, gains, points), p.data)
+            num = numerical_gradient(lambda: rate_network_loss(net, X, labels, gains, points),
+                                     p.data)
             assert rel_error(g[f"{i}.{p.name}"], num) < 1e-6, (i, p.name)
 
 
