@@ -24,6 +24,7 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -180,6 +181,15 @@ def _cpu_kernels() -> ModuleType:
 
 #: how to get the GPU stack (the package is not on the package index: install the checkout)
 GPU_INSTALL_HINT = 'install the GPU extra from the repository checkout: pip install -e ".[gpu]"'
+
+
+def cpu_kernels_cached() -> bool:
+    """Whether Numba's on-disk cache already holds compiled CPU kernels (``cache=True`` writes
+    ``*.nbi`` index files into ``kernels/cpu/__pycache__``). False on a first run, which then
+    spends about half a minute compiling: callers say so instead of showing a slow first epoch
+    without a word. Read from the file system only (nothing is imported or compiled)."""
+    cache = Path(__file__).resolve().parent / "kernels" / "cpu" / "__pycache__"
+    return cache.is_dir() and any(cache.glob("*.nbi"))
 
 
 def _first_line(e: BaseException) -> str:

@@ -152,9 +152,15 @@ class Module:
 
     # --- BPTT ----------------------------------------------------------------------------
     def forward(self, x: Any) -> Any:
+        """Run the layer on a time-major input ``x`` (``(T, B, ...)``) and keep what its
+        backward needs (the cache of its functional pair); returns the output, ``(T, B, ...)``.
+        Call the module (``layer(x)``) to run its forward hooks too."""
         raise NotImplementedError
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        """Back-propagate ``dy`` = dL/d(output) through the last forward: add the parameters'
+        gradients into their ``grad`` buffers and return dL/d(input) (``None`` when
+        ``need_dx`` is False: the layer below wants no gradient, e.g. the first layer)."""
         raise NotImplementedError
 
     def __call__(self, x: Any) -> Any:

@@ -503,6 +503,9 @@ def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
     comm.min_int(1)
     runlog.log_header(log, cfg, st.data.input_shape, st.n_params, len(st.layer_names),
                       st.total)
+    if cfg["device"] == "cpu" and not backend.cpu_kernels_cached():
+        log("note: first run: Numba compiles the CPU kernels during the first steps (about "
+            "half a minute, once; cached for later runs)")
     if resume is not None:
         log(f"resumed from {resume} at epoch {st.start_epoch}/{st.total}")
     last_acc = None
