@@ -26,7 +26,7 @@ LAYERS = {
     "pysnn_ref.functional": 2, "pysnn_ref.cli": 2, "pysnn_ref": 2,  # __init__: version, backend
     "pysnn_ref.nn": 3,
     "pysnn_ref.methods": 4, "pysnn_ref.models": 4, "pysnn_ref.optim": 4, "pysnn_ref.data": 4,
-    "pysnn_ref.energy": 4, "pysnn_ref.ecml": 4,
+    "pysnn_ref.energy": 4, "pysnn_ref.ecml": 4, "pysnn_ref.nir": 4,
     "pysnn_ref.gradcheck": 5, "pysnn_ref.train": 5, "pysnn_ref.bench": 5,
     # the command lines
     "pysnn_ref.__main__": 6, "pysnn_ref.evaluate": 6, "pysnn_ref.train.__main__": 6,

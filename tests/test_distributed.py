@@ -198,7 +198,7 @@ def test_select_gpu_makes_the_device_current_for_cupy_and_numba(monkeypatch):
 
 @needs_mpi
 def test_mpi_ranks_know_their_rank_on_the_machine(tmp_path):
-    code = ("from pysnn_ref import distributed as D; c = D.init(True); "
+    code = ("from pysnn_ref.train import distributed as D; c = D.init(True); "
             "open(f'rank{c.rank}.txt', 'w').write(f'{c.rank} {c.local_rank} {c.size}')")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     r = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-c", code], cwd=tmp_path, env=env,

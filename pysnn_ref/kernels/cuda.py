@@ -473,10 +473,10 @@ INDEX32_LIMIT = 1 << 31
 _INDEX = {np.dtype(np.uint32): SimpleNamespace(**index_kernels(np.uint32)),
           np.dtype(np.uint64): SimpleNamespace(**index_kernels(np.uint64))}
 # the 32-bit kernels under their own names (what the tests and tutorials launch)
-_im2col_kernel = _INDEX[np.dtype(np.uint32)]._im2col_kernel
-_col2im_kernel = _INDEX[np.dtype(np.uint32)]._col2im_kernel
-_maxpool2d_forward_kernel = _INDEX[np.dtype(np.uint32)]._maxpool2d_forward_kernel
-_maxpool2d_backward_kernel = _INDEX[np.dtype(np.uint32)]._maxpool2d_backward_kernel
+_im2col_kernel = _INDEX[np.dtype(np.uint32)].im2col_kernel
+_col2im_kernel = _INDEX[np.dtype(np.uint32)].col2im_kernel
+_maxpool2d_forward_kernel = _INDEX[np.dtype(np.uint32)].maxpool2d_forward_kernel
+_maxpool2d_backward_kernel = _INDEX[np.dtype(np.uint32)].maxpool2d_backward_kernel
 
 
 def _index_type(*arrays: Any) -> Any:
@@ -499,7 +499,7 @@ def im2col(x, KH, KW, stride, pad):
     OW = _ref.conv_out_size(W, KW, stride, pad)
     cols = xp.empty((N, C * KH * KW, OH * OW), dtype=x.dtype)
     U = _index_type(x, cols)
-    k = _INDEX[np.dtype(U)]._im2col_kernel
+    k = _INDEX[np.dtype(U)].im2col_kernel
     _launch(k, cols.size, x, x, *_ints(U, C, H, W, KH, KW, stride, pad, OW, C * KH * KW,
                                        OH * OW, cols.size), cols)
     return cols
@@ -514,7 +514,7 @@ def col2im(cols, x_shape, KH, KW, stride, pad):
     OH = _ref.conv_out_size(H, KH, stride, pad)
     OW = _ref.conv_out_size(W, KW, stride, pad)
     U = _index_type(cols, dx)
-    k = _INDEX[np.dtype(U)]._col2im_kernel
+    k = _INDEX[np.dtype(U)].col2im_kernel
     _launch(k, dx.size, cols, cols, *_ints(U, C, H, W, KH, KW, stride, pad, OH, OW, dx.size),
             cols.dtype.type(0), dx)
     return dx
@@ -530,7 +530,7 @@ def maxpool2d_forward(x, k, stride):
     out = xp.empty((N, C, OH, OW), dtype=x.dtype)
     idx = xp.empty((N, C, OH, OW), dtype=np.int32)
     U = _index_type(x, out)
-    kern = _INDEX[np.dtype(U)]._maxpool2d_forward_kernel
+    kern = _INDEX[np.dtype(U)].maxpool2d_forward_kernel
     _launch(kern, out.size, x, x, *_ints(U, C, W, k, stride, OH, OW, out.size), out, idx)
     return out, idx
 
@@ -544,7 +544,7 @@ def maxpool2d_backward(dout, idx, x_shape, k, stride):
     _, C, H, W = dx.shape
     OH, OW = dout.shape[2:]
     U = _index_type(dout, dx)
-    kern = _INDEX[np.dtype(U)]._maxpool2d_backward_kernel
+    kern = _INDEX[np.dtype(U)].maxpool2d_backward_kernel
     _launch(kern, dx.size, dout, dout, idx, *_ints(U, C, H, W, k, stride, OH, OW, dx.size),
             dout.dtype.type(0), dx)
     return dx

@@ -13,8 +13,8 @@ from typing import Any
 from numba import cuda
 
 
-def index_kernels(U: Any) -> dict[str, Any]:
-    """The im2col / col2im / max-pool kernels with index type ``U`` (np.uint32 or np.uint64)."""
+def im2col_kernel(U: Any) -> Any:
+    """The ``im2col`` kernel with index type ``U`` (np.uint32 or np.uint64)."""
 
     @cuda.jit
     def _im2col_kernel(x, C, H, W, KH, KW, stride, pad, OW, R, P, n_items, cols):
@@ -40,6 +40,12 @@ def index_kernels(U: Any) -> dict[str, Any]:
             else:
                 cols[n, row, p] = 0
             i = U(i + step)
+
+    return _im2col_kernel
+
+
+def col2im_kernel(U: Any) -> Any:
+    """The ``col2im`` kernel with index type ``U`` (np.uint32 or np.uint64)."""
 
     @cuda.jit
     def _col2im_kernel(cols, C, H, W, KH, KW, stride, pad, OH, OW, n_items, zero, dx):
@@ -81,6 +87,12 @@ def index_kernels(U: Any) -> dict[str, Any]:
             dx[n, c, ih, iw] = acc
             i = U(i + step)
 
+    return _col2im_kernel
+
+
+def maxpool2d_forward_kernel(U: Any) -> Any:
+    """The ``maxpool2d_forward`` kernel with index type ``U`` (np.uint32 or np.uint64)."""
+
     @cuda.jit
     def _maxpool2d_forward_kernel(x, C, W, k, stride, OH, OW, n_items, out, idx):
         """out[n, c, oh, ow] = window max, idx[...] = its flat (ih*W + iw) index, int32.
@@ -115,6 +127,12 @@ def index_kernels(U: Any) -> dict[str, Any]:
             idx[n, c, oh, ow] = best_i
             i = U(i + step)
 
+    return _maxpool2d_forward_kernel
+
+
+def maxpool2d_backward_kernel(U: Any) -> Any:
+    """The ``maxpool2d_backward`` kernel with index type ``U`` (np.uint32 or np.uint64)."""
+
     @cuda.jit
     def _maxpool2d_backward_kernel(dout, idx, C, H, W, k, stride, OH, OW, n_items, zero, dx):
         """dx[n, c, ih, iw] = sum of dout over the windows whose maximum is (ih, iw).
@@ -148,6 +166,12 @@ def index_kernels(U: Any) -> dict[str, Any]:
             dx[n, c, ih, iw] = acc
             i = U(i + step)
 
-    return {"_im2col_kernel": _im2col_kernel, "_col2im_kernel": _col2im_kernel,
-            "_maxpool2d_forward_kernel": _maxpool2d_forward_kernel,
-            "_maxpool2d_backward_kernel": _maxpool2d_backward_kernel}
+    return _maxpool2d_backward_kernel
+
+
+def index_kernels(U: Any) -> dict[str, Any]:
+    """The im2col / col2im / max-pool kernels with index type ``U`` (np.uint32 or np.uint64),
+    by name."""
+    return {"im2col_kernel": im2col_kernel(U), "col2im_kernel": col2im_kernel(U),
+            "maxpool2d_forward_kernel": maxpool2d_forward_kernel(U),
+            "maxpool2d_backward_kernel": maxpool2d_backward_kernel(U)}

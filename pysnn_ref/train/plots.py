@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # no display needed; must precede the pyplot import
 import matplotlib.pyplot as plt  # noqa: E402
@@ -149,7 +150,6 @@ def raster(spikes: Any, path: str | Path | None = None, *, sample: int = 0,
         title: the axes title (default: the neuron count and the firing rate).
     Returns the Axes.
     """
-    import numpy as np
 
     o = np.asarray(spikes)
     if o.ndim < 2:
