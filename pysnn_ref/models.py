@@ -232,13 +232,13 @@ def _conv_bn(rng, dtype, ci, co, k, s=1, *, bias=False, alpha=None, v_th=1.0):
 def resnet19(input_shape, num_classes, neuron, *, tdbn: bool = True, v_th: float = 1.0,
              seed: int = 0, dtype: Any = np.float32) -> Sequential:
     """ResNet-19 of tdBN (Zheng et al., "Going Deeper With Directly-Trained Larger Spiking
-    Neural Networks", AAAI 2021, Table 1 of the paper's CIFAR network; layout as in
-    ``yfguo91/Re-Loss`` / RBP ``model/resnet.py`` ``resnet19``): conv3x3 C->128 + BN + SN;
-    BasicBlock = conv3x3-BN-SN-conv3x3-BN (+ identity, or conv1x1(stride)+BN), then SN;
-    stages 3 x 128 (stride 1), 3 x 256 (stride 2), 2 x 512 (stride 2); global average pooling;
-    FC 512->256 + SN; FC 256->classes.  Convolutions bias-free.  tdBN (``tdbn``): alpha = 1 /
-    sqrt(2) on the two BNs that meet at a residual sum, alpha = 1 elsewhere (tdBN Sec. 4,
-    "pre-activation residual" rule), threshold ``v_th``."""
+    Neural Networks", AAAI 2021; layout as in RBP's ``model/resnet.py`` ``resnet19`` and
+    ``yfguo91/Re-Loss`` ``models/spike_block.py``): conv3x3 C->128 + BN + SN; BasicBlock =
+    conv3x3-BN-SN-conv3x3-BN (+ identity, or conv1x1(stride)+BN), then SN; stages 3 x 128
+    (stride 1), 3 x 256 (stride 2), 2 x 512 (stride 2); global average pooling; FC 512->256 +
+    SN; FC 256->classes.  Convolutions bias-free.  tdBN (``tdbn``): alpha = 1 / sqrt(2) on the
+    two BNs that meet at a residual sum (bn2 and the shortcut's BN, as in Re-Loss's code),
+    alpha = 1 elsewhere, threshold ``v_th``."""
     rng = np.random.default_rng(seed)
     a1, ar = (1.0, TDBN_RES_ALPHA) if tdbn else (None, None)
     cb = lambda ci, co, k, s=1, a=a1: _conv_bn(rng, dtype, ci, co, k, s,  # noqa: E731
