@@ -201,6 +201,10 @@ def make_model(name: str, input_shape: tuple[int, ...], num_classes: int,
         if len(shape) != 3 or shape[1] != shape[2]:
             raise ValueError(f"model {name!r} needs square image input (C, H, H), got "
                              f"input_shape {shape}")
+        if batch_norm is not None or tdbn_alpha is not None:
+            raise ValueError(f"model {name!r} is built as published, BN / tdBN where its "
+                             "source puts them: batch_norm and tdbn_alpha (--tdbn-alpha) do "
+                             "not apply")
         return PAPER_MODELS[name](shape, num_classes, neuron, v_th=v_th, seed=seed,
                                   dtype=dtype)
     spec, bn = LAYER_STRINGS[name]

@@ -145,3 +145,12 @@ def test_trainable_by_every_method(name, shape):
         assert np.abs(grads[0]).max() > 0, method
     assert y.shape == (2, 2, 10)
     np.testing.assert_allclose(outs["ssf"], outs["bptt"], rtol=1e-4, atol=1e-4)
+
+
+def test_fixed_layout_rejects_bn_options_and_non_square_input():
+    with pytest.raises(ValueError, match="tdbn_alpha"):
+        make_model("resnet19", (3, 32, 32), 10, _lif, tdbn_alpha=1.0)
+    with pytest.raises(ValueError, match="batch_norm"):
+        make_model("vgg11", (2, 48, 48), 10, _lif, batch_norm=False)
+    with pytest.raises(ValueError, match="square image input"):
+        make_model("sew_resnet34", (3, 64, 32), 200, _lif)
