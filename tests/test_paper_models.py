@@ -154,3 +154,13 @@ def test_fixed_layout_rejects_bn_options_and_non_square_input():
         make_model("vgg11", (2, 48, 48), 10, _lif, batch_norm=False)
     with pytest.raises(ValueError, match="square image input"):
         make_model("sew_resnet34", (3, 64, 32), 200, _lif)
+
+
+def test_train_cli_refuses_a_bn_flag_for_a_paper_model_in_one_line(capsys, tmp_path):
+    from pysnn_ref.train.__main__ import cli
+
+    rc = cli(["--model", "resnet19", "--tdbn-alpha", "1.0", "--epochs", "1", "--T", "2",
+              "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    lines = [s for s in err.splitlines() if s.strip()]
+    assert rc == 2 and len(lines) == 1 and "tdbn_alpha" in lines[0], err
