@@ -18,7 +18,14 @@ vggsnn     64C3-128C3-AP2-256C3-256C3-AP2-512C3-512C3-AP2-512C3-512C3-AP2     TE
 resnet     32C3 stem, residual blocks [32, 64 s2, 128 s2], global AP  (BN)    spiking ResNet
 window     4 windows (3L/4) of 16C3, Algorithm 1 recompose, AP2  (BPTT only)  window-partition
 lstm       SpikingLSTM(128) on a sequence (T, B, D), classifier  (BPTT only)  window-partition
+resnet19   128C3 stem, [3x128, 3x256 s2, 2x512 s2] blocks, FC256  (tdBN)       tdBN (SSF Tab. 1)
+preact_resnet18  pre-activation [2x64, 2x128, 2x256, 2x512], BN1d-SN head      DSR (SSF Tab. 1)
+vgg11      TET's VGGSNN for 2x48x48 DVS frames (conv bias + BN)               TET (SSF Tab. 1)
+sew_resnet34  SEW blocks [3, 4, 6, 3], ImageNet stem, connect g (ADD)          SEW (SSF Tab. 1)
 =========  =================================================================  ===============
+
+The four SSF Table 1 networks (``resnet19`` ... ``sew_resnet34``) are built at full width as
+published (:func:`count_parameters`, tests/test_paper_models.py checks the counts).
 
 ``lstm`` takes sequence input, ``input_shape = (D,)`` features per step (``--dataset
 digits-rows --encoder sequence``: one 8-pixel image row per step); its spike threshold
@@ -45,8 +52,10 @@ from .nn import (
     Module,
     Residual,
     Sequential,
+    SEWResidual,
     SpikingLSTM,
     WindowRecompose,
+    ZeroPad2d,
 )
 
 LAYER_STRINGS = {
@@ -56,7 +65,8 @@ LAYER_STRINGS = {
     "snn5": ("16C3-64C5-AP2-128C5-AP2-256C5-AP2-512C3-AP2", True),
     "vggsnn": ("64C3-128C3-AP2-256C3-256C3-AP2-512C3-512C3-AP2-512C3-512C3-AP2", True),
 }
-MODELS = (*LAYER_STRINGS, "resnet", "window", "lstm")
+MODELS = (*LAYER_STRINGS, "resnet", "window", "lstm", "resnet19", "preact_resnet18", "vgg11",
+          "sew_resnet34")
 LSTM_V_TH = 0.5   #: the lstm model's default threshold (its membrane lies in (-1, 1))
 LSTM_HIDDEN = 128
 
@@ -187,9 +197,157 @@ def make_model(name: str, input_shape: tuple[int, ...], num_classes: int,
         if len(shape) != 3:
             raise ValueError(f"model 'resnet' needs image input (C, H, W), got {shape}")
         return _resnet(shape, num_classes, neuron, tdbn_alpha, v_th, seed, dtype)
+    if name in PAPER_MODELS:
+        if len(shape) != 3 or shape[1] != shape[2]:
+            raise ValueError(f"model {name!r} needs square image input (C, H, H), got "
+                             f"input_shape {shape}")
+        if batch_norm is not None or tdbn_alpha is not None:
+            raise ValueError(f"model {name!r} is built as published, BN / tdBN where its "
+                             "source puts them: batch_norm and tdbn_alpha (--tdbn-alpha) do "
+                             "not apply")
+        return PAPER_MODELS[name](shape, num_classes, neuron, v_th=v_th, seed=seed,
+                                  dtype=dtype)
     spec, bn = LAYER_STRINGS[name]
     if name != "mlp" and len(shape) != 3:
         raise ValueError(f"model {name!r} needs image input (C, H, W), got input_shape {shape}")
     return build_from_string(spec, shape, num_classes, neuron,
                              batch_norm=bn if batch_norm is None else batch_norm,
                              tdbn_alpha=tdbn_alpha, v_th=v_th, seed=seed, dtype=dtype)
+
+
+# ============================================================================================
+# The SSF paper's networks (Table 1), built as their sources publish them.  Parameter counts:
+# :func:`count_parameters`; the reference counts and where they come from: PAPER_PARAMS.
+# ============================================================================================
+
+TDBN_RES_ALPHA = 1 / np.sqrt(2)  #: tdBN's alpha on the BNs before a residual sum (Zheng 2021)
+
+
+def count_parameters(net: Module) -> int:
+    """Number of trainable scalars of ``net`` (weights, biases, BN gamma / beta)."""
+    return int(sum(p.data.size for p in net.parameters()))
+
+
+def _conv_bn(rng, dtype, ci, co, k, s=1, *, bias=False, alpha=None, v_th=1.0):
+    return [Conv2d(ci, co, k, stride=s, padding=k // 2, bias=bias, rng=rng, dtype=dtype),
+            BatchNorm(co, alpha=alpha, v_th=v_th, dtype=dtype)]
+
+
+def resnet19(input_shape: tuple[int, ...], num_classes: int,
+             neuron: Callable[[], Module], *, tdbn: bool = True, v_th: float = 1.0,
+             seed: int = 0, dtype: Any = np.float32) -> Sequential:
+    """ResNet-19 of tdBN (Zheng et al., "Going Deeper With Directly-Trained Larger Spiking
+    Neural Networks", AAAI 2021; layout as in RBP's ``model/resnet.py`` ``resnet19`` and
+    ``yfguo91/Re-Loss`` ``models/spike_block.py``): conv3x3 C->128 + BN + SN; BasicBlock =
+    conv3x3-BN-SN-conv3x3-BN (+ identity, or conv1x1(stride)+BN), then SN; stages 3 x 128
+    (stride 1), 3 x 256 (stride 2), 2 x 512 (stride 2); global average pooling; FC 512->256 +
+    SN; FC 256->classes.  Convolutions bias-free.  tdBN (``tdbn``): alpha = 1 / sqrt(2) on the
+    two BNs that meet at a residual sum (bn2 and the shortcut's BN, as in Re-Loss's code),
+    alpha = 1 elsewhere, threshold ``v_th``."""
+    rng = np.random.default_rng(seed)
+    a1, ar = (1.0, TDBN_RES_ALPHA) if tdbn else (None, None)
+    cb = lambda ci, co, k, s=1, a=a1: _conv_bn(rng, dtype, ci, co, k, s,  # noqa: E731
+                                                  alpha=a, v_th=v_th)
+    C, H, W = input_shape
+    layers: list[Module] = [*cb(C, 128, 3), neuron()]
+    c, h = 128, H
+    for w, n, stride in ((128, 3, 1), (256, 3, 2), (512, 2, 2)):
+        for i in range(n):
+            s = stride if i == 0 else 1
+            main = Sequential(*cb(c, w, 3, s), neuron(), *cb(w, w, 3, 1, ar))
+            short = None if (s == 1 and c == w) else Sequential(*cb(c, w, 1, s, ar))
+            layers += [Residual(main, short), neuron()]
+            c, h = w, (h - 1) // s + 1
+    layers += [AvgPool2d(h), Flatten(), Linear(c, 256, rng=rng, dtype=dtype), neuron(),
+               Linear(256, num_classes, rng=rng, dtype=dtype)]
+    return Sequential(*layers)
+
+
+def preact_resnet18(input_shape: tuple[int, ...], num_classes: int,
+                    neuron: Callable[[], Module], *, v_th: float = 1.0, seed: int = 0,
+                    dtype: Any = np.float32) -> Sequential:
+    """Spiking PreAct-ResNet-18 as in DSR's code (Meng et al., "Training High-Performance
+    Low-Latency Spiking Neural Networks by Differentiation on Spike Representation", CVPR 2022;
+    ``qymeng94/DSR`` ``cifar/modules/preresnet.py``), the network SSF's Table 1 uses for TET and
+    RecDis on CIFAR: conv3x3 C->64 (no bias, no BN, no neuron); stages 2 x 64 (stride 1),
+    2 x 128, 2 x 256, 2 x 512 (stride 2); block: ``s = SN(BN(x))``, ``h = conv3x3(s, stride,
+    bias)``, ``h = conv3x3(SN(BN(h)), bias)``, ``out = h + sc(s)`` with ``sc`` = conv1x1(stride,
+    bias) or identity, on the spikes ``s``; head BN(512) -> SN -> AvgPool(4) -> SN -> Linear ->
+    BN1d -> SN (the output is the last layer's spikes: the loss reads their rate).  DSR's
+    dropout (between the two convolutions of a block) has no parameters and is left out."""
+    rng = np.random.default_rng(seed)
+    C, H, W = input_shape
+    layers: list[Module] = [Conv2d(C, 64, 3, padding=1, bias=False, rng=rng, dtype=dtype)]
+    c, h = 64, H
+    for w, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        for i in range(2):
+            s = stride if i == 0 else 1
+            main = Sequential(Conv2d(c, w, 3, stride=s, padding=1, rng=rng, dtype=dtype),
+                              BatchNorm(w, v_th=v_th, dtype=dtype), neuron(),
+                              Conv2d(w, w, 3, padding=1, rng=rng, dtype=dtype))
+            short = None if (s == 1 and c == w) else Sequential(
+                Conv2d(c, w, 1, stride=s, rng=rng, dtype=dtype))
+            layers += [BatchNorm(c, v_th=v_th, dtype=dtype), neuron(), Residual(main, short)]
+            c, h = w, (h - 1) // s + 1
+    layers += [BatchNorm(c, v_th=v_th, dtype=dtype), neuron(), AvgPool2d(min(4, h)), neuron(),
+               Flatten(), Linear(c * (h // min(4, h)) ** 2, num_classes, rng=rng, dtype=dtype),
+               BatchNorm(num_classes, v_th=v_th, dtype=dtype), neuron()]
+    return Sequential(*layers)
+
+
+def vgg11(input_shape: tuple[int, ...], num_classes: int,
+          neuron: Callable[[], Module], *, v_th: float = 1.0, seed: int = 0,
+          dtype: Any = np.float32) -> Sequential:
+    """The "VGG-11" of SSF's DVS-CIFAR10 rows (TET and RecDis): TET's ``VGGSNN`` (Deng et al.,
+    "Temporal Efficient Training of Spiking Neural Network via Gradient Re-weighting", ICLR
+    2022; ``brain-intelligence-lab/temporal_efficient_training`` ``models/VGG_models.py``, the
+    only DVS network of TET's code), for 2 x 48 x 48 event frames: 8 layers conv3x3 (with bias)
+    + BN + SN, 64-128-AP2-256-256-AP2-512-512-AP2-512-512-AP2, then FC 512 * 3 * 3 -> classes
+    (non-spiking).  The library's ``vggsnn`` is the same layout with bias-free convolutions."""
+    rng = np.random.default_rng(seed)
+    C, H, W = input_shape
+    layers: list[Module] = []
+    c, h, w_ = C, H, W
+    for widths in ((64, 128), (256, 256), (512, 512), (512, 512)):
+        for co in widths:
+            layers += [*_conv_bn(rng, dtype, c, co, 3, bias=True, v_th=v_th), neuron()]
+            c = co
+        if min(h, w_) >= 2:
+            layers.append(AvgPool2d(2))
+            h, w_ = h // 2, w_ // 2
+    layers += [Flatten(), Linear(c * h * w_, num_classes, rng=rng, dtype=dtype)]
+    return Sequential(*layers)
+
+
+def sew_resnet34(input_shape: tuple[int, ...], num_classes: int,
+                 neuron: Callable[[], Module], *, g: str = "ADD", v_th: float = 1.0,
+                 seed: int = 0, dtype: Any = np.float32) -> Sequential:
+    """SEW-ResNet-34 (Fang et al., "Deep Residual Learning in Spiking Neural Networks", NeurIPS
+    2021; ``fangwei123456/Spike-Element-Wise-ResNet`` ``imagenet/sew_resnet.py``, torchvision's
+    ``resnet34`` layout): stem conv7x7/2 (pad 3) + BN + SN + maxpool 3x3/2 (pad 1); stages
+    [3, 4, 6, 3] SEW BasicBlocks of width 64, 128, 256, 512 (strides 1, 2, 2, 2); block
+    ``O = g(SN(BN(conv3x3(SN(BN(conv3x3(S)))))), S)`` with ``S`` the input spikes or, when the
+    shape changes, ``SN(BN(conv1x1(stride)))``; global average pooling; FC 512->classes on the
+    spikes' time mean.  Convolutions bias-free.  ``g`` = ``"ADD"`` (the paper's ImageNet
+    choice), ``"AND"`` or ``"IAND"`` (:class:`~pysnn_ref.nn.SEWResidual`).  SSF trains it on
+    Tiny-ImageNet (3 x 64 x 64, 200 classes) with the ImageNet stem unchanged."""
+    rng = np.random.default_rng(seed)
+    cb = lambda ci, co, k, s=1: _conv_bn(rng, dtype, ci, co, k, s, v_th=v_th)  # noqa: E731
+    C, H, W = input_shape
+    layers: list[Module] = [Conv2d(C, 64, 7, stride=2, padding=3, bias=False, rng=rng,
+                                   dtype=dtype), BatchNorm(64, v_th=v_th, dtype=dtype),
+                            neuron(), ZeroPad2d(1), MaxPool2d(3, 2)]
+    c, h = 64, ((H - 1) // 2 + 1 - 1) // 2 + 1
+    for w, n, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        for i in range(n):
+            s = stride if i == 0 else 1
+            main = Sequential(*cb(c, w, 3, s), neuron(), *cb(w, w, 3), neuron())
+            short = None if (s == 1 and c == w) else Sequential(*cb(c, w, 1, s), neuron())
+            layers.append(SEWResidual(main, short, g))
+            c, h = w, (h - 1) // s + 1
+    layers += [AvgPool2d(h), Flatten(), Linear(c, num_classes, rng=rng, dtype=dtype)]
+    return Sequential(*layers)
+
+
+PAPER_MODELS = {"resnet19": resnet19, "preact_resnet18": preact_resnet18, "vgg11": vgg11,
+                "sew_resnet34": sew_resnet34}

@@ -2,6 +2,9 @@
 
 ``python -m pysnn_ref.bench --model convnet --methods bptt,asf,ssf --T 4,10,20,40,80``
 
+``python -m pysnn_ref.bench --paper ssf-table1 [--T 20] [--batch-size 1] [--dry-run]``: the
+backward-time column of SSF's Table 1 on its networks (:mod:`pysnn_ref.bench.paper`).
+
 For every method and number of time steps T, on a synthetic batch of the model's input shape
 (direct encoding by default: the same analog input at every step), the benchmark runs whole
 training steps -- ``zero_grad``, ``Method.forward`` + loss, loss backward + ``Method.backward``,
@@ -190,6 +193,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the benchmark; errors propagate (see :func:`cli`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--paper" or a.startswith("--paper=") for a in argv):
+        from .paper import main as paper_main  # SSF Table 1 (bench/paper.py)
+
+        return paper_main(argv)
     args = make_parser().parse_args(argv)
     _validate(args)
 

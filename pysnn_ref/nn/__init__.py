@@ -7,6 +7,7 @@
 ``pool``            :class:`AvgPool2d`, :class:`MaxPool2d`, :class:`Flatten`
 ``neurons``         :class:`LIF`, :func:`IF`, :class:`SpikingLSTM`
 ``containers``      :class:`Sequential`, :class:`Residual`
+``sew``             :class:`SEWResidual` (SEW-ResNet blocks: ADD / AND / IAND), :class:`ZeroPad2d`
 ``recompose``       :class:`WindowRecompose` (window partition + recomposed computing)
 ``monitor``         :class:`SpikeMonitor` (records spikes through forward hooks)
 ==================  ==========================================================================
@@ -54,11 +55,12 @@ from .neurons import IF, LIF, SpikingLSTM, spiking_layers
 from .norm import BatchNorm
 from .pool import AvgPool2d, Flatten, MaxPool2d
 from .recompose import WindowRecompose
+from .sew import SEWResidual, ZeroPad2d
 from .weight import Conv2d, Linear, WeightLayer
 
 __all__ = [
     "ASF_VARIANTS", "FLOW_INPUT", "FLOW_METHODS", "Module", "check_method", "Conv2d", "Linear",
     "WeightLayer", "BatchNorm", "AvgPool2d", "Flatten", "MaxPool2d", "IF", "LIF",
     "SpikingLSTM", "spiking_layers", "Residual", "Sequential", "WindowRecompose", "SpikeMonitor",
-    "HookHandle",
+    "HookHandle", "SEWResidual", "ZeroPad2d",
 ]
