@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep = estimate_energy(net, x, T, make_encoder(encoder, seed=args.seed))
     if args.checkpoint is None:   # spike counts of random weights: say so, they are not typical
         print(f"note: untrained {args.model} (weight seed {args.seed}); give --checkpoint RUN_DIR "
-              "for a trained network's spike counts")
+              "for a trained network's spike counts", file=sys.stderr)
     print(format_table(rep))
     if args.json:
         Path(args.json).write_text(json.dumps(rep.to_dict(), indent=1) + "\n")
