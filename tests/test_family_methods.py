@@ -3,6 +3,8 @@ a whole network's gradient equals (a) central differences of the method's stated
 (float64) and (b) a plain composition of the functional pairs; a few training steps on digits
 lower the loss; the networks the methods cannot train are refused."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,9 @@ from pysnn_ref.functional.rate import rate_backward, rate_forward
 from pysnn_ref.gradcheck.finite_diff import numerical_gradient, rel_error
 from pysnn_ref.methods import make_method
 from pysnn_ref.optim import Adam
+from pysnn_ref.train import __main__ as tr
+from pysnn_ref.train import evaluate as ev
+from pysnn_ref.train import loop
 
 T, B, SIZES = 6, 5, (6, 9, 7, 3)
 
@@ -259,3 +264,47 @@ def test_trained_threshold_is_bounded_and_saved():
     fresh = _net(lambda: nn.IF(0.6, reset="soft"))
     fresh.load_state_dict(net.state_dict())
     assert nn.spiking_layers(fresh)[0].p.v_th == 5e-4
+
+
+# ---------------------------------------------------------------------------------------------
+# the training CLI
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["--method", "dsr", "--dsr-alpha", "0.5",
+                                   "--dsr-train-threshold"],
+                                  ["--method", "rate", "--rate-detach"]])
+def test_cli_one_epoch_on_digits(tmp_path, capsys, argv):
+    """End to end, one epoch on digits: the run folder, a recorded accuracy above chance that
+    python -m pysnn_ref.evaluate reproduces from the checkpoint (trained thresholds included)."""
+    run = tmp_path / "run"
+    rc = tr.cli([*argv, "--epochs", "1", "--T", "4", "--no-progress", "--no-plots",
+                 "--out", str(run)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    rows = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines() if s]
+    assert rows[0]["test_acc"] > 0.6 and 0 < rows[0]["firing_rate"] < 1
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["method"] == argv[1] and (cfg["reset"] == "soft") == (argv[1] == "dsr")
+    assert ev.cli([str(run)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == out.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--method", "dsr", "--reset", "hard"], "--reset"),
+    (["--method", "rate", "--model", "vgg7"], "max pooling"),
+    (["--method", "dsr", "--model", "snn5"], "BatchNorm"),
+    (["--method", "asf", "--model", "lstm"], "--model lstm"),
+    (["--method", "rate", "--model", "window"], "--model window"),
+    (["--method", "dsr", "--device", "gpu"], "--device cpu"),
+    (["--method", "dsr", "--dsr-alpha", "0"], "--dsr-alpha"),
+    (["--method", "ssf", "--dsr-spread", "authors"], "--dsr-spread"),
+    (["--method", "dsr", "--rate-detach"], "--rate-detach"),
+])
+def test_cli_refuses_at_start_up(tmp_path, capsys, monkeypatch, argv, says):
+    """One line, exit 2, before any data is read (load_dataset is not reached)."""
+    def no_data(*a, **k):
+        raise AssertionError("data was loaded before the refusal")
+    monkeypatch.setattr(loop, "load_dataset", no_data)
+    rc = tr.cli([*argv, "--out", str(tmp_path / "r"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and says in err[0], err
