@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from pysnn_ref import nn
+from pysnn_ref.bench.__main__ import cli as bench_main
 from pysnn_ref.data import load_dataset
 from pysnn_ref.functional import loss as L
 from pysnn_ref.functional.dsr import dsr_backward, dsr_forward
 from pysnn_ref.functional.linear import LinearCache, linear_backward, linear_forward
 from pysnn_ref.functional.neuron import make_neuron_params
 from pysnn_ref.functional.rate import rate_backward, rate_forward
+from pysnn_ref.gradcheck import cosine_vs, method_gradients
 from pysnn_ref.gradcheck.finite_diff import numerical_gradient, rel_error
 from pysnn_ref.methods import make_method
 from pysnn_ref.optim import Adam
@@ -308,3 +310,47 @@ def test_cli_refuses_at_start_up(tmp_path, capsys, monkeypatch, argv, says):
     rc = tr.cli([*argv, "--out", str(tmp_path / "r"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and says in err[0], err
+
+
+# ---------------------------------------------------------------------------------------------
+# bench and the gradient-quality helpers
+# ---------------------------------------------------------------------------------------------
+
+def test_bench_times_the_family_and_their_memory_is_flat(tmp_path, capsys):
+    """bench --methods dsr,rate: rows for both with speed-ups over bptt; step memory T = 4 -> 16
+    at most 1.3x (bptt's grows several-fold on the same run)."""
+    js = tmp_path / "b.json"
+    rc = bench_main(["--model", "convnet", "--methods", "bptt,dsr,rate", "--T", "4,16",
+                     "--batch-size", "2", "--repeats", "1", "--warmup", "1", "--threads", "1",
+                     "--json", str(js)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    recs = json.loads(js.read_text())
+    by = {(r["method"], r["T"]): r for r in recs}
+    assert by[("bptt", 16)]["peak_mem_bytes"] > 2.5 * by[("bptt", 4)]["peak_mem_bytes"]
+    for m in ("dsr", "rate"):
+        assert by[(m, 16)]["peak_mem_bytes"] <= 1.3 * by[(m, 4)]["peak_mem_bytes"], m
+        assert by[(m, 16)]["backward_speedup_vs_bptt"] > 0
+        assert f"{m} vs bptt at T=16" in out
+
+
+def test_bench_refuses_the_family_on_the_gpu(capsys):
+    assert bench_main(["--methods", "dsr", "--device", "gpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--device cpu" in err[0]
+
+
+@pytest.mark.parametrize("name", ["dsr", "rate"])
+def test_cosine_vs_bptt_names_the_method(name):
+    """gradcheck.cosine_vs takes the family by name: a cosine in [-1, 1] per weight, 1 against
+    itself (the reference gradients given are the method's own)."""
+    d = load_dataset("digits")
+    rng = np.random.default_rng(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32, rng=rng, dtype=np.float64),
+                        nn.LIF(0.5, 1.0, "soft"), nn.Linear(32, 10, rng=rng, dtype=np.float64))
+    x = np.broadcast_to(d.x_train[:16].astype(np.float64), (4, 16, 1, 8, 8))
+    cos = cosine_vs(net, name, x, d.y_train[:16])
+    assert set(cos) == {"1.W", "3.W"} and all(-1 <= v <= 1 for v in cos.values())
+    _, own = method_gradients(net, name, x, d.y_train[:16])
+    assert cosine_vs(net, name, x, d.y_train[:16], reference_grads=own) == \
+        pytest.approx({"1.W": 1.0, "3.W": 1.0})
