@@ -17,6 +17,8 @@ from pysnn_ref.functional.linear import LinearCache, linear_backward, linear_for
 from pysnn_ref.functional.neuron import make_neuron_params
 from pysnn_ref.functional.rate import rate_backward, rate_forward
 from pysnn_ref.gradcheck import cosine_vs, method_gradients
+from pysnn_ref.gradcheck.__main__ import all_gradcheck_cases
+from pysnn_ref.gradcheck.family import family_gradcheck_cases
 from pysnn_ref.gradcheck.finite_diff import numerical_gradient, rel_error
 from pysnn_ref.methods import make_method
 from pysnn_ref.optim import Adam
@@ -354,3 +356,16 @@ def test_cosine_vs_bptt_names_the_method(name):
     _, own = method_gradients(net, name, x, d.y_train[:16])
     assert cosine_vs(net, name, x, d.y_train[:16], reference_grads=own) == \
         pytest.approx({"1.W": 1.0, "3.W": 1.0})
+
+
+def test_gradcheck_cli_rows_for_the_family(capsys):
+    """python -m pysnn_ref.gradcheck checks the dsr and rate networks (every weight, bias and
+    trained threshold) and none of its rows fails; on the GPU it has none of them."""
+    rows = family_gradcheck_cases()
+    assert {p for c, p, _ in rows if c.startswith("dsr")} == {"0.W", "0.b", "1.v_th", "2.W",
+                                                               "2.b", "3.v_th", "4.W", "4.b"}
+    assert {p for c, p, _ in rows if c.startswith("rate")} == {"0.W", "0.b", "2.W", "2.b",
+                                                                "4.W", "4.b"}
+    assert all(err < 1e-7 for _, _, err in rows), rows
+    assert family_gradcheck_cases("gpu") == []
+    assert all(r in all_gradcheck_cases() for r in rows[:1])

@@ -5,6 +5,7 @@ differences (float64, smooth-mode spikes); one row per (case, parameter), exit 1
 from __future__ import annotations
 
 from ..cli import ArgumentParser, run_main
+from .family import family_gradcheck_cases
 from .finite_diff import TOLERANCE
 from .layers import layer_gradcheck_cases
 from .networks import network_gradcheck_cases
@@ -12,9 +13,10 @@ from .neurons import neuron_gradcheck_cases
 
 
 def all_gradcheck_cases(device: str = "cpu") -> list[tuple[str, str, float]]:
-    """Every check the CLI runs: layers, neurons, a whole network."""
+    """Every check the CLI runs: layers, neurons, a whole network, the family's networks (DSR,
+    rate-BP; CPU only)."""
     return (layer_gradcheck_cases(device) + neuron_gradcheck_cases(device)
-            + network_gradcheck_cases(device))
+            + network_gradcheck_cases(device) + family_gradcheck_cases(device))
 
 
 
