@@ -369,3 +369,32 @@ def test_gradcheck_cli_rows_for_the_family(capsys):
     assert all(err < 1e-7 for _, _, err in rows), rows
     assert family_gradcheck_cases("gpu") == []
     assert all(r in all_gradcheck_cases() for r in rows[:1])
+
+
+def test_help_explains_the_family_flags():
+    text = tr.build_parser().format_help()
+    for flag in ("--dsr-alpha", "--dsr-spread", "--dsr-train-threshold", "--rate-detach"):
+        assert f"  {flag}" in text, flag
+    assert "dsr" in text and "rate" in text
+
+
+@pytest.mark.parametrize("name, opts", [("dsr", {"dsr_train_threshold": True}),
+                                        ("dsr", {"dsr_spread": "authors"}), ("rate", {})])
+def test_conv_net_gradients_do_not_depend_on_the_time_chunk(name, opts):
+    """Conv + AvgPool + LIF(lam = 0.8), T = 7: streamed one step at a time, three at a time or
+    all at once, the same gradients (the weighted input sums continue across chunks)."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(0.5, 1.0, (7, 3, 2, 6, 6))
+    c = rng.normal(size=(7, 3, 4))
+    grads = []
+    for chunk in (1, 3, 7):
+        r = np.random.default_rng(0)
+        net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, rng=r, dtype=np.float64),
+                            nn.LIF(0.8, 0.7, "soft"), nn.AvgPool2d(2), nn.Flatten(),
+                            nn.Linear(36, 4, rng=r, dtype=np.float64))
+        _run(make_method(name, time_chunk=chunk, **opts), net, x, c)
+        grads.append([p.grad.copy() for p in net.parameters()])
+    assert any(np.abs(g).max() > 0 for g in grads[0])
+    for other in grads[1:]:
+        for a, b_ in zip(grads[0], other, strict=True):
+            assert rel_error(a, b_) < 1e-10
