@@ -400,7 +400,7 @@ def _check_method_model(m: str, cfg: dict[str, Any], explicit: set[str]) -> None
     model = cfg["model"]
     if m != "bptt" and model in ("lstm", "window"):
         raise ValueError(f"--method {m} cannot train --model {model}: its recurrence has no "
-                         "equivalent rate network; use --method bptt")
+                         "equivalent rate network; use method 'bptt' (--method bptt)")
     if m in FAMILY_FLOW and model in LAYER_STRINGS:
         spec, bn = LAYER_STRINGS[model]
         if bn or "MP" in spec:
