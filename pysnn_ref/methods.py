@@ -1,4 +1,5 @@
-"""How a network trains: ``"bptt"``, ``"asf"`` or ``"ssf"`` -- one seam, one argument.
+"""How a network trains: ``"bptt"``, ``"asf"``, ``"ssf"``, ``"dsr"`` or ``"rate"`` -- one seam,
+one argument.
 
 =======  ==========================================  =============================================
 method   forward keeps                               backward
@@ -9,7 +10,25 @@ asf      per weight layer sum_t x[t]; per neuron     once through the equivalent
          the running sums FI, FO  (memory flat)      gain = layer scale factor S (ASF Eqs. 9-12)
 ssf      per weight layer sum_t x[t]; per neuron     once: neuron gain = dFO/dFI of the stabilized
          lam-weighted FI, FO, R  (memory flat)       flow mapping (SSF Eqs. 14-15, 19)
+dsr      per weight layer its input's lam^(T-1-t)-   once through the clamp network a =
+         weighted sum; per neuron v, Ibar_w          clamp(Ibar_w, 0, v_th): gain 1[0<=Ibar_w<=
+         (memory flat)                               v_th], dL/dv_th (DSR, CVPR 2022)
+rate     per weight layer sum_t x[t]; per neuron     once through the linearised rate network:
+         v, kappa, r, e  (memory flat)               gain e = dr/dc (rate-BP, NeurIPS 2024)
 =======  ==========================================  =============================================
+
+DSR and rate-BP (the T-independent family, :mod:`pysnn_ref.functional.dsr`,
+:mod:`pysnn_ref.functional.rate`) run through the same flow-mode seam: their neurons stream
+their own state (``DSRState``, ``RateState``) and collapse the gradient with their own gain; the
+weight layers are the flow methods' (one backward on a ``(B, ...)`` gradient ``g`` standing for
+every step's).  DSR options: ``dsr_alpha`` (fire at alpha v_th; 1 = "DSR-noF"), ``dsr_spread``
+("exact" | "authors"), ``dsr_train_threshold`` (each spiking layer's v_th a Parameter, bounded
+below by 5e-4 before every forward).  Rate-BP option: ``rate_detach`` (the eligibility's
+recursion through the reset cut, as ``detach_reset``; rate-BP honours the neurons' own
+``detach_reset`` too).  DSR is soft-reset only, and with the exact spread its
+layers must share one lam (the weight layers keep their input's sum weighted by it).  Neither
+method handles BatchNorm in training or MaxPool2d (their per-step fallbacks assume ASF/SSF's
+flow weights); :meth:`Method.check_network` refuses them.
 
 In the flow methods the input is streamed ``time_chunk`` steps at a time, so no tensor with a
 time axis longer than one chunk exists (except the network's small ``(T, B, classes)`` output).
@@ -43,11 +62,16 @@ from typing import Any
 import numpy as np
 
 from . import backend
-from ._check import check_choice, check_int
+from ._check import check_choice, check_in_range, check_int
+from .functional.dsr import DSR_SPREADS
 from .functional.flows import R_GRANULARITIES, weighted_time_mean
-from .nn import ASF_VARIANTS, BatchNorm, Module, check_method, spiking_layers
+from .nn import ASF_VARIANTS, LIF, BatchNorm, MaxPool2d, Module, check_method, spiking_layers
 
 DEFAULT_TIME_CHUNK = 4
+#: the T-independent family's methods that run in flow mode (their own neuron rule and gain)
+FAMILY_FLOW = ("dsr", "rate")
+#: every method :func:`make_method` knows
+METHODS = ("bptt", "asf", "ssf", *FAMILY_FLOW)
 
 
 class _SliceEncoder:
@@ -70,8 +94,22 @@ class Method:
 
     def __init__(self, name: str, *, time_chunk: int | None = None,
                  asf_variant: str | None = None, asf_refresh: int | str = 5,
-                 r_granularity: str | None = None, r_max: float = 2.0) -> None:
+                 r_granularity: str | None = None, r_max: float = 2.0,
+                 dsr_alpha: float | None = None, dsr_spread: str | None = None,
+                 dsr_train_threshold: bool | None = None,
+                 rate_detach: bool | None = None) -> None:
         self.name = check_method(name)
+        if rate_detach is not None and name != "rate":
+            raise ValueError(f"rate_detach only applies to method 'rate', not {name!r}")
+        dsr = (dsr_alpha, dsr_spread, dsr_train_threshold)
+        if name != "dsr" and any(o is not None for o in dsr):
+            raise ValueError(f"dsr_alpha, dsr_spread and dsr_train_threshold only apply to "
+                             f"method 'dsr', not {name!r}")
+        if name == "dsr":
+            dsr_alpha = check_in_range("dsr_alpha", 1.0 if dsr_alpha is None else dsr_alpha,
+                                       0.0, 1.0)
+            dsr_spread = check_choice("dsr_spread", dsr_spread or "exact", DSR_SPREADS)
+        self.dsr_train_threshold = bool(dsr_train_threshold) if name == "dsr" else False
         if time_chunk is not None:
             check_int("time_chunk", time_chunk)
         if asf_variant is not None:
@@ -86,7 +124,9 @@ class Method:
             check_int("asf_refresh", asf_refresh)
         self.time_chunk = time_chunk
         self.opts = {"asf_variant": asf_variant or "paper",
-                     "r_granularity": r_granularity or "neuron", "r_max": float(r_max)}
+                     "r_granularity": r_granularity or "neuron", "r_max": float(r_max),
+                     "dsr_alpha": dsr_alpha, "dsr_spread": dsr_spread,
+                     "rate_detach": bool(rate_detach)}
         self.asf_refresh = asf_refresh
         self._T = 0
 
@@ -103,12 +143,41 @@ class Method:
                              "recurrence has no equivalent rate network; use method 'bptt'")
         if not neurons and not bptt_only:
             raise ValueError("net must contain at least one LIF/IF (or SpikingLSTM) layer")
-        if self.is_flow:
+        if self.name in FAMILY_FLOW:
+            self._check_family(net, neurons)
+        elif self.is_flow:
             for n in neurons:
                 if n.p.detach_reset:
                     raise ValueError(
                         f"detach_reset=True only changes the BPTT backward; method "
                         f"{self.name!r} has no reset path to detach -- use detach_reset=False")
+
+    def _check_family(self, net: Module, neurons: list[LIF]) -> None:
+        """DSR / rate-BP: layers they cannot train, DSR's soft reset and shared lam; with
+        ``dsr_train_threshold``, makes every spiking layer's v_th a Parameter (do this before
+        the optimizer collects ``net.parameters()``)."""
+        for m in net.modules():
+            if isinstance(m, MaxPool2d) or (isinstance(m, BatchNorm) and m.training):
+                raise ValueError(f"method {self.name!r} cannot train a network with "
+                                 f"{type(m).__name__} (in training): its per-step fallback "
+                                 "assumes ASF/SSF's flows; use bptt, asf or ssf")
+        if self.name == "dsr":
+            if any(n.p.detach_reset for n in neurons):
+                raise ValueError("detach_reset=True only changes the BPTT backward; method "
+                                 "'dsr' has no reset path to detach -- use detach_reset=False")
+            hard = [n for n in neurons if n.p.reset != "soft"]
+            if hard:
+                raise ValueError(f"method 'dsr' defines only the soft reset (v -= o), got "
+                                 f"{hard[0]!r}: use reset='soft' (--reset soft)")
+            lams = {n.p.lam for n in neurons}
+            if self.opts["dsr_spread"] == "exact" and len(lams) > 1:
+                raise ValueError(f"method 'dsr' with dsr_spread='exact' needs one lam for "
+                                 f"every spiking layer, got {sorted(lams)}")
+            if self.dsr_train_threshold:
+                ps = net.parameters()
+                dtype = ps[0].data.dtype if ps else np.float32
+                for n in neurons:
+                    n.train_threshold(dtype)
 
     def begin_epoch(self, net: Module, epoch: int) -> None:
         """ASF: decide whether this epoch refreshes the scale factors (ASF Alg. 1)."""
@@ -148,11 +217,18 @@ class Method:
             if _stateful(encoder) and backend.array_module(x) is not np:
                 x, encoder = encoder.encode(x, T), _SliceEncoder  # no state copy on the device
             self._statistics_passes(net, bns, x, T, encoder, chunk)
-        net.flow_begin(self.name, self.opts)
+        net.flow_begin(self.name, self._flow_opts(net))
         xp = backend.array_module(x)
         ys = [net.forward_chunk(c) for c in encoder.chunks(x, T, chunk)]
         net.flow_end()
         return ys[0] if len(ys) == 1 else xp.concatenate(ys)
+
+    def _flow_opts(self, net: Module) -> dict[str, Any]:
+        """The options every layer's ``flow_begin`` sees; DSR with the exact spread adds
+        ``x_decay`` = lam, the weights of the spike representation, for the weight layers."""
+        if self.name == "dsr" and self.opts["dsr_spread"] == "exact":
+            return {**self.opts, "x_decay": spiking_layers(net)[0].p.lam}
+        return self.opts
 
     def _statistics_passes(self, net: Module, bns: list[BatchNorm], x: Any, T: int,
                            encoder: Any, chunk: int) -> None:
@@ -191,5 +267,5 @@ def _stateful(encoder: Any) -> bool:
 
 
 def make_method(name: str, **opts: Any) -> Method:
-    """A :class:`Method` by name: ``"bptt"``, ``"asf"`` or ``"ssf"``."""
+    """A :class:`Method` by name, one of :data:`METHODS`."""
     return Method(name, **opts)

@@ -61,6 +61,7 @@ from .._check import check_choice, check_int
 from ..backend import get_backend
 from ..cli import ArgumentParser, run_main
 from ..functional.loss import LOSSES
+from ..methods import FAMILY_FLOW
 from .distributed import format_workers_table, run_workers
 from .measure import (
     DTYPES,
@@ -104,9 +105,11 @@ def _validate(args: argparse.Namespace) -> None:
     check_choice("model", args.model, all_models())
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
-        raise ValueError("methods must name at least one of ('bptt', 'asf', 'ssf')")
+        raise ValueError(f"methods must name at least one of {METHOD_CHOICES}")
     for m in methods:
         check_choice("methods", m, METHOD_CHOICES)
+        if m in FAMILY_FLOW and args.device != "cpu":
+            raise ValueError(f"methods: {m!r} has no GPU kernels yet; use --device cpu")
     args.methods = list(dict.fromkeys(methods))
     args.T = _int_list("T", args.T)
     check_int("batch-size", args.batch_size)
@@ -137,7 +140,9 @@ def make_parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", default="convnet",
                     help="convnet (16C3-AP2-32C3-AP2, no BN), mlp (784-800-10) or any model of "
                          "pysnn_ref.models (default: convnet)")
-    ap.add_argument("--methods", default="bptt,asf,ssf", help="comma list (default: all three)")
+    ap.add_argument("--methods", default="bptt,asf,ssf",
+                    help="comma list of bptt, asf, ssf, dsr (run with reset soft, DSR's only "
+                         "reset), rate (default: bptt,asf,ssf)")
     ap.add_argument("--T", default="4,10,20,40,80", help="comma list of time steps")
     ap.add_argument("--batch-size", type=int, default=64, help="samples per step")
     ap.add_argument("--device", default="cpu", choices=("cpu", "gpu"),

@@ -30,12 +30,12 @@ from .._check import check_choice
 from ..data import make_encoder
 from ..functional import loss as L
 from ..gradcheck import method_gradients
-from ..methods import make_method
+from ..methods import FAMILY_FLOW, METHODS, make_method
 from ..models import MODELS, build_from_string, make_model
 from ..nn import spiking_layers
 from ..optim import SGD
 
-METHOD_CHOICES = ("bptt", "asf", "ssf")
+METHOD_CHOICES = METHODS  # bptt, asf, ssf and the family in flow mode: dsr, rate
 ENCODER_CHOICES = ("direct", "poisson")
 DTYPES = ("float32", "float64")
 #: the benchmark's own models (beside pysnn_ref.models.MODELS)
@@ -169,8 +169,10 @@ class Runner:
         self.be = backend.get_backend(args.device)
         self.dtype = np.dtype(args.dtype)
         self.T = T
+        # DSR defines only the soft reset: it runs the same network with reset="soft"
+        reset = "soft" if method_name == "dsr" else args.reset
         self.net = build_model(args.model, args.input_shape, args.classes, dtype=self.dtype,
-                               lam=args.lam, v_th=args.v_th, reset=args.reset,
+                               lam=args.lam, v_th=args.v_th, reset=reset,
                                surrogate=args.surrogate, seed=args.seed)
         self.net.to(args.device)
         self.net.train()
@@ -498,7 +500,7 @@ def run_benchmark(args: argparse.Namespace, log: Callable[[str], None] = print
         del runners, r
         if "bptt" in by_method:
             b = by_method["bptt"]
-            for name in ("asf", "ssf"):
+            for name in ("asf", "ssf", *FAMILY_FLOW):
                 if name in by_method:
                     f = by_method[name]
                     f["backward_speedup_vs_bptt"] = b["backward_s"] / f["backward_s"]

@@ -110,7 +110,7 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
     Ts = sorted({r["T"] for r in records})
     by = {(r["method"], r["T"]): r for r in records}
     lo, hi = Ts[0], Ts[-1]
-    for m in ("asf", "ssf"):
+    for m in ("asf", "ssf", "dsr", "rate"):
         r = by.get((m, hi))
         if r and r["backward_speedup_vs_bptt"] is not None:
             lines.append(f"{m} vs bptt at T={hi}: backward {r['backward_speedup_vs_bptt']:.1f}x "
@@ -156,8 +156,10 @@ def write_csv(records: list[dict[str, Any]], path: str | Path) -> None:
             w.writerow({k: "" if v is None else v for k, v in row.items()})
 
 
-METHOD_COLORS = {"bptt": "tab:red", "asf": "tab:blue", "ssf": "tab:green", "torch": "tab:gray"}
-METHOD_STYLES = {"bptt": "o-", "asf": "s--", "ssf": "^-", "torch": "D-"}
+METHOD_COLORS = {"bptt": "tab:red", "asf": "tab:blue", "ssf": "tab:green", "dsr": "tab:purple",
+                 "rate": "tab:orange", "torch": "tab:gray"}
+METHOD_STYLES = {"bptt": "o-", "asf": "s--", "ssf": "^-", "dsr": "v-.", "rate": "P:",
+                 "torch": "D-"}
 
 
 def _log_T_axis(ax: Any, Ts: list[int]) -> None:
@@ -173,7 +175,8 @@ def write_plots(records: list[dict[str, Any]], outdir: str | Path) -> list[Path]
     """Three PNG figures under ``outdir``; returns their paths.
 
     ``<model>-time.png``: forward / backward / optimizer time vs T, stacked bars, one panel per
-    method; ``<model>-speedup.png``: backward and whole-step speed-up of asf/ssf over bptt vs T;
+    method; ``<model>-speedup.png``: backward and whole-step speed-up of the
+    flow methods (asf, ssf, dsr, rate) over bptt vs T;
     ``<model>-memory.png``: peak step memory vs T per method.
     """
     import matplotlib  # lazy: matplotlib (and its Agg backend) only when figures are drawn
@@ -189,7 +192,7 @@ def write_plots(records: list[dict[str, Any]], outdir: str | Path) -> list[Path]
     Ts = sorted({r["T"] for r in records})
     by = {(r["method"], r["T"]): r for r in records}
     figs = [("time", _plot_time(plt, by, methods, Ts, head))]
-    flows = [m for m in ("asf", "ssf") if m in methods]
+    flows = [m for m in ("asf", "ssf", "dsr", "rate") if m in methods]
     if "bptt" in methods and flows:
         figs.append(("speedup", _plot_speedup(plt, by, flows, Ts, head)))
     if any(r["peak_mem_bytes"] is not None for r in records):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..cli import ArgumentParser, run_main
+from .family import family_gradcheck_cases
 from .finite_diff import TOLERANCE
 from .flows import flow_gradcheck_cases, loss_gradcheck_cases
 from .layers import layer_gradcheck_cases
@@ -20,6 +21,7 @@ GROUPS: dict[str, Callable[[str], list[tuple[str, str, float]]]] = {
     "networks": network_gradcheck_cases,  # BPTT through whole networks
     "flows": flow_gradcheck_cases,        # ASF, SSF vs their equivalent rate networks
     "losses": loss_gradcheck_cases,       # SDT, TET, ASF-MSE
+    "family": family_gradcheck_cases,     # DSR, rate-BP networks (CPU only)
 }
 
 

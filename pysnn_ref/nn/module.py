@@ -14,7 +14,9 @@ from .._check import check_choice
 from ..functional.linear import is_time_broadcast
 from ..parameter import Parameter
 
-FLOW_METHODS = ("asf", "ssf")
+#: methods run in flow mode (streamed chunks, one collapsed backward): ASF, SSF and, from the
+#: T-independent family, DSR and rate-based BP (their neuron rules: functional/dsr.py, rate.py)
+FLOW_METHODS = ("asf", "ssf", "dsr", "rate")
 #: :meth:`Sequential.plan_flow`: "below this layer is the network input" (no spiking layer)
 FLOW_INPUT = "input"
 ASF_VARIANTS = ("paper", "code")
@@ -223,5 +225,5 @@ class Module:
 
 
 def check_method(method: str) -> str:
-    """``method`` must be "bptt", "asf" or "ssf"."""
+    """``method`` must be "bptt" or one of :data:`FLOW_METHODS`."""
     return check_choice("method", method, ("bptt",) + FLOW_METHODS)

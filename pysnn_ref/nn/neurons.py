@@ -12,6 +12,14 @@ import numpy as np
 from .. import backend
 from .._check import check_int
 from ..functional import flows as F
+from ..functional.dsr import (
+    DSRState,
+    bound_threshold,
+    dsr_finish,
+    dsr_forward_chunk,
+    dsr_gain,
+    make_dsr_params,
+)
 from ..functional.lstm import lstm_backward, lstm_forward, make_lstm_params
 from ..functional.neuron import (
     LIFPoolCache,
@@ -22,6 +30,7 @@ from ..functional.neuron import (
     lif_forward_p,
     make_neuron_params,
 )
+from ..functional.rate import RateState, rate_finish, rate_forward_chunk
 from ..functional.surrogate import Surrogate
 from ..parameter import Parameter
 from .module import Module
@@ -35,6 +44,8 @@ class LIF(Module):
     """
 
     _method: str | None = None  # the flow method of the pass in progress (flow_begin)
+    #: DSR threshold training: v_th as a Parameter (None: fixed), see :meth:`train_threshold`
+    v_th_param: Parameter | None = None
 
     def __init__(self, lam: float = 0.5, v_th: float = 1.0, reset: str = "hard",
                  surrogate: str | Surrogate = "triangle", detach_reset: bool = False,
@@ -63,6 +74,32 @@ class LIF(Module):
         self.p = make_neuron_params(lam=self.p.lam, v_th=self.p.v_th, reset=self.p.reset,
                                     surrogate=surrogate, smooth=self.p.smooth,
                                     detach_reset=self.p.detach_reset)
+
+    def _set_v_th(self, v_th: float) -> None:
+        self.p = make_neuron_params(lam=self.p.lam, v_th=v_th, reset=self.p.reset,
+                                    surrogate=self.p.surrogate, smooth=self.p.smooth,
+                                    detach_reset=self.p.detach_reset)
+
+    # DSR threshold training
+    def train_threshold(self, dtype: Any = np.float32) -> Parameter:
+        """Make this layer's threshold a trainable :class:`Parameter` ``v_th`` of shape (1,) (DSR
+        threshold training; idempotent).  The DSR flow pass clamps it by
+        :func:`~pysnn_ref.functional.dsr.bound_threshold` before every forward and adds
+        dL/dv_th to its ``grad``; every other method reads its value as the fixed threshold."""
+        if self.v_th_param is None:
+            self.v_th_param = Parameter("v_th", np.full(1, self.p.v_th, dtype=dtype))
+        return self.v_th_param
+
+    def own_parameters(self) -> list[Parameter]:
+        return [] if self.v_th_param is None else [self.v_th_param]
+
+    def load_state_dict(self, state: dict[str, np.ndarray], prefix: str = "") -> None:
+        """A saved trained threshold (key ``v_th``) turns threshold training on and is loaded."""
+        if prefix + "v_th" in state:
+            self.train_threshold(state[prefix + "v_th"].dtype)
+        super().load_state_dict(state, prefix)
+        if self.v_th_param is not None:
+            self._set_v_th(float(backend.to_numpy(self.v_th_param.data)[0]))
 
     # BPTT
     def forward(self, x: Any) -> Any:
@@ -98,8 +135,50 @@ class LIF(Module):
         self._method = method
         self._opts = opts
         self._state = None
+        if method == "dsr":
+            if self.v_th_param is not None:  # the authors' bound, then the value in use
+                v = bound_threshold(float(backend.to_numpy(self.v_th_param.data)[0]))
+                self.v_th_param.data[...] = v
+                self._set_v_th(v)
+            self._dsr_p = make_dsr_params(lam=self.p.lam, v_th=self.p.v_th,
+                                          alpha=opts.get("dsr_alpha", 1.0),
+                                          spread=opts.get("dsr_spread", "exact"))
+        if method == "rate":  # rate_detach: the eligibility's reset path cut (rho of rate.py)
+            self._rate_p = self.p if not opts.get("rate_detach") else make_neuron_params(
+                lam=self.p.lam, v_th=self.p.v_th, reset=self.p.reset,
+                surrogate=self.p.surrogate, smooth=self.p.smooth, detach_reset=True)
+
+    def _family_chunk(self, x: Any) -> Any:
+        """DSR / rate-BP: one chunk through the family's neuron rule (functional/dsr.py,
+        functional/rate.py), keeping only its per-neuron state."""
+        if self._state is None:
+            self._dtype = x.dtype
+            xp, shape = backend.array_module(x), tuple(x.shape[1:])
+            State = DSRState if self._method == "dsr" else RateState
+            self._state = State.zeros(shape, x.dtype, xp)
+            self._spikes = 0.0
+        if self._method == "dsr":
+            o = dsr_forward_chunk(x, self._state, self._dsr_p)
+            self._spikes = self._spikes + o.sum() / x.dtype.type(self._dsr_p.v_th)
+            return o
+        return rate_forward_chunk(x, self._state, self._rate_p)
+
+    def _family_end(self) -> None:
+        """DSR: gain m = 1[0 <= Ibar_w <= v_th], keep Ibar_w (threshold gradient); rate-BP:
+        gain e, the rate's eligibility."""
+        st = self._state
+        if self._method == "dsr":
+            cache = dsr_finish(st, self._dsr_p)
+            self._gain, self._Ibar, self._T = dsr_gain(cache), cache.Ibar, cache.T
+            self._rate = self._spikes / (st.v.size * st.steps)
+        else:
+            cache = rate_finish(st)
+            self._gain, self._rate = cache.e, cache.r.mean()
+        self._state = None
 
     def forward_chunk(self, x: Any) -> Any:
+        if self._method in ("dsr", "rate"):
+            return self._family_chunk(x)
         if self._state is None:
             self._dtype = x.dtype
             xp = backend.array_module(x)
@@ -107,6 +186,8 @@ class LIF(Module):
         return F.lif_forward_flows(x, self._state, self.p)
 
     def flow_end(self) -> None:
+        if self._method in ("dsr", "rate"):
+            return self._family_end()
         st = self._state
         self._rate = st.sO.mean() / st.norm()  # lam-weighted under SSF
         if self._method == "ssf":
@@ -133,8 +214,13 @@ class LIF(Module):
     def flow_decay(self) -> float:
         """The decay w of this layer's flows in the flow pass in progress (or the last one):
         ``lam`` under SSF (its lam^(T-t) weights, SSF Eq. 11), 1 under ASF (plain sums, ASF
-        Eq. 7).  Layers above weigh their per-step statistics by w^(T-1-t) with it."""
-        return float(self.p.lam) if self._method == "ssf" else 1.0
+        Eq. 7).  Layers above weigh their per-step statistics by w^(T-1-t) with it.  DSR: lam
+        with ``spread="authors"`` (the code's weighted G), 1 for the exact spread (G = sum_t
+        dL/do[t]); rate-BP: 1 (rates are plain means)."""
+        if self._method == "ssf" or (self._method == "dsr" and
+                                     self._opts.get("dsr_spread") == "authors"):
+            return float(self.p.lam)
+        return 1.0
 
     @property
     def flow_gain(self) -> Any:
@@ -162,6 +248,10 @@ class LIF(Module):
                       ) -> tuple[Any, bool]:
         if per_step:
             g = F.weighted_time_mean(g, self.flow_decay)
+        if self._method == "dsr" and self.v_th_param is not None:
+            # dL/dv_th = sum G 1[Ibar_w > v_th], G = T g: the representation's gradient
+            over = (self._Ibar > self.p.v_th).astype(g.dtype)
+            self.v_th_param.grad += (g * over).sum() * g.dtype.type(self._T)
         return g * self._gain, False
 
     def flow_out_per_step(self, per_step: bool) -> bool:

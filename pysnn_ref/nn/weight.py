@@ -18,6 +18,7 @@ from ..functional.conv import (
     conv2d_backward_time_sum,
     conv2d_forward,
 )
+from ..functional.flows import decayed_sum, flow_norm
 from ..functional.linear import (
     LinearCache,
     is_time_broadcast,
@@ -68,6 +69,9 @@ class WeightLayer(Module):
     def flow_begin(self, method: str, opts: dict) -> None:
         self._stats_pass = bool(opts.get("stats_pass", False))  # BN statistics: output only
         self._x_sum = None
+        # DSR: keep the input's decayed sum sum_t w^(T-1-t) x[t] (the spike representation's
+        # weights; functional/dsr.py), used as T times its weighted mean; 1: the plain sum
+        self._x_decay = float(opts.get("x_decay", 1.0))
         self._A = None
         self._steps: list[Any] = []
         self._static: tuple[Any, Any] | None = None  # (input x[0], output) of a static input
@@ -77,8 +81,11 @@ class WeightLayer(Module):
             return self._forward_chunk(x)
         if self.keep_steps:
             self._steps.append(x)
-        s = time_sum(x)
-        self._x_sum = s if self._x_sum is None else self._x_sum + s
+        if self._x_decay != 1.0:
+            self._x_sum = decayed_sum(self._x_sum, x, self._x_decay)
+        else:
+            s = time_sum(x)
+            self._x_sum = s if self._x_sum is None else self._x_sum + s
         z = self._forward_chunk(x)
         if self._bn_above is not None:  # A += sum_t wgrad(z[t] - mean, x[t]) over the chunk
             zc = z - self._bn_above.batch_mean.reshape(channel_shape(z.ndim, 2))
@@ -130,7 +137,10 @@ class WeightLayer(Module):
             dx, dW, db = self._bwd(g, self._make_cache(x), need_dx)
             self._accumulate(g, dW, db)
             return dx, True
-        dx, dW, db = self._bwd(g, self._make_cache(self._x_sum), need_dx)
+        X = self._x_sum
+        if self._x_decay != 1.0:  # T x weighted mean: g stands for every step's gradient
+            X = X * X.dtype.type(T / flow_norm(self._x_decay, T))
+        dx, dW, db = self._bwd(g, self._make_cache(X), need_dx)
         self._accumulate(g, dW, None if db is None else db * T)
         return dx, False
 

@@ -46,9 +46,10 @@ from .. import backend
 from ..cli import ArgumentParser, finite_float, nonnegative_int, positive_int, run_main
 from ..data import DATASETS, ENCODERS
 from ..data.download import DOWNLOADABLE, MIRROR_ENV, download
+from ..functional.dsr import DSR_SPREADS
 from ..functional.surrogate import get_surrogate
-from ..methods import DEFAULT_TIME_CHUNK
-from ..models import LSTM_V_TH, MODELS
+from ..methods import DEFAULT_TIME_CHUNK, FAMILY_FLOW, METHODS
+from ..models import LAYER_STRINGS, LSTM_V_TH, MODELS
 from ..optim import OPTIMIZERS, SCHEDULES
 from .checkpoint import checkpoint_path, read_checkpoint
 from .config import LOSSES
@@ -83,7 +84,7 @@ DEFAULTS: dict[str, Any] = {
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.1}
 DEFAULT_MOMENTUM = 0.9
 DEFAULT_ASF_REFRESH = 5
-DEFAULT_LOSS = {"bptt": "sdt", "ssf": "sdt", "asf": "sdt"}
+DEFAULT_LOSS = {"bptt": "sdt", "ssf": "sdt", "asf": "sdt", "dsr": "sdt", "rate": "sdt"}
 #: flags that ``--resume`` may change; every other setting comes from the checkpoint
 RESUME_OVERRIDES = ("epochs", "tit", "tit_lr", "device", "no_progress", "no_plots",
                     "max_batches", "max_eval_batches", "out", "blas_threads", "distributed")
@@ -185,10 +186,22 @@ def _add_network_args(p: ArgumentParser, D: dict[str, Any]) -> None:
 
 def _add_method_args(p: ArgumentParser, D: dict[str, Any]) -> None:
     g = p.add_argument_group("training method and loss")
-    g.add_argument("--method", choices=("bptt", "asf", "ssf"), default=D["method"],
+    g.add_argument("--method", choices=METHODS, default=D["method"],
                    help="bptt: exact backprop through time (memory ~ T); asf: accumulated "
-                        "spiking flow (ASF-BP); ssf: stabilized spiking flow (SSF); asf and "
-                        "ssf keep no per-step history and back-propagate once")
+                        "spiking flow (ASF-BP); ssf: stabilized spiking flow (SSF); dsr: "
+                        "differentiation on spike representation (DSR); rate: rate-based "
+                        "backpropagation; asf, ssf, dsr and rate keep no per-step history "
+                        "and back-propagate once")
+    g.add_argument("--dsr-alpha", type=finite_float, default=None,
+                   help="dsr: fire at alpha v_th, in (0, 1] (the firing-mechanism "
+                        "modification; 1 = DSR-noF) (default: 1)")
+    g.add_argument("--dsr-spread", choices=DSR_SPREADS, default=None,
+                   help="dsr: exact (the clamp network's gradient) or authors (the code's "
+                        "uniform spreading) (default: exact)")
+    g.add_argument("--dsr-train-threshold", action="store_true",
+                   help="dsr: train every spiking layer's v_th (bounded below by 5e-4)")
+    g.add_argument("--rate-detach", action="store_true",
+                   help="rate: cut the eligibility's recursion through the reset")
     g.add_argument("--loss", choices=LOSSES, default=None,
                    help="sdt: cross-entropy of the time-averaged output (TET Eq. 7); tet: "
                         "per-step cross-entropy + MSE regulariser (TET Eq. 13); asf-mse: MSE "
@@ -331,7 +344,11 @@ def resolve_config(args: argparse.Namespace, explicit: set[str]) -> dict[str, An
     only("asf_variant", m == "asf", "--method asf")
     only("asf_refresh", m == "asf", "--method asf")
     only("r_granularity", m == "ssf", "--method ssf")
-    only("time_chunk", m in ("asf", "ssf"), "--method asf and ssf (bptt runs all T at once)")
+    only("time_chunk", m != "bptt", "--method asf, ssf, dsr and rate (bptt runs all T at once)")
+    for flag in ("dsr_alpha", "dsr_spread", "dsr_train_threshold"):
+        only(flag, m == "dsr", "--method dsr")
+    only("rate_detach", m == "rate", "--method rate")
+    _check_method_model(m, cfg, explicit)
     only("lam", cfg["neuron"] == "lif", "--neuron lif (IF has lam = 1)")
     only("momentum", cfg["optimizer"] == "sgd", "--optimizer sgd")
     only("fdg_samples", cfg["dspike_adapt"], "--dspike-adapt")
@@ -380,6 +397,34 @@ def resolve_config(args: argparse.Namespace, explicit: set[str]) -> dict[str, An
         if cfg.get(name) is not None and cfg[name] <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {cfg[name]!r}")
     return cfg
+
+
+def _check_method_model(m: str, cfg: dict[str, Any], explicit: set[str]) -> None:
+    """Start-up refusals of a method for a model it cannot train (before any data is read);
+    DSR's reset is soft unless --reset says otherwise (then it is refused)."""
+    model = cfg["model"]
+    if m != "bptt" and model in ("lstm", "window"):
+        raise ValueError(f"--method {m} cannot train --model {model}: its recurrence has no "
+                         "equivalent rate network; use method 'bptt' (--method bptt)")
+    if m in FAMILY_FLOW and model in LAYER_STRINGS:
+        spec, bn = LAYER_STRINGS[model]
+        if bn or "MP" in spec:
+            raise ValueError(f"--method {m} cannot train --model {model} (its "
+                             f"{'BatchNorm' if bn else 'max pooling'} has no {m} backward); "
+                             "use --model mlp or lenet")
+    if m in FAMILY_FLOW and model == "resnet":
+        raise ValueError(f"--method {m} cannot train --model resnet (its BatchNorm has no {m} "
+                         "backward); use --model mlp or lenet")
+    if m == "dsr":
+        if "reset" in explicit and cfg["reset"] != "soft":
+            raise ValueError("--reset: --method dsr defines only the soft reset, got "
+                             f"{cfg['reset']!r}")
+        cfg["reset"] = "soft"
+    a = cfg.get("dsr_alpha")
+    if a is not None and not 0.0 < a <= 1.0:
+        raise ValueError(f"--dsr-alpha must be in (0, 1], got {a!r}")
+    if m in FAMILY_FLOW and cfg["device"] != "cpu":
+        raise ValueError(f"--method {m} has no GPU kernels yet; use --device cpu")
 
 
 # ================================================================================================

@@ -50,6 +50,11 @@ def build_method(cfg: dict[str, Any]) -> Method:
         opts.update(asf_variant=cfg["asf_variant"], asf_refresh=cfg["asf_refresh"])
     if m == "ssf":
         opts["r_granularity"] = cfg["r_granularity"]
+    if m == "dsr":  # .get: configs saved before DSR existed have no such keys
+        opts.update(dsr_alpha=cfg.get("dsr_alpha"), dsr_spread=cfg.get("dsr_spread"),
+                    dsr_train_threshold=cfg.get("dsr_train_threshold"))
+    if m == "rate":
+        opts["rate_detach"] = cfg.get("rate_detach") or None
     return make_method(m, **opts)
 
 
