@@ -122,6 +122,7 @@ def _print_complexity(dx: int, dh: int, k: int) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    """The ``python -m pysnn_ref.ecml`` argument parser (``table1``, ``complexity``)."""
     p = ArgumentParser(prog="python -m pysnn_ref.ecml",
                        description="Closed forms of the window-partition supplement.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -135,6 +136,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pysnn_ref.ecml``: print Table 1 or the complexity counts; the exit code."""
     args = make_parser().parse_args(argv)
     if args.cmd == "table1":
         _print_table1(args.th)

@@ -132,6 +132,7 @@ class Method:
 
     @property
     def is_flow(self) -> bool:
+        """Whether the method streams the time steps and back-propagates once (all but BPTT)."""
         return self.name != "bptt"
 
     def check_network(self, net: Module) -> None:
@@ -190,6 +191,7 @@ class Method:
                 n.asf_refresh()
 
     def time_chunk_for(self, net: Module, T: int) -> int:
+        """The steps streamed at once for ``net`` at ``T``: the option or the default, <= T."""
         return min(T, self.time_chunk or DEFAULT_TIME_CHUNK)
 
     def forward(self, net: Module, x: Any, T: int | None = None, encoder: Any = None) -> Any:

@@ -101,6 +101,7 @@ class Optimizer:
             p.grad[...] = 0
 
     def step(self) -> None:  # pragma: no cover - abstract
+        """Update every parameter in place from its ``grad`` (one optimizer step)."""
         raise NotImplementedError
 
     def _regularised_grad(self, p: Parameter, weight_decay: float) -> Any:
@@ -287,6 +288,7 @@ class Adam(Optimizer):
 
     @property
     def betas(self) -> tuple[float, float]:
+        """The two moment decay rates ``(beta1, beta2)``."""
         return (self.beta1, self.beta2)
 
     def step(self) -> None:
@@ -327,6 +329,7 @@ class Schedule:
     """A learning rate as a function of the epoch: ``lr_at(epoch) -> float`` (epoch from 0)."""
 
     def lr_at(self, epoch: int) -> float:  # pragma: no cover - abstract
+        """The learning rate of epoch ``epoch`` (0-based)."""
         raise NotImplementedError
 
     @staticmethod

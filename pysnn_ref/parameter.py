@@ -19,6 +19,7 @@ class Parameter:
         self.grad = data * 0
 
     def zero_grad(self) -> None:
+        """Set the gradient buffer to zero, in place."""
         self.grad[...] = 0
 
     def __repr__(self) -> str:

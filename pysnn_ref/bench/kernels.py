@@ -138,6 +138,7 @@ def _mlp_floor_row(T: int = 20, B: int = 64) -> str:
 
 
 def main() -> int:
+    """``python -m pysnn_ref.bench.kernels``: print the kernel timings and floors."""
     print(f"T=20 B=64 float32; tune_malloc applied: {cpu.tune_malloc_once()}")
     for C, H in ((16, 28), (32, 14)):
         for line in _lif_pool_rows(20, 64, C, H, H):

@@ -62,6 +62,7 @@ MEM_METHOD = {
 
 
 def all_models() -> tuple[str, ...]:
+    """Every model the benchmark can build: those of pysnn_ref.models, then its own."""
     return (*MODELS, *BENCH_ONLY_MODELS)
 
 
@@ -212,10 +213,12 @@ class Runner:
         return t1 - t0, t2 - t1, t3 - t2, t3 - t0
 
     def firing_rate(self) -> float:
+        """Mean spikes per neuron per step of the last forward, over the spiking layers."""
         rates = [n.firing_rate for n in spiking_layers(self.net)]
         return float(np.mean(rates)) if rates else 0.0
 
     def time_chunk(self) -> int | None:
+        """The steps the flow method streams at once (None for BPTT)."""
         return self.method.time_chunk_for(self.net, self.T) if self.method.is_flow else None
 
     def peak_memory(self) -> int:
@@ -342,6 +345,7 @@ class TorchRunner:  # pragma: no cover - exercised where torch is installed
             self.torch.cuda.synchronize()
 
     def step(self) -> tuple[float, float, float, float]:
+        """One timed PyTorch training step: forward, loss, backward, SGD update."""
         from .torch_ref import torch_loss  # optional: torch_ref imports torch, only with --vs-torch
 
         clock = time.perf_counter
@@ -363,6 +367,8 @@ class TorchRunner:  # pragma: no cover - exercised where torch is installed
         return t1 - t0, t2 - t1, t3 - t2, t3 - t0
 
     def peak_memory(self) -> int | None:
+        """Peak bytes of one PyTorch step: the CUDA allocator's peak, or on the CPU the torch
+        profiler's memory events (None where they cannot be read)."""
         torch = self.torch
         self.step()
         if self.dev == "cuda":

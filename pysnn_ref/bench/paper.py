@@ -135,6 +135,7 @@ def measure_row(row: Row, T: int, batch: int, repeats: int, image_size: int | No
 
 
 def format_row(row: Row, r: dict[str, Any] | None, params: int) -> str:
+    """One line of the table: our BPTT and SSF backward times, our ratio and the paper's."""
     paper = row.paper_ratio
     name = f"{row.dataset:<13} {row.framework:<6} {row.model:<15} {params / 1e6:6.2f}M"
     if r is None:
@@ -163,6 +164,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) -> int:
+    """``bench --paper ssf-table1``: measure the rows and print the table; returns the exit code."""
     args = make_parser().parse_args(argv)
     keys = [k.strip() for k in args.rows.split(",") if k.strip()]
     bad = [k for k in keys if k not in ROW_KEYS]

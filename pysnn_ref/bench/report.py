@@ -143,10 +143,12 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
 
 
 def write_json(records: list[dict[str, Any]], path: str | Path) -> None:
+    """Write the benchmark records to ``path`` as JSON."""
     Path(path).write_text(json.dumps(records, indent=1) + "\n")
 
 
 def write_csv(records: list[dict[str, Any]], path: str | Path) -> None:
+    """Write the benchmark records to ``path`` as CSV, one row per (method, T)."""
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(FIELDS))
         w.writeheader()

@@ -80,22 +80,27 @@ class EnergyReport:
 
     @property
     def macs(self) -> float:
+        """Multiply-accumulates per sample (the analog first layer), summed over layers."""
         return float(sum(r.macs for r in self.layers))
 
     @property
     def sops(self) -> float:
+        """Synaptic operations (accumulates on spikes) per sample, summed over layers."""
         return float(sum(r.sops for r in self.layers))
 
     @property
     def ann_macs(self) -> float:
+        """MACs per sample of the ANN with the same weights."""
         return float(sum(r.ann_macs for r in self.layers))
 
     @property
     def energy_pj(self) -> float:
+        """The SNN's energy per sample in pJ: MACs x e_mac + SOPs x e_ac."""
         return float(sum(r.energy_pj for r in self.layers))
 
     @property
     def ann_energy_pj(self) -> float:
+        """The same ANN's energy per sample in pJ: its MACs x e_mac."""
         return float(sum(r.ann_energy_pj for r in self.layers))
 
     @property
@@ -104,6 +109,7 @@ class EnergyReport:
         return self.ann_energy_pj / self.energy_pj if self.energy_pj > 0 else float("inf")
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-ready values (the ``--json`` file)."""
         d = asdict(self)
         d.update(macs=self.macs, sops=self.sops, ann_macs=self.ann_macs,
                  energy_pj=self.energy_pj, ann_energy_pj=self.ann_energy_pj,

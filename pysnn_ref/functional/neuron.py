@@ -49,6 +49,7 @@ class NeuronParams:
 
     @property
     def soft(self) -> bool:
+        """True for the soft reset (subtract v_th, SSF Eqs. 16-17)."""
         return self.reset == "soft"
 
 

@@ -40,6 +40,7 @@ class Sequential(Module):
         self._pooled_by_lif: set[int] = set()  # last forward: pools run inside the LIF below
 
     def children(self) -> list[Module]:
+        """The layers, in order."""
         return self.layers
 
     def fusion_plan(self) -> list[int]:
@@ -171,6 +172,7 @@ class Residual(Module):
         self.shortcut = shortcut
 
     def children(self) -> list[Module]:
+        """The main branch and, if any, the shortcut."""
         return [self.main] + ([self.shortcut] if self.shortcut is not None else [])
 
     def forward(self, x: Any) -> Any:
@@ -185,6 +187,7 @@ class Residual(Module):
         return dx + (db if self.shortcut is None else self.shortcut.backward(db))
 
     def plan_flow(self, per_step: bool = False, below: Any = FLOW_INPUT) -> bool:
+        """Plan the flow passes of both branches (see :meth:`Module.plan_flow`)."""
         pm = self.main.plan_flow(per_step, below)
         ps = per_step if self.shortcut is None else self.shortcut.plan_flow(per_step, below)
         return pm or ps

@@ -48,6 +48,7 @@ class HookHandle:
         self.module, self.hook = module, hook
 
     def remove(self) -> None:
+        """Detach the hook from its module (idempotent)."""
         self.module.forward_hooks = tuple(h for h in self.module.forward_hooks
                                           if h is not self.hook)
 
@@ -89,6 +90,7 @@ class Module:
         return self.own_parameters() + [p for c in self.children() for p in c.parameters()]
 
     def children(self) -> list[Module]:
+        """The direct sub-modules (none for a leaf layer)."""
         return []
 
     def modules(self) -> list[Module]:
@@ -123,14 +125,17 @@ class Module:
         return out
 
     def train(self, mode: bool = True) -> Module:
+        """Training mode (BatchNorm uses batch statistics); returns the module."""
         for m in self.modules():
             m.training = mode
         return self
 
     def eval(self) -> Module:
+        """Evaluation mode (BatchNorm uses its running statistics); returns the module."""
         return self.train(False)
 
     def zero_grad(self) -> None:
+        """Set every parameter's gradient buffer to zero."""
         for p in self.parameters():
             p.zero_grad()
 
@@ -147,9 +152,11 @@ class Module:
         return self
 
     def own_parameters(self) -> list[Parameter]:
+        """The parameters of this layer itself (not of its sub-modules)."""
         return []
 
     def buffer_names(self) -> tuple[str, ...]:
+        """Names of the non-trainable arrays saved in the state dict (e.g. BN statistics)."""
         return ()
 
     # --- BPTT ----------------------------------------------------------------------------
@@ -195,6 +202,7 @@ class Module:
         return per_step or self.per_step_backward
 
     def state_dict(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """Parameters and buffers by full name (``"1.W"``), as host NumPy copies."""
         out = {}
         for path, c in self.named_children(prefix):
             out.update(c.state_dict(path + "."))
@@ -205,6 +213,7 @@ class Module:
         return out
 
     def load_state_dict(self, state: dict[str, np.ndarray], prefix: str = "") -> None:
+        """Copy arrays by full name into the parameters and buffers (shapes must match)."""
         for path, c in self.named_children(prefix):
             c.load_state_dict(state, path + ".")
         for p in self.own_parameters():

@@ -71,6 +71,7 @@ class LIF(Module):
         return self._rate
 
     def set_surrogate(self, surrogate: Surrogate) -> None:
+        """Use ``surrogate`` for the BPTT backward from now on (the forward is unchanged)."""
         self.p = make_neuron_params(lam=self.p.lam, v_th=self.p.v_th, reset=self.p.reset,
                                     surrogate=surrogate, smooth=self.p.smooth,
                                     detach_reset=self.p.detach_reset)
@@ -91,6 +92,7 @@ class LIF(Module):
         return self.v_th_param
 
     def own_parameters(self) -> list[Parameter]:
+        """No parameters, unless the threshold is trained (DSR): then ``[v_th]``."""
         return [] if self.v_th_param is None else [self.v_th_param]
 
     def load_state_dict(self, state: dict[str, np.ndarray], prefix: str = "") -> None:
@@ -316,6 +318,7 @@ class SpikingLSTM(Module):
         self._rate: Any = 0.0
 
     def own_parameters(self) -> list[Parameter]:
+        """``[W_x, W_h, b]``: the four gates' input and recurrent weights and their bias."""
         return [self.W_x, self.W_h, self.b]
 
     @property

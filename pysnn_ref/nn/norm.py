@@ -66,9 +66,11 @@ class BatchNorm(Module):
         self.tdbn = alpha is not None
 
     def own_parameters(self) -> list[Parameter]:
+        """``[gamma, beta]``."""
         return [self.gamma, self.beta]
 
     def buffer_names(self) -> tuple[str, ...]:
+        """``running_mean`` and ``running_var``."""
         return ("running_mean", "running_var")
 
     def forward(self, x: Any) -> Any:

@@ -31,6 +31,7 @@ class WindowRecompose(Module):
         self.th_r = th_r
 
     def children(self) -> list[Module]:
+        """The body run on every window."""
         return [self.body]
 
     def _origins(self, L: int) -> tuple[int, tuple[tuple[int, int], ...]]:

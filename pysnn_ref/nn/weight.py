@@ -41,6 +41,7 @@ class WeightLayer(Module):
     _bn_above: Module | None = None  # a BatchNorm
 
     def own_parameters(self) -> list[Parameter]:
+        """``[W]`` or ``[W, b]``."""
         return [self.W] + ([self.b] if self.b is not None else [])
 
     def stream_under(self, bn: Module | None) -> None:

@@ -57,6 +57,7 @@ def evaluate_model(net: nn_.Module, method: Method, x: np.ndarray, y: np.ndarray
 
 
 def build_parser() -> ArgumentParser:
+    """The ``python -m pysnn_ref.evaluate`` argument parser."""
     p = ArgumentParser(
         prog=PROG,
         description="Report the test accuracy of a network saved by python -m pysnn_ref.train.")
@@ -80,6 +81,7 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Evaluate a run's checkpoint on its test set; errors propagate (see :func:`cli`)."""
     args = build_parser().parse_args(argv)
     net, cfg = load(args.run, device=args.device, checkpoint=args.checkpoint)
     ck = cfg["checkpoint"]
@@ -102,5 +104,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
+    """``main`` with the CLI's error handling: one line on stderr and exit 2 for bad input."""
     return run_main(main, PROG, argv)
 

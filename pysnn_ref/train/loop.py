@@ -91,10 +91,12 @@ class TrainState:
 
     @property
     def stages(self) -> list[list[int]]:
+        """The training stages ``(T, epochs)`` (one unless time inheritance training)."""
         return self.cfg["stages"]
 
     @property
     def total(self) -> int:
+        """Epochs over all stages."""
         return sum(e for _, e in self.cfg["stages"])
 
 

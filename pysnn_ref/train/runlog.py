@@ -42,6 +42,7 @@ def versions() -> dict[str, str]:
 
 
 def fmt_time(s: float) -> str:
+    """Seconds as a short string: two decimals below 100 s, whole seconds above."""
     return f"{s:.2f}s" if s < 100 else f"{s:.0f}s"
 
 
