@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -125,6 +127,17 @@ def one_line(message: object) -> str:
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, GPUUnavailableError)
 
 
+def _raise_interrupt(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM -> ``KeyboardInterrupt`` (main thread only, default handler only)."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
              argv: Sequence[str] | None = None) -> int:
     """Run ``main(argv)`` and map its outcome to an exit code.
@@ -133,7 +146,11 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
     * :class:`NonFiniteLossError` -> one line on stderr, 3;
     * Ctrl-C -> one line on stderr, 130;
     * ``SystemExit`` (argparse: ``--help``, usage errors) passes through unchanged.
+
+    SIGTERM is handled as Ctrl-C (the ``finally`` blocks run: temporary files are removed, the
+    run folder's lock is released) where the process has not set a handler of its own.
     """
+    _terminate_as_interrupt()
     try:
         return int(main(argv) or 0)
     except NonFiniteLossError as e:

@@ -8,7 +8,7 @@ stderr: the ``ValueError`` subclasses and :class:`GPUUnavailableError` mean bad 
 from __future__ import annotations
 
 __all__ = ["DataError", "GPUUnavailableError", "NonFiniteLossError",
-           "DistributedUnavailableError"]
+           "DistributedUnavailableError", "RunFormatError"]
 
 
 class DataError(ValueError):
@@ -28,3 +28,8 @@ class NonFiniteLossError(RuntimeError):
 
 class DistributedUnavailableError(ValueError):
     """``--distributed`` without mpi4py (or without a working MPI library)."""
+
+
+class RunFormatError(ValueError):
+    """A file of a run folder (config.json, metrics.jsonl, a checkpoint, energy.json) breaks its
+    schema (docs/reliability.md): the message names the file, the key and what was expected."""

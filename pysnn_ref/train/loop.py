@@ -55,6 +55,7 @@ from .config import (
 )
 from .dspike import adapt_dspike, first_weight
 from .evaluate import evaluate_model
+from .files import atomic_write_text
 
 __all__ = ["TrainState", "StepResult", "train", "setup_run", "run_epoch", "train_step",
            "spiking_layer_names"]
@@ -494,13 +495,25 @@ def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
         _join_world(st, comm)
         if comm.rank != 0:
             return _train_silent(st)
+    lock = None
     try:
-        st.run_dir, st.history = runlog.open_run_dir(cfg, resume, st.start_epoch)
+        st.run_dir, st.history, lock = runlog.open_run_dir(cfg, resume, st.start_epoch, log)
         runlog.write_config(st.run_dir, cfg, repr(st.net), st.n_params)
     except BaseException:
+        if lock is not None:
+            lock.release()
         comm.min_int(0)  # tell the other ranks (they wait for the run folder) to stop too
         raise
     comm.min_int(1)
+    with lock:  # this process is the run folder's one writer until the run ends
+        return _train_epochs(st, resume, log)
+
+
+def _train_epochs(st: TrainState, resume: str | Path | None,
+                  log: Callable[[str], None]) -> dict[str, Any]:
+    """Rank 0's part of :func:`train` once the run folder is open: the epochs, the energy
+    estimate, the closing lines."""
+    cfg = st.cfg
     runlog.log_header(log, cfg, st.data.input_shape, st.n_params, len(st.layer_names),
                       st.total)
     if resume is not None:
@@ -526,7 +539,7 @@ def _energy_summary(st: TrainState, log: Callable[[str], None]) -> dict[str, Any
     xb = st.be.asarray(st.data.x_test[: st.cfg["batch_size"]], dtype=st.dtype)
     rep = estimate_energy(st.net, xb, T, make_encoder(st.cfg, None))
     log(rep.summary_line())
-    (st.run_dir / "energy.json").write_text(json.dumps(rep.to_dict(), indent=1) + "\n")
+    atomic_write_text(st.run_dir / "energy.json", json.dumps(rep.to_dict(), indent=1) + "\n")
     return rep.to_dict()
 
 
