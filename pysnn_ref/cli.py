@@ -41,6 +41,7 @@ __all__ = [
     "nonnegative_int",
     "finite_float",
     "run_main",
+    "exit_line",
 ]
 
 
@@ -153,15 +154,23 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
     _terminate_as_interrupt()
     try:
         return int(main(argv) or 0)
-    except NonFiniteLossError as e:
-        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except USER_ERRORS as e:
-        msg = one_line(e) or type(e).__name__
+    except (NonFiniteLossError, KeyboardInterrupt, *USER_ERRORS) as e:
+        line, code = exit_line(e, prog)
+        print(line, file=sys.stderr)
+        return code
+
+
+def exit_line(e: BaseException, prog: str) -> tuple[str, int]:
+    """The one stderr line and the exit code :func:`run_main` gives exception ``e``: 3 for a
+    diverged run, 130 for Ctrl-C, 2 for bad input, 1 (with the exception's type) for anything
+    else."""
+    if isinstance(e, NonFiniteLossError):
+        return f"{prog}: error: {one_line(e)}", EXIT_DIVERGED
+    if isinstance(e, KeyboardInterrupt):
+        return f"{prog}: interrupted", EXIT_INTERRUPTED
+    msg = one_line(e) or type(e).__name__
+    if isinstance(e, USER_ERRORS):
         if isinstance(e, OSError) and e.filename is not None and str(e.filename) not in msg:
             msg = f"{msg}: {e.filename}"
-        print(f"{prog}: error: {msg}", file=sys.stderr)
-        return EXIT_USAGE
+        return f"{prog}: error: {msg}", EXIT_USAGE
+    return f"{prog}: error: {type(e).__name__}: {msg}", 1

@@ -22,7 +22,9 @@ import json
 import math
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from tqdm import tqdm
 
 from .. import backend
 from .. import nn as nn_
+from ..cli import exit_line
 from ..data import Dataset, augment_cifar, check_encoder, iterate_minibatches, load_dataset
 from ..energy import estimate_energy
 from ..errors import NonFiniteLossError
@@ -56,6 +59,8 @@ from .config import (
 from .dspike import adapt_dspike, first_weight
 from .evaluate import evaluate_model
 from .files import atomic_write_text
+
+TRAIN_PROG = "python -m pysnn_ref.train"   #: the name in the lines of --distributed aborts
 
 __all__ = ["TrainState", "StepResult", "train", "setup_run", "run_epoch", "train_step",
            "spiking_layer_names"]
@@ -494,7 +499,8 @@ def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
     if comm.size > 1:
         _join_world(st, comm)
         if comm.rank != 0:
-            return _train_silent(st)
+            with _abort_world_on_error(comm):
+                return _train_silent(st)
     lock = None
     try:
         st.run_dir, st.history, lock = runlog.open_run_dir(cfg, resume, st.start_epoch, log)
@@ -505,8 +511,26 @@ def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
         comm.min_int(0)  # tell the other ranks (they wait for the run folder) to stop too
         raise
     comm.min_int(1)
-    with lock:  # this process is the run folder's one writer until the run ends
+    with lock, _abort_world_on_error(comm):  # the run folder's one writer until the run ends
         return _train_epochs(st, resume, log)
+
+
+@contextmanager
+def _abort_world_on_error(comm: distributed.LocalComm) -> Iterator[None]:
+    """``--distributed`` on several ranks, once they train in step: an exception on one rank
+    (rank 0 cannot write a checkpoint, ...) would leave the others waiting in the next
+    all-reduce forever.  Print its one line (:func:`pysnn_ref.cli.exit_line`, naming the rank)
+    and end every rank with ``MPI_Abort`` and the exit code the error would have had."""
+    try:
+        yield
+    except BaseException as e:
+        if comm.size > 1:
+            line, code = exit_line(e, TRAIN_PROG)
+            if code == 1:  # a bug: its traceback is what a developer needs
+                traceback.print_exc()
+            print(line.replace(": ", f": rank {comm.rank}: ", 1), file=sys.stderr, flush=True)
+            comm.abort(code)
+        raise
 
 
 def _train_epochs(st: TrainState, resume: str | Path | None,
