@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .errors import GPUUnavailableError, NonFiniteLossError
 
@@ -42,6 +43,8 @@ __all__ = [
     "finite_float",
     "run_main",
     "exit_line",
+    "check_interrupted",
+    "INTERRUPTED",
 ]
 
 
@@ -128,15 +131,43 @@ def one_line(message: object) -> str:
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, GPUUnavailableError)
 
 
+#: set by Ctrl-C / SIGTERM under :func:`run_main`; the training loop checks it at every step, so
+#: an interrupt that a library swallowed (a ``KeyboardInterrupt`` raised inside a ctypes callback
+#: of Numba's compiler is only printed as "Exception ignored") still stops the run
+INTERRUPTED = threading.Event()
+
+
 def _raise_interrupt(signum: int, frame: object) -> NoReturn:
+    INTERRUPTED.set()
     raise KeyboardInterrupt
 
 
-def _terminate_as_interrupt() -> None:
-    """SIGTERM -> ``KeyboardInterrupt`` (main thread only, default handler only)."""
-    if threading.current_thread() is threading.main_thread() and \
-            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+def check_interrupted() -> None:
+    """Raise ``KeyboardInterrupt`` if Ctrl-C / SIGTERM arrived (see :data:`INTERRUPTED`)."""
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+
+
+def _terminate_as_interrupt() -> dict[int, Any]:
+    """SIGTERM -> ``KeyboardInterrupt`` (main thread only, default handler only); Ctrl-C back
+    to ``KeyboardInterrupt`` from the start-up handler of ``pysnn_ref/__init__.py`` (which exits
+    130 while the imports run)."""
+    saved: dict[int, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return saved
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        saved[signal.SIGTERM] = signal.signal(signal.SIGTERM, _raise_interrupt)
+    h = signal.getsignal(signal.SIGINT)
+    if h is signal.default_int_handler or \
+            getattr(h, "__qualname__", "") == "interrupted_while_starting":
+        saved[signal.SIGINT] = signal.signal(signal.SIGINT, _raise_interrupt)
+    return saved
+
+
+def _is_the_tool() -> bool:
+    """Whether this process is a ``python -m pysnn_ref...`` tool (not a caller of run_main)."""
+    main = sys.modules.get("__main__")
+    return (getattr(main, "__package__", None) or "").split(".")[0] == "pysnn_ref"
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
@@ -151,13 +182,27 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
     SIGTERM is handled as Ctrl-C (the ``finally`` blocks run: temporary files are removed, the
     run folder's lock is released) where the process has not set a handler of its own.
     """
-    _terminate_as_interrupt()
+    saved = _terminate_as_interrupt()
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: (None if u.exc_type is not None and issubclass(
+        u.exc_type, KeyboardInterrupt) else hook(u))   # swallowed Ctrl-C: no "Exception ignored"
     try:
         return int(main(argv) or 0)
     except (NonFiniteLossError, KeyboardInterrupt, *USER_ERRORS) as e:
         line, code = exit_line(e, prog)
         print(line, file=sys.stderr)
+        if code == EXIT_INTERRUPTED and _is_the_tool():
+            # the run's own clean-up (finally blocks, the lock) has run; leave now, before an
+            # interrupt a library swallowed can turn the exit into a death by SIGINT
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         return code
+    finally:
+        INTERRUPTED.clear()
+        sys.unraisablehook = hook
+        for sig, handler in saved.items():   # an in-process caller (a test) keeps its own
+            signal.signal(sig, handler)
 
 
 def exit_line(e: BaseException, prog: str) -> tuple[str, int]:

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from .. import backend
 from .. import nn as nn_
-from ..cli import exit_line
+from ..cli import check_interrupted, exit_line
 from ..data import Dataset, augment_cifar, check_encoder, iterate_minibatches, load_dataset
 from ..energy import estimate_energy
 from ..errors import NonFiniteLossError
@@ -59,6 +59,7 @@ from .config import (
 from .dspike import adapt_dspike, first_weight
 from .evaluate import evaluate_model
 from .files import atomic_write_text
+from .flags import check_model_flags
 
 TRAIN_PROG = "python -m pysnn_ref.train"   #: the name in the lines of --distributed aborts
 
@@ -190,6 +191,7 @@ def setup_run(cfg: dict[str, Any], resume: str | Path | None = None) -> TrainSta
     be = backend.get_backend(cfg["device"], need_random=cfg["encoder"] == "poisson")
     data = _load_data(cfg)
     net = build_model(cfg, data.input_shape, data.num_classes)
+    check_model_flags(cfg, net)
     method = build_method(cfg)
     method.check_network(net)
     loss_fwd, loss_bwd = loss_functions(cfg)
@@ -232,6 +234,7 @@ def train_step(st: TrainState, xd: Any, yd: Any, T: int, encoder: Any, *, epoch:
     its sums (:func:`_train_batches`, every :data:`GPU_READ_EVERY` batches and at the epoch end).
     """
     net, be = st.net, st.be
+    check_interrupted()  # a Ctrl-C that a library swallowed (cli.INTERRUPTED)
     net.zero_grad()
     m0 = be.mark()
     out = st.method.forward(net, xd, T, encoder)
@@ -248,7 +251,28 @@ def train_step(st: TrainState, xd: Any, yd: Any, T: int, encoder: Any, *, epoch:
     if not backend.is_gpu_array(g_loss) and not math.isfinite(g_loss):
         raise _non_finite(st, g_loss, epoch, batch, batch, T)
     st.opt.step()
+    if not backend.is_gpu_array(g_loss):  # on the GPU: at the read-out (_read_stats)
+        _check_weights(st, epoch, batch, batch, T)
     return StepResult(g_loss, out, (m0, m1, m2, m3), be)
+
+
+def _check_weights(st: TrainState, epoch: int, b0: int, b1: int, T: int) -> None:
+    """Raise :class:`NonFiniteLossError` (exit 3) when an update left NaN / inf in a weight: a
+    finite loss does not prove finite weights (NaN currents give no spikes, so the loss of a
+    network with NaN weights can stay finite; an overflowing learning rate or optimizer state
+    shows in the weights first).  Optimizer state that is NaN makes the weights NaN at the same
+    step."""
+    bad = [k for k, p in st.net.named_parameters().items()
+           if not bool(backend.as_scalar(st.be.xp.isfinite(p.data).all()))]
+    if bad:
+        where = f"batch {b0 + 1}" if b0 == b1 else f"one of batches {b0 + 1}-{b1 + 1}"
+        good = (f"last.npz holds epoch {epoch}, the last good one" if epoch > 0
+                else "no checkpoint was written")
+        raise NonFiniteLossError(
+            f"weights became NaN/inf (parameter {bad[0]}{' and more' if len(bad) > 1 else ''})"
+            f" after the update at epoch {epoch + 1}, {where} (of {st.n_batches}, T={T}, "
+            f"lr={st.opt.lr:g}); training stopped ({good}) -- lower --lr or check the "
+            "neuron settings")
 
 
 def _non_finite(st: TrainState, value: float, epoch: int, b0: int, b1: int,
@@ -403,6 +427,8 @@ def _read_stats(st: TrainState, stats: _EpochStats, epoch: int, b: int, T: int,
     loss = stats.read()
     if not math.isfinite(loss):
         raise _non_finite(st, loss, epoch, b0, b, T)
+    if st.be.name == "gpu":  # the CPU checked the weights after every step
+        _check_weights(st, epoch, b0, b, T)
     bar.set_postfix(loss=f"{stats.loss_sum / stats.seen:.4f}",
                     acc=f"{stats.correct / stats.seen:.3f}", refresh=False)
 
@@ -487,8 +513,17 @@ def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
     ``best_test_acc``, ``best_epoch``, ``run_dir``, ``epochs``, ``history``.
 
     Raises ``ValueError`` / ``GPUUnavailableError`` / ``DataError`` for bad input and
-    :class:`~pysnn_ref.cli.NonFiniteLossError` when the loss becomes NaN or infinite.
+    :class:`~pysnn_ref.cli.NonFiniteLossError` when the loss or a weight becomes NaN or
+    infinite.  NumPy's overflow / invalid-value warnings are silenced during the run: the
+    values they warn about are caught by those checks (exit 3, one line), not printed raw.
     """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _train(cfg, resume, log)
+
+
+def _train(cfg: dict[str, Any], resume: str | Path | None,
+           log: Callable[[str], None] | None) -> dict[str, Any]:
+    """:func:`train` under ``np.errstate``."""
     if cfg["device"] == "cpu" and cfg.get("blas_threads", 0) > 0:
         backend.set_blas_threads(cfg["blas_threads"])
     log = log or (lambda s: print(s, flush=True))
