@@ -100,3 +100,20 @@ def not_a_regular_file(path: Any) -> str | None:
              (stat.S_ISSOCK, "a socket"))
     kind = next((k for test, k in kinds if test(mode)), "not a regular file")
     return f"{kind}, not a regular file (not opened)"
+
+
+def machine_memory() -> int | None:
+    """Bytes of physical memory of this machine (``None`` where it cannot be asked)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_memory(name: str, nbytes: int, what: str) -> None:
+    """``ValueError`` naming ``name`` when an array of ``nbytes`` bytes (``what``) would not fit
+    in this machine's memory: refused with the estimate instead of a MemoryError traceback."""
+    ram = machine_memory()
+    if ram is not None and nbytes > ram:
+        raise ValueError(f"{name}: {what} needs {nbytes / 2**30:.3g} GiB, more than this "
+                         f"machine's {ram / 2**30:.3g} GiB of memory")

@@ -143,3 +143,15 @@ def test_ctrl_c_while_importing_is_one_line_exit_130(delay, tmp_path):
     assert p.returncode == 130, err
     assert err.strip().splitlines() == ["python -m pysnn_ref.train: interrupted"], err
     assert "Traceback" not in err
+
+
+def test_evaluate_data_dir_for_a_built_in_dataset_is_refused(tmp_path, capsys):
+    from pysnn_ref.train import evaluate
+
+    run = tmp_path / "run"
+    assert train_cli.cli(["--epochs", "1", "--max-batches", "1", "--max-eval-batches", "1",
+                          "--no-plots", "--no-progress", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert evaluate.cli([str(run), "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--data-dir only applies" in err and len(err.strip().splitlines()) == 1

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import backend
 from .._check import check_choice
+from ..errors import BackwardBeforeForwardError
 from ..functional.linear import is_time_broadcast
 from ..parameter import Parameter
 
@@ -74,6 +75,18 @@ class Module:
     def __init__(self) -> None:
         self.training = True
         self.keep_steps = False  # flow mode: keep per-step inputs (set by Sequential.plan_flow)
+
+    #: what a forward leaves for the backward (read before any forward: a clear error)
+    FORWARD_STATE = ("_cache", "_caches", "_shape", "_x_sum")
+
+    def __getattr__(self, name: str) -> Any:
+        """Only reached for attributes that do not exist: the forward state asked for before any
+        forward (``backward`` first) is a ValueError naming the layer, not an AttributeError."""
+        if name in Module.FORWARD_STATE:
+            raise BackwardBeforeForwardError(
+                f"{type(self).__name__}.backward needs the state of a forward pass ({name}); "
+                "call forward (or the method's forward) first")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def register_forward_hook(self, hook: ForwardHook) -> HookHandle:
         """Call ``hook(self, x, y)`` after every BPTT forward ``y = self(x)`` (see the class

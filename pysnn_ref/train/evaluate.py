@@ -83,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     net, cfg = load(args.run, device=args.device, checkpoint=args.checkpoint)
     ck = cfg["checkpoint"]
+    if args.data_dir is not None and cfg["dataset"] in ("digits", "digits-rows"):
+        raise ValueError(f"--data-dir only applies to runs on datasets read from files; this run "
+                         f"used the built-in {cfg['dataset']!r}")
     data_dir = args.data_dir if args.data_dir is not None else cfg["data_dir"]
     data = load_dataset(cfg["dataset"], data_dir, seed=SPLIT_SEED)
     T = args.T or ck["T"]

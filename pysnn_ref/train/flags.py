@@ -7,10 +7,10 @@ before any data is loaded or folder made; :func:`check_model_flags` once the net
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 from .. import nn as nn_
+from .._check import machine_memory
 from ..functional.surrogate import get_surrogate
 
 __all__ = ["RANGES", "MAX_T", "MAX_BATCH", "check_ranges", "input_bytes", "check_memory",
@@ -79,17 +79,10 @@ def input_bytes(cfg: dict[str, Any]) -> int | None:
     return T * cfg["batch_size"] * math.prod(shape) * item
 
 
-def _ram() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_memory(cfg: dict[str, Any], ram: int | None = None) -> None:
     """Refuse a run whose encoded input batch alone exceeds half the machine's memory (the
     network's activations are several times larger still): one line with the estimate."""
-    need, ram = input_bytes(cfg), ram if ram is not None else _ram()
+    need, ram = input_bytes(cfg), ram if ram is not None else machine_memory()
     if need is not None and ram is not None and need > ram // 2:
         raise ValueError(f"--T {max(t for t, _ in cfg['stages'])} x --batch-size "
                          f"{cfg['batch_size']}: one encoded {cfg['dataset']} input batch needs "

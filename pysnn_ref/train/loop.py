@@ -22,9 +22,7 @@ import json
 import math
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +32,9 @@ from tqdm import tqdm
 
 from .. import backend
 from .. import nn as nn_
-from ..cli import check_interrupted, exit_line
+from ..cli import check_interrupted
 from ..data import Dataset, augment_cifar, check_encoder, iterate_minibatches, load_dataset
 from ..energy import estimate_energy
-from ..errors import NonFiniteLossError
 from ..functional import loss as L
 from ..functional.surrogate import get_surrogate
 from ..methods import Method
@@ -60,8 +57,7 @@ from .dspike import adapt_dspike, first_weight
 from .evaluate import evaluate_model
 from .files import atomic_write_text
 from .flags import check_model_flags
-
-TRAIN_PROG = "python -m pysnn_ref.train"   #: the name in the lines of --distributed aborts
+from .guards import abort_world_on_error, check_weights, non_finite_loss
 
 __all__ = ["TrainState", "StepResult", "train", "setup_run", "run_epoch", "train_step",
            "spiking_layer_names"]
@@ -249,41 +245,11 @@ def train_step(st: TrainState, xd: Any, yd: Any, T: int, encoder: Any, *, epoch:
     g_loss, _ = distributed.allreduce_gradients(st.comm, net.parameters(), loss,
                                                 int(yd.shape[0]))
     if not backend.is_gpu_array(g_loss) and not math.isfinite(g_loss):
-        raise _non_finite(st, g_loss, epoch, batch, batch, T)
+        raise non_finite_loss(st, g_loss, epoch, batch, batch, T)
     st.opt.step()
     if not backend.is_gpu_array(g_loss):  # on the GPU: at the read-out (_read_stats)
-        _check_weights(st, epoch, batch, batch, T)
+        check_weights(st, epoch, batch, batch, T)
     return StepResult(g_loss, out, (m0, m1, m2, m3), be)
-
-
-def _check_weights(st: TrainState, epoch: int, b0: int, b1: int, T: int) -> None:
-    """Raise :class:`NonFiniteLossError` (exit 3) when an update left NaN / inf in a weight: a
-    finite loss does not prove finite weights (NaN currents give no spikes, so the loss of a
-    network with NaN weights can stay finite; an overflowing learning rate or optimizer state
-    shows in the weights first).  Optimizer state that is NaN makes the weights NaN at the same
-    step."""
-    bad = [k for k, p in st.net.named_parameters().items()
-           if not bool(backend.as_scalar(st.be.xp.isfinite(p.data).all()))]
-    if bad:
-        where = f"batch {b0 + 1}" if b0 == b1 else f"one of batches {b0 + 1}-{b1 + 1}"
-        good = (f"last.npz holds epoch {epoch}, the last good one" if epoch > 0
-                else "no checkpoint was written")
-        raise NonFiniteLossError(
-            f"weights became NaN/inf (parameter {bad[0]}{' and more' if len(bad) > 1 else ''})"
-            f" after the update at epoch {epoch + 1}, {where} (of {st.n_batches}, T={T}, "
-            f"lr={st.opt.lr:g}); training stopped ({good}) -- lower --lr or check the "
-            "neuron settings")
-
-
-def _non_finite(st: TrainState, value: float, epoch: int, b0: int, b1: int,
-                T: int) -> NonFiniteLossError:
-    """The error for a NaN / infinite loss found in batches ``b0..b1`` (0-based) of ``epoch``."""
-    where = f"batch {b0 + 1}" if b0 == b1 else f"one of batches {b0 + 1}-{b1 + 1}"
-    good = (f"last.npz holds epoch {epoch}, the last good one" if epoch > 0
-            else "no checkpoint was written")
-    return NonFiniteLossError(
-        f"loss became {value} at epoch {epoch + 1}, {where} (of {st.n_batches}, T={T}, "
-        f"lr={st.opt.lr:g}); training stopped ({good}) -- lower --lr or check the data")
 
 
 #: on the GPU, the epoch's running sums are read to the host (one transfer; the NaN check, the
@@ -426,9 +392,9 @@ def _read_stats(st: TrainState, stats: _EpochStats, epoch: int, b: int, T: int,
     b0 = b - stats.unread + 1
     loss = stats.read()
     if not math.isfinite(loss):
-        raise _non_finite(st, loss, epoch, b0, b, T)
+        raise non_finite_loss(st, loss, epoch, b0, b, T)
     if st.be.name == "gpu":  # the CPU checked the weights after every step
-        _check_weights(st, epoch, b0, b, T)
+        check_weights(st, epoch, b0, b, T)
     bar.set_postfix(loss=f"{stats.loss_sum / stats.seen:.4f}",
                     acc=f"{stats.correct / stats.seen:.3f}", refresh=False)
 
@@ -534,7 +500,7 @@ def _train(cfg: dict[str, Any], resume: str | Path | None,
     if comm.size > 1:
         _join_world(st, comm)
         if comm.rank != 0:
-            with _abort_world_on_error(comm):
+            with abort_world_on_error(comm):
                 return _train_silent(st)
     lock = None
     try:
@@ -546,26 +512,8 @@ def _train(cfg: dict[str, Any], resume: str | Path | None,
         comm.min_int(0)  # tell the other ranks (they wait for the run folder) to stop too
         raise
     comm.min_int(1)
-    with lock, _abort_world_on_error(comm):  # the run folder's one writer until the run ends
+    with lock, abort_world_on_error(comm):  # the run folder's one writer until the run ends
         return _train_epochs(st, resume, log)
-
-
-@contextmanager
-def _abort_world_on_error(comm: distributed.LocalComm) -> Iterator[None]:
-    """``--distributed`` on several ranks, once they train in step: an exception on one rank
-    (rank 0 cannot write a checkpoint, ...) would leave the others waiting in the next
-    all-reduce forever.  Print its one line (:func:`pysnn_ref.cli.exit_line`, naming the rank)
-    and end every rank with ``MPI_Abort`` and the exit code the error would have had."""
-    try:
-        yield
-    except BaseException as e:
-        if comm.size > 1:
-            line, code = exit_line(e, TRAIN_PROG)
-            if code == 1:  # a bug: its traceback is what a developer needs
-                traceback.print_exc()
-            print(line.replace(": ", f": rank {comm.rank}: ", 1), file=sys.stderr, flush=True)
-            comm.abort(code)
-        raise
 
 
 def _train_epochs(st: TrainState, resume: str | Path | None,
