@@ -14,7 +14,8 @@ from .. import backend
 from ..cli import exit_line
 from ..errors import NonFiniteLossError
 
-__all__ = ["TRAIN_PROG", "non_finite_loss", "check_weights", "abort_world_on_error"]
+__all__ = ["TRAIN_PROG", "non_finite_loss", "count_bad_weights", "weights_error",
+           "abort_world_on_error"]
 
 TRAIN_PROG = "python -m pysnn_ref.train"   #: the name in the lines of --distributed aborts
 
@@ -35,21 +36,29 @@ def non_finite_loss(st: Any, value: float, epoch: int, b0: int, b1: int,
         f"lr={st.opt.lr:g}); training stopped ({good}) -- lower --lr or check the data")
 
 
-def check_weights(st: Any, epoch: int, b0: int, b1: int, T: int) -> None:
-    """Raise :class:`NonFiniteLossError` (exit 3) when an update left NaN / inf in a weight: a
-    finite loss does not prove finite weights (NaN currents give no spikes, so the loss of a
-    network with NaN weights can stay finite; an overflowing learning rate or optimizer state
-    shows in the weights first).  Optimizer state that is NaN makes the weights NaN at the same
-    step."""
+def count_bad_weights(st: Any) -> Any:
+    """How many parameters hold NaN / inf after the update: a host number on the CPU, a 0-d
+    device array on the GPU (no transfer; read with the epoch's sums).  A finite loss does not
+    prove finite weights (NaN currents give no spikes, so the loss of a network with NaN weights
+    can stay finite; an overflowing learning rate or optimizer state shows in the weights
+    first); optimizer state that is NaN makes the weights NaN at the same step."""
+    xp = st.be.xp
+    flags = [xp.isfinite(p.data).all() for p in st.net.parameters()]
+    if st.be.name == "cpu":
+        return sum(not bool(f) for f in flags)
+    return len(flags) - xp.stack(flags).sum()
+
+
+def weights_error(st: Any, epoch: int, b0: int, b1: int, T: int) -> NonFiniteLossError:
+    """The error (exit 3) for NaN / inf weights found after an update in batches ``b0..b1``."""
     bad = [k for k, p in st.net.named_parameters().items()
            if not bool(backend.as_scalar(st.be.xp.isfinite(p.data).all()))]
-    if bad:
-        where, good = _where(epoch, b0, b1)
-        raise NonFiniteLossError(
-            f"weights became NaN/inf (parameter {bad[0]}{' and more' if len(bad) > 1 else ''})"
-            f" after the update at epoch {epoch + 1}, {where} (of {st.n_batches}, T={T}, "
-            f"lr={st.opt.lr:g}); training stopped ({good}) -- lower --lr or check the "
-            "neuron settings")
+    where, good = _where(epoch, b0, b1)
+    return NonFiniteLossError(
+        f"weights became NaN/inf (parameter {bad[0] if bad else '?'}"
+        f"{' and more' if len(bad) > 1 else ''}) after the update at epoch {epoch + 1}, {where} "
+        f"(of {st.n_batches}, T={T}, lr={st.opt.lr:g}); training stopped ({good}) -- lower --lr "
+        "or check the neuron settings")
 
 
 @contextmanager

@@ -57,7 +57,7 @@ from .dspike import adapt_dspike, first_weight
 from .evaluate import evaluate_model
 from .files import atomic_write_text
 from .flags import check_model_flags
-from .guards import abort_world_on_error, check_weights, non_finite_loss
+from .guards import abort_world_on_error, count_bad_weights, non_finite_loss, weights_error
 
 __all__ = ["TrainState", "StepResult", "train", "setup_run", "run_epoch", "train_step",
            "spiking_layer_names"]
@@ -111,6 +111,7 @@ class StepResult:
     out: Any
     marks: tuple[Any, Any, Any, Any]
     be: Any
+    bad_weights: Any = 0          # parameters holding NaN/inf after the update (0-d on the GPU)
 
     @property
     def forward_s(self) -> float:
@@ -247,9 +248,10 @@ def train_step(st: TrainState, xd: Any, yd: Any, T: int, encoder: Any, *, epoch:
     if not backend.is_gpu_array(g_loss) and not math.isfinite(g_loss):
         raise non_finite_loss(st, g_loss, epoch, batch, batch, T)
     st.opt.step()
-    if not backend.is_gpu_array(g_loss):  # on the GPU: at the read-out (_read_stats)
-        check_weights(st, epoch, batch, batch, T)
-    return StepResult(g_loss, out, (m0, m1, m2, m3), be)
+    bad = count_bad_weights(st)   # on the GPU a 0-d device array, read at the read-out
+    if be.name == "cpu" and bad:
+        raise weights_error(st, epoch, batch, batch, T)
+    return StepResult(g_loss, out, (m0, m1, m2, m3), be, bad)
 
 
 #: on the GPU, the epoch's running sums are read to the host (one transfer; the NaN check, the
@@ -277,6 +279,7 @@ class _EpochStats:
     seen: int = 0
     rate_sum: np.ndarray = field(init=False)
     unread: int = 0                   # batches added since the last read
+    bad_weights: int = 0              # steps that left NaN/inf in a parameter (read so far)
     _pending: list[Any] | None = None
     _marks: list[tuple[Any, tuple[Any, ...]]] = field(default_factory=list)
 
@@ -285,7 +288,7 @@ class _EpochStats:
 
     def add(self, r: StepResult, yd: Any, spiking: list[nn_.Module]) -> None:
         nb = int(yd.shape[0])
-        vals = [backend.as_scalar(r.loss) * nb, (L.predict(r.out) == yd).sum(),
+        vals = [backend.as_scalar(r.loss) * nb, (L.predict(r.out) == yd).sum(), r.bad_weights,
                 *(backend.as_scalar(n.spike_rate) * nb for n in spiking)]  # last forward's rate
         self._pending = vals if self._pending is None else \
             [a + v for a, v in zip(self._pending, vals, strict=True)]
@@ -307,7 +310,8 @@ class _EpochStats:
         self._pending = None
         self.loss_sum += float(v[0])
         self.correct += int(round(v[1]))
-        self.rate_sum += v[2:]
+        self.bad_weights += int(v[2])
+        self.rate_sum += v[3:]
         return float(v[0])
 
 
@@ -393,8 +397,8 @@ def _read_stats(st: TrainState, stats: _EpochStats, epoch: int, b: int, T: int,
     loss = stats.read()
     if not math.isfinite(loss):
         raise non_finite_loss(st, loss, epoch, b0, b, T)
-    if st.be.name == "gpu":  # the CPU checked the weights after every step
-        check_weights(st, epoch, b0, b, T)
+    if stats.bad_weights:  # the GPU's weight check, read with the sums (the CPU's: per step)
+        raise weights_error(st, epoch, b0, b, T)
     bar.set_postfix(loss=f"{stats.loss_sum / stats.seen:.4f}",
                     acc=f"{stats.correct / stats.seen:.3f}", refresh=False)
 
