@@ -77,3 +77,24 @@ def test_conv2d_forward_absurd_padding_names_padding():
 def test_a_weight_beyond_memory_is_refused_with_the_estimate():
     with pytest.raises(ValueError, match=r"in_features x out_features: .* GiB"):
         nn.Linear(10**6, 10**6)
+
+
+def test_encoding_beyond_memory_is_refused_with_the_estimate():
+    from pysnn_ref.data import make_encoder
+
+    with pytest.raises(ValueError, match=r"^T: .* GiB"):
+        make_encoder("poisson", seed=0).encode(np.ones((2, 4), np.float32), 10**12)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int64, np.float16])
+def test_module_to_a_non_float_dtype_names_dtype(dtype):
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        nn.Linear(2, 2).to("cpu", dtype=dtype)
+
+
+def test_event_polarity_outside_0_1_names_it():
+    from pysnn_ref.data.events import Events, frames_by_time
+
+    ev = Events(x=np.array([0, 1]), y=np.array([0, 1]), t=np.array([0, 5]), p=np.array([0, 2]))
+    with pytest.raises(ValueError, match=r"ev.p: polarities must be 0 or 1"):
+        frames_by_time(ev, 2)

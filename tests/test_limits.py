@@ -155,3 +155,17 @@ def test_evaluate_data_dir_for_a_built_in_dataset_is_refused(tmp_path, capsys):
     assert evaluate.cli([str(run), "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--data-dir only applies" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [["--T", str(flags.MAX_T + 1)],
+                                  ["--batch-size", str(flags.MAX_BATCH + 1)]])
+def test_evaluate_ranges(argv, tmp_path, capsys):
+    from pysnn_ref.train import evaluate
+
+    run = tmp_path / "run"
+    assert train_cli.cli(["--epochs", "1", "--max-batches", "1", "--max-eval-batches", "1",
+                          "--no-plots", "--no-progress", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert evaluate.cli([str(run), *argv]) == 2
+    err = capsys.readouterr().err
+    assert argv[0] in err and len(err.strip().splitlines()) == 1, err

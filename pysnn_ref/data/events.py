@@ -137,6 +137,9 @@ def _check_size(ev: Events, size: tuple[int, int]) -> tuple[int, int]:
     if len(ev) and (ev.x.max() >= W or ev.y.max() >= H or ev.x.min() < 0 or ev.y.min() < 0):
         raise ValueError(f"size: events reach x={int(ev.x.max())}, y={int(ev.y.max())}, outside "
                          f"the {H}x{W} frame")
+    if len(ev) and not np.isin(np.asarray(ev.p), (0, 1)).all():
+        raise ValueError(f"ev.p: polarities must be 0 or 1, got values in "
+                         f"[{int(np.min(ev.p))}, {int(np.max(ev.p))}]")
     return H, W
 
 

@@ -147,6 +147,9 @@ class Module:
 
     def to(self, device: str, dtype: Any = None) -> Module:
         """Move every parameter and buffer to ``device`` ("cpu" or "gpu"), optionally casting."""
+        if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64 (or None to keep it), got "
+                             f"{np.dtype(dtype)}")
         be = backend.get_backend(device)
         for m in self.modules():
             for p in m.own_parameters():

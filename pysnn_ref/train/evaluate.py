@@ -26,6 +26,7 @@ from ..functional import loss as L
 from ..methods import Method
 from .checkpoint import load
 from .config import SPLIT_SEED, build_method, loss_functions, make_encoder
+from .flags import check_ranges
 
 PROG = "python -m pysnn_ref.evaluate"
 
@@ -89,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir = args.data_dir if args.data_dir is not None else cfg["data_dir"]
     data = load_dataset(cfg["dataset"], data_dir, seed=SPLIT_SEED)
     T = args.T or ck["T"]
+    check_ranges({**cfg, "T": T, "batch_size": args.batch_size or cfg["batch_size"]})
     max_batches = (args.max_eval_batches if args.max_eval_batches is not None
                    else cfg.get("max_eval_batches"))
     loss_fwd, _ = loss_functions(cfg)

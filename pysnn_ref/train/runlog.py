@@ -9,7 +9,6 @@ is ``test_acc=0.XXXX``.
 from __future__ import annotations
 
 import json
-import os
 import platform
 from collections.abc import Callable
 from datetime import datetime
@@ -125,11 +124,11 @@ def write_config(run_dir: Path, cfg: dict[str, Any], model_repr: str, n_params: 
 
 
 def append_metrics(run_dir: Path, rec: dict[str, Any]) -> None:
-    """One epoch's record as a line of ``metrics.jsonl``."""
-    with (run_dir / "metrics.jsonl").open("a") as f:
-        f.write(json.dumps(rec) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """One epoch's record as a line of ``metrics.jsonl``; the file is rewritten atomically (a
+    crash leaves the old lines or the new ones, never a half line)."""
+    path = run_dir / "metrics.jsonl"
+    old = path.read_text() if path.is_file() else ""
+    atomic_write_text(path, old + json.dumps(rec) + "\n")
 
 
 def log_header(log: Callable[[str], None], cfg: dict[str, Any], input_shape: tuple[int, ...],
