@@ -38,6 +38,7 @@ __all__ = [
     "HelpFormatter",
     "one_line",
     "int_at_least",
+    "int_in",
     "positive_int",
     "nonnegative_int",
     "finite_float",
@@ -98,6 +99,18 @@ def int_at_least(s: str, minimum: int) -> int:
     if k < minimum:
         raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {s!r}")
     return k
+
+
+def int_in(lo: int, hi: int) -> Callable[[str], int]:
+    """argparse ``type`` factory: an integer in ``[lo, hi]``."""
+    def parse(s: str) -> int:
+        k = int_at_least(s, lo)
+        if k > hi:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{lo}, {hi}], got {s!r}")
+        return k
+
+    parse.__name__ = f"integer in [{lo}, {hi}]"
+    return parse
 
 
 def positive_int(s: str) -> int:

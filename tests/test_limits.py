@@ -169,3 +169,13 @@ def test_evaluate_ranges(argv, tmp_path, capsys):
     assert evaluate.cli([str(run), *argv]) == 2
     err = capsys.readouterr().err
     assert argv[0] in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("argv", [["--T", str(10**12)], ["--T", "0"],
+                                  ["--batch-size", str(flags.MAX_BATCH + 1)], ["--seed", "-1"]])
+def test_energy_cli_ranges(argv):
+    r = subprocess.run([sys.executable, "-m", "pysnn_ref.energy", *argv], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and argv[0] in lines[0], r.stderr
