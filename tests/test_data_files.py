@@ -117,3 +117,16 @@ def test_an_event_class_folder_not_named_by_ascii_digits(tmp_path):
     with pytest.raises(DataError, match="ASCII digits") as e:
         load_dataset("nmnist", tmp_path)
     assert str(tmp_path / "Train") in str(e.value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_run_folder_whose_last_npz_is_special_is_refused_by_evaluate(tmp_path, kind, capsys):
+    from pysnn_ref.train import evaluate
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    p = _special(run, kind, "last.npz")
+    assert evaluate.cli([str(run)]) == 2
+    err = capsys.readouterr().err
+    assert str(p) in err and "not a regular file" in err and len(err.strip().splitlines()) == 1

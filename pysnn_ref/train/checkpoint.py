@@ -116,6 +116,8 @@ def checkpoint_path(run_dir_or_path: str | Path, which: str = "last") -> Path:
         if which not in ("best", "last"):
             raise ValueError(f"checkpoint must be 'best' or 'last', got {which!r}")
         p = p / f"{which}.npz"
+    if p.exists() and (why := not_a_regular_file(p)) is not None:
+        raise ValueError(f"checkpoint {p}: {why}")
     if not p.is_file() and p.name == "last.npz" and (p.parent / "config.json").is_file():
         raise ValueError(f"checkpoint {p} does not exist: the run {p.parent} stopped before its "
                          f"first checkpoint, there is nothing to resume; start it again with "
