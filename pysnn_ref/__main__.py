@@ -26,7 +26,8 @@ LAYOUT = (
                                "schedules"),
     ("data/", "datasets, event data, mini-batches, spike encoders"),
     ("energy/, ecml", "energy counting; the ECML complexity tables"),
-    ("train/", "CLI, loop, config, checkpoint, run log, plots, evaluate, Dspike, MPI"),
+    ("train/", "CLI, loop, config, checkpoint, run log, schema, lock, plots, evaluate, Dspike, "
+                "MPI"),
     ("gradcheck/", "finite differences, layer / neuron / network cases, FDG cosine"),
     ("bench/", "CLI, measurement, report, kernel timings, MPI worker, PyTorch baseline"),
 )

@@ -6,6 +6,8 @@ argument was wrong and what was expected. The CLIs turn these into one line on s
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
 from typing import Any
 
@@ -79,3 +81,39 @@ def check_choice(name: str, v: Any, options: Iterable[str]) -> str:
     if v not in opts:
         raise ValueError(f"{name} must be one of {opts}, got {v!r}")
     return v
+
+
+def not_a_regular_file(path: Any) -> str | None:
+    """Why ``path`` is not a regular file that can be read (``None`` when it is one), decided
+    by ``os.stat`` without opening it: a FIFO would block the reader forever, a device or a
+    folder would be read as garbage.  The data readers call this before opening a file."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))
+    kind = next((k for test, k in kinds if test(mode)), "not a regular file")
+    return f"{kind}, not a regular file (not opened)"
+
+
+def machine_memory() -> int | None:
+    """Bytes of physical memory of this machine (``None`` where it cannot be asked)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_memory(name: str, nbytes: int, what: str) -> None:
+    """``ValueError`` naming ``name`` when an array of ``nbytes`` bytes (``what``) would not fit
+    in this machine's memory: refused with the estimate instead of a MemoryError traceback."""
+    ram = machine_memory()
+    if ram is not None and nbytes > ram:
+        raise ValueError(f"{name}: {what} needs {nbytes / 2**30:.3g} GiB, more than this "
+                         f"machine's {ram / 2**30:.3g} GiB of memory")

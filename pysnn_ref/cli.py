@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .errors import GPUUnavailableError, NonFiniteLossError
 
@@ -35,10 +38,14 @@ __all__ = [
     "HelpFormatter",
     "one_line",
     "int_at_least",
+    "int_in",
     "positive_int",
     "nonnegative_int",
     "finite_float",
     "run_main",
+    "exit_line",
+    "check_interrupted",
+    "INTERRUPTED",
 ]
 
 
@@ -94,6 +101,18 @@ def int_at_least(s: str, minimum: int) -> int:
     return k
 
 
+def int_in(lo: int, hi: int) -> Callable[[str], int]:
+    """argparse ``type`` factory: an integer in ``[lo, hi]``."""
+    def parse(s: str) -> int:
+        k = int_at_least(s, lo)
+        if k > hi:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{lo}, {hi}], got {s!r}")
+        return k
+
+    parse.__name__ = f"integer in [{lo}, {hi}]"
+    return parse
+
+
 def positive_int(s: str) -> int:
     """argparse ``type``: an integer >= 1."""
     return int_at_least(s, 1)
@@ -125,6 +144,45 @@ def one_line(message: object) -> str:
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, GPUUnavailableError)
 
 
+#: set by Ctrl-C / SIGTERM under :func:`run_main`; the training loop checks it at every step, so
+#: an interrupt that a library swallowed (a ``KeyboardInterrupt`` raised inside a ctypes callback
+#: of Numba's compiler is only printed as "Exception ignored") still stops the run
+INTERRUPTED = threading.Event()
+
+
+def _raise_interrupt(signum: int, frame: object) -> NoReturn:
+    INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
+def check_interrupted() -> None:
+    """Raise ``KeyboardInterrupt`` if Ctrl-C / SIGTERM arrived (see :data:`INTERRUPTED`)."""
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+
+
+def _terminate_as_interrupt() -> dict[int, Any]:
+    """SIGTERM -> ``KeyboardInterrupt`` (main thread only, default handler only); Ctrl-C back
+    to ``KeyboardInterrupt`` from the start-up handler of ``pysnn_ref/__init__.py`` (which exits
+    130 while the imports run)."""
+    saved: dict[int, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return saved
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        saved[signal.SIGTERM] = signal.signal(signal.SIGTERM, _raise_interrupt)
+    h = signal.getsignal(signal.SIGINT)
+    if h is signal.default_int_handler or \
+            getattr(h, "__qualname__", "") == "interrupted_while_starting":
+        saved[signal.SIGINT] = signal.signal(signal.SIGINT, _raise_interrupt)
+    return saved
+
+
+def _is_the_tool() -> bool:
+    """Whether this process is a ``python -m pysnn_ref...`` tool (not a caller of run_main)."""
+    main = sys.modules.get("__main__")
+    return (getattr(main, "__package__", None) or "").split(".")[0] == "pysnn_ref"
+
+
 def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
              argv: Sequence[str] | None = None) -> int:
     """Run ``main(argv)`` and map its outcome to an exit code.
@@ -133,18 +191,44 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
     * :class:`NonFiniteLossError` -> one line on stderr, 3;
     * Ctrl-C -> one line on stderr, 130;
     * ``SystemExit`` (argparse: ``--help``, usage errors) passes through unchanged.
+
+    SIGTERM is handled as Ctrl-C (the ``finally`` blocks run: temporary files are removed, the
+    run folder's lock is released) where the process has not set a handler of its own.
     """
+    saved = _terminate_as_interrupt()
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: (None if u.exc_type is not None and issubclass(
+        u.exc_type, KeyboardInterrupt) else hook(u))   # swallowed Ctrl-C: no "Exception ignored"
     try:
         return int(main(argv) or 0)
-    except NonFiniteLossError as e:
-        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except USER_ERRORS as e:
-        msg = one_line(e) or type(e).__name__
+    except (NonFiniteLossError, KeyboardInterrupt, *USER_ERRORS) as e:
+        line, code = exit_line(e, prog)
+        print(line, file=sys.stderr)
+        if code == EXIT_INTERRUPTED and _is_the_tool():
+            # the run's own clean-up (finally blocks, the lock) has run; leave now, before an
+            # interrupt a library swallowed can turn the exit into a death by SIGINT
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
+    finally:
+        INTERRUPTED.clear()
+        sys.unraisablehook = hook
+        for sig, handler in saved.items():   # an in-process caller (a test) keeps its own
+            signal.signal(sig, handler)
+
+
+def exit_line(e: BaseException, prog: str) -> tuple[str, int]:
+    """The one stderr line and the exit code :func:`run_main` gives exception ``e``: 3 for a
+    diverged run, 130 for Ctrl-C, 2 for bad input, 1 (with the exception's type) for anything
+    else."""
+    if isinstance(e, NonFiniteLossError):
+        return f"{prog}: error: {one_line(e)}", EXIT_DIVERGED
+    if isinstance(e, KeyboardInterrupt):
+        return f"{prog}: interrupted", EXIT_INTERRUPTED
+    msg = one_line(e) or type(e).__name__
+    if isinstance(e, USER_ERRORS):
         if isinstance(e, OSError) and e.filename is not None and str(e.filename) not in msg:
             msg = f"{msg}: {e.filename}"
-        print(f"{prog}: error: {msg}", file=sys.stderr)
-        return EXIT_USAGE
+        return f"{prog}: error: {msg}", EXIT_USAGE
+    return f"{prog}: error: {type(e).__name__}: {msg}", 1

@@ -8,7 +8,8 @@ stderr: the ``ValueError`` subclasses and :class:`GPUUnavailableError` mean bad 
 from __future__ import annotations
 
 __all__ = ["DataError", "GPUUnavailableError", "NonFiniteLossError",
-           "DistributedUnavailableError"]
+           "DistributedUnavailableError", "RunFormatError",
+           "BackwardBeforeForwardError"]
 
 
 class DataError(ValueError):
@@ -28,3 +29,13 @@ class NonFiniteLossError(RuntimeError):
 
 class DistributedUnavailableError(ValueError):
     """``--distributed`` without mpi4py (or without a working MPI library)."""
+
+
+class RunFormatError(ValueError):
+    """A file of a run folder (config.json, metrics.jsonl, a checkpoint, energy.json) breaks its
+    schema (docs/reliability.md): the message names the file, the key and what was expected."""
+
+
+class BackwardBeforeForwardError(ValueError, AttributeError):
+    """A layer's ``backward`` was called with nothing cached by a ``forward`` (a ValueError; also
+    an AttributeError, so ``getattr(layer, "_cache", None)`` keeps working)."""

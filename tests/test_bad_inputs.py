@@ -271,8 +271,10 @@ def _bad_ckpt(path: Path, meta, model=None) -> Path:
     return path
 
 
+GOOD_CONFIG = train_cli.resolve_config(train_cli.build_parser().parse_args([]), set()) | {
+    "input_shape": [4], "num_classes": 2, "n_train": 10, "n_test": 5}
 GOOD_META = {"epoch": 1, "T": 2, "test_acc": 0.5, "best_acc": 0.5, "best_epoch": 1,
-             "neurons": [], "config": {"input_shape": [4], "num_classes": 2}}
+             "neurons": [], "config": GOOD_CONFIG}
 CKPT_CASES = {
     "meta-list": [1, 2], "meta-empty": {}, "no-config": {k: v for k, v in GOOD_META.items()
                                                            if k != "config"},

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .._check import check_choice, check_in_range, check_int
+from .._check import check_choice, check_in_range, check_int, not_a_regular_file
 from ..errors import DataError
 from .encoders import TIME_ENCODERS
 from .events import load_event_folder
@@ -160,6 +160,8 @@ def read_idx(path: str | Path, magic: int, dataset: str = "idx") -> np.ndarray:
     """
     path = Path(path)
     expected = _idx_expected(magic)
+    if (why := not_a_regular_file(path)) is not None:
+        raise _fail(dataset, path, why, expected)
     try:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b" or path.suffix == ".gz":    # gzip, by magic or by name
@@ -245,7 +247,9 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR-10 batch: ``(x uint8 (N, 3, 32, 32), y int64 (N,))``."""
+    """One CIFAR-10 batch: ``(x uint8 (N, 3, 32, 32), y int64 (N,))``, N >= 1."""
+    if (why := not_a_regular_file(path)) is not None:
+        raise _fail("cifar10", path, why, _CIFAR_EXPECTED)
     try:
         with open(path, "rb") as f:
             d = _ArrayUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
@@ -263,6 +267,8 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         got = (f"data {data.dtype} {data.shape}" if isinstance(data, np.ndarray)
                else f"data {type(data).__name__}")
         raise _fail("cifar10", path, got, _CIFAR_EXPECTED)
+    if len(data) == 0:
+        raise _fail("cifar10", path, "the batch holds no images", _CIFAR_EXPECTED)
     try:
         y = np.asarray(labels)
         if y.dtype.kind not in "iu":
@@ -299,6 +305,8 @@ _NPZ_EXPECTED = ("a .npz with integer label array y (N,) and input array x of sh
 
 def _load_npz(data_dir: Path, seed: int, test_fraction: float) -> tuple[np.ndarray, ...]:
     path = data_dir / "data.npz" if data_dir.is_dir() else data_dir
+    if (why := not_a_regular_file(path)) is not None:
+        raise _fail("npz", path, why, _NPZ_EXPECTED)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -307,6 +315,10 @@ def _load_npz(data_dir: Path, seed: int, test_fraction: float) -> tuple[np.ndarr
     except Exception as e:  # noqa: BLE001 - BadZipFile, object arrays, truncated files ...
         raise _fail("npz", path, f"not a readable .npz ({type(e).__name__}: {e})",
                     _NPZ_EXPECTED) from None
+    if not isinstance(arrays, dict) or any(not isinstance(v, np.ndarray)
+                                           for v in arrays.values()):
+        raise _fail("npz", path, "a zip whose members are not .npy arrays (not an .npz)",
+                    _NPZ_EXPECTED)
     for k in ("x", "y"):
         if k not in arrays:
             raise _fail("npz", path, f"no array {k!r} (has {sorted(arrays)})", _NPZ_EXPECTED)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend
-from .._check import check_choice, check_float_array, check_int
+from .._check import check_choice, check_fits_memory, check_float_array, check_int
 
 ENCODERS = ("direct", "poisson", "events", "sequence")
 #: datasets whose samples already carry their time steps, and the encoder that passes them on
@@ -47,7 +47,10 @@ class Encoder:
     def encode(self, x: Any, T: int) -> Any:
         """All ``T`` steps, shape ``(T,) + x.shape``, same array module and dtype as ``x``."""
         check_float_array("x", x, min_ndim=1)
-        return self._next_steps(x, check_int("T", T, minimum=1))
+        T = check_int("T", T, minimum=1)
+        check_fits_memory("T", T * int(x.size) * x.dtype.itemsize,
+                          f"{T} steps of an input of shape {tuple(x.shape)}")
+        return self._next_steps(x, T)
 
     def chunks(self, x: Any, T: int, time_chunk: int) -> Iterator[Any]:
         """Successive ``(Tc, B, ...)`` pieces of the encoding, ``Tc = time_chunk`` (the last may

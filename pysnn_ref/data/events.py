@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._check import check_choice, check_int
+from .._check import check_choice, check_int, not_a_regular_file
 from ..errors import DataError
 
 __all__ = ["Events", "NMNIST_SIZE", "FRAME_MODES", "DEFAULT_FRAMES", "read_nmnist_bin",
@@ -70,6 +70,8 @@ def _fail(path: Path | str, problem: str, expected: str) -> DataError:
 def read_nmnist_bin(path: str | Path) -> Events:
     """Decode an N-MNIST ``.bin`` file (5-byte records, module doc)."""
     path = Path(path)
+    if (why := not_a_regular_file(path)) is not None:
+        raise _fail(path, why, _BIN_EXPECTED)
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size == 0:
         raise _fail(path, "empty file", _BIN_EXPECTED)
@@ -95,6 +97,8 @@ def write_nmnist_bin(path: str | Path, ev: Events) -> None:
 def read_events_npz(path: str | Path) -> Events:
     """Read a ``.npz`` of integer arrays ``x``, ``y``, ``t``, ``p`` (one event per entry)."""
     path = Path(path)
+    if (why := not_a_regular_file(path)) is not None:
+        raise _fail(path, why, _NPZ_EXPECTED)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -102,6 +106,9 @@ def read_events_npz(path: str | Path) -> Events:
         raise _fail(path, "file not found", _NPZ_EXPECTED) from None
     except Exception as e:  # noqa: BLE001 - BadZipFile, object arrays, truncated files ...
         raise _fail(path, f"not a readable .npz ({type(e).__name__})", _NPZ_EXPECTED) from None
+    if not isinstance(arrays, dict) or any(not isinstance(v, np.ndarray)
+                                           for v in arrays.values()):
+        raise _fail(path, "a zip whose members are not .npy arrays (not an .npz)", _NPZ_EXPECTED)
     missing = [k for k in "xytp" if k not in arrays]
     if missing:
         raise _fail(path, f"no array {missing[0]!r} (has {sorted(arrays)})", _NPZ_EXPECTED)
@@ -130,6 +137,9 @@ def _check_size(ev: Events, size: tuple[int, int]) -> tuple[int, int]:
     if len(ev) and (ev.x.max() >= W or ev.y.max() >= H or ev.x.min() < 0 or ev.y.min() < 0):
         raise ValueError(f"size: events reach x={int(ev.x.max())}, y={int(ev.y.max())}, outside "
                          f"the {H}x{W} frame")
+    if len(ev) and not np.isin(np.asarray(ev.p), (0, 1)).all():
+        raise ValueError(f"ev.p: polarities must be 0 or 1, got values in "
+                         f"[{int(np.min(ev.p))}, {int(np.max(ev.p))}]")
     return H, W
 
 
@@ -174,9 +184,10 @@ def _split_files(root: Path, split: str) -> tuple[list[Path], list[int]]:
     if not d.is_dir():
         raise _fail(root, f"no {split}/ folder", _FOLDER_EXPECTED)
     classes = sorted((c for c in d.iterdir() if c.is_dir()), key=lambda c: c.name)
-    if not classes or any(not c.name.isdigit() for c in classes):
+    if not classes or any(not (c.name.isascii() and c.name.isdigit()) for c in classes):
         names = [c.name for c in classes]
-        raise _fail(d, f"class folders must be named by their integer label (found {names})",
+        raise _fail(d, f"class folders must be named by their integer label in ASCII digits "
+                    f"(found {names})",
                     _FOLDER_EXPECTED)
     files, labels = [], []
     for c in classes:

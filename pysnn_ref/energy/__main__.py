@@ -14,11 +14,12 @@ import numpy as np
 
 from .. import nn as nn_
 from .._check import check_int
-from ..cli import ArgumentParser, run_main
+from ..cli import ArgumentParser, int_in, nonnegative_int, run_main
 from ..data import DATASETS, ENCODERS, check_encoder, load_dataset, make_encoder
 from ..models import LSTM_V_TH, MODELS
 from ..train.checkpoint import load
 from ..train.config import build_model
+from ..train.flags import MAX_BATCH, MAX_T
 from . import estimate_energy, format_table
 
 
@@ -28,15 +29,17 @@ def make_parser() -> argparse.ArgumentParser:
                                    "a real forward pass on test samples, vs the same ANN.")
     p.add_argument("--model", choices=MODELS, default="mlp", help="network (untrained unless "
                    "--checkpoint)")
-    p.add_argument("--T", type=int, default=4, help="time steps")
+    p.add_argument("--T", type=int_in(1, MAX_T), default=4, help="time steps")
     p.add_argument("--dataset", choices=DATASETS, default="digits", help="data for the inputs")
     p.add_argument("--data-dir", default=None, help="folder of the dataset's files")
     p.add_argument("--encoder", choices=ENCODERS, default="direct", help="input encoder")
-    p.add_argument("--batch-size", type=int, default=64, help="test samples counted")
+    p.add_argument("--batch-size", type=int_in(1, MAX_BATCH), default=64,
+                   help="test samples counted")
     p.add_argument("--checkpoint", default=None, help="a run folder (best.npz) or checkpoint "
                    "file: count the trained network (its model, dataset and T unless given)")
     p.add_argument("--json", default=None, help="also write the report as JSON here")
-    p.add_argument("--seed", type=int, default=0, help="weight seed of an untrained model")
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="weight seed of an untrained model")
     return p
 
 

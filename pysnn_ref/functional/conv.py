@@ -69,6 +69,13 @@ def _check(x: Any, W: Any, b: Any, stride: Any, padding: Any) -> tuple[int, int]
     s = check_int("stride", stride, minimum=1)
     p = check_int("padding", padding, minimum=0)
     C, H, Wd = x.shape[-3:]
+    if 0 in x.shape:
+        raise ValueError(f"x must hold at least one image of at least 1x1 pixels in every "
+                         f"channel, got shape {tuple(x.shape)}")
+    if p > max(H, Wd) + max(W.shape[2:]):
+        raise ValueError(f"padding must be at most max(H, W) + kernel size "
+                         f"({max(H, Wd) + max(W.shape[2:])}) for x of shape {tuple(x.shape)}, "
+                         f"got {p}")
     if W.shape[1] != C:
         raise ValueError(f"W must have {C} input channels (axis 1) to match x of shape "
                          f"{tuple(x.shape)}, got W of shape {tuple(W.shape)}")

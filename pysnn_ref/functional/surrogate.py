@@ -100,8 +100,11 @@ def get_surrogate(spec: str | Surrogate) -> Surrogate:
         raise ValueError(
             f"surrogate must be a name from {tuple(SURROGATE_KINDS)} or a Surrogate, got {spec!r}"
         )
-    name, _, param = spec.partition(":")
+    name, sep, param = spec.partition(":")
     check_choice("surrogate", name, SURROGATE_KINDS)
+    if sep and not param:
+        raise ValueError(f"surrogate parameter is empty in {spec!r}; expected {name!r} or "
+                         f"'{name}:<number>'")
     if param:
         try:
             a = float(param)

@@ -35,6 +35,10 @@ class Sequential(Module):
         super().__init__()
         if not layers:
             raise ValueError("layers must contain at least one layer")
+        for i, la in enumerate(layers):
+            if not isinstance(la, Module):
+                raise TypeError(f"layers[{i}] must be a Module (a layer), got "
+                                f"{type(la).__name__} {la!r}")
         self.layers = list(layers)
         self.fuse = fuse
         self._pooled_by_lif: set[int] = set()  # last forward: pools run inside the LIF below

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import backend
 from .._check import check_choice
+from ..errors import BackwardBeforeForwardError
 from ..functional.linear import is_time_broadcast
 from ..parameter import Parameter
 
@@ -78,6 +79,18 @@ class Module:
         self.training = True
         self.keep_steps = False  # flow mode: keep per-step inputs (set by Sequential.plan_flow)
 
+    #: what a forward leaves for the backward (read before any forward: a clear error)
+    FORWARD_STATE = ("_cache", "_caches", "_shape", "_x_sum")
+
+    def __getattr__(self, name: str) -> Any:
+        """Only reached for attributes that do not exist: the forward state asked for before any
+        forward (``backward`` first) is a ValueError naming the layer, not an AttributeError."""
+        if name in Module.FORWARD_STATE:
+            raise BackwardBeforeForwardError(
+                f"{type(self).__name__}.backward needs the state of a forward pass ({name}); "
+                "call forward (or the method's forward) first")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def register_forward_hook(self, hook: ForwardHook) -> HookHandle:
         """Call ``hook(self, x, y)`` after every BPTT forward ``y = self(x)`` (see the class
         docstring); ``handle.remove()`` undoes it."""
@@ -141,6 +154,9 @@ class Module:
 
     def to(self, device: str, dtype: Any = None) -> Module:
         """Move every parameter and buffer to ``device`` ("cpu" or "gpu"), optionally casting."""
+        if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64 (or None to keep it), got "
+                             f"{np.dtype(dtype)}")
         be = backend.get_backend(device)
         for m in self.modules():
             for p in m.own_parameters():

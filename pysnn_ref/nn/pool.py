@@ -139,6 +139,9 @@ class Flatten(Module):
     """Flatten every axis after (T, B) -- or after B for a collapsed flow gradient."""
 
     def forward(self, x: Any) -> Any:
+        if getattr(x, "ndim", 0) < 3:
+            raise ValueError(f"x must be a time-major array (T, B, ...) with at least 3 axes, "
+                             f"got {type(x).__name__} of shape {getattr(x, 'shape', None)}")
         self._shape = x.shape[2:]
         return x.reshape(*x.shape[:2], -1)
 

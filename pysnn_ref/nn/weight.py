@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend
-from .._check import check_int
+from .._check import check_fits_memory, check_int
 from ..functional.batchnorm import BatchNormFlowGrad
 from ..functional.conv import (
     Conv2dCache,
@@ -154,6 +154,8 @@ class Linear(WeightLayer):
         super().__init__()
         check_int("in_features", in_features)
         check_int("out_features", out_features)
+        check_fits_memory("in_features x out_features", in_features * out_features * 8,
+                          f"a {out_features}x{in_features} weight (float64 at initialisation)")
         rng = rng or np.random.default_rng(0)
         std = math.sqrt(2.0 / in_features)  # Kaiming normal, fan-in
         self.W = Parameter("W", rng.normal(0, std, (out_features, in_features)).astype(dtype))

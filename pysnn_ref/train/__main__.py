@@ -53,6 +53,7 @@ from ..models import LAYER_STRINGS, LSTM_V_TH, MODELS
 from ..optim import OPTIMIZERS, SCHEDULES
 from .checkpoint import checkpoint_path, read_checkpoint
 from .config import LOSSES
+from .flags import check_flags
 from .loop import train
 
 PROG = "python -m pysnn_ref.train"
@@ -396,6 +397,7 @@ def resolve_config(args: argparse.Namespace, explicit: set[str]) -> dict[str, An
     for name in ("lr", "tit_lr"):
         if cfg.get(name) is not None and cfg[name] <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {cfg[name]!r}")
+    check_flags(cfg, explicit)  # ranges, memory estimate, flags the method does not use
     return cfg
 
 

@@ -7,16 +7,18 @@ configuration).  :func:`load` rebuilds a trained network from a run folder.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import nn as nn_
+from .._check import not_a_regular_file
 from ..functional.surrogate import get_surrogate
 from ..optim import Optimizer
 from .config import build_model
+from .files import atomic_write
+from .schema import FORMAT_VERSION, check_meta
 
 __all__ = ["neuron_state", "restore_neuron_state", "save_checkpoint", "read_checkpoint",
            "checkpoint_path", "load"]
@@ -55,54 +57,11 @@ def save_checkpoint(path: str | Path, net: nn_.Module, opt: Optimizer,
     arrays = {f"model/{k}": v for k, v in net.state_dict().items()}
     arrays.update({f"optim/{k}": v for k, v in opt.state_dict().items()})
     arrays["meta"] = np.array(json.dumps({**meta, "version": CHECKPOINT_VERSION}))
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    with open(tmp, "wb") as f:             # temp file in the same folder, flushed to the disk
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)                  # atomic: readers see the old or the new file, whole
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)                   # make the rename itself durable
-        finally:
-            os.close(fd)
-    except OSError:                        # platforms without directory fsync
-        pass
+    atomic_write(path, lambda f: np.savez(f, **arrays))  # readers see the old or the new file
     return path
 
 
-CHECKPOINT_VERSION = 1   #: the schema written by :func:`save_checkpoint`
-
-#: meta entries every checkpoint carries, with their JSON types
-_META_KEYS = {"epoch": int, "T": int, "config": dict, "neurons": list, "best_acc": (int, float),
-              "best_epoch": (int, type(None)), "test_acc": (int, float, type(None))}
-
-
-def _check_meta(path: Path, meta: Any) -> None:
-    """One ``ValueError`` line naming the file when ``meta`` is not a checkpoint's."""
-    if not isinstance(meta, dict) or not meta:
-        raise ValueError(f"checkpoint {path}: meta must be a non-empty JSON object, got "
-                         f"{type(meta).__name__}")
-    if meta.get("version", CHECKPOINT_VERSION) != CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint {path}: schema version {meta['version']!r}, this "
-                         f"pysnn_ref reads version {CHECKPOINT_VERSION}")
-    for k, t in _META_KEYS.items():
-        if k not in meta:
-            raise ValueError(f"checkpoint {path}: meta has no {k!r} entry")
-        v = meta[k]
-        if isinstance(v, bool) or not isinstance(v, t):
-            raise ValueError(f"checkpoint {path}: meta {k!r} has the wrong type "
-                             f"({type(v).__name__}: {v!r})")
-    if meta["epoch"] < 0:
-        raise ValueError(f"checkpoint {path}: meta 'epoch' must be >= 0, got {meta['epoch']}")
-    for s in meta["neurons"]:
-        if not isinstance(s, dict) or not {"S", "asf_tot", "surrogate"} <= set(s):
-            raise ValueError(f"checkpoint {path}: meta 'neurons' entries must hold S, asf_tot "
-                             "and surrogate")
-    for k in ("input_shape", "num_classes"):
-        if k not in meta["config"]:
-            raise ValueError(f"checkpoint {path}: meta 'config' has no {k!r} entry")
+CHECKPOINT_VERSION = FORMAT_VERSION   #: the schema written by :func:`save_checkpoint`
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
@@ -110,6 +69,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     """``(model state, optimizer state, meta)`` of a checkpoint written by
     :func:`save_checkpoint`.  Raises ``ValueError`` naming the file when it is not one."""
     path = Path(path)
+    if (why := not_a_regular_file(path)) is not None:
+        raise ValueError(f"checkpoint {path}: {why}")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -118,6 +79,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     except Exception as e:  # noqa: BLE001 - BadZipFile, truncated file, ...
         raise ValueError(f"checkpoint {path} is not a readable .npz ({type(e).__name__}: {e})"
                          ) from None
+    if not isinstance(arrays, dict) or any(not isinstance(v, np.ndarray)
+                                           for v in arrays.values()):
+        raise ValueError(f"checkpoint {path} is a zip whose members are not .npy arrays (not an "
+                         ".npz written by pysnn_ref.train)")
     if "meta" not in arrays:
         raise ValueError(f"checkpoint {path} has no 'meta' entry: not written by "
                          "pysnn_ref.train")
@@ -125,7 +90,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
         meta = json.loads(str(arrays.pop("meta")))
     except ValueError:
         raise ValueError(f"checkpoint {path}: meta is not valid JSON") from None
-    _check_meta(path, meta)
+    check_meta(meta, f"checkpoint {path}")
     model = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
     if not model:
         raise ValueError(f"checkpoint {path} holds no model arrays")
@@ -134,6 +99,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
             raise ValueError(f"checkpoint {path}: model array {k!r} is not finite floats "
                              f"(dtype {v.dtype}); refusing to load NaN/inf weights")
     optim = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
+    for k, v in optim.items():
+        if v.dtype.kind in "fc" and not np.isfinite(v).all():
+            raise ValueError(f"checkpoint {path}: optimizer array {k!r} holds NaN/inf; "
+                             "refusing to resume from a diverged optimizer state")
+        if v.dtype.kind not in "fiuU":
+            raise ValueError(f"checkpoint {path}: optimizer array {k!r} has dtype {v.dtype}; "
+                             "expected numbers (or the optimizer's name)")
     return model, optim, meta
 
 
@@ -144,6 +116,12 @@ def checkpoint_path(run_dir_or_path: str | Path, which: str = "last") -> Path:
         if which not in ("best", "last"):
             raise ValueError(f"checkpoint must be 'best' or 'last', got {which!r}")
         p = p / f"{which}.npz"
+    if p.exists() and (why := not_a_regular_file(p)) is not None:
+        raise ValueError(f"checkpoint {p}: {why}")
+    if not p.is_file() and p.name == "last.npz" and (p.parent / "config.json").is_file():
+        raise ValueError(f"checkpoint {p} does not exist: the run {p.parent} stopped before its "
+                         f"first checkpoint, there is nothing to resume; start it again with "
+                         f"--out {p.parent} (the same flags)")
     if not p.is_file():
         raise ValueError(f"checkpoint {p} does not exist (expected a run folder with "
                          "best.npz / last.npz, or an .npz file)")

@@ -74,6 +74,9 @@ class LocalComm:
         """The smallest ``v`` over ranks."""
         return int(v)
 
+    def abort(self, code: int) -> None:
+        """End every rank now with exit code ``code`` (one process: nothing to end)."""
+
     def __repr__(self) -> str:
         return "LocalComm(rank=0, size=1)"
 
@@ -104,6 +107,10 @@ class MPIComm(LocalComm):
 
     def min_int(self, v: int) -> int:
         return int(self.comm.allreduce(int(v), op=self._MPI.MIN))
+
+    def abort(self, code: int) -> None:
+        if self.size > 1:
+            self.comm.Abort(code)   # MPI_Abort: every rank of the job ends, mpiexec returns
 
     def __repr__(self) -> str:
         return f"MPIComm(rank={self.rank}, size={self.size}, cuda_aware={self.cuda_aware})"

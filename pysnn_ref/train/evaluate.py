@@ -26,6 +26,7 @@ from ..functional import loss as L
 from ..methods import Method
 from .checkpoint import load
 from .config import SPLIT_SEED, build_method, loss_functions, make_encoder
+from .flags import check_ranges
 
 PROG = "python -m pysnn_ref.evaluate"
 
@@ -85,9 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     net, cfg = load(args.run, device=args.device, checkpoint=args.checkpoint)
     ck = cfg["checkpoint"]
+    if args.data_dir is not None and cfg["dataset"] in ("digits", "digits-rows"):
+        raise ValueError(f"--data-dir only applies to runs on datasets read from files; this run "
+                         f"used the built-in {cfg['dataset']!r}")
     data_dir = args.data_dir if args.data_dir is not None else cfg["data_dir"]
     data = load_dataset(cfg["dataset"], data_dir, seed=SPLIT_SEED)
     T = args.T or ck["T"]
+    check_ranges({**cfg, "T": T, "batch_size": args.batch_size or cfg["batch_size"]})
     max_batches = (args.max_eval_batches if args.max_eval_batches is not None
                    else cfg.get("max_eval_batches"))
     loss_fwd, _ = loss_functions(cfg)

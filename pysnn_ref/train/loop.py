@@ -32,9 +32,9 @@ from tqdm import tqdm
 
 from .. import backend
 from .. import nn as nn_
+from ..cli import check_interrupted
 from ..data import Dataset, augment_cifar, check_encoder, iterate_minibatches, load_dataset
 from ..energy import estimate_energy
-from ..errors import NonFiniteLossError
 from ..functional import loss as L
 from ..functional.surrogate import get_surrogate
 from ..methods import Method
@@ -55,6 +55,9 @@ from .config import (
 )
 from .dspike import adapt_dspike, first_weight
 from .evaluate import evaluate_model
+from .files import atomic_write_text
+from .flags import check_model_flags
+from .guards import abort_world_on_error, count_bad_weights, non_finite_loss, weights_error
 
 __all__ = ["TrainState", "StepResult", "train", "setup_run", "run_epoch", "train_step",
            "spiking_layer_names"]
@@ -110,6 +113,7 @@ class StepResult:
     out: Any
     marks: tuple[Any, Any, Any, Any]
     be: Any
+    bad_weights: Any = 0          # parameters holding NaN/inf after the update (0-d on the GPU)
 
     @property
     def forward_s(self) -> float:
@@ -186,6 +190,7 @@ def setup_run(cfg: dict[str, Any], resume: str | Path | None = None) -> TrainSta
     be = backend.get_backend(cfg["device"], need_random=cfg["encoder"] == "poisson")
     data = _load_data(cfg)
     net = build_model(cfg, data.input_shape, data.num_classes)
+    check_model_flags(cfg, net)
     method = build_method(cfg)
     method.check_network(net)
     loss_fwd, loss_bwd = loss_functions(cfg)
@@ -228,6 +233,7 @@ def train_step(st: TrainState, xd: Any, yd: Any, T: int, encoder: Any, *, epoch:
     its sums (:func:`_train_batches`, every :data:`GPU_READ_EVERY` batches and at the epoch end).
     """
     net, be = st.net, st.be
+    check_interrupted()  # a Ctrl-C that a library swallowed (cli.INTERRUPTED)
     net.zero_grad()
     m0 = be.mark()
     out = st.method.forward(net, xd, T, encoder)
@@ -242,20 +248,12 @@ def train_step(st: TrainState, xd: Any, yd: Any, T: int, encoder: Any, *, epoch:
     g_loss, _ = distributed.allreduce_gradients(st.comm, net.parameters(), loss,
                                                 int(yd.shape[0]))
     if not backend.is_gpu_array(g_loss) and not math.isfinite(g_loss):
-        raise _non_finite(st, g_loss, epoch, batch, batch, T)
+        raise non_finite_loss(st, g_loss, epoch, batch, batch, T)
     st.opt.step()
-    return StepResult(g_loss, out, (m0, m1, m2, m3), be)
-
-
-def _non_finite(st: TrainState, value: float, epoch: int, b0: int, b1: int,
-                T: int) -> NonFiniteLossError:
-    """The error for a NaN / infinite loss found in batches ``b0..b1`` (0-based) of ``epoch``."""
-    where = f"batch {b0 + 1}" if b0 == b1 else f"one of batches {b0 + 1}-{b1 + 1}"
-    good = (f"last.npz holds epoch {epoch}, the last good one" if epoch > 0
-            else "no checkpoint was written")
-    return NonFiniteLossError(
-        f"loss became {value} at epoch {epoch + 1}, {where} (of {st.n_batches}, T={T}, "
-        f"lr={st.opt.lr:g}); training stopped ({good}) -- lower --lr or check the data")
+    bad = count_bad_weights(st)   # on the GPU a 0-d device array, read at the read-out
+    if be.name == "cpu" and bad:
+        raise weights_error(st, epoch, batch, batch, T)
+    return StepResult(g_loss, out, (m0, m1, m2, m3), be, bad)
 
 
 #: on the GPU, the epoch's running sums are read to the host (one transfer; the NaN check, the
@@ -283,6 +281,7 @@ class _EpochStats:
     seen: int = 0
     rate_sum: np.ndarray = field(init=False)
     unread: int = 0                   # batches added since the last read
+    bad_weights: int = 0              # steps that left NaN/inf in a parameter (read so far)
     _pending: list[Any] | None = None
     _marks: list[tuple[Any, tuple[Any, ...]]] = field(default_factory=list)
 
@@ -291,7 +290,7 @@ class _EpochStats:
 
     def add(self, r: StepResult, yd: Any, spiking: list[nn_.Module]) -> None:
         nb = int(yd.shape[0])
-        vals = [backend.as_scalar(r.loss) * nb, (L.predict(r.out) == yd).sum(),
+        vals = [backend.as_scalar(r.loss) * nb, (L.predict(r.out) == yd).sum(), r.bad_weights,
                 *(backend.as_scalar(n.spike_rate) * nb for n in spiking)]  # last forward's rate
         self._pending = vals if self._pending is None else \
             [a + v for a, v in zip(self._pending, vals, strict=True)]
@@ -313,7 +312,8 @@ class _EpochStats:
         self._pending = None
         self.loss_sum += float(v[0])
         self.correct += int(round(v[1]))
-        self.rate_sum += v[2:]
+        self.bad_weights += int(v[2])
+        self.rate_sum += v[3:]
         return float(v[0])
 
 
@@ -398,7 +398,9 @@ def _read_stats(st: TrainState, stats: _EpochStats, epoch: int, b: int, T: int,
     b0 = b - stats.unread + 1
     loss = stats.read()
     if not math.isfinite(loss):
-        raise _non_finite(st, loss, epoch, b0, b, T)
+        raise non_finite_loss(st, loss, epoch, b0, b, T)
+    if stats.bad_weights:  # the GPU's weight check, read with the sums (the CPU's: per step)
+        raise weights_error(st, epoch, b0, b, T)
     bar.set_postfix(loss=f"{stats.loss_sum / stats.seen:.4f}",
                     acc=f"{stats.correct / stats.seen:.3f}", refresh=False)
 
@@ -483,8 +485,17 @@ def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
     ``best_test_acc``, ``best_epoch``, ``run_dir``, ``epochs``, ``history``.
 
     Raises ``ValueError`` / ``GPUUnavailableError`` / ``DataError`` for bad input and
-    :class:`~pysnn_ref.cli.NonFiniteLossError` when the loss becomes NaN or infinite.
+    :class:`~pysnn_ref.cli.NonFiniteLossError` when the loss or a weight becomes NaN or
+    infinite.  NumPy's overflow / invalid-value warnings are silenced during the run: the
+    values they warn about are caught by those checks (exit 3, one line), not printed raw.
     """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _train(cfg, resume, log)
+
+
+def _train(cfg: dict[str, Any], resume: str | Path | None,
+           log: Callable[[str], None] | None) -> dict[str, Any]:
+    """:func:`train` under ``np.errstate``."""
     if cfg["device"] == "cpu" and cfg.get("blas_threads", 0) > 0:
         backend.set_blas_threads(cfg["blas_threads"])
     log = log or (lambda s: print(s, flush=True))
@@ -495,14 +506,27 @@ def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
     if comm.size > 1:
         _join_world(st, comm)
         if comm.rank != 0:
-            return _train_silent(st)
+            with abort_world_on_error(comm):
+                return _train_silent(st)
+    lock = None
     try:
-        st.run_dir, st.history = runlog.open_run_dir(cfg, resume, st.start_epoch)
+        st.run_dir, st.history, lock = runlog.open_run_dir(cfg, resume, st.start_epoch, log)
         runlog.write_config(st.run_dir, cfg, repr(st.net), st.n_params)
     except BaseException:
+        if lock is not None:
+            lock.release()
         comm.min_int(0)  # tell the other ranks (they wait for the run folder) to stop too
         raise
     comm.min_int(1)
+    with lock, abort_world_on_error(comm):  # the run folder's one writer until the run ends
+        return _train_epochs(st, resume, log)
+
+
+def _train_epochs(st: TrainState, resume: str | Path | None,
+                  log: Callable[[str], None]) -> dict[str, Any]:
+    """Rank 0's part of :func:`train` once the run folder is open: the epochs, the energy
+    estimate, the closing lines."""
+    cfg = st.cfg
     runlog.log_header(log, cfg, st.data.input_shape, st.n_params, len(st.layer_names),
                       st.total)
     if cfg["device"] == "cpu" and not backend.cpu_kernels_cached():
@@ -531,7 +555,7 @@ def _energy_summary(st: TrainState, log: Callable[[str], None]) -> dict[str, Any
     xb = st.be.asarray(st.data.x_test[: st.cfg["batch_size"]], dtype=st.dtype)
     rep = estimate_energy(st.net, xb, T, make_encoder(st.cfg, None))
     log(rep.summary_line())
-    (st.run_dir / "energy.json").write_text(json.dumps(rep.to_dict(), indent=1) + "\n")
+    atomic_write_text(st.run_dir / "energy.json", json.dumps(rep.to_dict(), indent=1) + "\n")
     return rep.to_dict()
 
 

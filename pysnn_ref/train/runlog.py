@@ -19,6 +19,9 @@ import numba
 import numpy as np
 
 from .. import __version__
+from .checkpoint import read_checkpoint
+from .files import RunLock, atomic_write, atomic_write_text
+from .schema import FORMAT_VERSION, read_metrics
 
 __all__ = ["default_out", "versions", "fmt_time", "open_run_dir", "write_config",
            "append_metrics", "log_header", "epoch_line", "finish_log"]
@@ -46,43 +49,87 @@ def fmt_time(s: float) -> str:
     return f"{s:.2f}s" if s < 100 else f"{s:.0f}s"
 
 
-def open_run_dir(cfg: dict[str, Any], resume: str | Path | None,
-                 start_epoch: int) -> tuple[Path, list[dict[str, Any]]]:
-    """Create the run folder (``cfg["out"]`` or :func:`default_out`; ``cfg["out"]`` is set to
-    it) and start its ``metrics.jsonl``: empty for a new run, the history up to
-    ``start_epoch`` for a resumed one (from this folder, or the resumed run's).  Returns
-    ``(run_dir, history)``.  A folder that already holds a run is refused unless resuming."""
+def open_run_dir(cfg: dict[str, Any], resume: str | Path | None, start_epoch: int,
+                 log: Callable[[str], None] | None = None
+                 ) -> tuple[Path, list[dict[str, Any]], RunLock]:
+    """Lock and prepare the run folder (``cfg["out"]`` or :func:`default_out`; ``cfg["out"]`` is
+    set to it) and start its ``metrics.jsonl``: empty for a new run, the history up to
+    ``start_epoch`` for a resumed one.  Returns ``(run_dir, history, lock)``; the caller releases
+    the lock (:class:`~pysnn_ref.train.files.RunLock`) when the run ends.
+
+    One writer per run, nothing lost (docs/reliability.md):
+
+    * the folder is locked first: a second process writing the same run is refused;
+    * a folder that holds a run (``config.json`` and ``last.npz``) is never written by a new run,
+      nor by ``--resume OTHER --out FOLDER``: resuming into another folder copies the resumed
+      run's checkpoints and history into a folder that holds no run;
+    * a folder with ``config.json`` but no ``last.npz`` (a run stopped before its first
+      checkpoint) holds nothing to keep: it is started over;
+    * resuming in place re-reads ``last.npz`` under the lock: if another process moved the run on
+      since this one read it, this one stops instead of rewinding the run.
+    """
     run_dir = Path(cfg["out"]) if cfg["out"] else default_out(cfg)
     cfg["out"] = str(run_dir)
-    metrics_path = run_dir / "metrics.jsonl"
-    if resume is None and (run_dir / "config.json").exists():
-        raise ValueError(f"--out {run_dir} already holds a run (config.json); choose another "
-                         f"folder, or continue it with --resume {run_dir}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run_dir)
+    try:
+        history = _prepare_run_dir(run_dir, resume, start_epoch, log)
+    except BaseException:
+        lock.release()
+        raise
+    return run_dir, history, lock
+
+
+def _prepare_run_dir(run_dir: Path, resume: str | Path | None, start_epoch: int,
+                     log: Callable[[str], None] | None) -> list[dict[str, Any]]:
+    """:func:`open_run_dir` once the folder is locked: the checks, the copy, the history."""
+    src = Path(resume).parent if resume is not None else None
+    in_place = src is not None and src.resolve() == run_dir.resolve()
+    holds_run = (run_dir / "config.json").exists() and (run_dir / "last.npz").exists()
+    if in_place:
+        now = read_checkpoint(resume)[2]["epoch"]
+        if now != start_epoch:
+            raise ValueError(f"--resume {run_dir}: another process moved the run from epoch "
+                             f"{start_epoch} to {now} while this one started; run --resume "
+                             "again to continue from there")
+    elif holds_run:
+        how = (f"--resume {src} --out {run_dir} would overwrite it; resuming into another "
+               "folder copies the run into a folder that holds none" if src is not None else
+               f"choose another folder, or continue it with --resume {run_dir}")
+        raise ValueError(f"--out {run_dir} already holds a run (config.json, last.npz); {how}")
+    elif (run_dir / "config.json").exists():
+        if log is not None:
+            log(f"note: {run_dir} holds a run stopped before its first checkpoint; starting "
+                "it over")
+        for stale in ("best.npz", "metrics.jsonl", "energy.json"):
+            (run_dir / stale).unlink(missing_ok=True)
     history: list[dict[str, Any]] = []
-    if resume is not None:
-        src = Path(resume).parent / "metrics.jsonl"
-        for path in (metrics_path, src):
-            if path.is_file():
-                history = [json.loads(s) for s in path.read_text().splitlines() if s.strip()]
-                history = [m for m in history if m["epoch"] <= start_epoch]
-                break
-    metrics_path.write_text("".join(json.dumps(m) + "\n" for m in history))
-    return run_dir, history
+    if src is not None:
+        history = [m for m in read_metrics(src / "metrics.jsonl") if m["epoch"] <= start_epoch]
+        if not in_place:  # a copy of the resumed run: its checkpoints, then its history
+            for name in ("best.npz", "last.npz"):
+                if (src / name).is_file():
+                    data = (src / name).read_bytes()
+                    atomic_write(run_dir / name, lambda f, d=data: f.write(d))
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+    return history
 
 
 def write_config(run_dir: Path, cfg: dict[str, Any], model_repr: str, n_params: int) -> None:
-    """Add versions, the model and its parameter count to ``cfg``; write ``config.json``."""
+    """Add versions, the model and its parameter count to ``cfg``; write ``config.json``
+    (atomically, with the run folder's format version)."""
+    cfg["format_version"] = FORMAT_VERSION
     cfg["versions"] = versions()
     cfg["model_repr"] = model_repr
     cfg["n_parameters"] = n_params
-    (run_dir / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    atomic_write_text(run_dir / "config.json", json.dumps(cfg, indent=2) + "\n")
 
 
 def append_metrics(run_dir: Path, rec: dict[str, Any]) -> None:
-    """One epoch's record as a line of ``metrics.jsonl``."""
-    with (run_dir / "metrics.jsonl").open("a") as f:
-        f.write(json.dumps(rec) + "\n")
+    """One epoch's record as a line of ``metrics.jsonl``; the file is rewritten atomically (a
+    crash leaves the old lines or the new ones, never a half line)."""
+    path = run_dir / "metrics.jsonl"
+    old = path.read_text() if path.is_file() else ""
+    atomic_write_text(path, old + json.dumps(rec) + "\n")
 
 
 def log_header(log: Callable[[str], None], cfg: dict[str, Any], input_shape: tuple[int, ...],

@@ -1,0 +1,325 @@
+"""The run folder as a validated format: the schema of ``config.json`` (also the ``config``
+inside every checkpoint), ``metrics.jsonl``, the checkpoints' ``meta`` and ``energy.json``
+(docs/reliability.md, "The run folder format").
+
+A schema maps each key to a :class:`Field`: its JSON type(s), whether ``null`` is allowed,
+whether the key is required, and a range or a list of choices.  :func:`check` raises one
+:class:`~pysnn_ref.errors.RunFormatError` line naming the file, the key and what was expected;
+it is called on every read (``evaluate``, ``train --resume``, ``checkpoint.load``).
+Keys a schema does not list are allowed (newer writers may add some).  The tests generate one
+case per key and per violation from these tables (tests/test_run_format.py), so a key added
+here is covered without writing a test for it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import backend
+from ..data import DATASETS, ENCODERS
+from ..errors import RunFormatError
+from ..functional.loss import LOSSES
+from ..functional.surrogate import get_surrogate
+from ..models import MODELS
+from ..nn import check_method
+from ..optim import OPTIMIZERS, SCHEDULES
+
+__all__ = ["FORMAT_VERSION", "Field", "CONFIG", "METRICS", "META", "NEURON", "ENERGY",
+           "ENERGY_LAYER", "check", "check_config", "read_json", "read_metrics"]
+
+FORMAT_VERSION = 1   #: written into config.json (``format_version``) and checkpoints (``version``)
+
+NUM = (int, float)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a schema: JSON ``types``, ``null`` allowed, required, and a value test
+    ``ok`` described by ``what`` (e.g. ``"an integer >= 1"``)."""
+
+    types: tuple[type, ...]
+    what: str
+    nullable: bool = False
+    required: bool = True
+    ok: Callable[[Any], bool] | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def valid(self, v: Any) -> bool:
+        if v is None:
+            return self.nullable
+        if isinstance(v, bool) and bool not in self.types:
+            return False
+        if not isinstance(v, self.types):
+            return False
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        if self.choices is not None and v not in self.choices:
+            return False
+        try:
+            return self.ok is None or bool(self.ok(v))
+        except (TypeError, ValueError):
+            return False
+
+    def expected(self) -> str:
+        what = self.what
+        if self.choices is not None:
+            what = "one of " + ", ".join(repr(c) for c in self.choices)
+        return what + (" or null" if self.nullable else "")
+
+
+def _int(lo: int, nullable: bool = False, required: bool = True) -> Field:
+    return Field((int,), f"an integer >= {lo}", nullable, required, lambda v: v >= lo)
+
+
+def _num(what: str = "a finite number", ok: Callable[[Any], bool] | None = None,
+         nullable: bool = False, required: bool = True) -> Field:
+    return Field(NUM, what, nullable, required, ok)
+
+
+def _str(nullable: bool = False, required: bool = True) -> Field:
+    return Field((str,), "a string", nullable, required)
+
+
+def _choice(choices: tuple[Any, ...], nullable: bool = False, required: bool = True) -> Field:
+    return Field((str,), "", nullable, required, choices=tuple(choices))
+
+
+def _bool(required: bool = True) -> Field:
+    return Field((bool,), "true or false", required=required)
+
+
+def _int_list(lo: int, n: int | None = None) -> Callable[[Any], bool]:
+    return lambda v: (len(v) >= 1 and (n is None or len(v) == n)
+                      and all(isinstance(k, int) and not isinstance(k, bool) and k >= lo
+                              for k in v))
+
+
+def _surrogate(v: str) -> bool:
+    get_surrogate(v)
+    return True
+
+
+def _stages(v: list) -> bool:
+    return len(v) >= 1 and all(isinstance(s, list) and _int_list(1, 2)(s) for s in v)
+
+
+def _asf_refresh(v: Any) -> bool:
+    return v == "batch" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+
+
+#: config.json and a checkpoint's ``config``: every setting of the run
+CONFIG: dict[str, Field] = {
+    "dataset": _choice(DATASETS),
+    "data_dir": _str(nullable=True),
+    "encoder": _choice(ENCODERS),
+    "augment": _bool(),
+    "model": _choice(MODELS),
+    "neuron": _choice(("lif", "if")),
+    "lam": _num("a number in (0, 1]", lambda v: 0 < v <= 1),
+    "v_th": _num("a number > 0", lambda v: v > 0),
+    "reset": _choice(("hard", "soft")),
+    "surrogate": Field((str,), "a surrogate 'name:param' (e.g. 'triangle:1')", ok=_surrogate),
+    "dspike_adapt": _bool(),
+    "fdg_samples": _int(1, nullable=True),
+    "tdbn_alpha": _num(nullable=True),
+    "dtype": _choice(("float32", "float64")),
+    "method": Field((str,), "a training method name (bptt, asf, ssf, ...)", ok=check_method),
+    "loss": _choice(tuple(LOSSES)),
+    "tet_lambda": _num("a number >= 0", lambda v: v >= 0),
+    "T": _int(1),
+    "time_chunk": _int(1, nullable=True),
+    "asf_variant": _choice(("paper", "code"), nullable=True),
+    "asf_refresh": Field((int, str), "an integer >= 1 or 'batch'", True, ok=_asf_refresh),
+    "r_granularity": _choice(("neuron", "channel", "sample", "layer"), nullable=True),
+    "epochs": _int(1),
+    "batch_size": _int(1),
+    "optimizer": _choice(tuple(OPTIMIZERS)),
+    "lr": _num("a number > 0", lambda v: v > 0),
+    "momentum": _num("a number in [0, 1)", lambda v: 0 <= v < 1, nullable=True),
+    "weight_decay": _num("a number >= 0", lambda v: v >= 0),
+    "schedule": _choice(tuple(SCHEDULES)),
+    "tit": _str(nullable=True),
+    "tit_lr": _num("a number > 0", lambda v: v > 0, nullable=True),
+    "seed": _int(0),
+    "device": _choice(backend.DEVICES),
+    "out": _str(nullable=True),
+    "max_batches": _int(1, nullable=True),
+    "max_eval_batches": _int(1, nullable=True, required=False),
+    "blas_threads": _int(0, required=False),
+    "no_plots": _bool(required=False),
+    "no_progress": _bool(required=False),
+    "distributed": _bool(required=False),
+    "world_size": _int(1, required=False),
+    "stages": Field((list,), "a non-empty list of [T, epochs] pairs of integers >= 1",
+                    ok=_stages),
+    "input_shape": Field((list,), "a non-empty list of integers >= 1", ok=_int_list(1)),
+    "num_classes": _int(1),
+    "n_train": _int(0),
+    "n_test": _int(0),
+    "format_version": Field((int,), f"{FORMAT_VERSION}", required=False,
+                            ok=lambda v: v == FORMAT_VERSION),
+    "versions": Field((dict,), "an object", required=False),
+    "model_repr": _str(required=False),
+    "n_parameters": _int(0, required=False),
+}
+
+#: one line of metrics.jsonl (one epoch)
+METRICS: dict[str, Field] = {
+    "epoch": _int(1),
+    "stage": _int(1),
+    "T": _int(1),
+    "lr": _num("a number >= 0", lambda v: v >= 0),
+    "loss": _num(),
+    "train_acc": _num("a number in [0, 1]", lambda v: 0 <= v <= 1),
+    "test_loss": _num(),
+    "test_acc": _num("a number in [0, 1]", lambda v: 0 <= v <= 1),
+    "firing_rate": _num("a number in [0, 1]", lambda v: 0 <= v <= 1),
+    "firing_rates": Field((dict,), "an object {layer: rate}"),
+    "forward_s": _num("a number >= 0", lambda v: v >= 0),
+    "backward_s": _num("a number >= 0", lambda v: v >= 0),
+    "epoch_s": _num("a number >= 0", lambda v: v >= 0),
+}
+
+#: a checkpoint's JSON ``meta`` (its ``config`` follows :data:`CONFIG`)
+META: dict[str, Field] = {
+    "version": Field((int,), f"{FORMAT_VERSION}", required=False,
+                     ok=lambda v: v == FORMAT_VERSION),
+    "epoch": _int(0),
+    "T": _int(1),
+    "config": Field((dict,), "an object (the run's config.json)"),
+    "neurons": Field((list,), "a list of objects, one per spiking layer"),
+    "best_acc": _num("a number in [-1, 1]", lambda v: -1 <= v <= 1),
+    "best_epoch": _int(0, nullable=True),
+    "test_acc": _num("a number in [0, 1]", lambda v: 0 <= v <= 1, nullable=True),
+    "dspike_b": _num("a number > 0", lambda v: v > 0, nullable=True, required=False),
+}
+
+#: one entry of a checkpoint's ``meta["neurons"]``
+NEURON: dict[str, Field] = {
+    "S": _num(),
+    "asf_tot": Field((list,), "a list of 2 or 3 finite numbers",
+                     ok=lambda v: len(v) in (2, 3) and all(
+                         isinstance(x, NUM) and not isinstance(x, bool) and math.isfinite(x)
+                         for x in v)),
+    "surrogate": Field((str,), "a surrogate 'name:param'", ok=_surrogate),
+}
+
+#: energy.json (:meth:`pysnn_ref.energy.EnergyReport.to_dict`)
+ENERGY: dict[str, Field] = {
+    "T": _int(1),
+    "batch": _int(1),
+    "e_mac_pj": _num("a number >= 0", lambda v: v >= 0),
+    "e_ac_pj": _num("a number >= 0", lambda v: v >= 0),
+    "layers": Field((list,), "a list of objects, one per layer"),
+    "macs": _num("a number >= 0", lambda v: v >= 0),
+    "sops": _num("a number >= 0", lambda v: v >= 0),
+    "ann_macs": _num("a number >= 0", lambda v: v >= 0),
+    "energy_pj": _num("a number >= 0", lambda v: v >= 0),
+    "ann_energy_pj": _num("a number >= 0", lambda v: v >= 0),
+    "ann_over_snn": _num(nullable=True),
+}
+
+#: one entry of energy.json's ``layers``
+ENERGY_LAYER: dict[str, Field] = {
+    "name": _str(),
+    "kind": _str(),
+    "macs": _num("a number >= 0", lambda v: v >= 0),
+    "sops": _num("a number >= 0", lambda v: v >= 0),
+    "ann_macs": _num("a number >= 0", lambda v: v >= 0),
+    "input_rate": _num("a number >= 0", lambda v: v >= 0),
+    "energy_pj": _num("a number >= 0", lambda v: v >= 0),
+    "ann_energy_pj": _num("a number >= 0", lambda v: v >= 0),
+}
+
+
+def _short(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def check(obj: Any, schema: dict[str, Field], where: str, prefix: str = "") -> None:
+    """Raise :class:`RunFormatError` (``"<where>: key '<k>': expected ..., got ..."``) at the
+    first key of ``obj`` that breaks ``schema``."""
+    at = f" in {prefix}" if prefix else ""
+    if not isinstance(obj, dict):
+        raise RunFormatError(f"{where}: expected a JSON object{at}, got {type(obj).__name__} "
+                             f"{_short(obj)}")
+    for k, f in schema.items():
+        if k not in obj:
+            if f.required:
+                raise RunFormatError(f"{where}: key {k!r}{at} is missing; expected "
+                                     f"{f.expected()}")
+            continue
+        if not f.valid(obj[k]):
+            raise RunFormatError(f"{where}: key {k!r}{at}: expected {f.expected()}, got "
+                                 f"{_short(obj[k])}")
+
+
+def check_config(cfg: Any, where: str) -> None:
+    """:data:`CONFIG`, and the options the run's method needs (asf / ssf)."""
+    check(cfg, CONFIG, where)
+    need = {"asf": ("time_chunk", "asf_variant", "asf_refresh"), "ssf": ("time_chunk",
+                                                                       "r_granularity")}
+    for k in need.get(cfg["method"], ()):
+        if cfg[k] is None:
+            raise RunFormatError(f"{where}: key {k!r}: expected {CONFIG[k].what or 'a value'} "
+                                 f"for method {cfg['method']!r}, got None")
+
+
+def check_meta(meta: Any, where: str) -> None:
+    """:data:`META`, each ``neurons`` entry (:data:`NEURON`) and the ``config``."""
+    check(meta, META, where, "meta")
+    for i, s in enumerate(meta["neurons"]):
+        check(s, NEURON, where, f"meta neurons[{i}]")
+    check_config(meta["config"], f"{where} (meta 'config')")
+
+
+def read_json(path: str | Path, schema: dict[str, Field]) -> dict[str, Any]:
+    """A JSON file checked against ``schema`` (energy.json: also each layer)."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise RunFormatError(f"{path}: not a readable JSON file ({type(e).__name__}: "
+                             f"{e})") from None
+    if schema is CONFIG:
+        check_config(obj, str(path))
+    else:
+        check(obj, schema, str(path))
+    if schema is ENERGY:
+        for i, row in enumerate(obj["layers"]):
+            check(row, ENERGY_LAYER, str(path), f"layers[{i}]")
+    return obj
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The epoch records of ``metrics.jsonl`` (blank lines skipped; a missing file is an empty
+    history), each checked against :data:`METRICS`, epochs 1, 2, 3, ... without gaps or
+    repeats."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunFormatError(f"{path}: not a readable text file ({e})") from None
+    recs: list[dict[str, Any]] = []
+    for i, s in enumerate(lines, 1):
+        if not s.strip():
+            continue
+        try:
+            rec = json.loads(s)
+        except ValueError:
+            raise RunFormatError(f"{path}: line {i} is not valid JSON") from None
+        check(rec, METRICS, f"{path} line {i}")
+        want = len(recs) + 1
+        if rec["epoch"] != want:
+            raise RunFormatError(f"{path} line {i}: key 'epoch': expected {want} (epochs "
+                                 f"1, 2, ... in order, no repeats), got {rec['epoch']}")
+        recs.append(rec)
+    return recs
