@@ -32,6 +32,11 @@ import numpy as np
 
 from .errors import GPUUnavailableError
 
+__all__ = ["DEVICES", "CPU_KERNEL_SETS", "Backend", "set_blas_threads", "GPU_INSTALL_HINT",
+    "cpu_kernels_cached", "probe_gpu_random", "gpu_for_rank", "select_gpu", "get_backend",
+    "is_gpu_array", "array_module", "kernels_for", "family_kernels_for", "backend_of", "to_numpy",
+    "data_address", "same_view", "as_scalar", "host_scalars", "use_cpu_kernels"]
+
 DEVICES = ("cpu", "gpu")
 CPU_KERNEL_SETS = ("numba", "reference")
 

@@ -5,5 +5,7 @@ import sys
 
 from .train.evaluate import cli
 
+__all__ = ["cli"]
+
 if __name__ == "__main__":
     sys.exit(cli())

@@ -67,6 +67,8 @@ from .functional.dsr import DSR_SPREADS
 from .functional.flows import R_GRANULARITIES, weighted_time_mean
 from .nn import ASF_VARIANTS, LIF, BatchNorm, MaxPool2d, Module, check_method, spiking_layers
 
+__all__ = ["DEFAULT_TIME_CHUNK", "FAMILY_FLOW", "METHODS", "Method", "make_method"]
+
 DEFAULT_TIME_CHUNK = 4
 #: the T-independent family's methods that run in flow mode (their own neuron rule and gain)
 FAMILY_FLOW = ("dsr", "rate")

@@ -58,6 +58,10 @@ from .nn import (
     ZeroPad2d,
 )
 
+__all__ = ["LAYER_STRINGS", "MODELS", "LSTM_V_TH", "LSTM_HIDDEN", "build_from_string",
+    "make_model", "TDBN_RES_ALPHA", "count_parameters", "resnet19", "preact_resnet18", "vgg11",
+    "sew_resnet34", "PAPER_MODELS"]
+
 LAYER_STRINGS = {
     "mlp": ("FC800", False),
     "lenet": ("16C3-AP2-32C3-AP2-FC128", False),

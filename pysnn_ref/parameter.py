@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["Parameter"]
+
 
 class Parameter:
     """A named trainable array ``data`` with a gradient buffer ``grad`` of the same shape.

@@ -9,3 +9,5 @@
 ``torch_ref``       the PyTorch autograd baseline of the same network (``--vs-torch``)
 ==================  ==========================================================================
 """
+
+__all__: list[str] = []   # the subsystems are the modules above; import them by name

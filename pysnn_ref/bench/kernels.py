@@ -32,6 +32,8 @@ from numba import get_num_threads, njit, prange
 
 from ..kernels import cpu
 
+__all__ = ["best_ms", "main"]
+
 
 def best_ms(f: Callable[[], object], n: int = 15) -> float:
     """Best of ``n`` calls of ``f`` after one warm-up call, in ms."""

@@ -35,6 +35,12 @@ from ..models import MODELS, build_from_string, make_model
 from ..nn import spiking_layers
 from ..optim import SGD
 
+__all__ = ["METHOD_CHOICES", "ENCODER_CHOICES", "DTYPES", "CONVNET_SPEC", "BENCH_ONLY_MODELS",
+    "SMALL_INPUT_MODELS", "FIELDS", "MEM_METHOD", "all_models", "default_input_shape",
+    "build_model", "synthetic_batch", "loss_functions", "thread_count", "omp_wait_policy",
+    "blas_threads", "set_threads", "Runner", "time_steps", "TorchRunner", "F64_CHECK_BATCH",
+    "compare_gradients", "run_benchmark", "kernel_times", "format_kernel_times"]
+
 METHOD_CHOICES = METHODS  # bptt, asf, ssf and the family in flow mode: dsr, rate
 ENCODER_CHOICES = ("direct", "poisson")
 DTYPES = ("float32", "float64")

@@ -38,6 +38,9 @@ from ..functional.loss import loss_pair
 from ..methods import make_method
 from ..models import count_parameters, make_model
 
+__all__ = ["PAPERS", "RECDIS_NOTE", "Row", "TABLE1", "ROW_KEYS", "NEURONS", "build_row",
+    "make_input", "backward_seconds", "measure_row", "format_row", "make_parser", "main"]
+
 PAPERS = ("ssf-table1",)
 RECDIS_NOTE = ("RecDis rows (RecDis/PreAct-ResNet-18 2.62x, 2.62x; RecDis/VGG-11 1.90x) left "
                "out: its MPD loss has no readable formula and no public code")

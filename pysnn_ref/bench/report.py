@@ -19,6 +19,9 @@ import numpy as np
 
 from .measure import F64_CHECK_BATCH, FIELDS
 
+__all__ = ["format_table", "format_markdown", "summary", "write_json", "write_csv",
+    "METHOD_COLORS", "METHOD_STYLES", "write_plots"]
+
 # --------------------------------------------------------------------------------------------
 # Output: table, JSON, CSV, plots
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import numpy as np
 from .. import backend
 from .._check import check_float_array, check_int
 
+__all__ = ["iterate_minibatches", "augment_cifar"]
+
 
 def _as_rng(rng: Any) -> np.random.Generator:
     """A NumPy Generator from a Generator, an int seed, or None (fresh OS entropy)."""

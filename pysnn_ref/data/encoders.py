@@ -22,6 +22,9 @@ import numpy as np
 from .. import backend
 from .._check import check_choice, check_fits_memory, check_float_array, check_int
 
+__all__ = ["ENCODERS", "TIME_ENCODERS", "Encoder", "DirectEncoder", "PoissonEncoder",
+    "EventEncoder", "SequenceEncoder", "check_encoder", "make_encoder"]
+
 ENCODERS = ("direct", "poisson", "events", "sequence")
 #: datasets whose samples already carry their time steps, and the encoder that passes them on
 TIME_ENCODERS = {"nmnist": "events", "digits-rows": "sequence"}

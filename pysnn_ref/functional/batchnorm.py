@@ -50,6 +50,10 @@ from typing import Any, NamedTuple
 from .. import backend
 from .._check import check_float_array, check_in_range, check_positive, check_same_shape
 
+__all__ = ["BatchNormCache", "Moments", "chunk_moments", "merge_moments", "batch_statistics",
+    "batchnorm_normalize", "batchnorm_forward", "batchnorm_backward", "BatchNormFlowGrad",
+    "batchnorm_flow_backward"]
+
 
 class BatchNormCache(NamedTuple):
     """What :func:`batchnorm_backward` needs.  ``x`` is the layer input; ``mean`` and

@@ -57,6 +57,10 @@ import numpy as np
 from .. import backend
 from .._check import check_choice, check_in_range, check_positive, check_time_major
 
+__all__ = ["DSR_SPREADS", "DSRParams", "make_dsr_params", "weight_norm", "DSRState", "DSRCache",
+    "dsr_forward_chunk", "dsr_finish", "dsr_forward", "dsr_forward_p", "representation",
+    "step_weights", "dsr_gain", "dsr_backward", "bound_threshold"]
+
 DSR_SPREADS = ("exact", "authors")
 
 

@@ -32,6 +32,9 @@ from .. import backend
 from .._check import check_choice, check_time_major
 from .neuron import NeuronParams
 
+__all__ = ["R_GRANULARITIES", "flow_norm", "decayed_sum", "weighted_time_mean", "FlowState",
+    "lif_forward_flows", "ssf_R", "ssf_gain", "ASF_RTOL", "asf_scale_paper", "asf_scale_code"]
+
 R_GRANULARITIES = ("neuron", "channel", "sample", "layer")
 
 

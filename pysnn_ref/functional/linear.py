@@ -27,6 +27,9 @@ from .. import backend
 from .._check import check_float_array, check_same_shape
 from ..kernels import provides
 
+__all__ = ["LinearCache", "is_time_broadcast", "linear_forward", "linear_backward",
+    "linear_backward_time_sum"]
+
 
 class LinearCache(NamedTuple):
     """What :func:`linear_backward` needs: the layer input, the weight and whether there is a bias.

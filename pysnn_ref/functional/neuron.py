@@ -33,6 +33,10 @@ from .._check import check_choice, check_in_range, check_positive, check_time_ma
 from ..kernels import provides
 from .surrogate import Surrogate, get_surrogate
 
+__all__ = ["RESETS", "NeuronParams", "make_neuron_params", "LIFCache", "lif_forward",
+    "lif_forward_p", "lif_backward", "LIFPoolCache", "can_fuse_lif_avgpool",
+    "lif_avgpool_forward_p", "lif_avgpool_backward"]
+
 RESETS = ("hard", "soft")
 
 

@@ -61,6 +61,8 @@ from .. import backend
 from .._check import check_int, check_time_major
 from .neuron import NeuronParams
 
+__all__ = ["OnlineState", "OnlineCache", "online_forward", "online_backward", "sample_steps"]
+
 
 @dataclass
 class OnlineState:

@@ -34,6 +34,9 @@ from .._check import check_float_array, check_int, check_same_shape
 from ..kernels import provides
 from ..kernels.reference import conv_out_size
 
+__all__ = ["AvgPoolCache", "MaxPoolCache", "avgpool2d_forward", "avgpool2d_backward",
+    "maxpool2d_forward", "maxpool2d_backward"]
+
 
 class AvgPoolCache(NamedTuple):
     """What :func:`avgpool2d_backward` needs: the input shape and the window."""

@@ -46,6 +46,9 @@ from .. import backend
 from .._check import check_float_array, check_time_major
 from .neuron import NeuronParams
 
+__all__ = ["RateState", "RateCache", "rate_forward_chunk", "rate_finish", "rate_forward",
+    "rate_backward"]
+
 
 @dataclass
 class RateState:

@@ -15,6 +15,9 @@ from typing import Any, NamedTuple
 
 from .._check import check_float_array, check_int, check_same_shape
 
+__all__ = ["FlattenCache", "AddCache", "flatten_forward", "flatten_backward", "add_forward",
+    "add_backward"]
+
 
 class FlattenCache(NamedTuple):
     """The input shape and ``start_dim``, to undo the flatten."""

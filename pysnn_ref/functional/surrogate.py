@@ -34,6 +34,9 @@ from .. import backend
 from .._check import check_choice, check_positive
 from ..kernels.reference import SURROGATE_KINDS
 
+__all__ = ["DEFAULT_PARAM", "PARAM_NAME", "Surrogate", "rectangular", "triangle", "sigmoid",
+    "atan", "dspike", "get_surrogate"]
+
 DEFAULT_PARAM = {"rectangular": 1.0, "triangle": 1.0, "sigmoid": 4.0, "atan": 2.0, "dspike": 1.0}
 PARAM_NAME = {"rectangular": "a", "triangle": "gamma", "sigmoid": "k", "atan": "alpha",
               "dspike": "b"}

@@ -11,6 +11,8 @@ import numpy as np
 from ..nn import Module
 from .networks import encode_once, finite_difference_gradient, method_gradients
 
+__all__ = ["cosine", "cosine_vs"]
+
 
 def cosine(a: Any, b: Any) -> float:
     """Cosine similarity of two arrays, flattened (0 if either is zero)."""

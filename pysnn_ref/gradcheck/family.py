@@ -27,6 +27,8 @@ from ..functional.rate import rate_forward
 from ..methods import make_method
 from .finite_diff import numerical_gradient, rel_error
 
+__all__ = ["SIZES", "dsr_network_rows", "rate_network_rows", "family_gradcheck_cases"]
+
 SIZES = (6, 9, 7, 3)
 
 

@@ -34,6 +34,8 @@ from ..functional.pool import (
 from ..functional.shape import add_backward, add_forward, flatten_backward, flatten_forward
 from .finite_diff import numerical_gradient, rel_error
 
+__all__ = ["Arrays", "Case", "layer_gradcheck_cases"]
+
 Arrays = dict[str, np.ndarray]
 #: a case: (name, arrays, forward(arrays) -> out, backward(arrays, G) -> {param: grad})
 Case = tuple[str, Arrays, Callable[[Arrays], Any], Callable[[Arrays, Any], dict[str, Any]]]

@@ -12,6 +12,8 @@ from ..functional.neuron import lif_backward, lif_forward
 from ..functional.surrogate import SURROGATE_KINDS
 from .finite_diff import numerical_gradient, rel_error
 
+__all__ = ["check_neuron", "neuron_gradcheck_cases"]
+
 # --------------------------------------------------------------------------------------------
 # Neuron checks: every reset x surrogate x (lam < 1, lam = 1), smooth mode, float64.
 # --------------------------------------------------------------------------------------------

@@ -18,6 +18,9 @@ from numba.extending import overload
 from . import reference as _ref
 from .retype import retyped
 
+__all__ = ["BLOCK", "dsr_forward", "dsr_backward", "online_forward", "online_backward",
+    "rate_forward"]
+
 BLOCK = 2048
 
 _TWINS = {name: (retyped(getattr(_ref, name), np.float32), retyped(getattr(_ref, name), np.float64))

@@ -56,6 +56,11 @@ from . import reference as _ref
 from .cuda_index import index_kernels
 from .retype import retyped as _retyped
 
+__all__ = ["PROVIDES", "LARGE_LAUNCH", "MAX_BLOCKS", "launch_config", "launch_probe",
+    "LOW_OCCUPANCY_BLOCKS", "SURROGATE_KINDS", "surrogate_primitive", "surrogate_grad",
+    "lif_forward", "lif_backward", "lif_forward_flows", "ssf_gain", "INDEX32_LIMIT", "im2col",
+    "col2im", "maxpool2d_forward", "maxpool2d_backward"]
+
 #: the fast paths of :data:`pysnn_ref.kernels.FAST_PATHS` this set has: none yet
 PROVIDES: frozenset[str] = frozenset()
 

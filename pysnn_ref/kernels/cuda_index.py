@@ -12,6 +12,9 @@ from typing import Any
 
 from numba import cuda
 
+__all__ = ["im2col_kernel", "col2im_kernel", "maxpool2d_forward_kernel",
+    "maxpool2d_backward_kernel", "index_kernels"]
+
 
 def im2col_kernel(U: Any) -> Any:
     """The ``im2col`` kernel with index type ``U`` (np.uint32 or np.uint64)."""

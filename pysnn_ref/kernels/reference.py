@@ -20,6 +20,13 @@ import math
 
 import numpy as np
 
+__all__ = ["PROVIDES", "SURROGATE_KINDS", "heaviside", "surrogate_primitive_scalar",
+    "surrogate_grad_scalar", "spike_scalar", "surrogate_primitive", "surrogate_grad",
+    "lif_forward", "lif_backward", "lif_forward_flows", "ssf_gain", "conv_out_size", "im2col",
+    "col2im", "maxpool2d_forward", "maxpool2d_backward", "recompose_forward",
+    "recompose_backward", "sigmoid_scalar", "lstm_cell_scalar", "lstm_cell_backward_scalar",
+    "lstm_cell_forward", "lstm_cell_backward"]
+
 #: the fast paths of :data:`pysnn_ref.kernels.FAST_PATHS` this set has (the others run the
 #: callers' NumPy code, which is the reference)
 PROVIDES = frozenset({"lstm_cell_forward", "lstm_cell_backward"})

@@ -21,6 +21,8 @@ import numpy as np
 
 from .reference import spike_scalar, surrogate_grad_scalar
 
+__all__ = ["dsr_forward", "dsr_backward", "online_forward", "online_backward", "rate_forward"]
+
 # --------------------------------------------------------------------------------------------
 # 1. DSR: "Training High-Performance Low-Latency Spiking Neural Networks by Differentiation on
 #    Spike Representation" (Meng et al., CVPR 2022, arXiv 2205.00459).

@@ -19,6 +19,8 @@ from typing import Any
 
 from . import reference as _ref
 
+__all__ = ["retyped_tree", "retyped"]
+
 
 class _TypedLiterals(ast.NodeTransformer):
     """``c`` -> ``_F(c)`` for every float literal, ``math.pi`` -> ``_F(math.pi)``."""

@@ -13,6 +13,8 @@ from .norm import BatchNorm
 from .pool import AvgPool2d, Flatten, MaxPool2d
 from .weight import WeightLayer
 
+__all__ = ["Sequential", "Residual"]
+
 
 def _sums_time(layer: Module, below: Module, below_needs_dx: bool) -> bool:
     """BPTT backward: may ``layer`` (a LIF) hand ``below`` only the time sum of its input

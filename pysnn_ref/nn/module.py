@@ -15,6 +15,9 @@ from ..errors import BackwardBeforeForwardError
 from ..functional.linear import is_time_broadcast
 from ..parameter import Parameter
 
+__all__ = ["FLOW_METHODS", "FLOW_INPUT", "ASF_VARIANTS", "is_static", "time_sum", "channel_shape",
+    "HookHandle", "ForwardHook", "Module", "check_method"]
+
 #: methods run in flow mode (streamed chunks, one collapsed backward): ASF, SSF and, from the
 #: T-independent family, DSR and rate-based BP (their neuron rules: functional/dsr.py, rate.py)
 FLOW_METHODS = ("asf", "ssf", "dsr", "rate")

@@ -11,6 +11,8 @@ from .. import backend
 from .module import HookHandle, Module
 from .neurons import LIF
 
+__all__ = ["SpikeMonitor"]
+
 
 class SpikeMonitor:
     """Record each spiking layer's output spikes ``o`` (``(T, B, ...)``, host copies) in every

@@ -35,6 +35,8 @@ from ..functional.surrogate import Surrogate
 from ..parameter import Parameter
 from .module import Module
 
+__all__ = ["LIF", "IF", "spiking_layers", "SpikingLSTM"]
+
 
 class LIF(Module):
     """LIF spiking neurons (IF for ``lam=1``): SSF Eqs. 6-7 (hard reset), 16-17 (soft reset).

@@ -27,6 +27,8 @@ from .module import Module, channel_shape
 from .neurons import LIF
 from .weight import WeightLayer
 
+__all__ = ["BatchNorm"]
+
 
 class BatchNorm(Module):
     """Batch normalisation over time x batch x space per channel (time folded into batch).

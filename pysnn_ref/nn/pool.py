@@ -19,6 +19,8 @@ from ..functional.pool import (
 from .module import Module
 from .neurons import LIF
 
+__all__ = ["AvgPool2d", "MaxPool2d", "Flatten"]
+
 
 class AvgPool2d(Module):
     """Average pooling; collapsible (linear, weight-free)."""

@@ -10,6 +10,8 @@ from .. import backend
 from ..functional.recompose import recompose_backward, recompose_forward, region_threshold
 from .module import Module
 
+__all__ = ["WindowRecompose"]
+
 
 class WindowRecompose(Module):
     """Window partition and recomposed computing (window-partition supplement, Algorithm 1).

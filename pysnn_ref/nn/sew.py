@@ -16,6 +16,8 @@ from ..functional.sew import CONNECT_FUNCTIONS, sew_connect_backward, sew_connec
 from .containers import Residual, Sequential
 from .module import Module
 
+__all__ = ["SEWResidual", "ZeroPad2d"]
+
 
 class SEWResidual(Residual):
     """SEW block: ``O[t] = g(A[t], S[t])`` with ``A = main(x)`` and ``S = shortcut(x)``

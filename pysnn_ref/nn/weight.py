@@ -29,6 +29,8 @@ from ..functional.linear import (
 from ..parameter import Parameter
 from .module import Module, channel_shape, is_static, time_sum
 
+__all__ = ["WeightLayer", "Linear", "Conv2d"]
+
 
 class WeightLayer(Module):
     """Shared flow-mode logic of Linear and Conv2d: keep sum_t x[t], or per-step x if asked.

@@ -14,3 +14,5 @@
 ``distributed``     data-parallel training over MPI (gradient all-reduce, sharding)
 ==================  ==========================================================================
 """
+
+__all__: list[str] = []   # the subsystems are the modules above; import them by name

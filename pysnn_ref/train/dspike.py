@@ -16,6 +16,8 @@ from ..functional.surrogate import dspike
 from ..gradcheck import cosine, finite_difference_gradient, method_gradients
 from ..methods import Method
 
+__all__ = ["FDG_EPS", "DSPIKE_STEP", "first_weight", "adapt_dspike"]
+
 FDG_EPS = 0.1           # Dspike Sec. 4.2: the best finite-difference step
 DSPIKE_STEP = 0.2       # Dspike Sec. 5: the temperature's update step, delta b
 

@@ -28,6 +28,8 @@ from .checkpoint import load
 from .config import SPLIT_SEED, build_method, loss_functions, make_encoder
 from .flags import check_ranges
 
+__all__ = ["PROG", "evaluate_model", "build_parser", "main", "cli"]
+
 PROG = "python -m pysnn_ref.evaluate"
 
 

@@ -89,6 +89,7 @@ class RunLock:
 
     @property
     def held(self) -> bool:
+        """Whether this process holds the lock now."""
         return self._fd is not None
 
     def release(self) -> None:

@@ -50,6 +50,7 @@ class Field:
     choices: tuple[Any, ...] | None = None
 
     def valid(self, v: Any) -> bool:
+        """Whether ``v`` (a value read from JSON) has this field's type, choices and range."""
         if v is None:
             return self.nullable
         if isinstance(v, bool) and bool not in self.types:
@@ -66,6 +67,7 @@ class Field:
             return False
 
     def expected(self) -> str:
+        """What the field must hold, in words, for the one-line error."""
         what = self.what
         if self.choices is not None:
             what = "one of " + ", ".join(repr(c) for c in self.choices)

@@ -9,6 +9,9 @@ from numba import get_num_threads, njit, prange, uintp
 
 from .. import reference as _ref
 
+__all__ = ["im2col", "col2im", "limit_numba_blas", "thread_block", "conv2d_forward_images",
+    "conv2d_backward_images", "MATMUL_SPLIT_MACS", "matmul"]
+
 # --------------------------------------------------------------------------------------------
 # 5. im2col / col2im (layout and formulas: reference module, section 5).
 #    prange over the N*C (image, channel) planes: each plane's rows of ``cols`` are written by

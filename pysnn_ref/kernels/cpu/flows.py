@@ -10,6 +10,8 @@ from numba import njit, prange
 from .neuron import BLOCK
 from .surrogate import primitive_t
 
+__all__ = ["lif_forward_flows", "ssf_gain"]
+
 # --------------------------------------------------------------------------------------------
 # 3. LIF / IF streaming over a time chunk with spiking-flow accumulators (ASF / SSF).
 # --------------------------------------------------------------------------------------------

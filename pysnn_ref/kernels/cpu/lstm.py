@@ -10,6 +10,8 @@ from numba.extending import overload
 from .. import reference as _ref
 from .surrogate import grad_t, make_twins, spike_t, twin
 
+__all__ = ["lstm_cell_forward", "lstm_cell_backward"]
+
 # --------------------------------------------------------------------------------------------
 # 8. Spiking LSTM cell, one time step (reference module, section 8): one fused pass per neuron,
 #    prange over the B*H neurons; the scalar cell formulas are the reference module's own

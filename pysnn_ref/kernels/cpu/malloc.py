@@ -10,6 +10,8 @@ import ctypes
 import os
 import sys
 
+__all__ = ["tune_malloc", "tune_malloc_once", "malloc_tuned"]
+
 #: glibc's ``mallopt`` parameters (<malloc.h>) and the values :func:`tune_malloc` sets
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES = 32 << 20, 256 << 20

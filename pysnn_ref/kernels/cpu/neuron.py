@@ -11,6 +11,9 @@ from .. import reference as _ref
 from .pool import pool_plane_t, spread_plane_t
 from .surrogate import grad_t, primitive_t
 
+__all__ = ["BLOCK", "lif_forward", "lif_backward", "lif_backward_time_sum", "lif_avgpool_forward",
+    "lif_avgpool_backward", "lif_avgpool_backward_time_sum"]
+
 # --------------------------------------------------------------------------------------------
 # 2. LIF / IF neuron, BPTT: one fused time loop per block of neurons, prange over blocks.
 # --------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+__all__ = ["FUSED_UPDATE_MIN_SIZE", "sgd_update", "adam_update"]
+
 # --------------------------------------------------------------------------------------------
 # 9. Optimizer updates: SGD's and Adam's formulas of pysnn_ref/optim.py in one fused pass over
 #    each parameter (NumPy needs three and ten), prange over its entries.  The hyper-parameters

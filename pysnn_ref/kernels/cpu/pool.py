@@ -8,6 +8,9 @@ from numba import njit, prange, uintp
 
 from .. import reference as _ref
 
+__all__ = ["pool_plane_t", "spread_plane_t", "maxpool2d_forward", "maxpool2d_backward",
+    "avgpool2d_forward", "avgpool2d_backward"]
+
 # --------------------------------------------------------------------------------------------
 # 6. Pooling (reference module, section 6): prange over the N*C planes, flat unsigned offsets
 #    as in section 5; the first maximum of a window wins (strict ">").

@@ -15,6 +15,9 @@ from numba.extending import overload
 from .. import reference as _ref
 from ..retype import retyped
 
+__all__ = ["SURROGATE_KINDS", "make_twins", "twin", "primitive_t", "grad_t", "heaviside_t",
+    "spike_t", "surrogate_primitive", "surrogate_grad"]
+
 # --------------------------------------------------------------------------------------------
 # 1. Surrogate functions (compiled from the reference module's scalar definitions).
 # --------------------------------------------------------------------------------------------
