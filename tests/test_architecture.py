@@ -302,7 +302,6 @@ MAX_FUNCTION_LINES = 80
 LONG_FUNCTIONS_ALLOWED = {
     "tutorials/05_train_with_bptt.py:main",
     "tutorials/06_asf_and_ssf.py:main",
-    "tutorials/08_spike_encoding.py:main",
 }
 #: public functions without full type hints that are allowed: the Numba / CUDA kernels (their
 #: types come from the arrays at JIT time) and torch_ref's torch.nn modules (torch's own forward
