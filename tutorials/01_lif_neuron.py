@@ -79,21 +79,23 @@ def print_trace(I: np.ndarray, lam: float, v_th: float) -> None:
           " charge above threshold, so it fires more often")
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-
+def section_trace() -> None:
+    """Section 1: one LIF neuron step by step, hard vs soft reset (SSF Eqs. 6-7 and 16-17)."""
     print("1. One LIF neuron step by step (SSF Eqs. 6-7 and 16-17)")
     I_one = np.full(8, 0.7)
     print_trace(I_one, lam=0.9, v_th=1.0)
 
-    # --------------------------------------------------------------------------------------
-    # 2. The library's lif_forward computes the same thing (in a Numba kernel, one neuron per
-    #    thread).  It also returns a cache holding u, which its backward needs (chapter 3).
-    #    In float64 the two agree to the last bit.  In float32 the kernel does its arithmetic
-    #    in double precision before storing, our NumPy loop in single precision: the membranes
-    #    then differ by a rounding error (~1e-7), the spikes (here) not at all.
-    # --------------------------------------------------------------------------------------
+
+# ------------------------------------------------------------------------------------------
+# 2. The library's lif_forward computes the same thing (in a Numba kernel, one neuron per
+#    thread).  It also returns a cache holding u, which its backward needs (chapter 3).
+#    In float64 the two agree to the last bit.  In float32 the kernel does its arithmetic
+#    in double precision before storing, our NumPy loop in single precision: the membranes
+#    then differ by a rounding error (~1e-7), the spikes (here) not at all.
+# ------------------------------------------------------------------------------------------
+
+def section_library(rng: np.random.Generator) -> None:
+    """Section 2: the loop equals ``lif_forward`` (SSF Eqs. 6-7, 16-17; ASF Eq. 3: IF)."""
     print("\n2. The loop vs pysnn_ref.functional.lif_forward (SSF Eqs. 6-7, 16-17; ASF Eq. 3: IF)")
     N = 200 if QUICK else 2000
     for dtype in (np.float64, np.float32):
@@ -110,14 +112,19 @@ def main() -> None:
                 assert o_lib.dtype == dtype and same_spikes
                 assert du == 0.0 if dtype == np.float64 else du < 1e-5
 
-    # --------------------------------------------------------------------------------------
-    # 3. Rate coding: drive every neuron with a constant current for many steps and count.
-    #    Soft-reset IF: after n steps the membrane holds n*I - V_th*(#spikes) < V_th, so the
-    #    rate is I/V_th up to 1/T -- the neuron computes a clamped ReLU of its input.
-    #    Hard-reset neurons lose the charge above threshold at every spike (lower rate).
-    #    A leaky neuron with constant input I settles at u = I / (1 - lam): it never fires if
-    #    that stays below V_th, i.e. for I < (1 - lam) V_th.
-    # --------------------------------------------------------------------------------------
+
+# ------------------------------------------------------------------------------------------
+# 3. Rate coding: drive every neuron with a constant current for many steps and count.
+#    Soft-reset IF: after n steps the membrane holds n*I - V_th*(#spikes) < V_th, so the
+#    rate is I/V_th up to 1/T -- the neuron computes a clamped ReLU of its input.
+#    Hard-reset neurons lose the charge above threshold at every spike (lower rate).
+#    A leaky neuron with constant input I settles at u = I / (1 - lam): it never fires if
+#    that stays below V_th, i.e. for I < (1 - lam) V_th.
+# ------------------------------------------------------------------------------------------
+
+def section_rates() -> tuple[np.ndarray, dict[str, np.ndarray], float, int]:
+    """Section 3: firing rate vs constant input; soft-reset IF fires at clamp(I / V_th, 0, 1)
+    (the relation SSF Eq. 19 builds on).  Returns (currents, rates, err, T)."""
     print("\n3. Firing rate vs constant input current (T steps)")
     T = 100 if QUICK else 400
     currents = np.linspace(-0.2, 1.4, 161)
@@ -139,10 +146,17 @@ def main() -> None:
     for c in (0.25, 0.5, 0.75, 1.0):
         i = int(np.argmin(np.abs(currents - c)))
         print(f"   I = {c:.2f}: " + ", ".join(f"{k} {v[i]:.3f}" for k, v in rates.items()))
+    return currents, rates, err, len(I)
 
-    # --------------------------------------------------------------------------------------
-    # 4. A picture: a noisy input current, the membrane under both resets, the spikes.
-    # --------------------------------------------------------------------------------------
+
+# ------------------------------------------------------------------------------------------
+# 4. A picture: a noisy input current, the membrane under both resets, the spikes.
+# ------------------------------------------------------------------------------------------
+
+def section_plot(rng: np.random.Generator, currents: np.ndarray, rates: dict[str, np.ndarray],
+                 T_rates: int) -> None:
+    """Section 4: plot the membrane and spikes under both resets (SSF Eqs. 6-7 / 16-17) and
+    the rate curves of section 3."""
     T = 40
     I_noisy = np.clip(rng.normal(0.45, 0.35, size=T), -0.5, None)[:, None]
     oh, uh = lif_by_hand(I_noisy, 0.8, 1.0, "hard")
@@ -167,13 +181,22 @@ def main() -> None:
     for name, r in rates.items():
         ax[3].plot(currents, r, label=name)
     ax[3].plot(currents, np.clip(currents, 0, 1), "k:", label="clamp(I / V_th, 0, 1)")
-    ax[3].set_title(f"firing rate over T = {len(I)} steps of a constant input")
+    ax[3].set_title(f"firing rate over T = {T_rates} steps of a constant input")
     ax[3].set_xlabel("constant input current I")
     ax[3].set_ylabel("firing rate")
     ax[3].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     path = OUT / "01_lif_neuron.png"
     fig.savefig(path, dpi=90)
     print(f"\nFigure: {path}")
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    section_trace()
+    section_library(rng)
+    currents, rates, err, T_rates = section_rates()
+    section_plot(rng, currents, rates, T_rates)
     print("\nVerification (asserted above): the loop = lif_forward, same spikes and membranes "
           "(bit for bit in float64) in all 8 cases;\n   IF soft-reset rate = clamp(I/V_th, 0, 1) "
           f"within {err:.4f} <= 1/T; LIF silent below (1 - lam) V_th")

@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -50,16 +51,15 @@ QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    lif = dict(lam=0.8, v_th=1.0, reset="hard")
+# ------------------------------------------------------------------------------------------
+# 1. The true gradient of spikes: zero almost everywhere, a delta at the threshold.
+#    L = sum_t sum_n G[t, n] o[t, n] for a random upstream gradient G; numerical_gradient
+#    perturbs every input current by +-h and measures the change of L (CS231n style).
+# ------------------------------------------------------------------------------------------
 
-    # --------------------------------------------------------------------------------------
-    # 1. The true gradient of spikes: zero almost everywhere, a delta at the threshold.
-    #    L = sum_t sum_n G[t, n] o[t, n] for a random upstream gradient G; numerical_gradient
-    #    perturbs every input current by +-h and measures the change of L (CS231n style).
-    # --------------------------------------------------------------------------------------
+def section_true_gradient(rng: np.random.Generator, lif: dict[str, Any]) -> None:
+    """Section 1: finite differences of real spikes o = H(u - V_th) (SSF Eq. 7) are zero, or
+    a delta at the threshold."""
     print("1. Finite differences of real (Heaviside) spikes, o = H(u - V_th) (SSF Eq. 7)")
     T, N = 6, 50 if QUICK else 500
     I = rng.normal(0.5, 0.8, size=(T, N))
@@ -76,10 +76,15 @@ def main() -> None:
         print(f"   neuron at u = V_th - 1e-9, h = {h:g}: dL/dI[0, 0] = {d:.3g}")
         assert abs(d) > 0.1 / h
 
-    # --------------------------------------------------------------------------------------
-    # 2. Surrogates: sigma' is the derivative of the smooth step sigma.  Check it numerically
-    #    on a grid that avoids the kinks (rectangular and dspike have corners at |x| = 1/2).
-    # --------------------------------------------------------------------------------------
+
+# ------------------------------------------------------------------------------------------
+# 2. Surrogates: sigma' is the derivative of the smooth step sigma.  Check it numerically
+#    on a grid that avoids the kinks (rectangular and dspike have corners at |x| = 1/2).
+# ------------------------------------------------------------------------------------------
+
+def section_surrogates() -> None:
+    """Section 2: every surrogate's grad is d(primitive)/dx (Dspike Eqs. 7, 11-12; TET Eq. 5),
+    and the figure of both."""
     print("\n2. The surrogates (Dspike Eq. 7 rectangular, TET Eq. 5 triangle, Dspike Eqs. 11-12):"
           " grad = d(primitive)/dx, primitive from 0 to 1")
     x = np.linspace(-2.5, 2.5, 201 if QUICK else 1001) + 0.0037
@@ -116,9 +121,14 @@ def main() -> None:
     fig.savefig(path, dpi=90)
     print(f"   figure: {path}")
 
-    # --------------------------------------------------------------------------------------
-    # 3. Smooth mode.  The spike becomes sigma(u - V_th) -- in the firing *and* in the reset.
-    # --------------------------------------------------------------------------------------
+
+# ------------------------------------------------------------------------------------------
+# 3. Smooth mode.  The spike becomes sigma(u - V_th) -- in the firing *and* in the reset.
+# ------------------------------------------------------------------------------------------
+
+def section_smooth(rng: np.random.Generator, lif: dict[str, Any]) -> list[float]:
+    """Section 3: smooth mode, o = sigma(u - V_th); returns the mean gaps to real spikes as
+    the sigmoid sharpens."""
     print("\n3. Smooth mode: o = sigma(u - V_th)")
     I = rng.normal(0.5, 0.8, size=(8, 2000))
     o_hard, _ = lif_forward(I, **lif)
@@ -148,6 +158,16 @@ def main() -> None:
     assert all(b < a for a, b in pairwise(gaps))
     print("   ... but the sharper sigma, the taller and narrower sigma' -- back toward the delta "
           "of Section 1.  Training picks a moderate width; smooth mode is for checking.")
+    return gaps
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    lif = dict(lam=0.8, v_th=1.0, reset="hard")
+    section_true_gradient(rng, lif)
+    section_surrogates()
+    gaps = section_smooth(rng, lif)
     print("\nVerification (asserted above): FD of real spikes = 0 everywhere (a delta at "
           "the threshold);\n   every surrogate's grad = d(primitive)/dx (FD rel err < 1e-6), "
           "primitive 0 -> 1; smooth-mode FD = sigma' at T = 1;\n   smooth spikes -> real spikes "

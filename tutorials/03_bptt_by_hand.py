@@ -89,12 +89,9 @@ def lif_backward_by_hand(g: np.ndarray, u: np.ndarray, o: np.ndarray, lam: float
     return dI
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    lam, v_th = 0.8, 1.0
-    T, N = 8, 6 if QUICK else 12
-
+def section_bptt(rng: np.random.Generator, lam: float, v_th: float, T: int, N: int) -> None:
+    """Sections 1-3: the hand-written BPTT (SSF Eqs. 8-10, Eq. 8 corrected) equals lif_backward
+    and finite differences."""
     # A loss L = sum_t sum_n G[t, n] o[t, n]: its upstream gradient is g = G, and
     # numerical_gradient(f, I, G) measures exactly d<f(I), G>/dI.
     I = rng.normal(0.6, 0.8, size=(T, N))
@@ -121,9 +118,14 @@ def main() -> None:
                      lif_backward(G, cache)) < 1e-12
     print("   with real 0/1 spikes (training mode) the loop equals lif_backward too")
 
-    # ------------------------------------------------------------------------------------------
-    # 4. The printed Eq. 8 and detach_reset against the same finite differences.
-    # ------------------------------------------------------------------------------------------
+
+# ------------------------------------------------------------------------------------------
+# 4. The printed Eq. 8 and detach_reset against the same finite differences.
+# ------------------------------------------------------------------------------------------
+
+def section_reset_variants(rng: np.random.Generator, lam: float, v_th: float,
+                           N: int) -> None:
+    """Section 4: the printed SSF Eq. 8 and detach_reset vs finite differences, over T."""
     print("\n4. Variants of the reset term vs finite differences (hard reset, sigmoid)")
     kw = dict(lam=lam, v_th=v_th, reset="hard", surrogate="sigmoid", smooth=True)
     Ts = list(range(1, 9 if QUICK else 13))
@@ -156,6 +158,11 @@ def main() -> None:
     print("   the exact recurrence passes at every T; Eq. 8 as printed only for T <= 2;")
     print("   detach_reset is a different (approximate) gradient, which many papers train with.")
 
+    plot_reset_variants(Ts, errs)
+
+
+def plot_reset_variants(Ts: list[int], errs: dict[str, list[float]]) -> None:
+    """Section 4's figure: each variant's relative error vs finite differences over T."""
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.subplots()
     for v, e in errs.items():
@@ -169,10 +176,15 @@ def main() -> None:
     fig.savefig(path, dpi=90)
     print(f"   figure: {path}")
 
-    # ------------------------------------------------------------------------------------------
-    # 5. The library's table: every reset x surrogate, lam = 0.8 (LIF) and 1 (IF).
-    #    (``python -m pysnn_ref.gradcheck`` prints it together with the layer checks.)
-    # ------------------------------------------------------------------------------------------
+
+# ------------------------------------------------------------------------------------------
+# 5. The library's table: every reset x surrogate, lam = 0.8 (LIF) and 1 (IF).
+#    (``python -m pysnn_ref.gradcheck`` prints it together with the layer checks.)
+# ------------------------------------------------------------------------------------------
+
+def section_library_table() -> tuple[int, float]:
+    """Section 5: the library's neuron gradcheck table (SSF Eqs. 8-10, every reset x
+    surrogate); returns (number of cases, worst relative error)."""
     print("\n5. pysnn_ref.gradcheck.neuron_gradcheck_cases()")
     worst = 0.0
     cases = neuron_gradcheck_cases()
@@ -180,9 +192,20 @@ def main() -> None:
         print(f"   {case:45s} {err:9.1e}")
         assert err < 1e-6
         worst = max(worst, err)
+    return len(cases), worst
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    lam, v_th = 0.8, 1.0
+    T, N = 8, 6 if QUICK else 12
+    section_bptt(rng, lam, v_th, T, N)
+    section_reset_variants(rng, lam, v_th, N)
+    n_cases, worst = section_library_table()
     print("\nVerification (asserted above): the hand-written recurrence = lif_backward "
           "(rel <= 1e-12) = finite differences (rel < 1e-7), hard and soft reset;\n   the "
-          f"library's {len(cases)} neuron cases: worst rel error {worst:.1e} (< 1e-6); the printed "
+          f"library's {n_cases} neuron cases: worst rel error {worst:.1e} (< 1e-6); the printed "
           "Eq. 8 and detach_reset fail the same check from T = 3 on")
     print("Chapter 3 done: lif_backward is the exact gradient of the smooth LIF neuron.")
 

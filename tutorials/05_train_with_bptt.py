@@ -97,9 +97,8 @@ def train(net: nn.Module, ds: data.Dataset, epochs: int, name: str,
     return history
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-
+def section_data() -> data.Dataset:
+    """Section 1: the digits data set and the direct encoder (the same image at every step)."""
     print("1. Data and encoding")
     ds = data.load_dataset("digits")
     print(f"   train {ds.x_train.shape}, test {ds.x_test.shape}, {ds.num_classes} classes, "
@@ -108,7 +107,12 @@ def main() -> None:
     print(f"   DirectEncoder: {ds.x_train[:BATCH].shape} -> {X.shape}, time stride "
           f"{X.strides[0]} bytes (the same image at every step, no copy)")
     assert X.shape == (T, BATCH, 1, 8, 8) and X.strides[0] == 0
+    return ds
 
+
+def section_network(ds: data.Dataset) -> nn.Sequential:
+    """Section 2: the MLP, I[t] = W x[t] + b (SSF Eq. 4) into LIF neurons (SSF Eqs. 6-7); the
+    bptt method gives the same gradients as net.backward."""
     print("\n2. The network: I[t] = W x[t] + b (SSF Eq. 4), LIF neurons (SSF Eqs. 6-7)")
     rng = np.random.default_rng(0)
     net = nn.Sequential(
@@ -134,7 +138,12 @@ def main() -> None:
     assert all(np.array_equal(a, p.grad) for a, p in zip(by_hand, net.parameters(), strict=True))
     print("   (make_method('bptt').forward/backward give the same gradients as "
           "net.forward/net.backward)")
+    return net
 
+
+def section_train(net: nn.Sequential, ds: data.Dataset) -> float:
+    """Section 3: BPTT training with the SDT loss (TET Eqs. 7-8), and one digit's spike raster;
+    returns the final test accuracy."""
     print(f"\n3. Training: BPTT, SDT loss (TET Eq. 7, gradient Eq. 8), Adam lr 1e-3, "
           f"batch {BATCH}, T = {T}")
     hist = train(net, ds, EPOCHS, "MLP")
@@ -154,7 +163,13 @@ def main() -> None:
     spikes = spikes[:, 0, :]
     print(f"   test digit {i} (label {label}): predicted {pred}; {int(spikes.sum())} "
           f"hidden spikes in {T} steps ({spikes.mean():.2f} per neuron per step)")
+    plot_training(hist, x0, label, pred, spikes)
+    return final
 
+
+def plot_training(hist: list[dict], x0: np.ndarray, label: int, pred: int,
+                  spikes: np.ndarray) -> None:
+    """Section 3's figure: loss and accuracy per epoch, the digit, its hidden spike raster."""
     fig = Figure(figsize=(12, 6.5), layout="constrained")
     gs = fig.add_gridspec(2, 3)
     ax = fig.add_subplot(gs[0, :2])
@@ -184,6 +199,10 @@ def main() -> None:
     fig.savefig(path, dpi=90)
     print(f"   figure: {path}")
 
+
+def section_lenet(ds: data.Dataset) -> float:
+    """Section 4: a convolutional SNN from pysnn_ref.models, trained the same way; returns its
+    test accuracy."""
     print(f"\n4. A convolutional SNN from pysnn_ref.models ({LENET_EPOCHS} epoch(s))")
     lenet = models.make_model("lenet", ds.input_shape, ds.num_classes,
                               neuron=lambda: nn.LIF(lam=0.5, v_th=1.0), seed=0)
@@ -191,6 +210,15 @@ def main() -> None:
     hist = train(lenet, ds, LENET_EPOCHS, "LeNet", lr=3e-3)
     lenet_acc = hist[-1]["test_acc"]
     assert lenet_acc >= (0.2 if QUICK else 0.9), lenet_acc
+    return lenet_acc
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    ds = section_data()
+    net = section_network(ds)
+    final = section_train(net, ds)
+    lenet_acc = section_lenet(ds)
     print(f"\nVerification (asserted): make_method('bptt') = net.forward/backward, gradients "
           f"bit for bit;\n   measured test accuracy: MLP {final:.3f} "
           f"(>= {0.6 if QUICK else 0.93}), LeNet {lenet_acc:.3f} (>= {0.2 if QUICK else 0.9}); "

@@ -100,6 +100,7 @@ def mlp(seed: int = 0, dtype: type = np.float32, sizes: tuple = (64, 128, 128, 1
 
 
 def section_flows(rng: np.random.Generator, axes) -> None:
+    """Sections 1-2: flows by hand = FlowState, the balance (SSF Eqs. 12 / 18), the mappings."""
     print("1-2. Spiking flows by hand vs the library's streaming FlowState; the electricity "
           "balance; the flow mappings")
     Tn, N, lam, v_th = 16, 2000, 0.8, 1.0
@@ -195,6 +196,7 @@ def rate_network_loss(net: nn.Sequential, X: np.ndarray, labels: np.ndarray,
 
 
 def section_rate_network(rng: np.random.Generator) -> None:
+    """Section 3: ASF and SSF backward = the exact gradient of the equivalent rate network."""
     print("\n3. ASF and SSF backward = exact gradient of the equivalent rate network")
     Tn, B = 6, 5
     X = rng.normal(0.6, 1.0, size=(Tn, B, 6))
@@ -293,19 +295,11 @@ def section_asf_loss(rng: np.random.Generator) -> None:
     assert np.allclose(dy, dy[:1])
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    fig = Figure(figsize=(13, 8), layout="constrained")
-    axes = fig.subplots(2, 3).ravel()
-
-    section_flows(rng, axes)
-    section_rate_network(rng)
-    section_asf_loss(rng)
-
+def section_train_compare(ds: data.Dataset, axes) -> dict[str, dict]:
+    """Section 4: the same MLP trained with BPTT, ASF (Eqs. 9-12) and SSF (Eqs. 13-15) --
+    accuracy, and backward time vs T; returns each method's results."""
     print(f"\n4. The same network, {EPOCHS} epochs each: MLP 64-128-128-10, LIF lam=0.5, T={T}, "
           "SDT loss, Adam")
-    ds = data.load_dataset("digits")
     results = {m: train(m, ds, EPOCHS) for m in ("bptt", "asf", "ssf")}
     print(f"   {'method':6s} {'test acc':>8s} {'forward':>8s} {'backward':>9s}")
     for m, r in results.items():
@@ -337,7 +331,12 @@ def main() -> None:
     ax.set_xlabel("training method")
     ax.set_ylabel("test accuracy")
     ax.set_title(f"test accuracy after {EPOCHS} epochs")
+    return results
 
+
+def section_cosines(ds: data.Dataset, results: dict[str, dict], fig: Figure, axes) -> None:
+    """Section 5: cosine of ASF's (one gain S per layer, Eq. 12) and SSF's (1/(R V_th) per
+    neuron, Eq. 14) weight gradients with BPTT's, at init and after training."""
     print("\n5. Cosine similarity of each method's weight gradients with BPTT's "
           "(gradcheck.cosine_vs), batch of 256")
     xb, yb = ds.x_train[:256], ds.y_train[:256]
@@ -378,6 +377,20 @@ def main() -> None:
     print("   The readout agrees exactly; below it, SSF's per-neuron gain 1/(R V_th) follows\n"
           "   BPTT's direction closely, ASF's one linear gain per layer more coarsely.  Both\n"
           "   cost one backward pass whatever T is.")
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    fig = Figure(figsize=(13, 8), layout="constrained")
+    axes = fig.subplots(2, 3).ravel()
+
+    section_flows(rng, axes)
+    section_rate_network(rng)
+    section_asf_loss(rng)
+    ds = data.load_dataset("digits")
+    results = section_train_compare(ds, axes)
+    section_cosines(ds, results, fig, axes)
     print("\nVerification (asserted): the flows by hand = FlowState; SSF Eqs. 12 / 18 to "
           "round-off; ASF/SSF backward = the exact gradient of the rate network;\n   readout "
           "cosine 1 for every method, every hidden cosine > 0, SSF's lowest hidden cosine above "

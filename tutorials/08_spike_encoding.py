@@ -59,18 +59,18 @@ def unit_images(n: int) -> np.ndarray:
     return (x - lo) / (hi - lo)
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    n = 50 if QUICK else 400
-    x = unit_images(n)
-    print(f"encoders in the library: data.ENCODERS = {data.ENCODERS}")
-
+def section_direct(x: np.ndarray) -> None:
+    """Section 1: direct encoding, input[t] = x at every step (a stride-0 view)."""
     print("\n1. Direct encoding: input[t] = x at every step (a broadcast view, no copy)")
     direct = data.make_encoder("direct").encode(x, 8)
     print(f"   shape {direct.shape}, time-axis stride {direct.strides[0]} "
           f"(0: the same memory each step)")
     assert direct.strides[0] == 0 and np.array_equal(direct[5], x)
 
+
+def section_poisson(x: np.ndarray) -> tuple[list[int], list[float], list[float]]:
+    """Section 2: Poisson coding (ASF Alg. 1), rate error vs the binomial bound; returns
+    (Ts, errs, bounds)."""
     print("\n2. Poisson coding (ASF Alg. 1): rate -> clip(|x|, 0, 1); "
           "binomial std error sqrt(x(1-x)/T)")
     Ts = [4, 16, 64, 256] if QUICK else [4, 16, 64, 256, 1024]
@@ -91,7 +91,12 @@ def main() -> None:
     assert errs[-1] < 0.05
     assert all(e <= 1.1 * b for e, b in zip(errs, bounds, strict=True))
     assert all(a > b for a, b in zip(errs, errs[1:], strict=False))   # shrinks with T
+    return Ts, errs, bounds
 
+
+def section_latency(x: np.ndarray, n: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Section 3: latency coding, one spike per pixel at round((1 - x)(T - 1)); returns
+    (T, spikes, spike times)."""
     print("\n3. Latency coding: t_spike = round((1 - x)(T - 1)), one spike per pixel")
     T = 16
     lat = latency_encode(x, T)
@@ -104,7 +109,12 @@ def main() -> None:
     print(f"   spikes per image: direct (analog), Poisson T={T} "
           f"{data.make_encoder('poisson').encode(x, T).sum() / n:.1f}, latency {T} steps "
           f"{lat.sum() / n:.1f} (= 64 pixels)")
+    return T, lat, first
 
+
+def plot_encodings(x: np.ndarray, T: int, lat: np.ndarray, first: np.ndarray, Ts: list[int],
+                   errs: list[float], bounds: list[float]) -> None:
+    """The figure: one digit under each code, the Poisson error vs T, latency vs intensity."""
     fig = Figure(figsize=(13, 7), layout="constrained")
     ax = fig.subplots(2, 3)
     img = x[0]
@@ -137,6 +147,17 @@ def main() -> None:
     path = OUT / "08_spike_encoding.png"
     fig.savefig(path, dpi=90)
     print(f"\nFigure: {path}")
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    n = 50 if QUICK else 400
+    x = unit_images(n)
+    print(f"encoders in the library: data.ENCODERS = {data.ENCODERS}")
+    section_direct(x)
+    Ts, errs, bounds = section_poisson(x)
+    T, lat, first = section_latency(x, n)
+    plot_encodings(x, T, lat, first, Ts, errs, bounds)
     print(f"\nVerification (asserted): direct = a stride-0 view of x; Poisson rate error "
           f"{errs[-1]:.4f} at T={Ts[-1]} (< 0.05, <= 1.1 x the binomial bound, shrinking with T);"
           "\n   latency: exactly one spike per pixel at round((1 - x)(T - 1))")
