@@ -39,8 +39,9 @@ RANGES: dict[str, tuple[float, float, bool, str]] = {
 DATASET_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
                   "cifar10": (3, 32, 32), "nmnist": (2, 34, 34), "digits-rows": (8,)}
 
-#: methods whose backward does not use the surrogate gradient of the spike
-SURROGATE_FREE = ("asf", "ssf")
+#: methods whose backward does not use the surrogate gradient of the spike (ASF/SSF: the flow
+#: gain; DSR: the clamp of its spike representation); bptt and rate (its eligibility) do
+SURROGATE_FREE = ("asf", "ssf", "dsr")
 
 
 def _flag(name: str) -> str:
@@ -94,8 +95,8 @@ def check_unused_flags(cfg: dict[str, Any], explicit: set[str]) -> None:
     """Flags given on the command line that the chosen method does not use."""
     if "surrogate" in explicit and cfg["method"] in SURROGATE_FREE:
         raise ValueError(f"--surrogate only applies to methods that back-propagate through the "
-                         f"spike's surrogate gradient (bptt); --method {cfg['method']} does not "
-                         "use it")
+                         f"spike's surrogate gradient (bptt, rate); --method {cfg['method']} "
+                         "does not use it")
     if "tit_lr" in explicit and len(cfg["stages"]) < 2:
         raise ValueError("--tit-lr sets the learning rate of the --tit stages after the first; "
                          f"--tit {cfg['tit']} has one stage")

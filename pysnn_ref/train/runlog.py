@@ -21,6 +21,7 @@ import numpy as np
 from .. import __version__
 from .checkpoint import read_checkpoint
 from .files import RunLock, atomic_write, atomic_write_text
+from .flags import SURROGATE_FREE
 from .schema import FORMAT_VERSION, read_metrics
 
 __all__ = ["default_out", "versions", "fmt_time", "open_run_dir", "write_config",
@@ -140,8 +141,9 @@ def log_header(log: Callable[[str], None], cfg: dict[str, Any], input_shape: tup
         f"({n_params:,} parameters, {n_spiking} spiking layers) | {cfg['device']}")
     tit = f" | TIT {cfg['tit']}" if cfg["tit"] else ""
     neuron = f"lstm v_th={cfg['v_th']:g}" if cfg["model"] == "lstm" else cfg["neuron"]
+    surrogate = "" if cfg["method"] in SURROGATE_FREE else f"surrogate={cfg['surrogate']} "
     log(f"method={cfg['method']} loss={cfg['loss']} neuron={neuron} "
-        f"surrogate={cfg['surrogate']} T={cfg['T']} epochs={total} batch={cfg['batch_size']} "
+        f"{surrogate}T={cfg['T']} epochs={total} batch={cfg['batch_size']} "
         f"{cfg['optimizer']} lr={cfg['lr']:g} {cfg['schedule']}{tit} | run folder {cfg['out']}")
 
 
