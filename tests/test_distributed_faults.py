@@ -6,27 +6,15 @@ return."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from test_distributed import MPIEXEC  # the one lookup of mpiexec (tests/ is on the path)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _mpiexec() -> str | None:
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return None
-    local = Path(sys.executable).parent / "mpiexec"
-    return str(local) if local.exists() else shutil.which("mpiexec")
-
-
-MPIEXEC = _mpiexec()
 
 
 @pytest.mark.skipif(MPIEXEC is None, reason="mpi4py / mpiexec not installed")
