@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from pysnn_ref import data
-from pysnn_ref.data import download as dl
+from pysnn_ref.data import fetch as dl
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -6,6 +6,7 @@
 ``events``          event-camera recordings (N-MNIST): decoding, framing by time or count
 ``batches``         :func:`iterate_minibatches`, :func:`augment_cifar`
 ``encoders``        direct, Poisson, event and sequence encoders: ``(B, ...)`` -> ``(T, B, ...)``
+``fetch``           :func:`download`: MNIST, Fashion-MNIST, CIFAR-10, N-MNIST, checksummed
 ==================  ==========================================================================
 """
 
@@ -24,7 +25,9 @@ from .encoders import (
     check_encoder,
     make_encoder,
 )
+from .fetch import DOWNLOADABLE, DownloadError, download
 
 __all__ = ["DATASETS", "ENCODERS", "Dataset", "load_dataset", "split_indices", "read_idx",
            "iterate_minibatches", "augment_cifar", "Encoder", "DirectEncoder", "PoissonEncoder",
-           "EventEncoder", "SequenceEncoder", "TIME_ENCODERS", "check_encoder", "make_encoder"]
+           "EventEncoder", "SequenceEncoder", "TIME_ENCODERS", "check_encoder", "make_encoder",
+           "DOWNLOADABLE", "DownloadError", "download"]

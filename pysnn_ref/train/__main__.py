@@ -45,7 +45,7 @@ from typing import Any
 from .. import backend
 from ..cli import ArgumentParser, finite_float, nonnegative_int, positive_int, run_main
 from ..data import DATASETS, ENCODERS
-from ..data.download import DOWNLOADABLE, MIRROR_ENV, download
+from ..data.fetch import DOWNLOADABLE, MIRROR_ENV, download
 from ..functional.dsr import DSR_SPREADS
 from ..functional.surrogate import get_surrogate
 from ..methods import DEFAULT_TIME_CHUNK, FAMILY_FLOW, METHODS
