@@ -16,6 +16,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from . import reference as _ref
+from .cpu.neuron import lif_step_row  # the one LIF step: online rows = BPTT's, bit for bit
 from .retype import retyped
 
 __all__ = ["BLOCK", "dsr_forward", "dsr_backward", "online_forward", "online_backward",
@@ -135,29 +136,6 @@ def dsr_backward(do, Ibar, gw, c, v_th):
 # 2. Online neurons (OTTT, SLTT)
 # --------------------------------------------------------------------------------------------
 
-@njit(cache=True, inline="always")
-def _online_step_row(It, vb, m, lam, v_th, s, smooth, kind, a, ut, ot):
-    """One LIF step over a block of m neurons (rows of one time step): ``ut`` the membrane
-    before reset, ``ot`` the spike, ``vb`` the membrane after reset (in place).  The smooth /
-    Heaviside branch is outside the loop, so each loop vectorises."""
-    one = It.dtype.type(1.0)
-    zero = It.dtype.type(0.0)
-    if smooth:
-        for j in range(m):
-            u_t = lam * vb[j] + It[j]
-            o_t = _primitive(u_t - v_th, kind, a)
-            vb[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
-            ut[j] = u_t
-            ot[j] = o_t
-    else:
-        for j in range(m):
-            u_t = lam * vb[j] + It[j]
-            o_t = one if u_t >= v_th else zero
-            vb[j] = u_t - o_t * (s * v_th + (one - s) * u_t)
-            ut[j] = u_t
-            ot[j] = o_t
-
-
 @njit(cache=True, parallel=True)
 def _online_forward(I, v, tr, lam, v_th, soft, smooth, kind, a, o, u, a_hat):
     Tc, N = I.shape
@@ -170,7 +148,7 @@ def _online_forward(I, v, tr, lam, v_th, soft, smooth, kind, a, o, u, a_hat):
         tb = tr[n0:n0 + m].copy() if trace else np.empty(0, I.dtype)
         for t in range(Tc):
             ot = o[t, n0:n0 + m]
-            _online_step_row(I[t, n0:n0 + m], vb, m, lam, v_th, s, smooth, kind, a,
+            lif_step_row(I[t, n0:n0 + m], vb, m, lam, v_th, s, smooth, kind, a,
                              u[t, n0:n0 + m], ot)
             if trace:
                 at = a_hat[t, n0:n0 + m]
@@ -266,7 +244,7 @@ def _sg_row(ut, v_th, kind, a, m, g):
 
 @njit(cache=True, parallel=True)
 def _rate_forward(I, v, kappa, sO, sE, lam, v_th, soft, smooth, detach_reset, kind, a, o):
-    """Per step and block: the LIF step (_online_step_row), sigma' of the row (_sg_row), then
+    """Per step and block: the LIF step (lif_step_row), sigma' of the row (_sg_row), then
     the sums and kappa without branches -- with s = 1 (soft) / 0 (hard) and c = 0 (detached) /
     1, rho = s (1 - c v_th sg) + (1 - s)((1 - o) - c u sg)."""
     Tc, N = I.shape
@@ -284,7 +262,7 @@ def _rate_forward(I, v, kappa, sO, sE, lam, v_th, soft, smooth, detach_reset, ki
         g = np.empty(m, I.dtype)
         for t in range(Tc):
             ot = o[t, n0:n0 + m]
-            _online_step_row(I[t, n0:n0 + m], vb, m, lam, v_th, s, smooth, kind, a, ub, ot)
+            lif_step_row(I[t, n0:n0 + m], vb, m, lam, v_th, s, smooth, kind, a, ub, ot)
             _sg_row(ub, v_th, kind, a, m, g)
             for j in range(m):
                 sg = g[j]

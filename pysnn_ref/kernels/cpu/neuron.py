@@ -11,8 +11,8 @@ from .. import reference as _ref
 from .pool import pool_plane_t, spread_plane_t
 from .surrogate import grad_t, primitive_t
 
-__all__ = ["BLOCK", "lif_forward", "lif_backward", "lif_backward_time_sum", "lif_avgpool_forward",
-    "lif_avgpool_backward", "lif_avgpool_backward_time_sum"]
+__all__ = ["BLOCK", "lif_step_row", "lif_forward", "lif_backward", "lif_backward_time_sum",
+    "lif_avgpool_forward", "lif_avgpool_backward", "lif_avgpool_backward_time_sum"]
 
 # --------------------------------------------------------------------------------------------
 # 2. LIF / IF neuron, BPTT: one fused time loop per block of neurons, prange over blocks.
@@ -34,7 +34,7 @@ BLOCK = 2048
 
 
 @njit(cache=True, inline="always")
-def _lif_step_row(It, v, m, lam, v_th, s, smooth, kind, a, ut, ot):
+def lif_step_row(It, v, m, lam, v_th, s, smooth, kind, a, ut, ot):
     """One step of the LIF recurrence over a block of m neurons: ``ut = lam v + It`` (the
     membrane before reset), ``ot`` the spike, ``v`` the membrane after reset (in place).  The
     one place these operations are written, so a membrane recomputed later is bit-equal."""
@@ -63,7 +63,7 @@ def _membrane_block(I, n0, m, lam, v_th, s, smooth, kind, a, ub, ob):
     have stored); ``ob`` (m,) takes the spikes and is left holding the last step's."""
     v = np.zeros(m, I.dtype)
     for t in range(ub.shape[0]):
-        _lif_step_row(I[0, n0:n0 + m], v, m, lam, v_th, s, smooth, kind, a, ub[t], ob)
+        lif_step_row(I[0, n0:n0 + m], v, m, lam, v_th, s, smooth, kind, a, ub[t], ob)
 
 
 @njit(cache=True, parallel=True)
@@ -81,7 +81,7 @@ def _lif_forward(I, lam, v_th, soft, smooth, kind, a, o, u):
         ub = np.empty(0 if keep else m, I.dtype)
         for t in range(T):
             ut = u[t, n0:n0 + m] if keep else ub
-            _lif_step_row(I[0 if static else t, n0:n0 + m], v, m, lam, v_th, s, smooth, kind, a,
+            lif_step_row(I[0 if static else t, n0:n0 + m], v, m, lam, v_th, s, smooth, kind, a,
                           ut, o[t, n0:n0 + m])
 
 
@@ -265,7 +265,7 @@ def _lif_avgpool_forward(I, lam, v_th, soft, smooth, kind, a, H, W, k, u, out, c
         tot = 0.0
         for t in range(T):
             ut = u[t, n0:n0 + m] if keep else ub
-            _lif_step_row(I[0 if static else t, n0:n0 + m], v, m, lam, v_th, s, smooth, kind, a,
+            lif_step_row(I[0 if static else t, n0:n0 + m], v, m, lam, v_th, s, smooth, kind, a,
                           ut, ob)
             out_t = out[t]
             for q in range(np_):
@@ -282,7 +282,7 @@ def _lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a,
     written.
     With ``u`` of one row and T = ``dp.shape[0]`` > 1, ``u`` is the static current I (the
     forward did not store the membrane): each block first recomputes its T rows of u from it,
-    into a buffer that stays in cache, with the forward's own step (_lif_step_row)."""
+    into a buffer that stays in cache, with the forward's own step (lif_step_row)."""
     T = dp.shape[0]
     N = u.shape[1]
     recompute = u.shape[0] == 1 and T > 1
