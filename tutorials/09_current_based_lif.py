@@ -58,6 +58,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 from threadpoolctl import threadpool_limits
 
 from pysnn_ref import data, nn
@@ -308,6 +309,7 @@ ax.plot(ep, acc_lif, "o-", label="LIF (lam = 0.5)")
 ax.plot(ep, acc_syn, "s-", label="SynapticLIF (alpha = 0.5, lam = 0.5)")
 ax.set_title("64-128-10 MLP on digits, BPTT: test accuracy")
 ax.set_xlabel("epoch")
+ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 ax.set_ylabel("test accuracy")
 ax.legend(fontsize=8)
 path = OUT / "09_training.png"
