@@ -141,11 +141,12 @@ class Method:
         """Reject combinations that make no sense for this method."""
         neurons = spiking_layers(net)
         bptt_only = [m for m in net.modules() if getattr(m, "bptt_only", False)]
-        if self.is_flow and bptt_only:  # e.g. SpikingLSTM: no equivalent rate network
-            raise ValueError(f"method {self.name!r} cannot train {bptt_only[0]!r}: its gated "
+        if self.is_flow and bptt_only:  # SpikingLSTM, SynapticLIF: no equivalent rate network
+            raise ValueError(f"method {self.name!r} cannot train {bptt_only[0]!r}: its "
                              "recurrence has no equivalent rate network; use method 'bptt'")
         if not neurons and not bptt_only:
-            raise ValueError("net must contain at least one LIF/IF (or SpikingLSTM) layer")
+            raise ValueError("net must contain at least one LIF/IF (or SpikingLSTM, SynapticLIF) "
+                             "layer")
         if self.name in FAMILY_FLOW:
             self._check_family(net, neurons)
         elif self.is_flow:

@@ -67,6 +67,8 @@ def _recorded_launches(monkeypatch, dtype):
     ck.surrogate_grad(I, 1, 1.0)
     ck.lif_forward(I, 0.5, 1.0, False, False, 1, 1.0)
     ck.lif_backward(I, I, 0.5, 1.0, False, False, False, 1, 1.0)
+    ck.synaptic_forward(I, 0.7, 0.5, 1.0, False, False, 1, 1.0)
+    ck.synaptic_backward(I, I, 0.7, 0.5, 1.0, False, False, False, 1, 1.0)
     ck.lif_forward_flows(I, z(), 0.5, 1.0, False, False, 1, 1.0, 0.5, z(), z(), z())
     ck.ssf_gain(I, I[:, :1], 1.0, False, 2.0)
     x = rng.normal(size=(2, 3, 7, 6)).astype(dtype)
@@ -143,7 +145,7 @@ def test_float32_kernels_do_float32_maths_only(compiled):
         ops = _F64_OP.findall(ptx)
         if dtype == "float32":
             assert ops == [], (cc, name, ops[:5])
-        elif name.startswith("_lif"):  # the pattern finds float64 maths where there is some
+        elif name.startswith(("_lif", "_synaptic")):  # the pattern finds float64 maths
             assert len(ops) > 10, (cc, name)
 
 

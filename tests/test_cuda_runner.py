@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: tests/test_cuda_sim.py holds 102 tests
-MIN_PASSED = 102
+#: tests/test_cuda_sim.py holds 126 tests
+MIN_PASSED = 126
 
 
 def test_cuda_kernels_equal_reference_in_simulator():

@@ -46,6 +46,7 @@ if _reason is not None:
 from pysnn_ref import backend  # noqa: E402
 from pysnn_ref.functional import flows as F  # noqa: E402
 from pysnn_ref.functional import neuron as FN  # noqa: E402
+from pysnn_ref.functional import synaptic as FS  # noqa: E402
 from pysnn_ref.gradcheck import rel_error  # noqa: E402
 from pysnn_ref.kernels import cuda as ck  # noqa: E402
 from pysnn_ref.kernels import reference  # noqa: E402
@@ -194,6 +195,56 @@ def test_float32_in_float32_out_close_to_float64():
     assert same.sum() > 48 and rel_error(d64[:, same], d32[:, same]) <= 1e-4
 
 
+# ------------------------------------------------------------------------------------------
+# 2c. current-based (synaptic) LIF: forward and the two-adjoint BPTT backward
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("soft,smooth,kind", CONFIGS)
+def test_synaptic_forward_backward_equal_reference(soft, smooth, kind, alpha=0.6, lam=0.8):
+    rng = np.random.default_rng(kind + 10 * soft + 100 * smooth)
+    I = _edge_inputs(rng)                    # N = 70: one 96-thread block, 26 threads idle
+    a = 0.9
+    o_r, u_r = reference.synaptic_forward(I, alpha, lam, 1.0, soft, smooth, kind, a)
+    o_g, u_g = ck.synaptic_forward(I, alpha, lam, 1.0, soft, smooth, kind, a)
+    assert 0 < o_r.mean() < 1
+    assert rel_error(o_r, o_g) <= TOL and rel_error(u_r, u_g) <= TOL
+    do = rng.normal(size=I.shape)
+    for detach in (False, True):
+        d_r = reference.synaptic_backward(do, u_r, alpha, lam, 1.0, soft, smooth, detach, kind, a)
+        d_g = ck.synaptic_backward(do, u_g, alpha, lam, 1.0, soft, smooth, detach, kind, a)
+        assert rel_error(d_r, d_g) <= TOL, f"detach_reset={detach}"
+
+
+@pytest.mark.parametrize("N", [1, 257])
+def test_synaptic_odd_sizes_T1_and_float32(N):
+    rng = np.random.default_rng(N)
+    for T, alpha, lam in ((1, 0.5, 0.8), (4, 0.5, 0.8), (4, 1.0, 1.0)):
+        I = rng.normal(0.3, 1.0, (T, N))
+        o_r, u_r = reference.synaptic_forward(I, alpha, lam, 1.0, False, False, 2, 2.0)
+        o_g, u_g = ck.synaptic_forward(I, alpha, lam, 1.0, False, False, 2, 2.0)
+        assert rel_error(o_r, o_g) <= TOL and rel_error(u_r, u_g) <= TOL
+        d_r = reference.synaptic_backward(I, u_r, alpha, lam, 1.0, False, False, False, 2, 2.0)
+        d_g = ck.synaptic_backward(I, u_g, alpha, lam, 1.0, False, False, False, 2, 2.0)
+        assert rel_error(d_r, d_g) <= TOL
+    o32, u32 = ck.synaptic_forward(I.astype(np.float32), 0.5, 0.8, 1.0, True, False, 2, 2.0)
+    o64, u64 = ck.synaptic_forward(I, 0.5, 0.8, 1.0, True, False, 2, 2.0)
+    assert o32.dtype == u32.dtype == np.float32 and (o32 != o64).mean() < 0.02
+    d32 = ck.synaptic_backward(np.ones_like(o32), u32, 0.5, 0.8, 1.0, True, False, False, 2, 2.0)
+    assert d32.dtype == np.float32 and np.isfinite(d32).all()
+
+
+def test_synaptic_functional_layer_on_cuda_kernels(monkeypatch):
+    rng = np.random.default_rng(2)
+    I = rng.normal(0.3, 1.0, (4, 3, 5, 7))
+    kw = dict(alpha=0.7, lam=0.6, v_th=1.0, reset="soft", surrogate="atan")
+    o_c, cache_c = FS.synaptic_forward(I, **kw)
+    dI_c = FS.synaptic_backward(np.ones_like(o_c), cache_c)
+    monkeypatch.setattr(backend, "kernels_for", lambda x: ck)
+    o_g, cache_g = FS.synaptic_forward(I, **kw)
+    dI_g = FS.synaptic_backward(np.ones_like(o_g), cache_g)
+    assert o_g.shape == I.shape and rel_error(o_c, o_g) <= TOL and rel_error(dI_c, dI_g) <= TOL
+
+
 def _bare_float_literals(tree) -> list[int]:
     """Line numbers of float literals that are not the argument of a call F(c) / _F(c)."""
     import ast
@@ -216,7 +267,7 @@ def test_float32_kernels_write_every_float_constant_in_the_array_dtype():
     k32 = ck._typed(np.float32)
     kernels = [v for v in vars(k32).values() if hasattr(v, "py_func")
                and v.py_func.__name__.endswith("_kernel")]
-    assert len(kernels) == 6
+    assert len(kernels) == 8
     for k in kernels:
         tree = ast.parse(textwrap.dedent(inspect.getsource(k.py_func)))
         assert _bare_float_literals(tree) == [], k.py_func.__name__
@@ -414,7 +465,8 @@ def test_launch_config_caps_the_grid():
         ck.launch_config(10, max_blocks=0)
 
 
-@pytest.mark.parametrize("case", ["lif", "flows", "im2col", "maxpool", "surrogate", "gain"])
+@pytest.mark.parametrize("case", ["lif", "synaptic", "flows", "im2col", "maxpool", "surrogate",
+                                  "gain"])
 def test_every_kernel_strides_over_a_capped_grid(case, monkeypatch):
     """With one block of 32 threads for hundreds of items, each thread must take items
     i, i + 32, ...: the results equal those of a grid with a thread per item."""
@@ -427,6 +479,11 @@ def test_every_kernel_strides_over_a_capped_grid(case, monkeypatch):
             o, u = ck.lif_forward(I, 0.8, 1.0, False, False, 1, 1.0)
             return [o, u, ck.lif_backward(np.ones_like(I), u, 0.8, 1.0, False, False, False,
                                           1, 1.0)]
+        if case == "synaptic":
+            I = rng_I.copy()
+            o, u = ck.synaptic_forward(I, 0.6, 0.8, 1.0, False, False, 1, 1.0)
+            return [o, u, ck.synaptic_backward(np.ones_like(I), u, 0.6, 0.8, 1.0, False, False,
+                                               False, 1, 1.0)]
         if case == "flows":
             st = [np.zeros(rng_I.shape[1]) for _ in range(4)]
             o = ck.lif_forward_flows(rng_I.copy(), *st[:1], 0.8, 1.0, False, False, 1, 1.0,

@@ -14,14 +14,16 @@ def test_cli_all_cases_pass(capsys):
     cases = "\n".join(out)
     for must in ("LIF reset=soft surrogate=dspike", "IF reset=hard surrogate=atan",
                  "network conv-tdBN-LIF", "conv", "maxpool", "tdBN", "asf conv", "ssf conv",
-                 "loss sdt", "loss tet", "loss asf-mse"):
+                 "loss sdt", "loss tet", "loss asf-mse", "SynapticLIF reset=soft"):
         assert must in cases
 
 
 def test_broken_backward_is_caught(monkeypatch):
-    good = cpu.lif_backward
-    monkeypatch.setattr(cpu, "lif_backward", lambda *a: good(*a) * np.float64(1.001))
+    for name in ("lif_backward", "synaptic_backward"):  # every neuron case: LIF, SynapticLIF
+        good = getattr(cpu, name)
+        monkeypatch.setattr(cpu, name, lambda *a, good=good: good(*a) * np.float64(1.001))
     rows = gradcheck.neuron_gradcheck_cases()
+    assert any(c.startswith("SynapticLIF") for c, _, _ in rows)
     assert all(err > gradcheck.TOLERANCE for _, _, err in rows)
 
 

@@ -9,7 +9,8 @@ which is exactly what a hand-written backward returns for upstream gradient ``df
 ==================  ==========================================================================
 ``finite_diff``     the two primitives ``numerical_gradient`` and ``rel_error``; ``TOLERANCE``
 ``layers``          the layer cases (linear, conv, pooling, batch norm, flatten, add, LSTM)
-``neurons``         the spiking neuron's cases (every reset x surrogate x lam)
+``neurons``         the spiking neurons' cases (LIF / IF and the current-based LIF: every reset x
+                    surrogate x lam)
 ``networks``        whole networks: method gradients, the FDG, network cases
 ``cosine``          gradient cosine similarity vs BPTT or the FDG (Dspike Sec. 4.2)
 ``__main__``        ``python -m pysnn_ref.gradcheck``: all of the above, one row per case
@@ -26,9 +27,9 @@ from .networks import (
     method_gradients,
     network_gradcheck_cases,
 )
-from .neurons import check_neuron, neuron_gradcheck_cases
+from .neurons import check_neuron, check_synaptic, neuron_gradcheck_cases
 
-__all__ = ["TOLERANCE", "rel_error", "numerical_gradient", "check_neuron",
+__all__ = ["TOLERANCE", "rel_error", "numerical_gradient", "check_neuron", "check_synaptic",
            "neuron_gradcheck_cases", "method_gradients", "finite_difference_gradient", "cosine",
            "cosine_vs", "network_gradcheck_cases", "layer_gradcheck_cases", "PreservedState",
            "encode_once"]

@@ -17,8 +17,9 @@ from types import ModuleType
 __all__ = ["COMMON", "FAST_PATHS", "provides"]
 
 COMMON = (
-    "lif_forward", "lif_backward", "lif_forward_flows", "ssf_gain", "surrogate_primitive",
-    "surrogate_grad", "im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward",
+    "lif_forward", "lif_backward", "synaptic_forward", "synaptic_backward", "lif_forward_flows",
+    "ssf_gain", "surrogate_primitive", "surrogate_grad", "im2col", "col2im", "maxpool2d_forward",
+    "maxpool2d_backward",
 )
 
 FAST_PATHS = (

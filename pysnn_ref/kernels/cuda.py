@@ -37,7 +37,8 @@ backend). The only CuPy-specific line is the stream lookup in :func:`_stream_for
 This module imports ``numba.cuda``; it is itself imported only when the GPU device is chosen
 (:mod:`pysnn_ref.backend`) or by the CUDA tests, so the CPU path never loads numba.cuda.
 
-Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 3. LIF/IF streaming with spiking flows;
+Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 2c. current-based (synaptic) LIF (its
+kernels in :mod:`pysnn_ref.kernels.cuda_synaptic`); 3. LIF/IF streaming with spiking flows;
 4. flow gains; 5. im2col / col2im; 6. pooling.
 """
 
@@ -54,12 +55,13 @@ from numba import cuda
 
 from . import reference as _ref
 from .cuda_index import index_kernels
+from .cuda_synaptic import synaptic_kernels
 from .retype import retyped as _retyped
 
 __all__ = ["PROVIDES", "LARGE_LAUNCH", "MAX_BLOCKS", "launch_config", "launch_probe",
     "LOW_OCCUPANCY_BLOCKS", "SURROGATE_KINDS", "surrogate_primitive", "surrogate_grad",
-    "lif_forward", "lif_backward", "lif_forward_flows", "ssf_gain", "INDEX32_LIMIT", "im2col",
-    "col2im", "maxpool2d_forward", "maxpool2d_backward"]
+    "lif_forward", "lif_backward", "synaptic_forward", "synaptic_backward", "lif_forward_flows",
+    "ssf_gain", "INDEX32_LIMIT", "im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward"]
 
 #: the fast paths of :data:`pysnn_ref.kernels.FAST_PATHS` this set has: none yet
 PROVIDES: frozenset[str] = frozenset()
@@ -358,6 +360,7 @@ def _typed(dtype: Any) -> SimpleNamespace:
         F = dt.type
         sur = _surrogate_kernels(F)
         k = SimpleNamespace(**sur, **_lif_kernels(F, sur["spike"], sur["grad"]),
+                            **synaptic_kernels(F, sur["spike"], sur["grad"]),
                             **_flow_kernels(F, sur["spike"]), **_gain_kernels(F))
         _TYPED[dt] = k
     return k
@@ -370,6 +373,8 @@ _surrogate_primitive_kernel = _K64._surrogate_primitive_kernel
 _surrogate_grad_kernel = _K64._surrogate_grad_kernel
 _lif_forward_kernel = _K64._lif_forward_kernel
 _lif_backward_kernel = _K64._lif_backward_kernel
+_synaptic_forward_kernel = _K64._synaptic_forward_kernel
+_synaptic_backward_kernel = _K64._synaptic_backward_kernel
 _lif_forward_flows_kernel = _K64._lif_forward_flows_kernel
 _ssf_gain_kernel = _K64._ssf_gain_kernel
 SURROGATE_KINDS = _ref.SURROGATE_KINDS
@@ -415,6 +420,31 @@ def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
     _launch(_typed(u.dtype)._lif_backward_kernel, u.shape[1] if u.shape[0] else 0, u,
             do, u, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset), int(kind),
             f(a), dI)
+    return dI
+
+
+def synaptic_forward(I, alpha, lam, v_th, soft, smooth, kind, a):
+    """Current-based LIF forward, ``(o, u)``; see the reference module's ``synaptic_forward``."""
+    xp = _array_module(I)
+    I = _contiguous(xp, I)
+    o = xp.empty_like(I)
+    u = xp.empty_like(I)
+    f = I.dtype.type
+    _launch(_typed(I.dtype)._synaptic_forward_kernel, I.shape[1] if I.shape[0] else 0, I,
+            I, f(alpha), f(lam), f(v_th), bool(soft), bool(smooth), int(kind), f(a), o, u)
+    return o, u
+
+
+def synaptic_backward(do, u, alpha, lam, v_th, soft, smooth, detach_reset, kind, a):
+    """Exact BPTT with two adjoints, ``dI``; see the reference module's ``synaptic_backward``."""
+    xp = _array_module(u)
+    u = _contiguous(xp, u)
+    do = _contiguous(xp, do, u.dtype)
+    dI = xp.empty_like(u)
+    f = u.dtype.type
+    _launch(_typed(u.dtype)._synaptic_backward_kernel, u.shape[1] if u.shape[0] else 0, u,
+            do, u, f(alpha), f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset),
+            int(kind), f(a), dI)
     return dI
 
 

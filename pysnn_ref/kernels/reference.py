@@ -9,9 +9,10 @@ Conventions: neuron tensors are ``(T, N)`` -- time steps by neurons (batch and f
 together). Surrogates are passed as ``(kind, a)``: an integer from :data:`SURROGATE_KINDS` and the
 surrogate's one parameter.
 
-Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 3. LIF/IF neuron streaming with spiking
-flows (ASF/SSF); 4. flow gains; 5. im2col / col2im; 6. pooling; 7. recomposed computing
-(window-partition supplement, Algorithm 1); 8. spiking LSTM cell (same supplement, Eq. 1).
+Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 2c. current-based (synaptic) LIF
+(BPTT); 3. LIF/IF neuron streaming with spiking flows (ASF/SSF); 4. flow gains; 5. im2col /
+col2im; 6. pooling; 7. recomposed computing (window-partition supplement, Algorithm 1);
+8. spiking LSTM cell (same supplement, Eq. 1).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import numpy as np
 
 __all__ = ["PROVIDES", "SURROGATE_KINDS", "heaviside", "surrogate_primitive_scalar",
     "surrogate_grad_scalar", "spike_scalar", "surrogate_primitive", "surrogate_grad",
-    "lif_forward", "lif_backward", "lif_forward_flows", "ssf_gain", "conv_out_size", "im2col",
+    "lif_forward", "lif_backward", "synaptic_forward", "synaptic_backward", "lif_forward_flows",
+    "ssf_gain", "conv_out_size", "im2col",
     "col2im", "maxpool2d_forward", "maxpool2d_backward", "recompose_forward",
     "recompose_backward", "sigmoid_scalar", "lstm_cell_scalar", "lstm_cell_backward_scalar",
     "lstm_cell_forward", "lstm_cell_backward"]
@@ -194,6 +196,81 @@ def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
                 du_t = do_t * sg + du_next * lam * (1.0 - o_t)
             dI[t, n] = du_t
             du_next = du_t
+    return dI
+
+
+# --------------------------------------------------------------------------------------------
+# 2c. Current-based (synaptic) LIF, BPTT.  A second state, the synaptic current syn, filters the
+#     input before the membrane integrates it (snnTorch's ``Synaptic`` neuron; the discrete-time
+#     model of Neftci, Mostafa & Zenke, IEEE SPM 2019).  alpha = 0 is the LIF of section 2.
+# --------------------------------------------------------------------------------------------
+
+def synaptic_forward(I, alpha, lam, v_th, soft, smooth, kind, a):
+    """Current-based LIF forward over T steps for N neurons.  Returns ``(o, u)``, both (T, N).
+
+    syn[t] = alpha * syn[t-1] + I[t]   syn[-1] = 0   synaptic current (decay alpha)
+    u[t]   = lam * v[t-1] + syn[t]     v[-1] = 0     membrane before reset (decay lam)
+    o[t]   = H(u[t] - v_th)
+    hard reset: v[t] = u[t] (1 - o[t])       soft reset: v[t] = u[t] - v_th o[t]
+
+    The backward needs only ``u``: the synaptic current is linear in I.
+    """
+    T, N = I.shape
+    o = np.empty_like(I)
+    u = np.empty_like(I)
+    for n in range(N):
+        syn = 0.0
+        v = 0.0
+        for t in range(T):
+            syn = alpha * syn + I[t, n]
+            u_t = lam * v + syn
+            o_t = spike_scalar(u_t - v_th, smooth, kind, a)
+            if soft:
+                v = u_t - v_th * o_t
+            else:
+                v = u_t * (1.0 - o_t)
+            u[t, n] = u_t
+            o[t, n] = o_t
+    return o, u
+
+
+def synaptic_backward(do, u, alpha, lam, v_th, soft, smooth, detach_reset, kind, a):
+    """Exact BPTT through :func:`synaptic_forward` with two adjoints.  Returns dI (T, N).
+
+    du_next = dL/du[t+1], ds_next = dL/dsyn[t+1] (both zero after the last step):
+
+    membrane adjoint (as in lif_backward):
+      hard: dL/do[t] = do[t] - du_next lam u[t];  dL/du[t] = dL/do[t] sg + du_next lam (1 - o[t])
+      soft: dL/do[t] = do[t] - du_next lam v_th;  dL/du[t] = dL/do[t] sg + du_next lam
+    synaptic adjoint (syn[t] reaches u[t] with weight 1 and syn[t+1] with weight alpha):
+      dL/dsyn[t] = dL/du[t] + alpha ds_next
+    dL/dI[t] = dL/dsyn[t]
+
+    ``detach_reset`` drops the reset term -du_next lam u[t] (hard) / -du_next lam v_th (soft),
+    as in :func:`lif_backward`.
+    """
+    T, N = u.shape
+    dI = np.empty_like(u)
+    for n in range(N):
+        du_next = 0.0
+        ds_next = 0.0
+        for t in range(T - 1, -1, -1):
+            x = u[t, n] - v_th
+            o_t = spike_scalar(x, smooth, kind, a)
+            sg = surrogate_grad_scalar(x, kind, a)
+            do_t = do[t, n]
+            if soft:
+                if not detach_reset:
+                    do_t += du_next * (-lam * v_th)
+                du_t = do_t * sg + du_next * lam
+            else:
+                if not detach_reset:
+                    do_t += du_next * (-lam * u[t, n])
+                du_t = do_t * sg + du_next * lam * (1.0 - o_t)
+            ds_t = du_t + alpha * ds_next
+            dI[t, n] = ds_t
+            du_next = du_t
+            ds_next = ds_t
     return dI
 
 

@@ -6,6 +6,7 @@
 ``norm``            :class:`BatchNorm` (BN / tdBN), streamed in flow mode
 ``pool``            :class:`AvgPool2d`, :class:`MaxPool2d`, :class:`Flatten`
 ``neurons``         :class:`LIF`, :func:`IF`, :class:`SpikingLSTM`
+``synaptic``        :class:`SynapticLIF` (current-based LIF: a synaptic current, then the membrane)
 ``containers``      :class:`Sequential`, :class:`Residual`
 ``sew``             :class:`SEWResidual` (SEW-ResNet blocks: ADD / AND / IAND), :class:`ZeroPad2d`
 ``recompose``       :class:`WindowRecompose` (window partition + recomposed computing)
@@ -56,11 +57,12 @@ from .norm import BatchNorm
 from .pool import AvgPool2d, Flatten, MaxPool2d
 from .recompose import WindowRecompose
 from .sew import SEWResidual, ZeroPad2d
+from .synaptic import SynapticLIF
 from .weight import Conv2d, Linear, WeightLayer
 
 __all__ = [
     "ASF_VARIANTS", "FLOW_INPUT", "FLOW_METHODS", "Module", "check_method", "Conv2d", "Linear",
     "WeightLayer", "BatchNorm", "AvgPool2d", "Flatten", "MaxPool2d", "IF", "LIF",
     "SpikingLSTM", "spiking_layers", "Residual", "Sequential", "WindowRecompose", "SpikeMonitor",
-    "HookHandle", "SEWResidual", "ZeroPad2d",
+    "HookHandle", "SEWResidual", "ZeroPad2d", "SynapticLIF",
 ]

@@ -134,8 +134,8 @@ def spiking_layer_names(net: nn_.Module) -> list[tuple[str, nn_.LIF]]:
     for path, m in net.named_modules():
         if isinstance(m, nn_.LIF):
             out.append((f"{path}:{'IF' if m.p.lam == 1.0 else 'LIF'}", m))
-        elif isinstance(m, nn_.SpikingLSTM):  # spikes too: its rate is logged the same way
-            out.append((f"{path}:SpikingLSTM", m))
+        elif isinstance(m, (nn_.SpikingLSTM, nn_.SynapticLIF)):  # spike too: rates logged
+            out.append((f"{path}:{type(m).__name__}", m))
     return out
 
 

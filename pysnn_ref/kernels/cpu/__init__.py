@@ -11,6 +11,7 @@ One module per subject, sections numbered as in the reference module:
 ==================  ==========================================================================
 ``surrogate``       1. surrogate functions (float32 / float64 twins of the reference scalars)
 ``neuron``          2. LIF / IF neuron (BPTT); 2b. LIF + average pooling fused
+``synaptic``        2c. current-based (synaptic) LIF neuron (BPTT, two adjoints)
 ``flows``           3. LIF / IF streaming with spiking flows; 4. SSF's flow gain
 ``conv``            5. im2col / col2im; 5b. convolution fused with the GEMMs, threaded GEMM
 ``pool``            6. max and average pooling
@@ -56,6 +57,7 @@ from .neuron import (
 from .optim import FUSED_UPDATE_MIN_SIZE, adam_update, sgd_update
 from .pool import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
 from .surrogate import SURROGATE_KINDS, surrogate_grad, surrogate_primitive
+from .synaptic import synaptic_backward, synaptic_forward
 
 #: the fast paths of :data:`pysnn_ref.kernels.FAST_PATHS` this set has: all of them
 PROVIDES = frozenset({
@@ -74,5 +76,6 @@ __all__ = [
     "lif_backward", "lif_backward_time_sum", "lif_forward", "lif_forward_flows",
     "limit_numba_blas", "lstm_cell_backward", "lstm_cell_forward", "malloc_tuned", "matmul",
     "maxpool2d_backward", "maxpool2d_forward", "sgd_update", "ssf_gain", "surrogate_grad",
-    "surrogate_primitive", "thread_block", "tune_malloc", "tune_malloc_once",
+    "surrogate_primitive", "synaptic_backward", "synaptic_forward", "thread_block", "tune_malloc",
+    "tune_malloc_once",
 ]
