@@ -221,3 +221,23 @@ def test_gradcheck_online_group_and_cosine_vs_bptt():
         assert (abs(cos["4.W"] - 1.0) < 1e-9) == (name == "sltt"), cos
         cos1 = cosine_vs(_net(), make_method(name), x[:1], labels, loss="tet")
         assert all(abs(c - 1.0) < 1e-9 for c in cos1.values()), cos1     # T = 1: BPTT
+
+
+def test_bench_reports_the_online_methods_with_flat_memory(tmp_path, capsys):
+    import json
+
+    from pysnn_ref.bench import __main__ as bench_cli
+
+    out = tmp_path / "b.json"
+    assert bench_cli.cli(["--model", "mlp", "--methods", "bptt,ottt,sltt", "--T", "2,16",
+                          "--batch-size", "4", "--repeats", "1", "--warmup", "1",
+                          "--json", str(out)]) == 0
+    capsys.readouterr()
+    recs = {(r["method"], r["T"]): r for r in json.loads(out.read_text())}
+    for m in ("ottt", "sltt"):
+        for T in (2, 16):
+            r = recs[(m, T)]
+            assert r["forward_s"] > 0 and r["backward_s"] > 0 and r["step_s"] > 0
+        grow = recs[(m, 16)]["peak_mem_bytes"] / recs[(m, 2)]["peak_mem_bytes"]
+        assert grow <= 1.3, (m, grow)                 # one step's caches at a time
+    assert recs[("bptt", 16)]["peak_mem_bytes"] > recs[("bptt", 2)]["peak_mem_bytes"]
