@@ -22,8 +22,8 @@ LAYOUT = (
     ("backend", "the device seam: NumPy + Numba kernels or CuPy + CUDA kernels"),
     ("functional/", "(out, cache) = f_forward(...); grads = f_backward(dout, cache)"),
     ("nn/", "Module (forward hooks), weight layers, norm, pool, neurons, containers"),
-    ("methods, models, optim", "BPTT / ASF / SSF / DSR / rate-BP; the model zoo; SGD, Adam, "
-                               "schedules"),
+    ("methods/, models, optim", "BPTT / ASF / SSF / DSR / rate-BP / OTTT / SLTT; the model zoo; "
+                                "SGD, Adam, schedules"),
     ("data/", "datasets, event data, mini-batches, spike encoders"),
     ("energy/, ecml", "energy counting; the ECML complexity tables"),
     ("train/", "CLI, loop, config, checkpoint, run log, schema, lock, plots, evaluate, Dspike, "

@@ -27,16 +27,27 @@ from .errors import GPUUnavailableError, NonFiniteLossError
 EXIT_OK = 0
 EXIT_USAGE = 2      #: bad command line or input (argparse's own code)
 EXIT_DIVERGED = 3   #: training stopped because the loss became NaN or infinite
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130   #: Ctrl-C (SIGINT): 128 + 2
+EXIT_TERMINATED = 143    #: SIGTERM: 128 + 15
 
 __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "EXIT_DIVERGED",
     "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "Terminated",
     "ArgumentParser",
     "HelpFormatter",
     "one_line",
+    "MAX_T",
+    "MAX_BATCH",
+    "MAX_EPOCHS",
+    "RANGES",
+    "INT_SETTINGS",
+    "flag_name",
+    "in_range",
+    "ranged",
     "int_at_least",
     "int_in",
     "positive_int",
@@ -86,6 +97,91 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} "
                               f"(see {self.prog} --help)\n")
+
+
+MAX_T = 10_000          #: time steps per sample (--T, --tit stages)
+MAX_BATCH = 100_000     #: --batch-size
+MAX_EPOCHS = 1_000_000  #: --epochs (and the sum of the --tit stages)
+MAX_COUNT = 10**9       #: counts without a natural bound (--max-batches, --dx, ...)
+
+
+def _ints(lo: int, hi: int, extra: str = "") -> tuple[float, float, bool, str]:
+    return (lo, hi, True, f"an integer in [{lo}, {hi}]{extra}")
+
+
+#: setting -> (low, high, inclusive low, text): the documented valid range of every numeric flag
+#: of the command lines (train, evaluate, energy, bench, ecml); a flag of the same name has the
+#: same range everywhere.  The high end is always inclusive; ``momentum``'s is exclusive.
+RANGES: dict[str, tuple[float, float, bool, str]] = {
+    "T": _ints(1, MAX_T),
+    "batch_size": _ints(1, MAX_BATCH),
+    "epochs": _ints(1, MAX_EPOCHS),
+    "v_th": (0, 1e6, False, "a number in (0, 1e6]"),
+    "lr": (0, 1e6, False, "a number in (0, 1e6]"),
+    "tit_lr": (0, 1e6, False, "a number in (0, 1e6]"),
+    "weight_decay": (0, 1e6, True, "a number in [0, 1e6]"),
+    "tdbn_alpha": (0, 1e6, False, "a number in (0, 1e6]"),
+    "tet_lambda": (0, 1e6, True, "a number in [0, 1e6]"),
+    "momentum": (0, 1, True, "a number in [0, 1)"),
+    "lam": (0, 1, False, "a number in (0, 1]"),
+    "dsr_alpha": (0, 1, False, "a number in (0, 1]"),
+    "sltt_k": _ints(1, MAX_T, " (and <= --T)"),
+    "surrogate_param": (1e-3, 1e3, True, "a surrogate parameter in [1e-3, 1e3]"),
+    "fdg_samples": _ints(1, 10**6),
+    "time_chunk": _ints(1, MAX_T),
+    "asf_refresh": _ints(1, MAX_EPOCHS, " or 'batch'"),
+    "seed": _ints(0, 2**32 - 1),
+    "max_batches": _ints(1, MAX_COUNT),
+    "max_eval_batches": _ints(1, MAX_COUNT),
+    "blas_threads": _ints(0, 1024),
+    # bench
+    "repeats": _ints(1, 10**6),
+    "warmup": _ints(1, 10**6),
+    "classes": _ints(2, 10**6),
+    "threads": _ints(1, 1024),
+    "kernel_times": _ints(0, 10**6),
+    # ecml
+    "th": (0, 1e6, False, "a number in (0, 1e6]"),
+    "dx": _ints(1, MAX_COUNT),
+    "dh": _ints(1, MAX_COUNT),
+    "k": _ints(1, 10**4),
+}
+
+#: the settings of :data:`RANGES` that are integers
+INT_SETTINGS = tuple(k for k, r in RANGES.items() if r[3].startswith("an integer"))
+
+
+def flag_name(name: str) -> str:
+    """The command-line flag of a setting: ``"batch_size"`` -> ``"--batch-size"``."""
+    return "--surrogate" if name == "surrogate_param" else "--" + name.replace("_", "-")
+
+
+def in_range(name: str, v: float) -> bool:
+    """Whether ``v`` lies in the documented range of setting ``name`` (:data:`RANGES`): the one
+    place of these rules (the command lines, the run configuration and the run-folder schema
+    all ask here)."""
+    lo, hi, incl, _ = RANGES[name]
+    if name == "momentum":
+        return 0 <= v < 1
+    return (v >= lo if incl else v > lo) and v <= hi
+
+
+def ranged(name: str) -> Callable[[str], float]:
+    """argparse ``type`` of the flag for setting ``name``: the text parsed as an integer (for
+    :data:`INT_SETTINGS`) or a finite number, inside its range of :data:`RANGES` -- else a usage
+    error, which argparse reports as one line naming the flag (exit 2)."""
+    def parse(s: str) -> float:
+        try:
+            v: float = int(s) if name in INT_SETTINGS else float(s)
+        except ValueError:
+            v = math.nan
+        if not (math.isfinite(v) and in_range(name, v)):
+            raise argparse.ArgumentTypeError(f"expected {RANGES[name][3]}, got {s!r}")
+        return v
+
+    parse.__name__ = RANGES[name][3]
+    parse.setting = name   # type: ignore[attr-defined]  # which row of RANGES (tests read it)
+    return parse
 
 
 # argument types (argparse ``type=``): a bad value is a usage error naming what was expected
@@ -144,21 +240,33 @@ def one_line(message: object) -> str:
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, GPUUnavailableError)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM under :func:`run_main`: unwinds like Ctrl-C (the ``finally`` blocks run, the run
+    folder keeps its last complete checkpoint, the lock is released) but exits with
+    :data:`EXIT_TERMINATED` (143 = 128 + 15, what a shell reports for a process ended by
+    SIGTERM) instead of 130."""
+
+
 #: set by Ctrl-C / SIGTERM under :func:`run_main`; the training loop checks it at every step, so
 #: an interrupt that a library swallowed (a ``KeyboardInterrupt`` raised inside a ctypes callback
 #: of Numba's compiler is only printed as "Exception ignored") still stops the run
 INTERRUPTED = threading.Event()
 
 
+_SIGNAL: list[int] = [0]   # the signal that set INTERRUPTED
+
+
 def _raise_interrupt(signum: int, frame: object) -> NoReturn:
+    _SIGNAL[0] = signum
     INTERRUPTED.set()
-    raise KeyboardInterrupt
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 def check_interrupted() -> None:
-    """Raise ``KeyboardInterrupt`` if Ctrl-C / SIGTERM arrived (see :data:`INTERRUPTED`)."""
+    """Raise ``KeyboardInterrupt`` if Ctrl-C arrived, :class:`Terminated` for SIGTERM (see
+    :data:`INTERRUPTED`)."""
     if INTERRUPTED.is_set():
-        raise KeyboardInterrupt
+        raise Terminated if _SIGNAL[0] == signal.SIGTERM else KeyboardInterrupt
 
 
 def _terminate_as_interrupt() -> dict[int, Any]:
@@ -189,7 +297,7 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
 
     * bad input (``ValueError``, ``OSError``, ``GPUUnavailableError``) -> one line on stderr, 2;
     * :class:`NonFiniteLossError` -> one line on stderr, 3;
-    * Ctrl-C -> one line on stderr, 130;
+    * Ctrl-C -> one line on stderr, 130; SIGTERM -> one line, 143;
     * ``SystemExit`` (argparse: ``--help``, usage errors) passes through unchanged.
 
     SIGTERM is handled as Ctrl-C (the ``finally`` blocks run: temporary files are removed, the
@@ -204,7 +312,7 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
     except (NonFiniteLossError, KeyboardInterrupt, *USER_ERRORS) as e:
         line, code = exit_line(e, prog)
         print(line, file=sys.stderr)
-        if code == EXIT_INTERRUPTED and _is_the_tool():
+        if code in (EXIT_INTERRUPTED, EXIT_TERMINATED) and _is_the_tool():
             # the run's own clean-up (finally blocks, the lock) has run; leave now, before an
             # interrupt a library swallowed can turn the exit into a death by SIGINT
             sys.stdout.flush()
@@ -213,6 +321,7 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
         return code
     finally:
         INTERRUPTED.clear()
+        _SIGNAL[0] = 0
         sys.unraisablehook = hook
         for sig, handler in saved.items():   # an in-process caller (a test) keeps its own
             signal.signal(sig, handler)
@@ -220,10 +329,12 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
 
 def exit_line(e: BaseException, prog: str) -> tuple[str, int]:
     """The one stderr line and the exit code :func:`run_main` gives exception ``e``: 3 for a
-    diverged run, 130 for Ctrl-C, 2 for bad input, 1 (with the exception's type) for anything
-    else."""
+    diverged run, 143 for SIGTERM, 130 for Ctrl-C, 2 for bad input, 1 (with the exception's
+    type) for anything else."""
     if isinstance(e, NonFiniteLossError):
         return f"{prog}: error: {one_line(e)}", EXIT_DIVERGED
+    if isinstance(e, Terminated):
+        return f"{prog}: terminated", EXIT_TERMINATED
     if isinstance(e, KeyboardInterrupt):
         return f"{prog}: interrupted", EXIT_INTERRUPTED
     msg = one_line(e) or type(e).__name__

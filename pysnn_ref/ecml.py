@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .cli import ArgumentParser, run_main
+from .cli import ArgumentParser, ranged, run_main
 
 __all__ = ["TABLE1_THETA", "surface_area", "plane_area", "delta_d", "truncate2", "table1",
            "complexity_scnn", "complexity_lsnn", "complexity_ratio_approx", "main"]
@@ -127,11 +127,11 @@ def make_parser() -> argparse.ArgumentParser:
                        description="Closed forms of the window-partition supplement.")
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("table1", help="Table 1: S(theta) of Eq. 6 and nabla D")
-    t.add_argument("--th", type=float, default=0.5, help="LIF threshold th")
+    t.add_argument("--th", type=ranged("th"), default=0.5, help="LIF threshold th")
     c = sub.add_parser("complexity", help="Eqs. 1-2: SCNN-W vs LSNN-W operation counts")
-    c.add_argument("--dx", type=int, required=True, help="input dimension d_x")
-    c.add_argument("--dh", type=int, required=True, help="output dimension d_h")
-    c.add_argument("--k", type=int, default=3, help="conv kernel size k_h = k_w")
+    c.add_argument("--dx", type=ranged("dx"), required=True, help="input dimension d_x")
+    c.add_argument("--dh", type=ranged("dh"), required=True, help="output dimension d_h")
+    c.add_argument("--k", type=ranged("k"), default=3, help="conv kernel size k_h = k_w")
     return p
 
 

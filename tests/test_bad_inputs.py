@@ -271,7 +271,7 @@ def _bad_ckpt(path: Path, meta, model=None) -> Path:
     return path
 
 
-GOOD_CONFIG = train_cli.resolve_config(train_cli.build_parser().parse_args([]), set()) | {
+GOOD_CONFIG = train_cli.resolve_config(train_cli.build_parser().parse_args([]), set()).to_dict() | {
     "input_shape": [4], "num_classes": 2, "n_train": 10, "n_test": 5}
 GOOD_META = {"epoch": 1, "T": 2, "test_acc": 0.5, "best_acc": 0.5, "best_epoch": 1,
              "neurons": [], "config": GOOD_CONFIG}

@@ -83,8 +83,8 @@ def _setup(argv: list[str], spec: str | None):
 
             return models.build_from_string(
                 spec, tuple(input_shape), num_classes,
-                lambda: nn.LIF(cfg["lam"], cfg["v_th"], cfg["reset"], cfg["surrogate"]),
-                batch_norm=True, seed=cfg["seed"], dtype=np.dtype(cfg["dtype"]))
+                lambda: nn.LIF(cfg.lam, cfg.v_th, cfg.reset, cfg.surrogate),
+                batch_norm=True, seed=cfg.seed, dtype=np.dtype(cfg.dtype))
 
         trainer.build_model = tiny
     args = tr.build_parser().parse_args(argv)
@@ -110,7 +110,7 @@ def _steps(argv: list[str], spec: str | None, read_in_step: bool = False) -> dic
     for b, (xd, yd) in enumerate(trainer._device_batches(st, 0)):
         assert type(xd).__module__ == "cupy"
         cupy.reset_transfers()
-        r = trainer.train_step(st, xd, yd, st.cfg["T"], enc, epoch=0, batch=b)
+        r = trainer.train_step(st, xd, yd, st.cfg.T, enc, epoch=0, batch=b)
         step.append(cupy.transfers())
         where += cupy.transfer_log()
         cupy.reset_transfers()
@@ -133,7 +133,7 @@ def _epoch_reads(argv: list[str], every: int) -> dict:
     st = _setup(argv, None)
     trainer.GPU_READ_EVERY = every
     cupy.reset_transfers()
-    stats = trainer._train_batches(st, 0, st.cfg["T"], trainer._device_batches(st, 0))
+    stats = trainer._train_batches(st, 0, st.cfg.T, trainer._device_batches(st, 0))
     return {"transfers": cupy.transfers(), "where": cupy.transfer_log(), "seen": stats.seen,
             "loss": stats.loss_sum}
 
@@ -154,7 +154,7 @@ def _nan_at_read(argv: list[str]) -> dict:
 
     st.loss_fwd = nan_second
     try:
-        trainer._train_batches(st, 0, st.cfg["T"], trainer._device_batches(st, 0))
+        trainer._train_batches(st, 0, st.cfg.T, trainer._device_batches(st, 0))
     except NonFiniteLossError as e:
         return {"error": str(e), "steps": len(calls)}
     return {"error": None, "steps": len(calls)}

@@ -25,8 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: what else a flag needs on the command line to be accepted at all
 CONTEXT = {"tit_lr": ["--tit", "2:1,2:1"], "tet_lambda": ["--loss", "tet"],
+           "dsr_alpha": ["--method", "dsr"], "sltt_k": ["--method", "sltt", "--T", "10000"],
+           "fdg_samples": ["--surrogate", "dspike", "--dspike-adapt"],
+           "time_chunk": ["--method", "ssf"], "asf_refresh": ["--method", "asf"],
            "momentum": ["--optimizer", "sgd"], "tdbn_alpha": ["--model", "snn5"]}
-INTS = {"T", "batch_size", "epochs"}
+INTS = set(flags.INT_SETTINGS)
 
 
 def _argv(key: str, v: float) -> list[str]:
@@ -49,7 +52,13 @@ def _outside(key: str) -> list[float]:
     return out
 
 
-CASES = [(k, v) for k in flags.RANGES for v in _outside(k)]
+#: the train CLI's numeric flags (their argparse ``type`` parses numbers), by setting name
+NUMERIC_TYPES = ("positive_int", "nonnegative_int", "finite_float", "_asf_refresh")
+TRAIN_NUMERIC = [a for a in train_cli.build_parser()._actions
+                 if getattr(a.type, "__name__", "") in NUMERIC_TYPES]
+TRAIN_KEYS = {a.dest for a in TRAIN_NUMERIC} | {"surrogate_param"}
+
+CASES = [(k, v) for k in flags.RANGES if k in TRAIN_KEYS for v in _outside(k)]
 
 
 @pytest.mark.parametrize("key,v", CASES, ids=[f"{k}={v!r}" for k, v in CASES])
@@ -68,6 +77,8 @@ def test_each_range_is_refused_before_anything_is_made(key, v, tmp_path, capsys)
 
 def test_the_ends_of_each_range_are_accepted():
     for key, (lo, hi, incl, _) in flags.RANGES.items():
+        if key not in TRAIN_KEYS:
+            continue
         for v in ([lo] if incl else []) + ([hi] if key != "momentum" else [0.5]):
             if key in INTS and v < 1:
                 continue
@@ -76,13 +87,46 @@ def test_the_ends_of_each_range_are_accepted():
             flags.check_ranges(cfg)
 
 
+def test_every_numeric_flag_of_the_train_cli_has_a_range():
+    """A new numeric flag without an entry in the range table fails here."""
+    assert len(TRAIN_NUMERIC) >= 20
+    missing = [a.dest for a in TRAIN_NUMERIC if a.dest not in flags.RANGES]
+    assert not missing, f"numeric flags without a range in cli.RANGES: {missing}"
+
+
+def _bad_values(key: str) -> list[str]:
+    """Below the low end, above the high end, NaN, infinity and text."""
+    lo, hi, incl, _ = flags.RANGES[key]
+    low = lo - 1 if key in INTS else (lo if not incl else lo - abs(lo) - 1.0)
+    high = int(hi) + 1 if key in INTS else hi * 2
+    return [str(low), str(high), "nan", "inf", "text"]
+
+
+EVERY = [(a.dest, a.option_strings[0], v) for a in TRAIN_NUMERIC for v in _bad_values(a.dest)]
+
+
+@pytest.mark.parametrize("key,flag,value", EVERY, ids=[f"{f}={v}" for _, f, v in EVERY])
+def test_every_numeric_flag_refuses_bad_values_with_one_line(key, flag, value, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = [*CONTEXT.get(key, []), flag, value, "--out", str(out)]
+    try:
+        code = train_cli.cli(argv)
+    except SystemExit as e:   # argparse's own refusal: also one line, exit 2
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, (argv, err)
+    assert flag in err, (argv, err)
+    assert not out.exists()
+
+
 def test_memory_estimate_refuses_before_the_data_is_read(tmp_path, capsys):
     argv = ["--dataset", "cifar10", "--data-dir", str(tmp_path / "nowhere"), "--T", "10000",
             "--batch-size", "100000", "--out", str(tmp_path / "run")]
     assert train_cli.cli(argv) == 2
     err = capsys.readouterr().err
     assert "GiB" in err and "nowhere" not in err and not (tmp_path / "run").exists(), err
-    cfg = {"dataset": "cifar10", "stages": [[4, 1]], "batch_size": 64, "dtype": "float32"}
+    cfg = train_cli.resolve_config(train_cli.build_parser().parse_args([]), set()).replace(
+        dataset="cifar10", data_dir="x", stages=((4, 1),), batch_size=64, dtype="float32")
     assert flags.input_bytes(cfg) == 4 * 64 * 3 * 32 * 32 * 4
     flags.check_memory(cfg, ram=2 * flags.input_bytes(cfg))
     with pytest.raises(ValueError, match="GiB"):

@@ -17,7 +17,7 @@ from pysnn_ref.train import __main__ as train_cli
 from pysnn_ref.train import checkpoint, evaluate, schema
 from pysnn_ref.train.schema import FORMAT_VERSION, Field
 
-CFG = train_cli.resolve_config(train_cli.build_parser().parse_args([]), set()) | {
+CFG = train_cli.resolve_config(train_cli.build_parser().parse_args([]), set()).to_dict() | {
     "input_shape": [1, 8, 8], "num_classes": 10, "n_train": 10, "n_test": 5,
     "format_version": FORMAT_VERSION, "versions": {"numpy": "x"}, "model_repr": "m",
     "n_parameters": 3, "world_size": 1}

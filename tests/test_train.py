@@ -22,10 +22,11 @@ import pytest
 from pysnn_ref import backend
 from pysnn_ref.data import load_dataset
 from pysnn_ref.functional import loss as L
+from pysnn_ref.methods import make_method
 from pysnn_ref.train import __main__ as tr
 from pysnn_ref.train import dspike
 from pysnn_ref.train import evaluate as ev
-from pysnn_ref.train.checkpoint import load, read_checkpoint
+from pysnn_ref.train.checkpoint import load, load_run, read_checkpoint
 from pysnn_ref.train.config import SPLIT_SEED, build_method, make_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,11 +129,14 @@ def test_evaluate_cli_reproduces_recorded_accuracy(cli_runs):
 def test_load_best_checkpoint_reproduces_its_accuracy(cli_runs, method, capsys):
     run = cli_runs[method][0]
     best = max(_metrics(run), key=lambda r: r["test_acc"])
-    net, cfg = load(run, checkpoint="best")
+    net, cfg = load(run, checkpoint="best")             # the API's dict form
     assert cfg["checkpoint"]["epoch"] == best["epoch"] and not net.training
+    net, rc, info = load_run(run, checkpoint="best")
+    assert info == cfg["checkpoint"] and rc.to_dict() == {k: v for k, v in cfg.items()
+                                                            if k != "checkpoint"}
     data = load_dataset("digits", seed=SPLIT_SEED)
-    res = ev.evaluate_model(net, build_method(cfg), data.x_test, data.y_test, T=cfg["T"],
-                                 encoder=make_encoder(cfg, None), batch_size=cfg["batch_size"])
+    res = ev.evaluate_model(net, build_method(rc), data.x_test, data.y_test, T=rc.T,
+                            encoder=make_encoder(rc, None), batch_size=rc.batch_size)
     assert res["acc"] == best["test_acc"]
     assert ev.cli([str(run), "--checkpoint", "best"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"test_acc={best['test_acc']:.4f}"
@@ -296,7 +300,7 @@ def test_adapt_dspike_picks_best_cosine_and_restores_state():
     labels = rng.integers(0, 3, 8)
     bn = [m for m in net.modules() if isinstance(m, nn.BatchNorm)][0]
     before = bn.running_mean.copy()
-    b, cos = dspike.adapt_dspike(net, build_method({"method": "bptt"}), x, labels, 0.1,
+    b, cos = dspike.adapt_dspike(net, make_method("bptt"), x, labels, 0.1,
                                   L.sdt_loss_forward, L.sdt_loss_backward, n_samples=20,
                                   rng=np.random.default_rng(1))
     assert set(cos) == {0.1, 0.3}                      # 0.1 - 0.2 <= 0 is skipped

@@ -1,4 +1,5 @@
-"""Benchmark: what one training step costs under BPTT, ASF and SSF -- time and memory vs T.
+"""Benchmark: what one training step costs under each method (bptt, asf, ssf, dsr, rate, ottt,
+sltt) -- time and memory vs T.
 
 ``python -m pysnn_ref.bench --model convnet --methods bptt,asf,ssf --T 4,10,20,40,80``
 
@@ -7,8 +8,9 @@ backward-time column of SSF's Table 1 on its networks (:mod:`pysnn_ref.bench.pap
 
 For every method and number of time steps T, on a synthetic batch of the model's input shape
 (direct encoding by default: the same analog input at every step), the benchmark runs whole
-training steps -- ``zero_grad``, ``Method.forward`` + loss, loss backward + ``Method.backward``,
-``SGD.step`` -- and reports the **median** over ``--repeats`` steps taken after ``--warmup``
+training steps through :meth:`pysnn_ref.methods.Method.train_step` -- ``zero_grad``,
+``Method.forward`` + loss, loss backward + ``Method.backward``, ``SGD.step``; for ottt / sltt the
+same per time step -- and reports the **median** over ``--repeats`` steps taken after ``--warmup``
 warm-up steps of
 
 * ``forward_s``   network forward + loss forward,
@@ -57,11 +59,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._check import check_choice, check_int
+from .._check import check_choice
 from ..backend import get_backend
-from ..cli import ArgumentParser, run_main
+from ..cli import RANGES, ArgumentParser, in_range, ranged, run_main
 from ..functional.loss import LOSSES
-from ..methods import FAMILY_FLOW
+from ..methods import FAMILY_FLOW, ONLINE
 from .distributed import format_workers_table, run_workers
 from .measure import (
     DTYPES,
@@ -87,17 +89,20 @@ PROG = "python -m pysnn_ref.bench"
 # --------------------------------------------------------------------------------------------
 
 def _int_list(name: str, text: str) -> list[int]:
+    """``--NAME a,b,c``: integers >= 1 (within the range of :data:`pysnn_ref.cli.RANGES` where
+    the setting has one, e.g. ``T``); errors name the flag."""
+    flag, key = "--" + name, name.replace("-", "_")
+    what = RANGES[key][3] if key in RANGES else "an integer >= 1"
     out = []
     for tok in text.split(","):
-        tok = tok.strip()
         try:
-            v = int(tok)
+            v = int(tok.strip())
         except ValueError:
-            raise ValueError(f"{name} must be a comma-separated list of integers >= 1, got "
-                             f"{text!r}") from None
-        out.append(check_int(name, v))
-    if not out:
-        raise ValueError(f"{name} must not be empty")
+            raise ValueError(f"{flag} must be a comma-separated list of integers, each "
+                             f"{what}, got {text!r}") from None
+        if v < 1 or (key in RANGES and not in_range(key, v)):
+            raise ValueError(f"{flag}: every value must be {what}, got {v}")
+        out.append(v)
     return out
 
 
@@ -108,26 +113,15 @@ def _validate(args: argparse.Namespace) -> None:
         raise ValueError(f"methods must name at least one of {METHOD_CHOICES}")
     for m in methods:
         check_choice("methods", m, METHOD_CHOICES)
-        if m in FAMILY_FLOW and args.device != "cpu":
+        if m in (*FAMILY_FLOW, *ONLINE) and args.device != "cpu":
             raise ValueError(f"methods: {m!r} has no GPU kernels yet; use --device cpu")
     args.methods = list(dict.fromkeys(methods))
     args.T = _int_list("T", args.T)
-    check_int("batch-size", args.batch_size)
-    check_int("repeats", args.repeats)
-    check_int("warmup", args.warmup)
-    check_int("classes", args.classes, minimum=2)
-    if args.time_chunk is not None:
-        check_int("time-chunk", args.time_chunk)
     args.input_shape = (tuple(_int_list("input-shape", args.input_shape))
                         if args.input_shape else default_input_shape(args.model))
     # build the network once now: a bad shape or option fails before anything runs
     build_model(args.model, args.input_shape, args.classes, lam=args.lam, v_th=args.v_th,
                 reset=args.reset, surrogate=args.surrogate, seed=args.seed)
-    if args.threads is not None:
-        check_int("threads", args.threads)
-    check_int("kernel-times", args.kernel_times, minimum=0)
-    if args.lr < 0:
-        raise ValueError(f"lr must be >= 0, got {args.lr}")
     if args.workers is not None:
         args.workers = _int_list("workers", args.workers)
 
@@ -142,9 +136,11 @@ def make_parser() -> argparse.ArgumentParser:
                          "pysnn_ref.models (default: convnet)")
     ap.add_argument("--methods", default="bptt,asf,ssf",
                     help="comma list of bptt, asf, ssf, dsr (run with reset soft, DSR's only "
-                         "reset), rate (default: bptt,asf,ssf)")
+                         "reset), rate, ottt (OTTT_A), sltt (one step at a time; models mlp, "
+                         "convnet, lenet) (default: bptt,asf,ssf)")
     ap.add_argument("--T", default="4,10,20,40,80", help="comma list of time steps")
-    ap.add_argument("--batch-size", type=int, default=64, help="samples per step")
+    ap.add_argument("--batch-size", type=ranged("batch_size"), default=64,
+                    help="samples per step")
     ap.add_argument("--device", default="cpu", choices=("cpu", "gpu"),
                     help="cpu: NumPy + Numba; gpu: CuPy + numba.cuda (the [gpu] extra)")
     ap.add_argument("--dtype", default="float32", choices=DTYPES,
@@ -155,24 +151,27 @@ def make_parser() -> argparse.ArgumentParser:
     ap.add_argument("--encoder", default="direct", choices=ENCODER_CHOICES,
                     help="direct: the synthetic image at every step; poisson: Bernoulli "
                          "spikes of rate |x|")
-    ap.add_argument("--repeats", type=int, default=5, help="timed steps (median)")
-    ap.add_argument("--warmup", type=int, default=2,
+    ap.add_argument("--repeats", type=ranged("repeats"), default=5, help="timed steps (median)")
+    ap.add_argument("--warmup", type=ranged("warmup"), default=2,
                     help="untimed steps first (>= 1; the first is reported as first_step_s)")
     ap.add_argument("--input-shape", default=None,
                     help="C,H,W of one sample (default: 1,28,28 for mlp/convnet/lenet, "
                          "else 3,32,32)")
-    ap.add_argument("--classes", type=int, default=10, help="outputs of the classifier")
-    ap.add_argument("--time-chunk", type=int, default=None,
+    ap.add_argument("--classes", type=ranged("classes"), default=10,
+                    help="outputs of the classifier")
+    ap.add_argument("--time-chunk", type=ranged("time_chunk"), default=None,
                     help="flow methods: steps streamed at once (default: the method's)")
-    ap.add_argument("--lam", type=float, default=0.5, help="LIF decay (default 0.5)")
-    ap.add_argument("--v-th", type=float, default=1.0, help="firing threshold (default 1.0)")
+    ap.add_argument("--lam", type=ranged("lam"), default=0.5, help="LIF decay (default 0.5)")
+    ap.add_argument("--v-th", type=ranged("v_th"), default=1.0,
+                    help="firing threshold (default 1.0)")
     ap.add_argument("--reset", default="hard", choices=("hard", "soft"),
                     help="hard: to 0 (SSF Eq. 6); soft: subtract v_th (Eq. 16)")
     ap.add_argument("--surrogate", default="triangle",
                     help="NAME[:a] of the BPTT surrogate gradient, e.g. triangle, atan:2")
-    ap.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (momentum 0.9)")
-    ap.add_argument("--seed", type=int, default=0, help="weights and synthetic inputs")
-    ap.add_argument("--threads", type=int, default=None,
+    ap.add_argument("--lr", type=ranged("lr"), default=0.01,
+                    help="SGD learning rate (momentum 0.9)")
+    ap.add_argument("--seed", type=ranged("seed"), default=0, help="weights and synthetic inputs")
+    ap.add_argument("--threads", type=ranged("threads"), default=None,
                     help="Numba threads (default: all cores); BLAS is capped at the same; "
                          "PyTorch gets torch.set_num_threads(threads)")
     ap.add_argument("--json", default=None, help="write the records as JSON to this file")
@@ -190,7 +189,7 @@ def make_parser() -> argparse.ArgumentParser:
                          "--threads per rank, default 1; docs/distributed.md)")
     ap.add_argument("--profile", action="store_true",
                     help="cProfile one extra step per configuration and print the top entries")
-    ap.add_argument("--kernel-times", type=int, default=0, metavar="N",
+    ap.add_argument("--kernel-times", type=ranged("kernel_times"), default=0, metavar="N",
                     help="run N extra steps per method with every kernel of the device timed; "
                          "print ms per step per kernel (default 0: off)")
     return ap

@@ -77,18 +77,25 @@ def _worker(a: argparse.Namespace) -> dict[str, Any] | None:
     encoder = make_encoder("direct")
     D.broadcast_parameters(comm, net.parameters())
     steps, comms = [], []
-    for i in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
-        net.zero_grad()
-        loss, cache = loss_fwd(method.forward(net, x, a.T, encoder), y)
-        method.backward(net, loss_bwd(cache))
+    comm_s: list[float] = []
+
+    def update(loss: Any) -> Any:
+        """The all-reduce (timed) and the SGD step, after the method's backward."""
         t1 = time.perf_counter()
         D.allreduce_gradients(comm, net.parameters(), loss, len(y))
-        t2 = time.perf_counter()
+        comm_s.append(time.perf_counter() - t1)
         opt.step()
+        return loss
+
+    for i in range(a.warmup + a.steps):
+        t0 = time.perf_counter()
+        comm_s.clear()
+        net.zero_grad()
+        method.train_step(net, x, y, a.T, encoder, loss_fwd, loss_bwd, update,
+                          time.perf_counter)
         if i >= a.warmup:
             steps.append(time.perf_counter() - t0)
-            comms.append(t2 - t1)
+            comms.append(sum(comm_s))
     if comm.rank != 0:
         return None
     return {"model": a.model, "method": a.method, "T": a.T, "batch": a.batch_size,

@@ -30,7 +30,7 @@ from .._check import check_choice
 from ..data import make_encoder
 from ..functional import loss as L
 from ..gradcheck import method_gradients
-from ..methods import FAMILY_FLOW, METHODS, make_method
+from ..methods import FAMILY_FLOW, METHODS, ONLINE, make_method
 from ..models import MODELS, build_from_string, make_model
 from ..nn import spiking_layers
 from ..optim import SGD
@@ -41,7 +41,7 @@ __all__ = ["METHOD_CHOICES", "ENCODER_CHOICES", "DTYPES", "CONVNET_SPEC", "BENCH
     "blas_threads", "set_threads", "Runner", "time_steps", "TorchRunner", "F64_CHECK_BATCH",
     "compare_gradients", "run_benchmark", "kernel_times", "format_kernel_times"]
 
-METHOD_CHOICES = METHODS  # bptt, asf, ssf and the family in flow mode: dsr, rate
+METHOD_CHOICES = METHODS  # bptt, asf, ssf, the family in flow mode (dsr, rate), ottt, sltt
 ENCODER_CHOICES = ("direct", "poisson")
 DTYPES = ("float32", "float64")
 #: the benchmark's own models (beside pysnn_ref.models.MODELS)
@@ -184,7 +184,7 @@ class Runner:
         self.net.to(args.device)
         self.net.train()
         opts = {}
-        if method_name != "bptt" and args.time_chunk is not None:
+        if method_name not in ("bptt", *ONLINE) and args.time_chunk is not None:
             opts["time_chunk"] = args.time_chunk
         self.method = make_method(method_name, **opts)
         self.method.check_network(self.net)
@@ -198,29 +198,34 @@ class Runner:
         self.loss_fwd, self.loss_bwd = loss_functions(args.loss)
 
     def step(self) -> tuple[float, float, float, float]:
-        """One training step; returns (forward, backward, optimizer, total) seconds."""
+        """One training step through the method's own step
+        (:meth:`pysnn_ref.methods.Method.train_step`: per time step for ottt / sltt); returns
+        (forward + loss, loss gradient + backward, optimizer, total) seconds."""
         sync, clock = self.be.synchronize, time.perf_counter
-        sync()
-        t0 = clock()
+        opt_s: list[float] = []
+
+        def mark() -> float:
+            sync()
+            return clock()
+
+        def update(loss: Any) -> Any:
+            a = mark()
+            self.opt.step()
+            opt_s.append(mark() - a)
+            return loss
+
+        t0 = mark()
         self.opt.zero_grad()
-        y = self.method.forward(self.net, self.x, self.T, self.encoder)
-        _, cache = self.loss_fwd(y, self.labels)
-        sync()
-        t1 = clock()
-        dy = self.loss_bwd(cache)
-        del y, cache
-        self.method.backward(self.net, dy)
-        del dy
-        sync()
-        t2 = clock()
-        self.opt.step()
-        sync()
-        t3 = clock()
-        return t1 - t0, t2 - t1, t3 - t2, t3 - t0
+        _, _, times = self.method.train_step(self.net, self.x, self.labels, self.T,
+                                             self.encoder, self.loss_fwd, self.loss_bwd,
+                                             update, mark)
+        total = mark() - t0
+        return (sum(b - a for a, b in times.forward), sum(b - a for a, b in times.backward),
+                sum(opt_s), total)
 
     def firing_rate(self) -> float:
         """Mean spikes per neuron per step of the last forward, over the spiking layers."""
-        rates = [n.firing_rate for n in spiking_layers(self.net)]
+        rates = [float(r) for r in self.method.spike_rates(spiking_layers(self.net))]
         return float(np.mean(rates)) if rates else 0.0
 
     def time_chunk(self) -> int | None:
@@ -512,7 +517,7 @@ def run_benchmark(args: argparse.Namespace, log: Callable[[str], None] = print
         del runners, r
         if "bptt" in by_method:
             b = by_method["bptt"]
-            for name in ("asf", "ssf", *FAMILY_FLOW):
+            for name in ("asf", "ssf", *FAMILY_FLOW, *ONLINE):
                 if name in by_method:
                     f = by_method[name]
                     f["backward_speedup_vs_bptt"] = b["backward_s"] / f["backward_s"]

@@ -16,7 +16,9 @@ from .. import nn as nn_
 from .._check import check_int
 from ..cli import ArgumentParser, int_in, nonnegative_int, run_main
 from ..data import DATASETS, ENCODERS, check_encoder, load_dataset, make_encoder
-from ..models import LSTM_V_TH, MODELS
+from ..models import MODELS
+from ..train.__main__ import build_parser as train_parser
+from ..train.__main__ import resolve_config
 from ..train.checkpoint import load
 from ..train.config import build_model
 from ..train.flags import MAX_BATCH, MAX_T
@@ -57,9 +59,9 @@ def _network(args: argparse.Namespace, argv: Sequence[str]
         encoder = args.encoder if "--encoder" in given else cfg["encoder"]
         return net, load_dataset(dataset, data_dir, seed=0), T, encoder
     data = load_dataset(args.dataset, args.data_dir, seed=0)
-    cfg = {"lam": 0.5, "v_th": LSTM_V_TH if args.model == "lstm" else 1.0, "reset": "hard",
-           "surrogate": "triangle", "neuron": "lif", "model": args.model, "tdbn_alpha": None,
-           "seed": args.seed, "dtype": "float32"}
+    # the network python -m pysnn_ref.train --model M --seed S would train (its defaults)
+    targv = ["--model", args.model, "--seed", str(args.seed)]
+    cfg = resolve_config(train_parser().parse_args(targv), {"model", "seed"})
     return build_model(cfg, data.input_shape, data.num_classes), data, args.T, args.encoder
 
 

@@ -13,6 +13,7 @@ which is exactly what a hand-written backward returns for upstream gradient ``df
                     surrogate x lam)
 ``networks``        whole networks: method gradients, the FDG, network cases
 ``cosine``          gradient cosine similarity vs BPTT or the FDG (Dspike Sec. 4.2)
+``online``          OTTT / SLTT networks vs their cut per-step objective
 ``__main__``        ``python -m pysnn_ref.gradcheck``: all of the above, one row per case
 ==================  ==========================================================================
 """

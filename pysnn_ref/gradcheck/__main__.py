@@ -13,6 +13,7 @@ from .flows import flow_gradcheck_cases, loss_gradcheck_cases
 from .layers import layer_gradcheck_cases
 from .networks import network_gradcheck_cases
 from .neurons import neuron_gradcheck_cases
+from .online import online_gradcheck_cases
 
 #: the groups of checks, in the order the CLI runs them
 GROUPS: dict[str, Callable[[str], list[tuple[str, str, float]]]] = {
@@ -22,6 +23,7 @@ GROUPS: dict[str, Callable[[str], list[tuple[str, str, float]]]] = {
     "flows": flow_gradcheck_cases,        # ASF, SSF vs their equivalent rate networks
     "losses": loss_gradcheck_cases,       # SDT, TET, ASF-MSE
     "family": family_gradcheck_cases,     # DSR, rate-BP networks (CPU only)
+    "online": online_gradcheck_cases,     # OTTT, SLTT networks (CPU only)
 }
 
 

@@ -2,7 +2,7 @@
 
 ==================  ==========================================================================
 ``__main__``        the command line: flags, defaults, ``--resume``, the run configuration
-``config``          the run configuration -> network, method, losses, encoder, seeded streams
+``config``          RunConfig (frozen, typed, validated once) -> network, method, losses, ...
 ``loop``            the training loop: one step, one epoch, a whole run (+ TIT, Dspike, FDG)
 ``evaluate``        ``python -m pysnn_ref.evaluate``: a checkpoint's test accuracy and loss
 ``checkpoint``      one ``.npz`` per checkpoint: weights, optimizer state, neuron state, meta

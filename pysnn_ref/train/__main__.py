@@ -24,7 +24,8 @@ reload with :func:`pysnn_ref.train.checkpoint.load`, continue with ``--resume``)
 the test accuracy of the final epoch.
 
 Exit codes: 0 done; 2 bad input (one line on stderr, never a traceback); 3 the loss became NaN
-or infinite (one line naming the epoch and the batch); 130 interrupted.
+or infinite (one line naming the epoch and the batch); 130 interrupted (Ctrl-C); 143 terminated
+(SIGTERM); both keep the run folder's last complete checkpoint.
 
 This module is the command line only.  The training loop is :mod:`pysnn_ref.train.loop`
 (:func:`~pysnn_ref.train.loop.train`, :func:`~pysnn_ref.train.loop.run_epoch`,
@@ -48,11 +49,11 @@ from ..data import DATASETS, ENCODERS
 from ..data.fetch import DOWNLOADABLE, MIRROR_ENV, download
 from ..functional.dsr import DSR_SPREADS
 from ..functional.surrogate import get_surrogate
-from ..methods import DEFAULT_TIME_CHUNK, FAMILY_FLOW, METHODS
+from ..methods import DEFAULT_TIME_CHUNK, FAMILY_FLOW, METHODS, ONLINE, OTTT_UPDATES
 from ..models import LAYER_STRINGS, LSTM_V_TH, MODELS
 from ..optim import OPTIMIZERS, SCHEDULES
 from .checkpoint import checkpoint_path, read_checkpoint
-from .config import LOSSES
+from .config import LOSSES, RunConfig
 from .flags import check_flags
 from .loop import train
 
@@ -85,7 +86,8 @@ DEFAULTS: dict[str, Any] = {
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.1}
 DEFAULT_MOMENTUM = 0.9
 DEFAULT_ASF_REFRESH = 5
-DEFAULT_LOSS = {"bptt": "sdt", "ssf": "sdt", "asf": "sdt", "dsr": "sdt", "rate": "sdt"}
+DEFAULT_LOSS = {"bptt": "sdt", "ssf": "sdt", "asf": "sdt", "dsr": "sdt", "rate": "sdt",
+                "ottt": "tet", "sltt": "tet"}
 #: flags that ``--resume`` may change; every other setting comes from the checkpoint
 RESUME_OVERRIDES = ("epochs", "tit", "tit_lr", "device", "no_progress", "no_plots",
                     "max_batches", "max_eval_batches", "out", "blas_threads", "distributed")
@@ -122,7 +124,8 @@ examples:
 
 outputs (in --out): config.json, metrics.jsonl, best.npz, last.npz, curves.png,
 firing_rates.png. The last line printed is test_acc=0.XXXX (final epoch).
-exit codes: 0 ok, 2 bad input (one line on stderr), 3 loss became NaN/inf, 130 interrupted.
+exit codes: 0 ok, 2 bad input (one line on stderr), 3 loss became NaN/inf, 130 interrupted,
+143 terminated (SIGTERM).
 guide: docs/training.md"""
 
 
@@ -192,7 +195,16 @@ def _add_method_args(p: ArgumentParser, D: dict[str, Any]) -> None:
                         "spiking flow (ASF-BP); ssf: stabilized spiking flow (SSF); dsr: "
                         "differentiation on spike representation (DSR); rate: rate-based "
                         "backpropagation; asf, ssf, dsr and rate keep no per-step history "
-                        "and back-propagate once")
+                        "and back-propagate once; ottt: online training through time (OTTT), "
+                        "sltt: spatial learning through time (SLTT) -- each step forwarded "
+                        "and back-propagated on its own, the neurons' past cut (mlp, lenet)")
+    g.add_argument("--ottt-update", choices=OTTT_UPDATES, default=None,
+                   help="ottt: A sums the per-step gradients, one optimizer step per batch "
+                        "(OTTT_A); O steps the optimizer after every time step (OTTT_O) "
+                        "(default: A)")
+    g.add_argument("--sltt-k", type=positive_int, default=None,
+                   help="sltt: SLTT-K, only K of the T steps (drawn per batch) get a backward "
+                        "(default: all T)")
     g.add_argument("--dsr-alpha", type=finite_float, default=None,
                    help="dsr: fire at alpha v_th, in (0, 1] (the firing-mechanism "
                         "modification; 1 = DSR-noF) (default: 1)")
@@ -328,8 +340,9 @@ def parse_tit(spec: str) -> list[tuple[int, int]]:
     return stages
 
 
-def resolve_config(args: argparse.Namespace, explicit: set[str]) -> dict[str, Any]:
-    """Every setting of a run, with defaults that depend on other flags resolved.
+def resolve_config(args: argparse.Namespace, explicit: set[str]) -> RunConfig:
+    """Every setting of a run, with defaults that depend on other flags resolved: the run's
+    :class:`~pysnn_ref.train.config.RunConfig` (validated there: types, choices, ranges).
 
     Raises ``ValueError`` (naming the flag) for combinations that make no sense, e.g. an ASF
     option with ``--method ssf``: a flag that would be silently ignored is an error.
@@ -345,10 +358,14 @@ def resolve_config(args: argparse.Namespace, explicit: set[str]) -> dict[str, An
     only("asf_variant", m == "asf", "--method asf")
     only("asf_refresh", m == "asf", "--method asf")
     only("r_granularity", m == "ssf", "--method ssf")
-    only("time_chunk", m != "bptt", "--method asf, ssf, dsr and rate (bptt runs all T at once)")
+    only("time_chunk", m not in ("bptt", *ONLINE),
+         "--method asf, ssf, dsr and rate (bptt runs all T at once, ottt / sltt one step "
+         "at a time)")
     for flag in ("dsr_alpha", "dsr_spread", "dsr_train_threshold"):
         only(flag, m == "dsr", "--method dsr")
     only("rate_detach", m == "rate", "--method rate")
+    only("ottt_update", m == "ottt", "--method ottt")
+    only("sltt_k", m == "sltt", "--method sltt")
     _check_method_model(m, cfg, explicit)
     only("lam", cfg["neuron"] == "lif", "--neuron lif (IF has lam = 1)")
     only("momentum", cfg["optimizer"] == "sgd", "--optimizer sgd")
@@ -368,8 +385,10 @@ def resolve_config(args: argparse.Namespace, explicit: set[str]) -> dict[str, An
         cfg["asf_refresh"] = cfg["asf_refresh"] or DEFAULT_ASF_REFRESH
     if m == "ssf":
         cfg["r_granularity"] = cfg["r_granularity"] or "neuron"
-    if m != "bptt":
+    if m not in ("bptt", *ONLINE):
         cfg["time_chunk"] = cfg["time_chunk"] or DEFAULT_TIME_CHUNK
+    if m == "ottt":
+        cfg["ottt_update"] = cfg["ottt_update"] or "A"
     cfg["loss"] = cfg["loss"] or DEFAULT_LOSS[m]
     cfg["lr"] = DEFAULT_LR[cfg["optimizer"]] if cfg["lr"] is None else cfg["lr"]
     if cfg["optimizer"] == "sgd" and cfg["momentum"] is None:
@@ -394,11 +413,9 @@ def resolve_config(args: argparse.Namespace, explicit: set[str]) -> dict[str, An
         cfg["tit_lr"] = cfg["lr"] if cfg["tit_lr"] is None else cfg["tit_lr"]
     else:
         cfg["stages"] = [[cfg["T"], cfg["epochs"]]]
-    for name in ("lr", "tit_lr"):
-        if cfg.get(name) is not None and cfg[name] <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {cfg[name]!r}")
-    check_flags(cfg, explicit)  # ranges, memory estimate, flags the method does not use
-    return cfg
+    rc = RunConfig.from_dict(cfg)   # types, choices, ranges: one ValueError naming the flag
+    check_flags(rc, explicit)       # memory estimate, flags the method does not use
+    return rc
 
 
 def _check_method_model(m: str, cfg: dict[str, Any], explicit: set[str]) -> None:
@@ -422,50 +439,67 @@ def _check_method_model(m: str, cfg: dict[str, Any], explicit: set[str]) -> None
             raise ValueError("--reset: --method dsr defines only the soft reset, got "
                              f"{cfg['reset']!r}")
         cfg["reset"] = "soft"
-    a = cfg.get("dsr_alpha")
-    if a is not None and not 0.0 < a <= 1.0:
-        raise ValueError(f"--dsr-alpha must be in (0, 1], got {a!r}")
-    if m in FAMILY_FLOW and cfg["device"] != "cpu":
+    if m in ONLINE:
+        _check_online(m, cfg)
+    if m in (*FAMILY_FLOW, *ONLINE) and cfg["device"] != "cpu":
         raise ValueError(f"--method {m} has no GPU kernels yet; use --device cpu")
+
+
+def _check_online(m: str, cfg: dict[str, Any]) -> None:
+    """OTTT / SLTT: the networks they run (flat: mlp, lenet), a per-step loss (tet), one
+    process (--sltt-k <= T is a range: flags.check_ranges)."""
+    if cfg["model"] not in ("mlp", "lenet"):
+        raise ValueError(f"--method {m} cannot train --model {cfg['model']} (it runs one step "
+                         "at a time through Linear, Conv2d, LIF/IF, AvgPool2d and Flatten "
+                         "only); use --model mlp or lenet")
+    if cfg["loss"] not in (None, "tet"):
+        raise ValueError(f"--loss {cfg['loss']}: --method {m} trains on a loss per time step, "
+                         "and only --loss tet (TET's per-step loss) is one; use --loss tet")
+    if cfg["distributed"]:
+        raise ValueError(f"--distributed does not combine with --method {m} (not implemented "
+                         "for the online methods)")
 
 
 # ================================================================================================
 # entry points
 # ================================================================================================
 
-def _resume_config(args: argparse.Namespace, explicit: set[str]) -> tuple[dict[str, Any], Path]:
-    """The configuration of a resumed run: the checkpoint's, with the allowed overrides."""
+def _resume_config(args: argparse.Namespace, explicit: set[str]) -> tuple[RunConfig, Path]:
+    """The configuration of a resumed run: the checkpoint's (validated like any configuration
+    read from disk), with the allowed overrides."""
     path = checkpoint_path(args.resume, "last")
     _, _, meta = read_checkpoint(path)
-    cfg = dict(meta["config"])
+    cfg = RunConfig.from_dict(meta["config"], f"checkpoint {path} (meta 'config')")
     bad = sorted(explicit - set(RESUME_OVERRIDES) - {"resume"})
     if bad:
         flags = ", ".join("--" + b.replace("_", "-") for b in bad)
         allowed = ", ".join("--" + o.replace("_", "-") for o in RESUME_OVERRIDES)
         raise ValueError(f"--resume takes the settings from the checkpoint; {flags} cannot "
                          f"change (only {allowed} can)")
-    for k in explicit & set(RESUME_OVERRIDES):
-        cfg[k] = getattr(args, k)
+    over = {k: getattr(args, k) for k in explicit & set(RESUME_OVERRIDES)}
     if "out" not in explicit:
-        cfg["out"] = str(path.parent)
+        over["out"] = str(path.parent)
     if "tit" in explicit or "epochs" in explicit:
-        if cfg.get("tit"):
-            cfg["stages"] = [list(s) for s in parse_tit(cfg["tit"])]
-            cfg["tit_lr"] = cfg.get("tit_lr") or cfg["lr"]
+        tit = over.get("tit", cfg.tit)
+        if tit:
+            stages = [tuple(s) for s in parse_tit(tit)]
+            over["tit_lr"] = over.get("tit_lr", cfg.tit_lr) or cfg.lr
         else:
-            cfg["stages"] = [[cfg["T"], cfg["epochs"]]]
-        cfg["epochs"] = sum(e for _, e in cfg["stages"])
-    return cfg, path
+            stages = [(cfg.T, over.get("epochs", cfg.epochs))]
+        over.update(stages=stages, epochs=sum(e for _, e in stages))
+    return cfg.replace(**over), path
 
 
-def fetch(cfg: dict[str, Any]) -> None:
-    """``--download``: fetch the dataset into ``cfg["data_dir"]`` (default ``./data``)."""
-    if cfg["dataset"] not in DOWNLOADABLE:
+def fetch(cfg: RunConfig) -> RunConfig:
+    """``--download``: fetch the dataset into ``cfg.data_dir`` (default ``./data``); the
+    configuration with that folder."""
+    if cfg.dataset not in DOWNLOADABLE:
         raise ValueError(f"--download only applies to --dataset {', '.join(DOWNLOADABLE)}, "
-                         f"not {cfg['dataset']}")
-    if cfg["data_dir"] is None:
-        cfg["data_dir"] = "data"
-    download(cfg["dataset"], cfg["data_dir"])
+                         f"not {cfg.dataset}")
+    if cfg.data_dir is None:
+        cfg = cfg.replace(data_dir="data")
+    download(cfg.dataset, cfg.data_dir)
+    return cfg
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -479,12 +513,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     cfg = resolve_config(args, explicit)
     if args.download:
-        fetch(cfg)
-    if cfg["tit"] is not None and "epochs" in explicit:
-        print(f"note: --epochs {args.epochs} is ignored, --tit {cfg['tit']} sets "
-              f"{cfg['epochs']} epochs", flush=True)
-    if cfg["tit"] is not None and "T" in explicit:
-        print(f"note: --T {args.T} is ignored, --tit {cfg['tit']} sets T per stage", flush=True)
+        cfg = fetch(cfg)
+    if cfg.tit is not None and "epochs" in explicit:
+        print(f"note: --epochs {args.epochs} is ignored, --tit {cfg.tit} sets "
+              f"{cfg.epochs} epochs", flush=True)
+    if cfg.tit is not None and "T" in explicit:
+        print(f"note: --T {args.T} is ignored, --tit {cfg.tit} sets T per stage", flush=True)
     train(cfg)
     return 0
 

@@ -16,12 +16,12 @@ from .. import nn as nn_
 from .._check import not_a_regular_file
 from ..functional.surrogate import get_surrogate
 from ..optim import Optimizer
-from .config import build_model
+from .config import RunConfig, build_model
 from .files import atomic_write
 from .schema import FORMAT_VERSION, check_meta
 
 __all__ = ["neuron_state", "restore_neuron_state", "save_checkpoint", "read_checkpoint",
-           "checkpoint_path", "load"]
+           "checkpoint_path", "load_run", "load"]
 
 
 # ---- neuron state that is not in the state_dict (LIF.asf_state, the surrogate) ---------------
@@ -128,20 +128,31 @@ def checkpoint_path(run_dir_or_path: str | Path, which: str = "last") -> Path:
     return p
 
 
-def load(run_dir_or_path: str | Path, device: str = "cpu",
-         checkpoint: str = "last") -> tuple[nn_.Module, dict[str, Any]]:
-    """Rebuild a trained network from a run folder (its ``last.npz`` by default, as
-    ``python -m pysnn_ref.evaluate``; or ``best.npz``) or a checkpoint file.  Returns
-    ``(net, config)``: the network on ``device`` in eval mode, and the run's configuration
-    plus ``config["checkpoint"]`` (path, epoch, T, test_acc)."""
+def load_run(run_dir_or_path: str | Path, device: str = "cpu", checkpoint: str = "last"
+             ) -> tuple[nn_.Module, RunConfig, dict[str, Any]]:
+    """Rebuild a trained network from a run folder (its ``last.npz`` by default, or
+    ``best.npz``) or a checkpoint file.  Returns ``(net, config, info)``: the network on
+    ``device`` in eval mode, the run's validated :class:`~pysnn_ref.train.config.RunConfig` and
+    the checkpoint's ``path``, ``epoch``, ``T`` and ``test_acc``."""
     path = checkpoint_path(run_dir_or_path, checkpoint)
     model_state, _, meta = read_checkpoint(path)
-    cfg = dict(meta["config"])
-    net = build_model(cfg, cfg["input_shape"], cfg["num_classes"])
+    cfg = RunConfig.from_dict(meta["config"], f"checkpoint {path} (meta 'config')")
+    net = build_model(cfg, cfg.input_shape, cfg.num_classes)
     net.load_state_dict(model_state)
     restore_neuron_state(net, meta["neurons"])
     net.to(device)
     net.eval()
-    cfg["checkpoint"] = {"path": str(path), "epoch": meta["epoch"], "T": meta["T"],
-                         "test_acc": meta["test_acc"]}
-    return net, cfg
+    info = {"path": str(path), "epoch": meta["epoch"], "T": meta["T"],
+            "test_acc": meta["test_acc"]}
+    return net, cfg, info
+
+
+def load(run_dir_or_path: str | Path, device: str = "cpu",
+         checkpoint: str = "last") -> tuple[nn_.Module, dict[str, Any]]:
+    """Rebuild a trained network from a run folder (its ``last.npz`` by default, as
+    ``python -m pysnn_ref.evaluate``; or ``best.npz``) or a checkpoint file.  Returns
+    ``(net, config)``: the network on ``device`` in eval mode, and the run's configuration as a
+    plain dict plus ``config["checkpoint"]`` (path, epoch, T, test_acc) -- :func:`load_run`
+    with the configuration as a dict."""
+    net, cfg, info = load_run(run_dir_or_path, device, checkpoint)
+    return net, {**cfg.to_dict(), "checkpoint": info}

@@ -14,6 +14,7 @@ The last line printed is ``test_acc=0.XXXX``.  Exit codes as for training: 2 for
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,9 +25,9 @@ from ..cli import ArgumentParser, positive_int, run_main
 from ..data import iterate_minibatches, load_dataset
 from ..functional import loss as L
 from ..methods import Method
-from .checkpoint import load
+from .checkpoint import load_run
 from .config import SPLIT_SEED, build_method, loss_functions, make_encoder
-from .flags import check_ranges
+from .runlog import energy_line, read_energy
 
 __all__ = ["PROG", "evaluate_model", "build_parser", "main", "cli"]
 
@@ -86,26 +87,29 @@ def build_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate a run's checkpoint on its test set; errors propagate (see :func:`cli`)."""
     args = build_parser().parse_args(argv)
-    net, cfg = load(args.run, device=args.device, checkpoint=args.checkpoint)
-    ck = cfg["checkpoint"]
-    if args.data_dir is not None and cfg["dataset"] in ("digits", "digits-rows"):
+    net, cfg, ck = load_run(args.run, device=args.device, checkpoint=args.checkpoint)
+    if args.data_dir is not None and cfg.dataset in ("digits", "digits-rows"):
         raise ValueError(f"--data-dir only applies to runs on datasets read from files; this run "
-                         f"used the built-in {cfg['dataset']!r}")
-    data_dir = args.data_dir if args.data_dir is not None else cfg["data_dir"]
-    data = load_dataset(cfg["dataset"], data_dir, seed=SPLIT_SEED)
+                         f"used the built-in {cfg.dataset!r}")
     T = args.T or ck["T"]
-    check_ranges({**cfg, "T": T, "batch_size": args.batch_size or cfg["batch_size"]})
+    cfg = cfg.replace(T=T, batch_size=args.batch_size or cfg.batch_size)   # validated
+    data_dir = args.data_dir if args.data_dir is not None else cfg.data_dir
+    data = load_dataset(cfg.dataset, data_dir, seed=SPLIT_SEED)
     max_batches = (args.max_eval_batches if args.max_eval_batches is not None
-                   else cfg.get("max_eval_batches"))
+                   else cfg.max_eval_batches)
     loss_fwd, _ = loss_functions(cfg)
     res = evaluate_model(net, build_method(cfg), data.x_test, data.y_test, T=T,
                          encoder=make_encoder(cfg, None),
-                         batch_size=args.batch_size or cfg["batch_size"], device=args.device,
-                         dtype=np.dtype(cfg["dtype"]), loss_forward=loss_fwd,
+                         batch_size=cfg.batch_size, device=args.device,
+                         dtype=np.dtype(cfg.dtype), loss_forward=loss_fwd,
                          max_batches=max_batches)
-    print(f"{ck['path']}: epoch {ck['epoch']}, {cfg['model']} / {cfg['method']} on "
-          f"{cfg['dataset']}, T={T}, {res['n']} test samples, {args.device}; test loss "
+    print(f"{ck['path']}: epoch {ck['epoch']}, {cfg.model} / {cfg.method} on "
+          f"{cfg.dataset}, T={T}, {res['n']} test samples, {args.device}; test loss "
           f"{res['loss']:.4f} (recorded test_acc at that epoch: {ck['test_acc']:.4f})")
+    run_dir = Path(ck["path"]).parent
+    energy = read_energy(run_dir)   # checked against its schema (docs/reliability.md)
+    if energy is not None:
+        print(energy_line(energy, run_dir / "energy.json"))
     print(f"test_acc={res['acc']:.4f}")
     return 0
 

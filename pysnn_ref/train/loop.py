@@ -18,7 +18,6 @@ One epoch (:func:`run_epoch`)::
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import sys
 import time
@@ -37,7 +36,7 @@ from ..data import Dataset, augment_cifar, check_encoder, iterate_minibatches, l
 from ..energy import estimate_energy
 from ..functional import loss as L
 from ..functional.surrogate import get_surrogate
-from ..methods import Method
+from ..methods import Method, StepTimes
 from ..optim import Optimizer, make_optimizer, make_schedule
 from . import distributed, runlog
 from .checkpoint import neuron_state, read_checkpoint, restore_neuron_state, save_checkpoint
@@ -47,6 +46,8 @@ from .config import (
     S_FDG_INPUT,
     S_ORDER,
     SPLIT_SEED,
+    RunConfig,
+    as_run_config,
     build_method,
     build_model,
     epoch_rng,
@@ -55,7 +56,6 @@ from .config import (
 )
 from .dspike import adapt_dspike, first_weight
 from .evaluate import evaluate_model
-from .files import atomic_write_text
 from .flags import check_model_flags
 from .guards import abort_world_on_error, count_bad_weights, non_finite_loss, weights_error
 
@@ -71,8 +71,8 @@ __all__ = ["TrainState", "StepResult", "train", "setup_run", "run_epoch", "train
 class TrainState:
     """Everything a training run carries from one epoch to the next."""
 
-    cfg: dict[str, Any]
-    be: Any                       # the array backend of cfg["device"]
+    cfg: RunConfig
+    be: Any                       # the array backend of cfg.device
     dtype: np.dtype
     data: Dataset
     net: nn_.Module
@@ -95,35 +95,36 @@ class TrainState:
     @property
     def stages(self) -> list[list[int]]:
         """The training stages ``(T, epochs)`` (one unless time inheritance training)."""
-        return self.cfg["stages"]
+        return self.cfg.stages
 
     @property
     def total(self) -> int:
         """Epochs over all stages."""
-        return sum(e for _, e in self.cfg["stages"])
+        return sum(e for _, e in self.cfg.stages)
 
 
 @dataclass
 class StepResult:
     """What :func:`train_step` returns: the loss (a float on the CPU, a 0-d array on the GPU:
-    it is not read there), the network output on the device and four :meth:`Backend.mark`
-    points (forward start / end, backward start / end) of the backend ``be``."""
+    it is not read there), the network output on the device and the step's forward / backward
+    spans (:class:`~pysnn_ref.methods.StepTimes`) of marks of the backend ``be``."""
 
     loss: Any
     out: Any
-    marks: tuple[Any, Any, Any, Any]
+    times: StepTimes
     be: Any
     bad_weights: Any = 0          # parameters holding NaN/inf after the update (0-d on the GPU)
+    rates: list[Any] = field(default_factory=list)   # each spiking layer's spike rate
 
     @property
     def forward_s(self) -> float:
         """Seconds of the forward pass (on the GPU: waits for the step to finish)."""
-        return self.be.elapsed(self.marks[0], self.marks[1])
+        return sum(self.be.elapsed(a, b) for a, b in self.times.forward)
 
     @property
     def backward_s(self) -> float:
         """Seconds of the method's backward pass (on the GPU: waits for the step to finish)."""
-        return self.be.elapsed(self.marks[2], self.marks[3])
+        return sum(self.be.elapsed(a, b) for a, b in self.times.backward)
 
 
 def spiking_layer_names(net: nn_.Module) -> list[tuple[str, nn_.LIF]]:
@@ -153,26 +154,27 @@ def _stage_of(stages: list[list[int]], epoch: int) -> tuple[int, int, int]:
 # setup
 # ================================================================================================
 
-def _load_data(cfg: dict[str, Any]) -> Dataset:
-    data = load_dataset(cfg["dataset"], cfg["data_dir"], seed=SPLIT_SEED)
-    if cfg["augment"] and len(data.input_shape) != 3:
-        raise ValueError(f"--augment needs image inputs (C, H, W), the {cfg['dataset']} inputs "
+def _load_data(cfg: RunConfig) -> tuple[Dataset, RunConfig]:
+    """The run's dataset, and the configuration with what the data tells (input shape,
+    classes, sizes)."""
+    data = load_dataset(cfg.dataset, cfg.data_dir, seed=SPLIT_SEED)
+    if cfg.augment and len(data.input_shape) != 3:
+        raise ValueError(f"--augment needs image inputs (C, H, W), the {cfg.dataset} inputs "
                          f"have shape {data.input_shape}")
-    check_encoder(cfg["dataset"], cfg["encoder"])  # nmnist: events; digits-rows: sequence
-    cfg["input_shape"] = list(data.input_shape)
-    cfg["num_classes"] = int(data.num_classes)
-    cfg["n_train"], cfg["n_test"] = int(len(data.y_train)), int(len(data.y_test))
-    return data
+    check_encoder(cfg.dataset, cfg.encoder)  # nmnist: events; digits-rows: sequence
+    return data, cfg.replace(input_shape=tuple(data.input_shape),
+                             num_classes=int(data.num_classes), n_train=int(len(data.y_train)),
+                             n_test=int(len(data.y_test)))
 
 
-def _restore(net: nn_.Module, cfg: dict[str, Any], resume: str | Path,
+def _restore(net: nn_.Module, cfg: RunConfig, resume: str | Path,
              dspike_b: float | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load the checkpoint ``resume`` into ``net``; returns ``(optimizer state, progress)``
     where progress holds start_epoch, best_acc, best_epoch, dspike_b."""
     model_state, optim_state, meta = read_checkpoint(resume)
     net.load_state_dict(model_state)
     restore_neuron_state(net, meta["neurons"])
-    total = sum(e for _, e in cfg["stages"])
+    total = sum(e for _, e in cfg.stages)
     if meta["epoch"] > total:
         raise ValueError(f"--epochs: the checkpoint {resume} is at epoch {meta['epoch']}, "
                          f"past the {total} epochs asked for; give --epochs >= "
@@ -183,32 +185,35 @@ def _restore(net: nn_.Module, cfg: dict[str, Any], resume: str | Path,
                          "best_epoch": meta["best_epoch"], "dspike_b": dspike_b}
 
 
-def setup_run(cfg: dict[str, Any], resume: str | Path | None = None) -> TrainState:
-    """Data, network, method, loss and optimizer of ``cfg``, restored from the checkpoint
-    ``resume`` if given; the network is on ``cfg["device"]``.  No files are written."""
+def setup_run(cfg: RunConfig | dict[str, Any], resume: str | Path | None = None
+              ) -> TrainState:
+    """Data, network, method, loss and optimizer of ``cfg`` (a :class:`RunConfig`, or a dict
+    made into one), restored from the checkpoint ``resume`` if given; the network is on
+    ``cfg.device``.  No files are written."""
+    cfg = as_run_config(cfg)
     # fails early without a usable GPU, or without cuRAND for a Poisson input on the GPU
-    be = backend.get_backend(cfg["device"], need_random=cfg["encoder"] == "poisson")
-    data = _load_data(cfg)
+    be = backend.get_backend(cfg.device, need_random=cfg.encoder == "poisson")
+    data, cfg = _load_data(cfg)
     net = build_model(cfg, data.input_shape, data.num_classes)
     check_model_flags(cfg, net)
     method = build_method(cfg)
     method.check_network(net)
     loss_fwd, loss_bwd = loss_functions(cfg)
-    dspike_b = get_surrogate(cfg["surrogate"]).a if cfg["dspike_adapt"] else None
+    dspike_b = get_surrogate(cfg.surrogate).a if cfg.dspike_adapt else None
     optim_state, progress = None, {"dspike_b": dspike_b}
     if resume is not None:
         optim_state, progress = _restore(net, cfg, resume, dspike_b)
-    net.to(cfg["device"])
-    opt = make_optimizer(cfg["optimizer"], net.parameters(), cfg["lr"],
-                         weight_decay=cfg["weight_decay"],
-                         **({"momentum": cfg["momentum"]} if cfg["optimizer"] == "sgd" else {}))
+    net.to(cfg.device)
+    opt = make_optimizer(cfg.optimizer, net.parameters(), cfg.lr,
+                         weight_decay=cfg.weight_decay,
+                         **({"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {}))
     if optim_state is not None:
         opt.load_state_dict(optim_state)  # buffers go to the parameters' device
     named = spiking_layer_names(net)
-    n_batches = math.ceil(len(data.y_train) / cfg["batch_size"])
-    if cfg["max_batches"] is not None:
-        n_batches = min(n_batches, cfg["max_batches"])
-    return TrainState(cfg=cfg, be=be, dtype=np.dtype(cfg["dtype"]), data=data, net=net,
+    n_batches = math.ceil(len(data.y_train) / cfg.batch_size)
+    if cfg.max_batches is not None:
+        n_batches = min(n_batches, cfg.max_batches)
+    return TrainState(cfg=cfg, be=be, dtype=np.dtype(cfg.dtype), data=data, net=net,
                       method=method, opt=opt, loss_fwd=loss_fwd, loss_bwd=loss_bwd,
                       layer_names=[n for n, _ in named], spiking=[la for _, la in named],
                       n_params=sum(int(p.data.size) for p in net.parameters()),
@@ -221,8 +226,10 @@ def setup_run(cfg: dict[str, Any], resume: str | Path | None = None) -> TrainSta
 
 def train_step(st: TrainState, xd: Any, yd: Any, T: int, encoder: Any, *, epoch: int,
                batch: int) -> StepResult:
-    """One mini-batch ``(xd, yd)`` (on the device): zero_grad, ``method.forward``, the loss,
-    the loss and method backward, the gradient all-reduce (``--distributed``, one flat buffer,
+    """One mini-batch ``(xd, yd)`` (on the device): zero_grad, then the method's own step
+    (:meth:`pysnn_ref.methods.Method.train_step`: forward, the loss, backward -- per time step
+    for the online methods), which calls back for the update: the gradient all-reduce
+    (``--distributed``, one flat buffer,
     :func:`pysnn_ref.train.distributed.allreduce_gradients`), the NaN check, the optimizer step.
 
     ``epoch`` / ``batch`` (0-based) only name the place in the error message.  Raises
@@ -235,25 +242,25 @@ def train_step(st: TrainState, xd: Any, yd: Any, T: int, encoder: Any, *, epoch:
     net, be = st.net, st.be
     check_interrupted()  # a Ctrl-C that a library swallowed (cli.INTERRUPTED)
     net.zero_grad()
-    m0 = be.mark()
-    out = st.method.forward(net, xd, T, encoder)
-    m1 = be.mark()
-    loss, cache = st.loss_fwd(out, yd)
-    dy = st.loss_bwd(cache)
-    m2 = be.mark()
-    st.method.backward(net, dy)
-    m3 = be.mark()
-    # --distributed: one flat all-reduce makes the grads the global batch's (identity on 1 rank);
-    # the NaN check reads the global loss so that every rank stops at the same step
-    g_loss, _ = distributed.allreduce_gradients(st.comm, net.parameters(), loss,
-                                                int(yd.shape[0]))
-    if not backend.is_gpu_array(g_loss) and not math.isfinite(g_loss):
-        raise non_finite_loss(st, g_loss, epoch, batch, batch, T)
-    st.opt.step()
-    bad = count_bad_weights(st)   # on the GPU a 0-d device array, read at the read-out
-    if be.name == "cpu" and bad:
-        raise weights_error(st, epoch, batch, batch, T)
-    return StepResult(g_loss, out, (m0, m1, m2, m3), be, bad)
+    bad: list[Any] = [0]
+
+    def update(loss: Any) -> Any:
+        """After the method's backward (once per batch; OTTT_O: after every time step)."""
+        # --distributed: one flat all-reduce makes the grads the global batch's (identity on 1
+        # rank); the NaN check reads the global loss so that every rank stops at the same step
+        g_loss, _ = distributed.allreduce_gradients(st.comm, net.parameters(), loss,
+                                                    int(yd.shape[0]))
+        if not backend.is_gpu_array(g_loss) and not math.isfinite(g_loss):
+            raise non_finite_loss(st, g_loss, epoch, batch, batch, T)
+        st.opt.step()
+        bad[0] = bad[0] + count_bad_weights(st)   # on the GPU a 0-d device array
+        if be.name == "cpu" and bad[0]:
+            raise weights_error(st, epoch, batch, batch, T)
+        return g_loss
+
+    loss, out, times = st.method.train_step(net, xd, yd, T, encoder, st.loss_fwd, st.loss_bwd,
+                                            update, be.mark)
+    return StepResult(loss, out, times, be, bad[0], st.method.spike_rates(st.spiking))
 
 
 #: on the GPU, the epoch's running sums are read to the host (one transfer; the NaN check, the
@@ -291,19 +298,19 @@ class _EpochStats:
     def add(self, r: StepResult, yd: Any, spiking: list[nn_.Module]) -> None:
         nb = int(yd.shape[0])
         vals = [backend.as_scalar(r.loss) * nb, (L.predict(r.out) == yd).sum(), r.bad_weights,
-                *(backend.as_scalar(n.spike_rate) * nb for n in spiking)]  # last forward's rate
+                *(backend.as_scalar(rate) * nb for rate in r.rates)]  # last forward's rates
         self._pending = vals if self._pending is None else \
             [a + v for a, v in zip(self._pending, vals, strict=True)]
-        self._marks.append((r.be, r.marks))
+        self._marks.append((r.be, r.times))
         self.seen += nb
         self.unread += 1
 
     def read(self) -> float:
         """Bring the pending sums (and the step times) to the host; the loss sum read (0.0 if
         nothing was pending)."""
-        for be, (m0, m1, m2, m3) in self._marks:
-            self.t_fwd += be.elapsed(m0, m1)
-            self.t_bwd += be.elapsed(m2, m3)
+        for be, times in self._marks:
+            self.t_fwd += sum(be.elapsed(a, b) for a, b in times.forward)
+            self.t_bwd += sum(be.elapsed(a, b) for a, b in times.backward)
         self._marks.clear()
         self.unread = 0
         if self._pending is None:
@@ -321,14 +328,14 @@ def _device_batches(st: TrainState, epoch: int) -> Iterator[tuple[Any, Any]]:
     """An epoch's training batches in seeded order, augmented if asked, moved to the device
     (one host-to-device copy per batch); at most ``st.n_batches``."""
     cfg = st.cfg
-    order_rng = epoch_rng(cfg["seed"], epoch, S_ORDER)
-    aug_rng = epoch_rng(cfg["seed"], epoch, S_AUGMENT)
+    order_rng = epoch_rng(cfg.seed, epoch, S_ORDER)
+    aug_rng = epoch_rng(cfg.seed, epoch, S_AUGMENT)
     for b, (xb, yb) in enumerate(iterate_minibatches(st.data.x_train, st.data.y_train,
-                                                     cfg["batch_size"], shuffle=True,
+                                                     cfg.batch_size, shuffle=True,
                                                      rng=order_rng)):
         if b >= st.n_batches:
             return
-        if cfg["augment"]:
+        if cfg.augment:
             xb = augment_cifar(xb, aug_rng)
         if st.comm.size > 1:  # this rank's contiguous slice of the global batch
             part = distributed.shard_slice(len(yb), st.comm.rank, st.comm.size)
@@ -341,8 +348,8 @@ def _begin_epoch(st: TrainState, epoch: int, log: Callable[[str], None]) -> tupl
     Returns ``(stage, T)``."""
     cfg, stages = st.cfg, st.stages
     stage, T, stage_start = _stage_of(stages, epoch)
-    stage_lr = cfg["lr"] if stage == 0 else cfg["tit_lr"]
-    st.opt.lr = make_schedule(cfg["schedule"], stage_lr, stages[stage][1]).lr_at(
+    stage_lr = cfg.lr if stage == 0 else cfg.tit_lr
+    st.opt.lr = make_schedule(cfg.schedule, stage_lr, stages[stage][1]).lr_at(
         epoch - stage_start)
     if stage > 0 and epoch == stage_start:
         log(f"time inheritance: stage {stage + 1}/{len(stages)}, T {stages[stage - 1][0]}"
@@ -360,10 +367,10 @@ def _dspike_epoch(st: TrainState, epoch: int, T: int, first: tuple[Any, Any],
     t0 = time.perf_counter()
     xe = make_encoder(cfg, epoch, S_FDG_INPUT).encode(first[0], T)  # fixed spikes
     st.dspike_b, cos = adapt_dspike(st.net, st.method, xe, first[1], st.dspike_b, st.loss_fwd,
-                                    st.loss_bwd, n_samples=cfg["fdg_samples"],
-                                    rng=epoch_rng(cfg["seed"], epoch, S_FDG))
+                                    st.loss_bwd, n_samples=cfg.fdg_samples,
+                                    rng=epoch_rng(cfg.seed, epoch, S_FDG))
     cands = " ".join(f"{c:g}:{v:.3f}" for c, v in sorted(cos.items()))
-    n_fdg = min(cfg["fdg_samples"], int(first_weight(st.net)[1].data.size))
+    n_fdg = min(cfg.fdg_samples, int(first_weight(st.net)[1].data.size))
     log(f"dspike: epoch {epoch + 1} b={st.dspike_b:g} cos={cos[st.dspike_b]:.3f} (b:cos "
         f"{cands}; FDG of {n_fdg} first-layer weights, {time.perf_counter() - t0:.1f}s)")
     return cos[st.dspike_b]
@@ -376,7 +383,7 @@ def _train_batches(st: TrainState, epoch: int, T: int,
     stats = _EpochStats(len(st.layer_names))
     every = GPU_READ_EVERY if st.be.name == "gpu" else 1
     bar = tqdm(total=st.n_batches, desc=f"epoch {epoch + 1}/{st.total}", leave=False,
-               disable=st.cfg["no_progress"], file=sys.stderr, dynamic_ncols=True)
+               disable=st.cfg.no_progress, file=sys.stderr, dynamic_ncols=True)
     b = -1
     try:
         for b, (xd, yd) in enumerate(batches):
@@ -419,7 +426,7 @@ def _epoch_record(st: TrainState, epoch: int, stage: int, T: int, stats: _EpochS
            "forward_s": stats.t_fwd, "backward_s": stats.t_bwd, "epoch_s": epoch_s}
     if st.dspike_b is not None:
         rec.update(dspike_b=st.dspike_b, dspike_cos=dspike_cos)
-    if st.cfg["method"] == "asf":
+    if st.cfg.method == "asf":
         rec["asf_S"] = [float(n.S) for n in nn_.spiking_layers(st.net)]
     return rec
 
@@ -427,17 +434,17 @@ def _epoch_record(st: TrainState, epoch: int, stage: int, T: int, stats: _EpochS
 def _checkpoint_meta(st: TrainState, epoch: int, T: int, test_acc: float) -> dict[str, Any]:
     return {"epoch": epoch, "T": T, "test_acc": test_acc, "best_acc": st.best_acc,
             "best_epoch": st.best_epoch, "dspike_b": st.dspike_b,
-            "neurons": neuron_state(st.net), "config": st.cfg}
+            "neurons": neuron_state(st.net), "config": st.cfg.to_dict()}
 
 
 def _evaluate(st: TrainState, T: int, loss: bool = True) -> dict[str, float]:
     """Test accuracy (and loss) of the network with the run's evaluation encoder."""
     cfg = st.cfg
     return evaluate_model(st.net, st.method, st.data.x_test, st.data.y_test, T=T,
-                          encoder=make_encoder(cfg, None), batch_size=cfg["batch_size"],
-                          device=cfg["device"], dtype=st.dtype,
+                          encoder=make_encoder(cfg, None), batch_size=cfg.batch_size,
+                          device=cfg.device, dtype=st.dtype,
                           loss_forward=st.loss_fwd if loss else None,
-                          max_batches=cfg["max_eval_batches"])
+                          max_batches=cfg.max_eval_batches)
 
 
 def run_epoch(st: TrainState, epoch: int, log: Callable[[str], None]) -> dict[str, Any]:
@@ -448,7 +455,7 @@ def run_epoch(st: TrainState, epoch: int, log: Callable[[str], None]) -> dict[st
     t_epoch = time.perf_counter()
     batches = _device_batches(st, epoch)
     dspike_cos = None
-    if st.cfg["dspike_adapt"]:  # on the epoch's first batch, which is then trained on as usual
+    if st.cfg.dspike_adapt:  # on the epoch's first batch, which is then trained on as usual
         first = next(batches)
         dspike_cos = _dspike_epoch(st, epoch, T, first, log)
         batches = itertools.chain([first], batches)
@@ -476,9 +483,11 @@ def run_epoch(st: TrainState, epoch: int, log: Callable[[str], None]) -> dict[st
 # the whole run
 # ================================================================================================
 
-def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
+def train(cfg: RunConfig | dict[str, Any], *, resume: str | Path | None = None,
           log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the training described by ``cfg`` (see :func:`pysnn_ref.train.__main__.resolve_config`).
+    """Run the training described by ``cfg``: a :class:`~pysnn_ref.train.config.RunConfig`
+    (:func:`pysnn_ref.train.__main__.resolve_config`) or a dict of its fields (validated the
+    same way).
 
     ``resume``: a checkpoint to continue from (``cfg`` is then the checkpoint's configuration
     with the allowed overrides applied).  Returns a summary: ``test_acc`` (final epoch),
@@ -490,17 +499,17 @@ def train(cfg: dict[str, Any], *, resume: str | Path | None = None,
     values they warn about are caught by those checks (exit 3, one line), not printed raw.
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _train(cfg, resume, log)
+        return _train(as_run_config(cfg), resume, log)
 
 
-def _train(cfg: dict[str, Any], resume: str | Path | None,
+def _train(cfg: RunConfig, resume: str | Path | None,
            log: Callable[[str], None] | None) -> dict[str, Any]:
     """:func:`train` under ``np.errstate``."""
-    if cfg["device"] == "cpu" and cfg.get("blas_threads", 0) > 0:
-        backend.set_blas_threads(cfg["blas_threads"])
+    if cfg.device == "cpu" and cfg.blas_threads > 0:
+        backend.set_blas_threads(cfg.blas_threads)
     log = log or (lambda s: print(s, flush=True))
-    comm = distributed.init(bool(cfg.get("distributed")))
-    if cfg["device"] == "gpu" and comm.size > 1:
+    comm = distributed.init(bool(cfg.distributed))
+    if cfg.device == "gpu" and comm.size > 1:
         backend.select_gpu(comm.local_rank)  # one GPU per rank on each machine
     st = setup_run(cfg, resume)
     if comm.size > 1:
@@ -510,8 +519,9 @@ def _train(cfg: dict[str, Any], resume: str | Path | None,
                 return _train_silent(st)
     lock = None
     try:
-        st.run_dir, st.history, lock = runlog.open_run_dir(cfg, resume, st.start_epoch, log)
-        runlog.write_config(st.run_dir, cfg, repr(st.net), st.n_params)
+        st.run_dir, st.history, lock = runlog.open_run_dir(st.cfg, resume, st.start_epoch, log)
+        st.cfg = runlog.write_config(st.run_dir, st.cfg.replace(out=str(st.run_dir)),
+                                     repr(st.net), st.n_params)
     except BaseException:
         if lock is not None:
             lock.release()
@@ -528,8 +538,8 @@ def _train_epochs(st: TrainState, resume: str | Path | None,
     estimate, the closing lines."""
     cfg = st.cfg
     runlog.log_header(log, cfg, st.data.input_shape, st.n_params, len(st.layer_names),
-                      st.total)
-    if cfg["device"] == "cpu" and not backend.cpu_kernels_cached():
+                      st.total, st.method.describe())
+    if cfg.device == "cpu" and not backend.cpu_kernels_cached():
         log("note: first run: Numba compiles the CPU kernels during the first steps (about "
             "half a minute, once; cached for later runs)")
     if resume is not None:
@@ -552,10 +562,10 @@ def _energy_summary(st: TrainState, log: Callable[[str], None]) -> dict[str, Any
     one log line, and ``energy.json`` in the run folder."""
 
     T = _stage_of(st.stages, st.total - 1)[1]
-    xb = st.be.asarray(st.data.x_test[: st.cfg["batch_size"]], dtype=st.dtype)
+    xb = st.be.asarray(st.data.x_test[: st.cfg.batch_size], dtype=st.dtype)
     rep = estimate_energy(st.net, xb, T, make_encoder(st.cfg, None))
     log(rep.summary_line())
-    atomic_write_text(st.run_dir / "energy.json", json.dumps(rep.to_dict(), indent=1) + "\n")
+    runlog.write_energy(st.run_dir, rep.to_dict())
     return rep.to_dict()
 
 
@@ -563,17 +573,17 @@ def _join_world(st: TrainState, comm: distributed.LocalComm) -> None:
     """``--distributed`` on more than one rank: refuse what cannot be sharded, give every rank
     rank 0's weights (:mod:`pysnn_ref.train.distributed`).  Every rank checks the same things."""
     cfg, W = st.cfg, comm.size
-    if cfg["dspike_adapt"]:
+    if cfg.dspike_adapt:
         raise ValueError("--dspike-adapt does not combine with --distributed on more than one "
                          "rank (each rank would adapt the temperature on its own shard)")
-    B, n = cfg["batch_size"], cfg["n_train"]
+    B, n = cfg.batch_size, cfg.n_train
     last = n % B if st.n_batches == math.ceil(n / B) else 0
     if B < W or 0 < last < W:
         raise ValueError(f"--batch-size {B}: every global batch needs at least one sample per "
                          f"rank ({W} ranks), but {n} training samples leave a last batch of "
                          f"{last or B}; choose another --batch-size or --max-batches")
     st.comm = comm
-    cfg["world_size"] = W
+    st.cfg = cfg.replace(world_size=W)
     distributed.broadcast_parameters(comm, st.net.parameters())
 
 
@@ -582,7 +592,7 @@ def _train_silent(st: TrainState) -> dict[str, Any]:
     all-reduces), nothing written, nothing logged."""
     if not st.comm.min_int(1):
         raise ValueError("rank 0 could not open the run folder (see its error)")
-    st.cfg["no_progress"] = True
+    st.cfg = st.cfg.replace(no_progress=True)
     for epoch in range(st.start_epoch, st.total):
         run_epoch(st, epoch, lambda s: None)
     return {"test_acc": float("nan"), "best_test_acc": float("nan"), "best_epoch": 0,

@@ -9,6 +9,7 @@ is ``test_acc=0.XXXX``.
 from __future__ import annotations
 
 import json
+import math
 import platform
 from collections.abc import Callable
 from datetime import datetime
@@ -19,19 +20,23 @@ import numba
 import numpy as np
 
 from .. import __version__
+from .._check import not_a_regular_file
+from ..errors import RunFormatError
 from .checkpoint import read_checkpoint
+from .config import RunConfig
 from .files import RunLock, atomic_write, atomic_write_text
 from .flags import SURROGATE_FREE
-from .schema import FORMAT_VERSION, read_metrics
+from .schema import ENERGY, FORMAT_VERSION, check_energy, read_json, read_metrics
 
 __all__ = ["default_out", "versions", "fmt_time", "open_run_dir", "write_config",
-           "append_metrics", "log_header", "epoch_line", "finish_log"]
+           "write_energy", "read_energy", "energy_line", "append_metrics", "log_header",
+           "epoch_line", "finish_log"]
 
 
-def default_out(cfg: dict[str, Any]) -> Path:
+def default_out(cfg: RunConfig) -> Path:
     """``runs/<date>-<time>-<model>-<method>`` (with ``-2``, ``-3``, ... if it exists)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / f"{stamp}-{cfg['model']}-{cfg['method']}"
+    base = Path("runs") / f"{stamp}-{cfg.model}-{cfg.method}"
     out, k = base, 1
     while out.exists():
         k += 1
@@ -50,13 +55,14 @@ def fmt_time(s: float) -> str:
     return f"{s:.2f}s" if s < 100 else f"{s:.0f}s"
 
 
-def open_run_dir(cfg: dict[str, Any], resume: str | Path | None, start_epoch: int,
+def open_run_dir(cfg: RunConfig, resume: str | Path | None, start_epoch: int,
                  log: Callable[[str], None] | None = None
                  ) -> tuple[Path, list[dict[str, Any]], RunLock]:
-    """Lock and prepare the run folder (``cfg["out"]`` or :func:`default_out`; ``cfg["out"]`` is
-    set to it) and start its ``metrics.jsonl``: empty for a new run, the history up to
-    ``start_epoch`` for a resumed one.  Returns ``(run_dir, history, lock)``; the caller releases
-    the lock (:class:`~pysnn_ref.train.files.RunLock`) when the run ends.
+    """Lock and prepare the run folder (``cfg.out`` or :func:`default_out`; the caller
+    records it in the configuration) and start its ``metrics.jsonl``: empty for a new run,
+    the history up to ``start_epoch`` for a resumed one.  Returns ``(run_dir, history,
+    lock)``; the caller releases the lock (:class:`~pysnn_ref.train.files.RunLock`) when the
+    run ends.
 
     One writer per run, nothing lost (docs/reliability.md):
 
@@ -69,8 +75,7 @@ def open_run_dir(cfg: dict[str, Any], resume: str | Path | None, start_epoch: in
     * resuming in place re-reads ``last.npz`` under the lock: if another process moved the run on
       since this one read it, this one stops instead of rewinding the run.
     """
-    run_dir = Path(cfg["out"]) if cfg["out"] else default_out(cfg)
-    cfg["out"] = str(run_dir)
+    run_dir = Path(cfg.out) if cfg.out else default_out(cfg)
     lock = RunLock(run_dir)
     try:
         history = _prepare_run_dir(run_dir, resume, start_epoch, log)
@@ -115,14 +120,47 @@ def _prepare_run_dir(run_dir: Path, resume: str | Path | None, start_epoch: int,
     return history
 
 
-def write_config(run_dir: Path, cfg: dict[str, Any], model_repr: str, n_params: int) -> None:
-    """Add versions, the model and its parameter count to ``cfg``; write ``config.json``
-    (atomically, with the run folder's format version)."""
-    cfg["format_version"] = FORMAT_VERSION
-    cfg["versions"] = versions()
-    cfg["model_repr"] = model_repr
-    cfg["n_parameters"] = n_params
-    atomic_write_text(run_dir / "config.json", json.dumps(cfg, indent=2) + "\n")
+def write_config(run_dir: Path, cfg: RunConfig, model_repr: str, n_params: int) -> RunConfig:
+    """Write ``config.json`` (atomically): ``cfg`` with the run folder's format version, the
+    library versions, the model and its parameter count -- the configuration returned."""
+    cfg = cfg.replace(format_version=FORMAT_VERSION, versions=versions(),
+                      model_repr=model_repr, n_parameters=n_params)
+    atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    return cfg
+
+
+def write_energy(run_dir: Path, report: dict[str, Any]) -> None:
+    """``energy.json`` (:meth:`pysnn_ref.energy.EnergyReport.to_dict`), checked against its
+    schema before it is written (an infinite ANN/SNN ratio, a network without spikes, is
+    written as null) and written atomically."""
+    rep = dict(report)
+    r = rep.get("ann_over_snn")
+    if isinstance(r, float) and not math.isfinite(r):
+        rep["ann_over_snn"] = None
+    path = run_dir / "energy.json"
+    check_energy(rep, f"{path} (being written)")
+    atomic_write_text(path, json.dumps(rep, indent=1) + "\n")
+
+
+def read_energy(run_dir: Path) -> dict[str, Any] | None:
+    """The run's ``energy.json``, checked against its schema (one
+    :class:`~pysnn_ref.errors.RunFormatError` line naming the file and the key), or None if the
+    run has none (stopped before its end)."""
+    path = Path(run_dir) / "energy.json"
+    if not path.exists():
+        return None
+    if (why := not_a_regular_file(path)) is not None:
+        raise RunFormatError(f"{path}: {why}")
+    return read_json(path, ENERGY)
+
+
+def energy_line(rep: dict[str, Any], path: Path) -> str:
+    """One line of a recorded energy.json (as the training log's energy line)."""
+    ratio = rep["ann_over_snn"]
+    return (f"{path}: energy/sample (45 nm, T={rep['T']}): SNN {rep['energy_pj'] / 1e6:.4g} uJ "
+            f"({rep['macs']:.4g} MAC + {rep['sops']:.4g} SOP), ANN "
+            f"{rep['ann_energy_pj'] / 1e6:.4g} uJ, ANN/SNN = "
+            f"{'inf' if ratio is None else format(ratio, '.3g')}")
 
 
 def append_metrics(run_dir: Path, rec: dict[str, Any]) -> None:
@@ -133,18 +171,21 @@ def append_metrics(run_dir: Path, rec: dict[str, Any]) -> None:
     atomic_write_text(path, old + json.dumps(rec) + "\n")
 
 
-def log_header(log: Callable[[str], None], cfg: dict[str, Any], input_shape: tuple[int, ...],
-               n_params: int, n_spiking: int, total: int) -> None:
-    """The two lines that open a run: data, model, device; method and optimisation."""
-    log(f"pysnn_ref {__version__} | {cfg['dataset']}: {cfg['n_train']} train / "
-        f"{cfg['n_test']} test, input {tuple(input_shape)} | {cfg['model']} "
-        f"({n_params:,} parameters, {n_spiking} spiking layers) | {cfg['device']}")
-    tit = f" | TIT {cfg['tit']}" if cfg["tit"] else ""
-    neuron = f"lstm v_th={cfg['v_th']:g}" if cfg["model"] == "lstm" else cfg["neuron"]
-    surrogate = "" if cfg["method"] in SURROGATE_FREE else f"surrogate={cfg['surrogate']} "
-    log(f"method={cfg['method']} loss={cfg['loss']} neuron={neuron} "
-        f"{surrogate}T={cfg['T']} epochs={total} batch={cfg['batch_size']} "
-        f"{cfg['optimizer']} lr={cfg['lr']:g} {cfg['schedule']}{tit} | run folder {cfg['out']}")
+def log_header(log: Callable[[str], None], cfg: RunConfig, input_shape: tuple[int, ...],
+               n_params: int, n_spiking: int, total: int, method_text: str = "") -> None:
+    """The lines that open a run: data, model, device; method and optimisation; what the
+    method does (``method_text``, :meth:`pysnn_ref.methods.Method.describe`)."""
+    log(f"pysnn_ref {__version__} | {cfg.dataset}: {cfg.n_train} train / "
+        f"{cfg.n_test} test, input {tuple(input_shape)} | {cfg.model} "
+        f"({n_params:,} parameters, {n_spiking} spiking layers) | {cfg.device}")
+    tit = f" | TIT {cfg.tit}" if cfg.tit else ""
+    neuron = f"lstm v_th={cfg.v_th:g}" if cfg.model == "lstm" else cfg.neuron
+    surrogate = "" if cfg.method in SURROGATE_FREE else f"surrogate={cfg.surrogate} "
+    log(f"method={cfg.method} loss={cfg.loss} neuron={neuron} "
+        f"{surrogate}T={cfg.T} epochs={total} batch={cfg.batch_size} "
+        f"{cfg.optimizer} lr={cfg.lr:g} {cfg.schedule}{tit} | run folder {cfg.out}")
+    if method_text:
+        log(f"method {cfg.method}: {method_text}")
 
 
 def epoch_line(rec: dict[str, Any], total: int) -> str:
@@ -155,16 +196,16 @@ def epoch_line(rec: dict[str, Any], total: int) -> str:
             f"bwd={fmt_time(rec['backward_s'])} lr={rec['lr']:.3g}")
 
 
-def finish_log(log: Callable[[str], None], run_dir: Path, cfg: dict[str, Any],
+def finish_log(log: Callable[[str], None], run_dir: Path, cfg: RunConfig,
                history: list[dict[str, Any]], best_acc: float, best_epoch: int,
                last_acc: float) -> None:
     """Draw the figures (unless ``no_plots``), list the files, print the last lines."""
     if history:
         pngs: list[Path] = []
-        if not cfg.get("no_plots"):
+        if not cfg.no_plots:
             from .plots import plot_run  # lazy: plots imports matplotlib; --no-plots never loads it
 
-            pngs = plot_run(run_dir, f"{cfg['model']} / {cfg['method']} / {cfg['dataset']}")
+            pngs = plot_run(run_dir, f"{cfg.model} / {cfg.method} / {cfg.dataset}")
         log(f"wrote {run_dir}/" + ", ".join(["config.json", "metrics.jsonl", "best.npz",
                                              "last.npz"] + [p.name for p in pngs]))
     log(f"best test_acc={best_acc:.4f} at epoch {best_epoch} (best.npz); final epoch below")

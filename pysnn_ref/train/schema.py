@@ -23,14 +23,16 @@ from typing import Any
 from .. import backend
 from ..data import DATASETS, ENCODERS
 from ..errors import RunFormatError
+from ..functional.dsr import DSR_SPREADS
 from ..functional.loss import LOSSES
 from ..functional.surrogate import get_surrogate
+from ..methods import METHODS, OTTT_UPDATES
 from ..models import MODELS
-from ..nn import check_method
 from ..optim import OPTIMIZERS, SCHEDULES
+from .flags import INT_SETTINGS, RANGES, in_range
 
 __all__ = ["FORMAT_VERSION", "Field", "CONFIG", "METRICS", "META", "NEURON", "ENERGY",
-           "ENERGY_LAYER", "check", "check_config", "read_json", "read_metrics"]
+           "ENERGY_LAYER", "check", "check_config", "check_energy", "read_json", "read_metrics"]
 
 FORMAT_VERSION = 1   #: written into config.json (``format_version``) and checkpoints (``version``)
 
@@ -91,6 +93,12 @@ def _choice(choices: tuple[Any, ...], nullable: bool = False, required: bool = T
     return Field((str,), "", nullable, required, choices=tuple(choices))
 
 
+def _ranged(name: str, nullable: bool = False, required: bool = True) -> Field:
+    """A number whose range is the command line's (:data:`~pysnn_ref.train.flags.RANGES`)."""
+    types = (int,) if name in INT_SETTINGS else NUM
+    return Field(types, RANGES[name][3], nullable, required, ok=lambda v: in_range(name, v))
+
+
 def _bool(required: bool = True) -> Field:
     return Field((bool,), "true or false", required=required)
 
@@ -111,7 +119,8 @@ def _stages(v: list) -> bool:
 
 
 def _asf_refresh(v: Any) -> bool:
-    return v == "batch" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+    return v == "batch" or (isinstance(v, int) and not isinstance(v, bool)
+                            and in_range("asf_refresh", v))
 
 
 #: config.json and a checkpoint's ``config``: every setting of the run
@@ -122,37 +131,43 @@ CONFIG: dict[str, Field] = {
     "augment": _bool(),
     "model": _choice(MODELS),
     "neuron": _choice(("lif", "if")),
-    "lam": _num("a number in (0, 1]", lambda v: 0 < v <= 1),
-    "v_th": _num("a number > 0", lambda v: v > 0),
+    "lam": _ranged("lam"),
+    "v_th": _ranged("v_th"),
     "reset": _choice(("hard", "soft")),
     "surrogate": Field((str,), "a surrogate 'name:param' (e.g. 'triangle:1')", ok=_surrogate),
     "dspike_adapt": _bool(),
-    "fdg_samples": _int(1, nullable=True),
-    "tdbn_alpha": _num(nullable=True),
+    "fdg_samples": _ranged("fdg_samples", nullable=True),
+    "tdbn_alpha": _ranged("tdbn_alpha", nullable=True),
     "dtype": _choice(("float32", "float64")),
-    "method": Field((str,), "a training method name (bptt, asf, ssf, ...)", ok=check_method),
+    "method": _choice(METHODS),
+    "dsr_alpha": _ranged("dsr_alpha", nullable=True, required=False),
+    "dsr_spread": _choice(DSR_SPREADS, nullable=True, required=False),
+    "dsr_train_threshold": _bool(required=False),
+    "rate_detach": _bool(required=False),
+    "ottt_update": _choice(OTTT_UPDATES, nullable=True, required=False),
+    "sltt_k": _ranged("sltt_k", nullable=True, required=False),
     "loss": _choice(tuple(LOSSES)),
-    "tet_lambda": _num("a number >= 0", lambda v: v >= 0),
-    "T": _int(1),
-    "time_chunk": _int(1, nullable=True),
+    "tet_lambda": _ranged("tet_lambda"),
+    "T": _ranged("T"),
+    "time_chunk": _ranged("time_chunk", nullable=True),
     "asf_variant": _choice(("paper", "code"), nullable=True),
-    "asf_refresh": Field((int, str), "an integer >= 1 or 'batch'", True, ok=_asf_refresh),
+    "asf_refresh": Field((int, str), RANGES["asf_refresh"][3], True, ok=_asf_refresh),
     "r_granularity": _choice(("neuron", "channel", "sample", "layer"), nullable=True),
-    "epochs": _int(1),
-    "batch_size": _int(1),
+    "epochs": _ranged("epochs"),
+    "batch_size": _ranged("batch_size"),
     "optimizer": _choice(tuple(OPTIMIZERS)),
-    "lr": _num("a number > 0", lambda v: v > 0),
-    "momentum": _num("a number in [0, 1)", lambda v: 0 <= v < 1, nullable=True),
-    "weight_decay": _num("a number >= 0", lambda v: v >= 0),
+    "lr": _ranged("lr"),
+    "momentum": _ranged("momentum", nullable=True),
+    "weight_decay": _ranged("weight_decay"),
     "schedule": _choice(tuple(SCHEDULES)),
     "tit": _str(nullable=True),
-    "tit_lr": _num("a number > 0", lambda v: v > 0, nullable=True),
-    "seed": _int(0),
+    "tit_lr": _ranged("tit_lr", nullable=True),
+    "seed": _ranged("seed"),
     "device": _choice(backend.DEVICES),
     "out": _str(nullable=True),
-    "max_batches": _int(1, nullable=True),
-    "max_eval_batches": _int(1, nullable=True, required=False),
-    "blas_threads": _int(0, required=False),
+    "max_batches": _ranged("max_batches", nullable=True),
+    "max_eval_batches": _ranged("max_eval_batches", nullable=True, required=False),
+    "blas_threads": _ranged("blas_threads", required=False),
     "no_plots": _bool(required=False),
     "no_progress": _bool(required=False),
     "distributed": _bool(required=False),
@@ -281,6 +296,15 @@ def check_meta(meta: Any, where: str) -> None:
     check_config(meta["config"], f"{where} (meta 'config')")
 
 
+def check_energy(obj: Any, where: str) -> None:
+    """:data:`ENERGY` and each of its ``layers`` (:data:`ENERGY_LAYER`): energy.json, checked
+    when the run writes it (:func:`pysnn_ref.train.runlog.write_energy`) and on every read
+    (:func:`pysnn_ref.train.runlog.read_energy`: ``evaluate``)."""
+    check(obj, ENERGY, where)
+    for i, row in enumerate(obj["layers"]):
+        check(row, ENERGY_LAYER, where, f"layers[{i}]")
+
+
 def read_json(path: str | Path, schema: dict[str, Field]) -> dict[str, Any]:
     """A JSON file checked against ``schema`` (energy.json: also each layer)."""
     path = Path(path)
@@ -291,11 +315,10 @@ def read_json(path: str | Path, schema: dict[str, Field]) -> dict[str, Any]:
                              f"{e})") from None
     if schema is CONFIG:
         check_config(obj, str(path))
+    elif schema is ENERGY:
+        check_energy(obj, str(path))
     else:
         check(obj, schema, str(path))
-    if schema is ENERGY:
-        for i, row in enumerate(obj["layers"]):
-            check(row, ENERGY_LAYER, str(path), f"layers[{i}]")
     return obj
 
 

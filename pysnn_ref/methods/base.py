@@ -1,57 +1,6 @@
-"""How a network trains: ``"bptt"``, ``"asf"``, ``"ssf"``, ``"dsr"`` or ``"rate"`` -- one seam,
-one argument.
-
-=======  ==========================================  =============================================
-method   forward keeps                               backward
-=======  ==========================================  =============================================
-bptt     every layer's per-step input, every         exact BPTT with surrogate gradients, T steps
-         neuron's membrane u[t]  (memory ~ T)        through every layer  (cost ~ T)
-asf      per weight layer sum_t x[t]; per neuron     once through the equivalent network: neuron
-         the running sums FI, FO  (memory flat)      gain = layer scale factor S (ASF Eqs. 9-12)
-ssf      per weight layer sum_t x[t]; per neuron     once: neuron gain = dFO/dFI of the stabilized
-         lam-weighted FI, FO, R  (memory flat)       flow mapping (SSF Eqs. 14-15, 19)
-dsr      per weight layer its input's lam^(T-1-t)-   once through the clamp network a =
-         weighted sum; per neuron v, Ibar_w          clamp(Ibar_w, 0, v_th): gain 1[0<=Ibar_w<=
-         (memory flat)                               v_th], dL/dv_th (DSR, CVPR 2022)
-rate     per weight layer sum_t x[t]; per neuron     once through the linearised rate network:
-         v, kappa, r, e  (memory flat)               gain e = dr/dc (rate-BP, NeurIPS 2024)
-=======  ==========================================  =============================================
-
-DSR and rate-BP (the T-independent family, :mod:`pysnn_ref.functional.dsr`,
-:mod:`pysnn_ref.functional.rate`) run through the same flow-mode seam: their neurons stream
-their own state (``DSRState``, ``RateState``) and collapse the gradient with their own gain; the
-weight layers are the flow methods' (one backward on a ``(B, ...)`` gradient ``g`` standing for
-every step's).  DSR options: ``dsr_alpha`` (fire at alpha v_th; 1 = "DSR-noF"), ``dsr_spread``
-("exact" | "authors"), ``dsr_train_threshold`` (each spiking layer's v_th a Parameter, bounded
-below by 5e-4 before every forward).  Rate-BP option: ``rate_detach`` (the eligibility's
-recursion through the reset cut, as ``detach_reset``; rate-BP honours the neurons' own
-``detach_reset`` too).  DSR is soft-reset only, and with the exact spread its
-layers must share one lam (the weight layers keep their input's sum weighted by it).  Neither
-method handles BatchNorm in training or MaxPool2d (their per-step fallbacks assume ASF/SSF's
-flow weights); :meth:`Method.check_network` refuses them.
-
-In the flow methods the input is streamed ``time_chunk`` steps at a time, so no tensor with a
-time axis longer than one chunk exists (except the network's small ``(T, B, classes)`` output).
-BatchNorm in training mode needs its batch statistics before it can normalise: the forward then
-makes L + 1 passes over the chunks (L BN layers), L statistics passes and the normalised pass
-(two-pass streaming, see :class:`~pysnn_ref.nn.BatchNorm`); every pass sees the same input.
-The output layer does not spike; its per-step gradients are collapsed into one ``(B, classes)``
-gradient by the top spiking layer's flow weights -- exact for losses on the time-averaged or
-accumulated output (SDT, ASF-MSE), an approximation for the per-step TET loss.
-
-ASF scale factor S (:class:`~pysnn_ref.nn.LIF`), ``asf_variant``:
-
-* ``"paper"`` (ASF Eq. 12, Alg. 1): S = sum FO / sum FI over the layer, gathered over all
-  forward passes of a refresh epoch; gain S for every neuron.  S is taken only where
-  sum FI > 1e-3 sum |FI| (``flows.ASF_RTOL``), else the previous S is kept: behind BatchNorm
-  (beta = 0) sum FI is round-off and the bare ratio would be ~1e8 (docs/methods.md, "ASF").
-* ``"code"`` (the authors' public code, github.com/neural-lab/ASF-BP): S estimated per batch over
-  neurons whose accumulated input is at least their spike count, S_new = 1 when that input sum
-  is below 1e-3, EMA S = 0.6 S_new + 0.4 S; gain S * 1[FI > 0].
-
-S is refreshed every ``asf_refresh`` epochs (5 in the paper) -- updated on every training batch
-of epochs 0, K, 2K, ... and frozen in between -- or on every batch with ``asf_refresh="batch"``.
-"""
+"""The method seam: :class:`Method` (BPTT and the flow methods asf, ssf, dsr, rate), the step
+every method trains a mini-batch with (:meth:`Method.train_step`, :class:`StepTimes`) and the
+names and one-line summaries of all methods (:mod:`pysnn_ref.methods` has the overview)."""
 
 from __future__ import annotations
 
@@ -61,19 +10,49 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
-from ._check import check_choice, check_in_range, check_int
-from .functional.dsr import DSR_SPREADS
-from .functional.flows import R_GRANULARITIES, weighted_time_mean
-from .nn import ASF_VARIANTS, LIF, BatchNorm, MaxPool2d, Module, check_method, spiking_layers
+from .. import backend
+from .._check import check_choice, check_in_range, check_int
+from ..functional.dsr import DSR_SPREADS
+from ..functional.flows import R_GRANULARITIES, weighted_time_mean
+from ..nn import ASF_VARIANTS, LIF, BatchNorm, MaxPool2d, Module, check_method, spiking_layers
 
-__all__ = ["DEFAULT_TIME_CHUNK", "FAMILY_FLOW", "METHODS", "Method", "make_method"]
+__all__ = ["DEFAULT_TIME_CHUNK", "FAMILY_FLOW", "ONLINE", "OTTT_UPDATES", "METHODS", "SUMMARY",
+           "StepTimes", "Method"]
 
 DEFAULT_TIME_CHUNK = 4
 #: the T-independent family's methods that run in flow mode (their own neuron rule and gain)
 FAMILY_FLOW = ("dsr", "rate")
+#: the online methods: per-step forward and backward, the neuron's past cut (OnlineMethod)
+ONLINE = ("ottt", "sltt")
+#: OTTT's weight updates: A = accumulate over the T steps, one step per batch; O = online,
+#: an optimizer step after every time step (the authors' ``--online_update``)
+OTTT_UPDATES = ("A", "O")
 #: every method :func:`make_method` knows
-METHODS = ("bptt", "asf", "ssf", *FAMILY_FLOW)
+METHODS = ("bptt", "asf", "ssf", *FAMILY_FLOW, *ONLINE)
+
+
+#: what each method does, in one line (the run header, ``Method.describe``)
+SUMMARY = {
+    "bptt": "exact backprop through time",
+    "asf": "accumulated spiking flow, one backward through the equivalent network",
+    "ssf": "stabilized spiking flow, one backward through the flow mapping",
+    "dsr": "differentiation on spike representation, one backward through the clamp",
+    "rate": "rate-based backprop, one backward through the linearised rate network",
+    "ottt": "online training through time: per-step backward, neuron past cut, weight "
+            "gradient through the presynaptic trace",
+    "sltt": "spatial learning through time: per-step backward, neuron past cut",
+}
+
+
+class StepTimes:
+    """The device marks (:meth:`pysnn_ref.backend.Backend.mark`) of one training step: a list of
+    (start, end) spans of forward work and one of backward work -- one span each for BPTT and
+    the flow methods, one per time step for the online methods, whose forward and backward
+    alternate."""
+
+    def __init__(self) -> None:
+        self.forward: list[tuple[Any, Any]] = []
+        self.backward: list[tuple[Any, Any]] = []
 
 
 class _SliceEncoder:
@@ -252,6 +231,36 @@ class Method:
                 net.forward_chunk(c)
             bn.freeze_statistics()
 
+    def train_step(self, net: Module, x: Any, labels: Any, T: int, encoder: Any,
+                   loss_fwd: Any, loss_bwd: Any, update: Any, mark: Any
+                   ) -> tuple[Any, Any, StepTimes]:
+        """One mini-batch: forward, the loss ``loss_fwd(y, labels) -> (value, cache)`` and its
+        gradient ``loss_bwd(cache)``, :meth:`backward`, then ``update(value)`` (the caller's
+        gradient all-reduce, NaN check and optimizer step).  ``mark()`` marks device time: the
+        forward span is the forward and the loss, the backward span the loss gradient and the
+        method's backward.  Returns ``(update's loss, output (T, B, classes), times)``.  The
+        online methods (:class:`OnlineMethod`) run their own per-step version."""
+        times = StepTimes()
+        m0 = mark()
+        out = self.forward(net, x, T, encoder)
+        value, cache = loss_fwd(out, labels)
+        m1 = mark()
+        dy = loss_bwd(cache)
+        del cache
+        self.backward(net, dy)
+        del dy
+        times.forward.append((m0, m1))
+        times.backward.append((m1, mark()))
+        return update(value), out, times
+
+    def describe(self) -> str:
+        """What this method does, in one line (:data:`SUMMARY`, with its variant)."""
+        return SUMMARY[self.name]
+
+    def spike_rates(self, layers: list[Module]) -> list[Any]:
+        """The mean spike rate of each spiking layer in the last forward (device scalars)."""
+        return [n.spike_rate for n in layers]
+
     def backward(self, net: Module, dy: Any) -> None:
         """Accumulate parameter gradients from ``dy`` = dL/dy ``(T, B, classes)``."""
         if not self.is_flow:
@@ -271,6 +280,4 @@ def _stateful(encoder: Any) -> bool:
                                                                                      "events")
 
 
-def make_method(name: str, **opts: Any) -> Method:
-    """A :class:`Method` by name, one of :data:`METHODS`."""
-    return Method(name, **opts)
+
