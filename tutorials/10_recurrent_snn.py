@@ -304,9 +304,13 @@ for name, r in runs.items():
     r["rate"] = counts.mean(axis=0) / T                      # per neuron, spikes per step
     print(f"   {name:26s} test acc {r['acc']:.3f}   mean rate {r['rate'].mean():.3f} "
           f"spikes/neuron/step   silent neurons {int((r['rate'] == 0).sum())}/{HIDDEN}")
-floor = 0.4 if QUICK else 0.8
-for name, r in runs.items():
-    assert r["acc"] >= floor, (name, r["acc"])               # chance is 0.1
+floor = 0.4 if QUICK else 0.8                               # chance is 0.1
+acc_rec, acc_ff = runs["recurrent"]["acc"], runs["feed-forward (W_rec = 0)"]["acc"]
+assert runs["recurrent"]["acc"] >= floor and runs["recurrent + activity reg."]["acc"] >= floor
+assert acc_ff >= floor - 0.1, acc_ff
+if not QUICK:                                                # memory helps on this task
+    assert acc_rec > acc_ff, (acc_rec, acc_ff)
+print(f"   recurrence: test accuracy {acc_ff:.3f} (feed-forward) -> {acc_rec:.3f} (recurrent)")
 rate_plain = runs["recurrent"]["rate"].mean()
 rate_reg = runs["recurrent + activity reg."]["rate"].mean()
 assert rate_reg < rate_plain, (rate_reg, rate_plain)
@@ -361,6 +365,8 @@ print(f"\nVerification (asserted above): the recurrent loop = online_forward ste
       f"with W_rec = 0, = lif_forward / lif_backward (SSF Eqs. 6-10);\n   hand-written BPTT "
       f"through the recurrence = finite differences (float64, smooth mode, max rel. error "
       f"{max(fd_errors):.1e}) of SDT loss (TET Eq. 7) + activity regulariser, and of the "
-      f"regulariser alone, hard and soft reset;\n   test accuracy >= {floor} (chance 0.1) for all "
-      f"three networks; the regulariser lowers the mean rate ({rate_plain:.3f} -> {rate_reg:.3f})")
+      f"regulariser alone, hard and soft reset;\n   test accuracy >= {floor} (chance 0.1) for both "
+      f"recurrent networks (feed-forward >= {floor - 0.1:.1f}"
+      f"{'' if QUICK else ', and below the recurrent one'}); the regulariser lowers the mean rate "
+      f"({rate_plain:.3f} -> {rate_reg:.3f})")
 print("Chapter 10 done.")
