@@ -283,12 +283,14 @@ print(f"   figure: {path}")
 # 5. Memory and time of one training step as T grows
 # --------------------------------------------------
 # Peak memory of NumPy allocations (``tracemalloc``) and wall time of one training step (forward
-# + backward, batch 128, 64-256-256-10).  BPTT keeps every layer's input and membrane at every
-# step; ASF, SSF, DSR and rate-BP stream the input ``DEFAULT_TIME_CHUNK`` = 4 steps at a time and
-# keep per-neuron sums (so T starts at 4 here); OTTT and SLTT keep one step.  Times depend on
-# the machine and its load: printed and drawn, not asserted.
+# + backward; batch 128, 64-256-256-10, or in quick mode batch 64, 64-128-128-10).  BPTT keeps
+# every layer's input and membrane at every step; ASF, SSF, DSR and rate-BP stream the input
+# ``DEFAULT_TIME_CHUNK`` = 4 steps at a time and keep per-neuron sums (so T starts at 4 here);
+# OTTT and SLTT keep one step.  Times depend on the machine and its load: printed and drawn, not
+# asserted.
 
-T_COST = (4, 8, 16) if QUICK else (4, 8, 16, 32)     # from one full time chunk (4) on
+T_COST = (4, 8) if QUICK else (4, 8, 16, 32)         # from one full time chunk (4) on
+COST_SIZES, COST_BATCH = ((64, 128, 128, 10), 64) if QUICK else ((64, 256, 256, 10), 128)
 COST_METHODS = ("bptt", *METHODS)
 
 
@@ -322,10 +324,10 @@ def measure(method: str, net: nn.Sequential, x: np.ndarray, labels: np.ndarray,
 
 
 def section_cost() -> tuple[dict, dict]:
-    print("\n5. One training step: peak memory (tracemalloc) and time vs T, 64-256-256-10, "
-          "batch 128")
-    net = make_net((64, 256, 256, 10), seed=3)
-    x, labels = ds.x_train.reshape(-1, 64)[:128], ds.y_train[:128]
+    print(f"\n5. One training step: peak memory (tracemalloc) and time vs T, "
+          f"{'-'.join(map(str, COST_SIZES))}, batch {COST_BATCH}")
+    net = make_net(COST_SIZES, seed=3)
+    x, labels = ds.x_train.reshape(-1, 64)[:COST_BATCH], ds.y_train[:COST_BATCH]
     mem: dict[str, list[float]] = {m: [] for m in COST_METHODS}
     sec: dict[str, list[float]] = {m: [] for m in COST_METHODS}
     for T in T_COST:
@@ -370,7 +372,7 @@ print(f"   figure: {path}")
 # the spiking forward of each network.
 
 T_TRAIN, EPOCHS = 4, (1 if QUICK else 4)
-N_TRAIN = 640 if QUICK else len(ds.x_train)
+N_TRAIN = 384 if QUICK else len(ds.x_train)
 TRAIN_METHODS = ("bptt", *METHODS)
 
 
