@@ -19,13 +19,15 @@ code.  Write the exact recurrence of one LIF layer (hard reset; soft: -lam V_th 
   is kept.  SLTT-K back-propagates only K of the T steps.
 * **OTTT** (Xiao et al., "Online Training Through Time for Spiking Neural Networks", NeurIPS
   2022) drops the same terms, but its weight layers take their gradient from the presynaptic
-  trace a_hat[t] = lam a_hat[t-1] + o[t] instead of o[t]: dW += dL/dI[t+1-layer] a_hat[t]^T --
-  the dropped temporal path, put back approximately, in the forward direction.
+  trace a_hat[t] = lam a_hat[t-1] + o[t] instead of o[t]: dW^l += delta^(l+1)[t] a_hat^l[t]^T
+  (delta = dL/dI of the layer above) -- some of the dropped temporal dependence, carried
+  forward in time instead of backward.
 * **Rate-based BP** (Yu et al., "Advancing Training Efficiency of Deep Spiking Neural Networks
   through Rate-based Backpropagation", NeurIPS 2024) back-propagates once through the
   time-averaged network: rates r = mean_t o[t], mean currents Ibar = W r_below + b, and per neuron
   the eligibility e = dr/dc for a shift c of every step's input (accumulated in the forward).
-  With a constant input and a loss on the time-averaged output it *is* BPTT (shown below).
+  For one hidden layer with a constant input and a loss on the time-averaged output it *is*
+  BPTT (shown below).
 * **DSR** (Meng et al., "Training High-Performance Low-Latency SNNs by Differentiation on Spike
   Representation", CVPR 2022) back-propagates through the rate's differentiable mapping
   a = clamp(Ibar_w, 0, V_th) of the (lam-weighted) mean input: gain 1 inside the clamp, 0
