@@ -387,6 +387,9 @@ def real_spikingjelly(x: np.ndarray, tau: float) -> np.ndarray:
 
 
 have = {m: importlib.util.find_spec(m) is not None for m in ("torch", "snntorch", "spikingjelly")}
+# SpikingJelly before 0.0.0.0.13 has no ``activation_based`` package (its API was clock_driven)
+have["spikingjelly"] = have["spikingjelly"] and importlib.util.find_spec(
+    "spikingjelly.activation_based") is not None
 print("\n4. The real libraries (optional)")
 if have["torch"] and have["snntorch"]:
     o_lib, _ = lif_forward(x, lam=beta, v_th=1.0, reset="hard")
@@ -405,7 +408,7 @@ if have["torch"] and have["spikingjelly"]:
     print(f"   spikingjelly LIFNode(tau={tau}, v_reset=0.) vs lif_forward: {n} spikes differ")
     assert n == 0
 else:
-    print("   skipped: spikingjelly not installed")
+    print("   skipped: spikingjelly (with spikingjelly.activation_based) not installed")
 
 # %%
 # Verification
