@@ -62,6 +62,7 @@ from threadpoolctl import threadpool_limits
 
 from pysnn_ref import data, nn
 from pysnn_ref.functional import lif_backward, lif_forward, make_neuron_params
+from pysnn_ref.functional.dsr import dsr_backward, dsr_forward
 from pysnn_ref.functional.linear import LinearCache, linear_backward, linear_forward
 from pysnn_ref.functional.loss import accuracy, sdt_loss_backward, sdt_loss_forward
 from pysnn_ref.functional.online import OnlineState, online_backward, online_forward
@@ -241,6 +242,29 @@ def section_rate_equals_bptt() -> None:
 section_rate_equals_bptt()
 
 # %%
+# DSR's backward, by hand: for IF neurons (lam = 1) the representation is the plain mean input
+# Ibar and the gradient of a = clamp(Ibar, 0, V_th) reaches every step's current equally,
+# dL/dI[t] = 1[0 <= Ibar <= V_th] (sum_s dL/do[s]) / T -- no surrogate, no recursion over time.
+
+
+def section_dsr_is_a_clamp(rng: np.random.Generator) -> None:
+    T = 8
+    I = rng.normal(0.4, 0.8, (T, 16, 30))
+    g = rng.standard_normal(I.shape)
+    _, cache = dsr_forward(I, lam=1.0, v_th=V_TH)
+    Ibar = I.mean(axis=0)
+    inside = (Ibar >= 0) & (Ibar <= V_TH)
+    by_hand = np.broadcast_to(inside * g.sum(axis=0) / T, I.shape)
+    err = rel_error(dsr_backward(g, cache)[0], by_hand)
+    print(f"   DSR (IF, T = {T}): the cache's Ibar = mean_t I[t] "
+          f"({rel_error(cache.Ibar, Ibar):.0e}); dsr_backward = 1[0 <= Ibar <= V_th] "
+          f"sum_s g[s] / T ({err:.0e}); {inside.mean():.0%} of the neurons inside the clamp")
+    assert rel_error(cache.Ibar, Ibar) < 1e-12 and err < 1e-12
+
+
+section_dsr_is_a_clamp(np.random.default_rng(4))
+
+# %%
 # 4. Gradient cosine with BPTT as T grows
 # ---------------------------------------
 # One network (64-128-128-10, soft-reset LIF, lam = 0.5), one batch of 64 digits, the SDT loss;
@@ -410,7 +434,8 @@ assert all(a >= floor for a in accs.values()), accs
 print(f"\nVerification (asserted above): BPTT's recurrence (SSF Eqs. 8-10) written as a loop = "
       f"lif_backward, and without its temporal terms = online_backward (OTTT / SLTT; equal at "
       f"T = 1);\n   rate-BP = BPTT (cosine 1 - 1e-10) for one hidden layer with direct input and "
-      f"the SDT loss (TET Eq. 7), not for two;\n   gradient cosine with BPTT > 0.2 for ASF "
+      f"the SDT loss (TET Eq. 7), not for two;\n   DSR's backward = the clamp's gradient "
+      f"1[0 <= Ibar <= V_th] sum_s g[s] / T (IF);\n   gradient cosine with BPTT > 0.2 for ASF "
       f"(ASF Eqs. 7-12), SSF (SSF Eqs. 11-19), DSR, rate-BP, OTTT, SLTT at every T, and 1 at "
       f"T = 1 for OTTT, SLTT, rate-BP;\n   BPTT's memory per step grows with T, the six others' "
       f"stays within x1.25 from T = {T_COST[0]} to {T_COST[-1]};\n   every method trains to test "
