@@ -83,16 +83,19 @@ def _lif_forward(I, lam, v_th, soft, smooth, kind, a, o, u, count):
         m = min(N, n0 + BLOCK) - n0
         v = np.zeros(m, I.dtype)
         ub = np.empty(0 if keep else m, I.dtype)
-        c = 0.0
+        acc = np.zeros(m if counting else 0)  # per-neuron sums (float64): independent lanes
         for t in range(T):
             ut = u[t, n0:n0 + m] if keep else ub
             ot = o[t, n0:n0 + m]
             lif_step_row(I[0 if static else t, n0:n0 + m], v, m, lam, v_th, s, smooth, kind, a,
                          ut, ot)
-            if counting:
+            if counting:  # a vector add (one scalar sum would be a serial chain: 2x slower)
                 for j in range(m):
-                    c += ot[j]
+                    acc[j] += ot[j]
         if counting:
+            c = 0.0
+            for j in range(m):
+                c += acc[j]
             count[blk] = c
 
 
