@@ -95,7 +95,8 @@ def test_kernel_times_counts_the_kernels_of_a_step_and_restores_them(capsys):
     extra steps; the kernel module is the same afterwards (no timer left in place)."""
     from pysnn_ref.kernels import cpu
 
-    before = {n: getattr(cpu, n) for n in ("lif_forward", "lif_backward_time_sum", "matmul")}
+    before = {n: getattr(cpu, n) for n in ("lif_forward_count", "lif_backward_time_sum",
+                                           "matmul")}
     rc, out, err = _run(["--model", "mlp", "--methods", "bptt", "--T", "3", "--batch-size", "4",
                          "--repeats", "1", "--warmup", "1", "--no-memory", "--kernel-times",
                          "2"], capsys)
@@ -104,8 +105,9 @@ def test_kernel_times_counts_the_kernels_of_a_step_and_restores_them(capsys):
     rows = {m.group(1): (float(m.group(2)), float(m.group(3))) for m in
             re.finditer(r"^\s+(\w+)\s+([\d.]+)\s+([\d.]+)$", err, re.M)}
     # Flatten, Linear 784-800 (static input: runs once), LIF, Linear 800-10: one LIF forward
-    # and, below it, the time-summed backward for the static-input layer
-    assert rows["lif_forward"][0] == 1.0 and rows["lif_backward_time_sum"][0] == 1.0
+    # (counting its spikes for the firing rate) and, below it, the time-summed backward for the
+    # static-input layer
+    assert rows["lif_forward_count"][0] == 1.0 and rows["lif_backward_time_sum"][0] == 1.0
     assert all(ms >= 0 for _, ms in rows.values())
     assert {n: getattr(cpu, n) for n in before} == before
 
