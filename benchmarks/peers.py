@@ -616,25 +616,7 @@ def on_module() -> Any:
 
 def main_on(args: argparse.Namespace) -> int:
     """``--model on-lif``: check, time and print the Open Neuromorphic workload."""
-    on = on_module()
-    configs = select_configs(args.peers or "torch,spikingjelly,snntorch,norse", on.ON_GROUPS)
-    for name, v in (("neurons", args.neurons), ("check-neurons", args.check_neurons),
-                    ("repeats", args.repeats), ("warmup", args.warmup)):
-        if v < 1:
-            raise ValueError(f"--{name} must be >= 1, got {v}")
-    for lib in dict.fromkeys(["torch", *(g for g, cs in on.ON_GROUPS.items()
-                                         if set(cs) & set(configs))]):
-        import_peer(lib)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    records = on.run_on(configs, args.neurons, args.T or 500, args.batch_size or 16,
-                        args.warmup, args.repeats, args.check_neurons,
-                        log=lambda s: print(s, flush=True))
-    print(on.format_on(records))
-    if args.json:
-        Path(args.json).write_text(json.dumps(records, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return 0
+    return on_module().main_on(args, select_configs, import_peer)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -60,13 +60,15 @@ Bad arguments and a missing peer: one line on stderr, exit code 2 (``peers.py``'
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ON_SOURCE", "ON_CONFIGS", "ON_GROUPS", "OnWorkload", "run_on"]
+__all__ = ["ON_SOURCE", "ON_CONFIGS", "ON_GROUPS", "OnWorkload", "run_on", "main_on"]
 
 ON_SOURCE = ("open-neuromorphic/open-neuromorphic.github.io: content/blog/"
              "spiking-neural-network-framework-benchmarking/docker/run_benchmark.py (+ utils.py)")
@@ -336,3 +338,25 @@ def format_on(records: Sequence[dict[str, Any]]) -> str:
             lines.append(f"  {r['config']}: grad diff vs ours with detach_reset=True = "
                          f"{r['grad_max_rel_diff_vs_detach_reset']:.1e}")
     return "\n".join(lines)
+
+
+def main_on(args: Any, select_configs: Callable, import_peer: Callable) -> int:
+    """``peers.py --model on-lif``: validate, check, time and print (``select_configs`` and
+    ``import_peer`` are peers.py's)."""
+    configs = select_configs(args.peers or "torch,spikingjelly,snntorch,norse", ON_GROUPS)
+    for name, v in (("neurons", args.neurons), ("check-neurons", args.check_neurons),
+                    ("repeats", args.repeats), ("warmup", args.warmup)):
+        if v < 1:
+            raise ValueError(f"--{name} must be >= 1, got {v}")
+    for lib in dict.fromkeys(["torch", *(g for g, cs in ON_GROUPS.items()
+                                         if set(cs) & set(configs))]):
+        import_peer(lib)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    records = run_on(configs, args.neurons, args.T or 500, args.batch_size or 16, args.warmup,
+                     args.repeats, args.check_neurons, log=lambda s: print(s, flush=True))
+    print(format_on(records))
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
