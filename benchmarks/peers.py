@@ -2,6 +2,7 @@
 
     python benchmarks/peers.py --model convnet --T 20 --batch-size 64 --repeats 15 --warmup 3
     python benchmarks/peers.py --model mlp --peers torch,snntorch --json out/peers-mlp.json
+    python benchmarks/peers.py --model on-lif    # the Open Neuromorphic workload (peers_on.py)
 
 **What is measured.** The benchmark network of :mod:`pysnn_ref.bench` (``convnet``:
 Conv2d(1,16,3,p1) LIF AvgPool2d(2) Conv2d(16,32,3,p1) LIF AvgPool2d(2) Flatten Linear(1568,10);
@@ -96,12 +97,13 @@ from typing import Any
 import numpy as np
 
 PROG = "benchmarks/peers.py"
-MODELS = ("convnet", "mlp")
+MODELS = ("convnet", "mlp", "on-lif")  # on-lif: benchmarks/peers_on.py
 #: library -> its configurations (a library name in --peers selects all of them)
 PEER_GROUPS = {
     "torch": ("torch",),
     "spikingjelly": ("spikingjelly", "spikingjelly-compile"),
     "snntorch": ("snntorch", "snntorch-nodelay"),
+    "norse": (),  # on-lif only (peers_on.ON_GROUPS)
 }
 CONFIGS = tuple(c for group in PEER_GROUPS.values() for c in group)
 DESCRIPTIONS = {
@@ -129,31 +131,40 @@ def make_parser() -> argparse.ArgumentParser:
     ap = ArgumentParser(prog=PROG, description="Time one BPTT training step of pysnn_ref against "
                         "PyTorch autograd, SpikingJelly and snnTorch on the same network (CPU).")
     ap.add_argument("--model", default="convnet", choices=MODELS,
-                    help="convnet (16C3-AP2-32C3-AP2 + linear) or mlp (784-800-10)")
-    ap.add_argument("--T", type=int, default=20, help="time steps")
-    ap.add_argument("--batch-size", type=int, default=64, help="samples per step")
+                    help="convnet (16C3-AP2-32C3-AP2 + linear), mlp (784-800-10) or on-lif "
+                         "(the Open Neuromorphic Linear + LIF workload, peers_on.py)")
+    ap.add_argument("--T", type=int, default=None, help="time steps (20; on-lif: 500)")
+    ap.add_argument("--batch-size", type=int, default=None, help="samples (64; on-lif: 16)")
+    ap.add_argument("--neurons", type=int, default=16384, help="on-lif: n of Linear(n, n)")
+    ap.add_argument("--check-neurons", type=int, default=1024,
+                    help="on-lif: n of the instance whose gradients are checked first")
     ap.add_argument("--repeats", type=int, default=15, help="timed rounds (medians)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed rounds first (>= 1)")
-    ap.add_argument("--peers", default="torch,spikingjelly,snntorch",
+    ap.add_argument("--peers", default=None,
                     help=f"comma list of libraries {tuple(PEER_GROUPS)} (each: all its "
-                         f"configurations) or single configurations {CONFIGS}")
+                         f"configurations) or single configurations {CONFIGS} (default: "
+                         "torch,spikingjelly,snntorch; on-lif: also norse, peers_on.ON_GROUPS)")
     ap.add_argument("--json", default=None, help="write the records as JSON to this file")
     return ap
 
 
-def select_configs(text: str) -> list[str]:
-    """The configurations named by ``--peers`` (library names expand to all their configs)."""
+def select_configs(text: str, groups: dict[str, tuple[str, ...]] | None = None
+                   ) -> list[str]:
+    """The configurations named by ``--peers`` (library names expand to all their configs in
+    ``groups``, default :data:`PEER_GROUPS`)."""
+    groups = PEER_GROUPS if groups is None else groups
+    configs = tuple(c for g in groups.values() for c in g)
     out: list[str] = []
     for tok in (t.strip() for t in text.split(",")):
         if not tok:
             continue
-        if tok in PEER_GROUPS:
-            out.extend(PEER_GROUPS[tok])
-        elif tok in CONFIGS:
+        if tok in groups and groups[tok]:
+            out.extend(groups[tok])
+        elif tok in configs:
             out.append(tok)
         else:
-            raise ValueError(f"peers: unknown name {tok!r}; choose from {tuple(PEER_GROUPS)} or "
-                             f"{CONFIGS}")
+            raise ValueError(f"peers: unknown name {tok!r} for this model; choose from "
+                             f"{tuple(g for g in groups if groups[g])} or {configs}")
     if not out:
         raise ValueError(f"peers must name at least one of {tuple(PEER_GROUPS)}")
     return list(dict.fromkeys(out))
@@ -165,8 +176,8 @@ def bench_args(args: argparse.Namespace) -> argparse.Namespace:
     from pysnn_ref.bench import __main__ as bench
 
     b = bench.make_parser().parse_args([
-        "--model", args.model, "--methods", "bptt", "--T", str(args.T),
-        "--batch-size", str(args.batch_size), "--repeats", str(args.repeats),
+        "--model", args.model, "--methods", "bptt", "--T", str(args.T or 20),
+        "--batch-size", str(args.batch_size or 64), "--repeats", str(args.repeats),
         "--warmup", str(args.warmup), "--vs-torch", "--no-memory"])
     bench._validate(b)
     return b
@@ -183,7 +194,8 @@ def import_peer(library: str) -> Any:
 
     # torch.library.triton_op warns once per op that Triton is missing (CPU-only torch)
     logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
-    name = {"spikingjelly": "spikingjelly.activation_based.neuron"}.get(library, library)
+    name = {"spikingjelly": "spikingjelly.activation_based.neuron",
+            "norse": "norse.torch"}.get(library, library)
     try:
         return importlib.import_module(name)
     except ImportError as e:
@@ -570,7 +582,9 @@ def legend(records: Sequence[dict[str, Any]]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run, print; errors propagate (see :func:`cli`)."""
     args = make_parser().parse_args(argv)
-    configs = select_configs(args.peers)
+    if args.model == "on-lif":
+        return main_on(args)
+    configs = select_configs(args.peers or "torch,spikingjelly,snntorch")
     b = bench_args(args)
     for lib in dict.fromkeys(["torch", *(library_of(c) for c in configs)]):
         import_peer(lib)
@@ -587,6 +601,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(records, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
+
+
+def on_module() -> Any:
+    """benchmarks/peers_on.py (the Open Neuromorphic workload), imported by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("peers_on", Path(__file__).with_name(
+        "peers_on.py"))
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def main_on(args: argparse.Namespace) -> int:
+    """``--model on-lif``: check, time and print the Open Neuromorphic workload."""
+    return on_module().main_on(args, select_configs, import_peer)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -366,11 +366,13 @@ def kernels_for(x: Any) -> ModuleType:
 def family_kernels_for(x: Any) -> ModuleType:
     """The kernel module of the T-independent family (DSR, OTTT / SLTT, rate-based backprop) for
     arrays like ``x``: :mod:`pysnn_ref.kernels.cpu_family` (Numba), or
-    :mod:`pysnn_ref.kernels.reference_family` under ``use_cpu_kernels("reference")``.  These
-    methods have no CUDA tier yet: a GPU array raises one line saying so."""
+    :mod:`pysnn_ref.kernels.reference_family` under ``use_cpu_kernels("reference")``; for a
+    GPU array :mod:`pysnn_ref.kernels.cuda_family` (numba.cuda)."""
     if is_gpu_array(x):
-        raise ValueError("device 'gpu': the DSR / OTTT / SLTT / rate-BP neuron kernels have no "
-                         "CUDA version yet; use device 'cpu'")
+        _load_gpu()  # the GPU probes (one clear error if something is missing)
+        from .kernels import cuda_family
+
+        return cuda_family
     _configure_cpu_threads()
     if _cpu_kernel_set == "reference":
         from .kernels import reference_family

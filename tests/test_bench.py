@@ -95,7 +95,8 @@ def test_kernel_times_counts_the_kernels_of_a_step_and_restores_them(capsys):
     extra steps; the kernel module is the same afterwards (no timer left in place)."""
     from pysnn_ref.kernels import cpu
 
-    before = {n: getattr(cpu, n) for n in ("lif_forward", "lif_backward_time_sum", "matmul")}
+    before = {n: getattr(cpu, n) for n in ("lif_forward_count", "lif_backward_time_sum",
+                                           "matmul")}
     rc, out, err = _run(["--model", "mlp", "--methods", "bptt", "--T", "3", "--batch-size", "4",
                          "--repeats", "1", "--warmup", "1", "--no-memory", "--kernel-times",
                          "2"], capsys)
@@ -104,8 +105,9 @@ def test_kernel_times_counts_the_kernels_of_a_step_and_restores_them(capsys):
     rows = {m.group(1): (float(m.group(2)), float(m.group(3))) for m in
             re.finditer(r"^\s+(\w+)\s+([\d.]+)\s+([\d.]+)$", err, re.M)}
     # Flatten, Linear 784-800 (static input: runs once), LIF, Linear 800-10: one LIF forward
-    # and, below it, the time-summed backward for the static-input layer
-    assert rows["lif_forward"][0] == 1.0 and rows["lif_backward_time_sum"][0] == 1.0
+    # (counting its spikes for the firing rate) and, below it, the time-summed backward for the
+    # static-input layer
+    assert rows["lif_forward_count"][0] == 1.0 and rows["lif_backward_time_sum"][0] == 1.0
     assert all(ms >= 0 for _, ms in rows.values())
     assert {n: getattr(cpu, n) for n in before} == before
 
@@ -222,3 +224,31 @@ def test_peers_script_selects_configurations_and_rejects_bad_input(capsys):
     assert len(err.strip().splitlines()) == 1 and "unknown name 'jax'" in err
     with pytest.raises(ValueError, match="not importable.*pip install"):
         peers.import_peer("no_such_peer_lib_xyz")
+
+
+def test_peers_on_lif_workload_selects_norse_and_runs_ours(capsys):
+    """``--model on-lif`` (the Open Neuromorphic Linear + LIF workload, benchmarks/peers_on.py):
+    'norse' selects its two configurations there and is unknown for the other models; a bad size
+    is one line and exit 2; our side of the workload is the BPTT gradient of sum(spikes)."""
+    peers = _peers_script()
+    on = peers.on_module()
+    assert peers.select_configs("norse,torch", on.ON_GROUPS) == ["norse", "norse-compile",
+                                                                 "torch"]
+    with pytest.raises(ValueError, match="unknown name 'norse'"):
+        peers.select_configs("norse")
+    assert peers.cli(["--model", "on-lif", "--neurons", "0", "--peers", "torch"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "neurons" in err
+    w = on.OnWorkload(12, 7, 3)
+    ours = on.OursOn(w)
+    g = ours.gradients()
+    # the same gradient through the functional pairs: dI = lif_backward(1), dW = dI^T x
+    from pysnn_ref.functional.neuron import lif_backward, lif_forward
+
+    I = w.x @ w.W.T + w.b
+    o, cache = lif_forward(I, lam=0.5, v_th=1.0)
+    dI = lif_backward(np.ones_like(o), cache)
+    np.testing.assert_allclose(g["W"], dI.reshape(-1, 12).T @ w.x.reshape(-1, 12), rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(g["b"], dI.sum(axis=(0, 1)), rtol=1e-4, atol=1e-5)
+    assert np.array_equal(ours.spikes(), o) and 0 < o.mean() < 1

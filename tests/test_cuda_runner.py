@@ -1,4 +1,5 @@
-"""Runs the numba.cuda simulator tests (tests/test_cuda_sim.py) in their own process.
+"""Runs the numba.cuda simulator tests (tests/test_cuda_sim.py, tests/test_cuda_family_sim.py) in
+their own process.
 
 The simulator must be switched on (``NUMBA_ENABLE_CUDASIM=1``) before numba is imported, and this
 process has imported numba already, so the simulator tests get a fresh interpreter.  The
@@ -15,13 +16,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: tests/test_cuda_sim.py holds 126 tests
-MIN_PASSED = 126
+#: tests/test_cuda_sim.py holds 126 tests, tests/test_cuda_family_sim.py 20
+MIN_PASSED = 146
 
 
 def test_cuda_kernels_equal_reference_in_simulator():
     cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-m", "cudasim",
-           "tests/test_cuda_sim.py", "-p", "no:cacheprovider"]
+           "tests/test_cuda_sim.py", "tests/test_cuda_family_sim.py", "-p", "no:cacheprovider"]
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,

@@ -458,6 +458,17 @@ def test_functional_conv_on_cuda_kernels(monkeypatch):
 # grid-stride loops: a grid of fewer threads than items still covers every item
 # ------------------------------------------------------------------------------------------
 
+def test_launch_config_reads_the_device(monkeypatch):
+    """The block size follows the device's shape (SMs, warp, max threads per block): 256 from
+    SMs x 1024 threads on, 128 below, capped by the device's maximum; the simulator has no
+    device, so the stand-in is an H100's."""
+    assert ck.device_shape() == (132, 32, 1024)
+    monkeypatch.setattr(ck, "device_shape", lambda: (10, 32, 1024))
+    assert ck.launch_config(10 * 1024 - 1)[1] == 128 and ck.launch_config(10 * 1024)[1] == 256
+    monkeypatch.setattr(ck, "device_shape", lambda: (10, 16, 64))
+    assert ck.launch_config(10**6)[1] == 64 and ck.launch_config(20) == (1, 32)
+
+
 def test_launch_config_caps_the_grid():
     assert ck.launch_config(10**9)[0] == ck.MAX_BLOCKS
     assert ck.launch_config(10**6, max_blocks=3) == (3, 256)

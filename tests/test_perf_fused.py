@@ -331,3 +331,25 @@ def test_openmp_wait_policy_follows_blas_threads():
     assert run(PYSNN_BLAS_THREADS="0") == ["PASSIVE", "PASSIVE"]
     assert run(LATER="2") == ["None", "PASSIVE"]
     assert run(PYSNN_BLAS_THREADS="2", OMP_WAIT_POLICY="ACTIVE") == ["ACTIVE", "ACTIVE"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("static", [True, False])
+@pytest.mark.parametrize("smooth", [False, True])
+def test_lif_forward_count_equals_forward_and_counts_spikes(dtype, static, smooth):
+    """kernels.cpu.lif_forward_count: the spikes and membrane of lif_forward bit for bit, plus
+    their sum (several blocks, a partial last one, a static and a per-step current); nn.LIF's
+    firing rate from it equals o.mean() exactly (float32 arithmetic as numpy's mean)."""
+    rng = np.random.default_rng(2)
+    N = 2 * cpu.BLOCK + 17
+    I0 = rng.normal(0.6, 1.0, (1 if static else 6, N)).astype(dtype)
+    I = np.broadcast_to(I0, (6, N)) if static else I0
+    o, u = cpu.lif_forward(I, 0.5, 1.0, False, smooth, 2, 1.0)
+    o2, u2, spikes = cpu.lif_forward_count(I, 0.5, 1.0, False, smooth, 2, 1.0)
+    assert np.array_equal(o, o2) and np.array_equal(u, u2)
+    assert spikes == pytest.approx(o.astype(np.float64).sum(), rel=1e-12) and spikes > 0
+    lif = nn.LIF(smooth=smooth)
+    y = lif.forward(I.reshape(6, 1, N))
+    if not smooth:  # 0/1 spikes: the float32 sum is exact, so the rate is o.mean() to the bit
+        assert lif.spike_rate == y.mean() and lif.spike_rate.dtype == dtype
+    assert lif.firing_rate == pytest.approx(float(y.mean()), rel=1e-6)

@@ -34,6 +34,7 @@ from ..kernels import provides
 from .surrogate import Surrogate, get_surrogate
 
 __all__ = ["RESETS", "NeuronParams", "make_neuron_params", "LIFCache", "lif_forward",
+    "lif_forward_rate_p",
     "lif_forward_p", "lif_backward", "LIFPoolCache", "can_fuse_lif_avgpool",
     "lif_avgpool_forward_p", "lif_avgpool_backward"]
 
@@ -107,6 +108,22 @@ def lif_forward_p(I: Any, p: NeuronParams) -> tuple[Any, LIFCache]:
     o, u = K.lif_forward(I.reshape(T, -1), p.lam, p.v_th, p.soft, p.smooth, p.surrogate.kind,
                          p.surrogate.a)
     return o.reshape(I.shape), LIFCache(u.reshape(u.shape[0], *I.shape[1:]), p, T)
+
+
+def lif_forward_rate_p(I: Any, p: NeuronParams) -> tuple[Any, LIFCache, Any]:
+    """:func:`lif_forward_p` plus the firing rate ``o.mean()`` (a scalar of ``I``'s dtype,
+    on ``I``'s device): from the kernel's own spike count where the kernel set has one
+    (``lif_forward_count``: no second pass over the spikes), else ``o.mean()``."""
+    K = backend.kernels_for(I)
+    if not provides(K, "lif_forward_count"):
+        o, cache = lif_forward_p(I, p)
+        return o, cache, o.mean()
+    check_time_major("I", I)
+    T = I.shape[0]
+    o, u, spikes = K.lif_forward_count(I.reshape(T, -1), p.lam, p.v_th, p.soft, p.smooth,
+                                       p.surrogate.kind, p.surrogate.a)
+    rate = I.dtype.type(spikes) / o.size  # o.mean()'s float32 / float64 arithmetic
+    return o.reshape(I.shape), LIFCache(u.reshape(u.shape[0], *I.shape[1:]), p, T), rate
 
 
 def _time_summed(K: Any, name: str, time_sum: bool, shape: tuple, *args: Any) -> Any:

@@ -23,6 +23,7 @@ COMMON = (
 )
 
 FAST_PATHS = (
+    "lif_forward_count",              # lif_forward + its spike sum, counted in the kernel
     "lif_backward_time_sum",          # sum_t dI without writing dI (static input below)
     "lif_avgpool_forward",            # LIF + k x k average pooling, one kernel
     "lif_avgpool_backward",

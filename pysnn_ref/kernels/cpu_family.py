@@ -4,60 +4,26 @@ The computations of :mod:`pysnn_ref.kernels.reference_family`, fast, with the sa
 ``tests/test_family_kernels.py`` asserts equality (float64 to 1e-10, float32 to float32
 round-off).  As in :mod:`pysnn_ref.kernels.cpu`: every kernel is ``@njit(cache=True)``, runs
 ``prange`` over blocks of neurons with the time loop inside (the innermost loop walks one
-contiguous time row of the block, so memory is streamed), and the surrogate formulas are the
-reference module's scalar functions compiled per dtype (:func:`pysnn_ref.kernels.retype.retyped`)
-so a float32 kernel does float32 maths.
+contiguous time row of the block, so memory is streamed), and the LIF step and the surrogate
+gradient row are kernels/cpu's own (:func:`pysnn_ref.kernels.cpu.neuron.lif_step_row`,
+:func:`~pysnn_ref.kernels.cpu.neuron.grad_row`, on the reference's scalar formulas compiled per
+dtype in kernels/cpu/surrogate.py), so a float32 kernel does float32 maths and each formula has
+one compiled form.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import njit, prange
 
-from . import reference as _ref
-from .cpu.neuron import lif_step_row  # the one LIF step: online rows = BPTT's, bit for bit
-from .retype import retyped
+# the one LIF step and the one sigma' row of kernels/cpu (whose surrogates are the reference's
+# scalars compiled per dtype, kernels/cpu/surrogate.py): online rows = BPTT's, bit for bit
+from .cpu.neuron import grad_row, lif_step_row
 
 __all__ = ["BLOCK", "dsr_forward", "dsr_backward", "online_forward", "online_backward",
     "rate_forward"]
 
 BLOCK = 2048
-
-_TWINS = {name: (retyped(getattr(_ref, name), np.float32), retyped(getattr(_ref, name), np.float64))
-          for name in ("surrogate_primitive_scalar", "surrogate_grad_scalar", "heaviside")}
-
-
-def _primitive(x, kind, a):
-    """reference.surrogate_primitive_scalar in the dtype of x (in Numba code)."""
-    return _ref.surrogate_primitive_scalar(x, kind, a)
-
-
-def _grad(x, kind, a):
-    """reference.surrogate_grad_scalar in the dtype of x (in Numba code)."""
-    return _ref.surrogate_grad_scalar(x, kind, a)
-
-
-overload(_primitive)(lambda x, kind, a:
-                     _TWINS["surrogate_primitive_scalar"][0 if x == types.float32 else 1])
-overload(_grad)(lambda x, kind, a: _TWINS["surrogate_grad_scalar"][0 if x == types.float32 else 1])
-
-
-def _heaviside(x):
-    """reference.heaviside in the dtype of x (in Numba code)."""
-    return _ref.heaviside(x)
-
-
-overload(_heaviside)(lambda x: _TWINS["heaviside"][0 if x == types.float32 else 1])
-
-
-@njit(cache=True, inline="always")
-def _spike(x, smooth, kind, a):
-    """reference.spike_scalar: the Heaviside (H(0) = 1), or the primitive in smooth mode."""
-    if smooth:
-        return _primitive(x, kind, a)
-    return _heaviside(x)
-
 
 # --------------------------------------------------------------------------------------------
 # 1. DSR
@@ -174,28 +140,6 @@ def online_forward(I, v, tr, lam, v_th, soft, smooth, kind, a):
     return o, u, a_hat
 
 
-@njit(cache=True, inline="always")
-def _online_grad_row(dt, ut, v_th, kind, a, m, dIt):
-    """``dIt[j] = dt[j] sigma'(ut[j] - v_th)`` over a block; the surrogate is dispatched once,
-    outside the loop (a constant kind in each branch), so that every loop vectorises (as
-    kernels/cpu's _grad_row)."""
-    if kind == _ref.RECTANGULAR:
-        for j in range(m):
-            dIt[j] = dt[j] * _grad(ut[j] - v_th, _ref.RECTANGULAR, a)
-    elif kind == _ref.TRIANGLE:
-        for j in range(m):
-            dIt[j] = dt[j] * _grad(ut[j] - v_th, _ref.TRIANGLE, a)
-    elif kind == _ref.SIGMOID:
-        for j in range(m):
-            dIt[j] = dt[j] * _grad(ut[j] - v_th, _ref.SIGMOID, a)
-    elif kind == _ref.ATAN:
-        for j in range(m):
-            dIt[j] = dt[j] * _grad(ut[j] - v_th, _ref.ATAN, a)
-    else:
-        for j in range(m):
-            dIt[j] = dt[j] * _grad(ut[j] - v_th, kind, a)
-
-
 @njit(cache=True, parallel=True)
 def _online_backward(do, u, v_th, kind, a, dI):
     T, N = u.shape
@@ -203,8 +147,11 @@ def _online_backward(do, u, v_th, kind, a, dI):
         n0 = blk * BLOCK
         m = min(N, n0 + BLOCK) - n0
         for t in range(T):
-            _online_grad_row(do[t, n0:n0 + m], u[t, n0:n0 + m], v_th, kind, a, m,
-                             dI[t, n0:n0 + m])
+            dIt = dI[t, n0:n0 + m]
+            grad_row(u[t, n0:n0 + m], v_th, kind, a, m, dIt)  # sigma'(u - v_th), vectorised
+            dt = do[t, n0:n0 + m]
+            for j in range(m):
+                dIt[j] *= dt[j]
 
 
 def online_backward(do, u, v_th, kind, a):
@@ -222,29 +169,9 @@ def online_backward(do, u, v_th, kind, a):
 # 3. Rate-based backpropagation
 # --------------------------------------------------------------------------------------------
 
-@njit(cache=True, inline="always")
-def _sg_row(ut, v_th, kind, a, m, g):
-    """``g[j] = sigma'(ut[j] - v_th)``, the surrogate dispatched once outside the loop."""
-    if kind == _ref.RECTANGULAR:
-        for j in range(m):
-            g[j] = _grad(ut[j] - v_th, _ref.RECTANGULAR, a)
-    elif kind == _ref.TRIANGLE:
-        for j in range(m):
-            g[j] = _grad(ut[j] - v_th, _ref.TRIANGLE, a)
-    elif kind == _ref.SIGMOID:
-        for j in range(m):
-            g[j] = _grad(ut[j] - v_th, _ref.SIGMOID, a)
-    elif kind == _ref.ATAN:
-        for j in range(m):
-            g[j] = _grad(ut[j] - v_th, _ref.ATAN, a)
-    else:
-        for j in range(m):
-            g[j] = _grad(ut[j] - v_th, kind, a)
-
-
 @njit(cache=True, parallel=True)
 def _rate_forward(I, v, kappa, sO, sE, lam, v_th, soft, smooth, detach_reset, kind, a, o):
-    """Per step and block: the LIF step (lif_step_row), sigma' of the row (_sg_row), then
+    """Per step and block: the LIF step (lif_step_row), sigma' of the row (grad_row), then
     the sums and kappa without branches -- with s = 1 (soft) / 0 (hard) and c = 0 (detached) /
     1, rho = s (1 - c v_th sg) + (1 - s)((1 - o) - c u sg)."""
     Tc, N = I.shape
@@ -263,7 +190,7 @@ def _rate_forward(I, v, kappa, sO, sE, lam, v_th, soft, smooth, detach_reset, ki
         for t in range(Tc):
             ot = o[t, n0:n0 + m]
             lif_step_row(I[t, n0:n0 + m], vb, m, lam, v_th, s, smooth, kind, a, ub, ot)
-            _sg_row(ub, v_th, kind, a, m, g)
+            grad_row(ub, v_th, kind, a, m, g)
             for j in range(m):
                 sg = g[j]
                 o_t = ot[j]

@@ -58,7 +58,9 @@ from .cuda_index import index_kernels
 from .cuda_synaptic import synaptic_kernels
 from .retype import retyped as _retyped
 
-__all__ = ["PROVIDES", "LARGE_LAUNCH", "MAX_BLOCKS", "launch_config", "launch_probe",
+__all__ = ["PROVIDES", "LARGE_LAUNCH", "LARGE_PER_SM", "MAX_BLOCKS", "device_shape",
+    "launch_config", "launch_probe", "launch",
+    "host_array_module", "as_contiguous", "device_surrogates",
     "LOW_OCCUPANCY_BLOCKS", "SURROGATE_KINDS", "surrogate_primitive", "surrogate_grad",
     "lif_forward", "lif_backward", "synaptic_forward", "synaptic_backward", "lif_forward_flows",
     "ssf_gain", "INDEX32_LIMIT", "im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward"]
@@ -72,38 +74,55 @@ PROVIDES: frozenset[str] = frozenset()
 
 #: threads per block for small and large launches (multiples of the 32-thread warp)
 TPB_SMALL, TPB_LARGE = 128, 256
-#: from this many threads on, 256-thread blocks are used
-LARGE_LAUNCH = 1 << 17
+#: 256-thread blocks from ``SMs x LARGE_PER_SM`` threads on (135,168 on an H100's 132 SMs)
+LARGE_PER_SM = 1024
+#: the large-launch threshold where the device cannot be read (the simulator): an H100's
+LARGE_LAUNCH = 132 * LARGE_PER_SM
 #: at most this many blocks per launch: every kernel is a grid-stride loop, so a capped grid
 #: still covers every item (each thread takes items i, i + gridsize, ...).  The environment
 #: variable ``PYSNN_CUDA_MAX_BLOCKS`` overrides it when this module is imported (the
 #: end-to-end tests set 1: numba's simulator pays per block, so one block runs ~8x faster)
 MAX_BLOCKS = int(os.environ.get("PYSNN_CUDA_MAX_BLOCKS", 1 << 14))
 
+_DEVICE: list[tuple[int, int, int]] = []
+
+
+def device_shape() -> tuple[int, int, int]:
+    """``(SMs, warp size, max threads per block)`` of the current device, read once (driver
+    attributes ``MULTIPROCESSOR_COUNT``, ``WARP_SIZE``, ``MAX_THREADS_PER_BLOCK``, no
+    transfer); an H100's ``(132, 32, 1024)`` where they cannot be read (the simulator)."""
+    if not _DEVICE:
+        try:
+            d = cuda.get_current_device()
+            _DEVICE.append((int(d.MULTIPROCESSOR_COUNT), int(d.WARP_SIZE),
+                            int(d.MAX_THREADS_PER_BLOCK)))
+        except Exception:  # noqa: BLE001 - the simulator, or no driver: the stand-in shape
+            _DEVICE.append((LARGE_LAUNCH // LARGE_PER_SM, 32, 1024))
+    return _DEVICE[0]
+
 
 def launch_config(n: int, max_blocks: int | None = None) -> tuple[int, int]:
-    """``(blocks, threads_per_block)`` for ``n`` independent threads (n >= 1).
+    """``(blocks, threads_per_block)`` for ``n`` independent threads (n >= 1), chosen at run
+    time from the device (:func:`device_shape`).
 
-    Threads per block: 128 below :data:`LARGE_LAUNCH` (2^17) threads, 256 from there on; in
-    both cases at most ``n`` rounded up to a multiple of 32, so a tiny launch is one small block.
+    Threads per block: 128 below ``SMs x 1024`` threads (:data:`LARGE_PER_SM`), 256 from there
+    on, never more than the device's maximum; in both cases at most ``n`` rounded up to a
+    multiple of the warp size, so a tiny launch is one small block.
     Blocks: ``ceil(n / threads_per_block)``, at most ``max_blocks`` (default
     :data:`MAX_BLOCKS`); every kernel strides over the grid, so fewer blocks only give each
-    thread more items.  The time-loop kernels hold their state in
-    registers and use no shared memory, so the block size only decides how evenly the blocks
-    spread over the SMs: 128-thread blocks give 2x more blocks for mid-sized layers (an H100 has
-    132 SMs), 256 saves scheduling work once there are many waves of blocks anyway.  These
-    numbers are a reasoned default, not a measured optimum (no GPU was available when they
-    were chosen; see docs/gpu.md).
-    """
+    thread more items.  The kernels keep their state in registers, no shared memory, so the
+    block size only decides how evenly the blocks spread over the SMs: below one 1024-thread
+    wave per SM, 128-thread blocks give 2x more blocks; 256 saves scheduling work beyond.  A
+    reasoned default, not a measured optimum (no GPU was available; see docs/gpu.md)."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    tpb = TPB_LARGE if n >= LARGE_LAUNCH else TPB_SMALL
-    tpb = min(tpb, 32 * ((n + 31) // 32))
+    sms, warp, max_tpb = device_shape()
+    tpb = min(TPB_LARGE if n >= sms * LARGE_PER_SM else TPB_SMALL, max_tpb)
+    tpb = min(tpb, warp * ((n + warp - 1) // warp))
     cap = MAX_BLOCKS if max_blocks is None else max_blocks
     if cap < 1:
         raise ValueError(f"max_blocks must be >= 1, got {cap}")
     return min((n + tpb - 1) // tpb, cap), tpb
-
 
 
 def _is_gpu_array(x: Any) -> bool:
@@ -190,6 +209,30 @@ def _launch(kernel: Any, n: int, x: Any, *args: Any) -> None:
     else:
         configured = kernel[blocks, tpb, _stream_for(x)]
     configured(*args)
+
+
+def launch(kernel: Any, n: int, x: Any, *args: Any) -> None:
+    """Launch ``kernel`` over ``n`` items on the stream of array ``x`` (:func:`launch_config`,
+    the library's launch rule): the sibling kernel modules' (kernels/cuda_family.py) entry."""
+    _launch(kernel, n, x, *args)
+
+
+def host_array_module(x: Any) -> Any:
+    """``cupy`` for a CuPy array, else ``numpy`` (the kernels' own look-up, no backend)."""
+    return _array_module(x)
+
+
+def as_contiguous(xp: Any, x: Any, dtype: Any = None) -> Any:
+    """``x`` C-contiguous (of ``dtype``), writable under the simulator (:func:`_contiguous`)."""
+    return _contiguous(xp, x, dtype)
+
+
+def device_surrogates(dtype: Any) -> tuple[Any, Any]:
+    """``(spike, grad)``: the device functions of section 1 in float ``dtype`` --
+    ``spike(x, smooth, kind, a)`` (Heaviside or the primitive) and ``grad(x, kind, a)``, the
+    reference's scalar formulas compiled once for every CUDA kernel module."""
+    k = _typed(dtype)
+    return k.spike, k.grad
 
 
 # --------------------------------------------------------------------------------------------

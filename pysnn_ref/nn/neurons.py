@@ -27,7 +27,7 @@ from ..functional.neuron import (
     lif_avgpool_backward,
     lif_avgpool_forward_p,
     lif_backward,
-    lif_forward_p,
+    lif_forward_rate_p,
     make_neuron_params,
 )
 from ..functional.rate import RateState, rate_finish, rate_forward_chunk
@@ -107,8 +107,9 @@ class LIF(Module):
 
     # BPTT
     def forward(self, x: Any) -> Any:
-        o, self._cache = lif_forward_p(x, self.p)
-        self._rate = o.mean()  # stays on the device until read: no sync inside a step
+        # the rate stays on the device until read (no sync inside a step); on the CPU the
+        # kernel counts the spikes as it writes them (no second pass over them)
+        o, self._cache, self._rate = lif_forward_rate_p(x, self.p)
         return o
 
     def forward_pooled(self, x: Any, k: int, stride: int | None) -> Any | None:

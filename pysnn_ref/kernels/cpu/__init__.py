@@ -53,6 +53,7 @@ from .neuron import (
     lif_backward,
     lif_backward_time_sum,
     lif_forward,
+    lif_forward_count,
 )
 from .optim import FUSED_UPDATE_MIN_SIZE, adam_update, sgd_update
 from .pool import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
@@ -61,7 +62,7 @@ from .synaptic import synaptic_backward, synaptic_forward
 
 #: the fast paths of :data:`pysnn_ref.kernels.FAST_PATHS` this set has: all of them
 PROVIDES = frozenset({
-    "lif_backward_time_sum", "lif_avgpool_forward", "lif_avgpool_backward",
+    "lif_forward_count", "lif_backward_time_sum", "lif_avgpool_forward", "lif_avgpool_backward",
     "lif_avgpool_backward_time_sum", "avgpool2d_forward", "avgpool2d_backward",
     "conv2d_forward_images", "conv2d_backward_images", "matmul", "sgd_update", "adam_update",
     "lstm_cell_forward", "lstm_cell_backward",
@@ -73,7 +74,8 @@ __all__ = [
     "SURROGATE_KINDS", "TRIM_THRESHOLD_BYTES", "adam_update", "avgpool2d_backward",
     "avgpool2d_forward", "col2im", "conv2d_backward_images", "conv2d_forward_images", "im2col",
     "lif_avgpool_backward", "lif_avgpool_backward_time_sum", "lif_avgpool_forward",
-    "lif_backward", "lif_backward_time_sum", "lif_forward", "lif_forward_flows",
+    "lif_backward", "lif_backward_time_sum", "lif_forward", "lif_forward_count",
+    "lif_forward_flows",
     "limit_numba_blas", "lstm_cell_backward", "lstm_cell_forward", "malloc_tuned", "matmul",
     "maxpool2d_backward", "maxpool2d_forward", "sgd_update", "ssf_gain", "surrogate_grad",
     "surrogate_primitive", "synaptic_backward", "synaptic_forward", "thread_block", "tune_malloc",
