@@ -45,6 +45,7 @@ from numba.core import types as numba_types  # noqa: E402
 from numba.cuda import dispatcher as cuda_dispatcher  # noqa: E402
 
 from pysnn_ref.kernels import cuda as ck  # noqa: E402
+from pysnn_ref.kernels import cuda_family as cf  # noqa: E402
 
 
 def _first_line(e: BaseException) -> str:
@@ -77,7 +78,21 @@ def _recorded_launches(monkeypatch, dtype):
     out, idx = ck.maxpool2d_forward(x, 2, 2)
     ck.maxpool2d_backward(out, idx, x.shape, 2, 2)
     ck.launch_probe(np.zeros(4, dtype=np.int32))  # the start-up probe's kernel (no floats)
+    _family_launches(monkeypatch, dtype, record)
     return launches
+
+
+def _family_launches(monkeypatch, dtype, record):
+    """The family's kernels (kernels/cuda_family.py) launched through ``record`` as well."""
+    monkeypatch.setattr(cf, "launch", lambda kernel, n, x, *args: record(kernel, n, x, *args))
+    rng = np.random.default_rng(1)
+    I = rng.normal(size=(3, 40)).astype(dtype)
+    z = lambda: np.zeros(40, dtype=dtype)  # noqa: E731
+    cf.dsr_forward(I, z(), z(), 0.8, 1.0, 0.4)
+    cf.dsr_backward(I, I[0], np.ones(3), np.zeros(3), 1.0)
+    cf.online_forward(I, z(), z(), 0.7, 1.0, False, False, 1, 0.9)
+    cf.online_backward(I, I, 1.0, 1, 0.9)
+    cf.rate_forward(I, z(), z() + 1, z(), z(), 0.6, 1.0, False, False, False, 1, 1.0)
 
 
 #: a 64-bit integer division or remainder (a ~70-instruction emulation on a GPU)
@@ -87,8 +102,11 @@ INDEX_KERNELS = ("_im2col_kernel", "_col2im_kernel", "_maxpool2d_forward_kernel"
 
 
 def _all_kernels():
-    return {name for name, v in vars(ck).items()
-            if isinstance(v, cuda_dispatcher.CUDADispatcher) and not v.targetoptions.get("device")}
+    names = {name for name, v in vars(ck).items()
+             if isinstance(v, cuda_dispatcher.CUDADispatcher)
+             and not v.targetoptions.get("device")}
+    family = vars(cf._family_kernels(np.float32))  # the factory's kernels, by name
+    return names | set(family)
 
 
 @pytest.fixture(scope="module")
