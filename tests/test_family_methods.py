@@ -299,7 +299,7 @@ def test_cli_one_epoch_on_digits(tmp_path, capsys, argv):
     (["--method", "dsr", "--model", "snn5"], "BatchNorm"),
     (["--method", "asf", "--model", "lstm"], "--model lstm"),
     (["--method", "rate", "--model", "window"], "--model window"),
-    (["--method", "dsr", "--device", "gpu"], "--device cpu"),
+    (["--method", "ottt", "--device", "gpu"], "--device cpu"),
     (["--method", "dsr", "--dsr-alpha", "0"], "--dsr-alpha"),
     (["--method", "ssf", "--dsr-spread", "authors"], "--dsr-spread"),
     (["--method", "dsr", "--rate-detach"], "--rate-detach"),
@@ -336,8 +336,10 @@ def test_bench_times_the_family_and_their_memory_is_flat(tmp_path, capsys):
         assert f"{m} vs bptt at T=16" in out
 
 
-def test_bench_refuses_the_family_on_the_gpu(capsys):
-    assert bench_main(["--methods", "dsr", "--device", "gpu"]) == 2
+def test_bench_refuses_the_online_methods_on_the_gpu(capsys):
+    """dsr and rate run on the GPU (kernels/cuda_family.py; tests/test_gpu_e2e.py), the online
+    methods' per-step loop does not yet."""
+    assert bench_main(["--methods", "sltt", "--device", "gpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--device cpu" in err[0]
 

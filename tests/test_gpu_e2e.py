@@ -52,6 +52,9 @@ TRAIN_JOBS = {
     # Dspike Alg. 1 on the device: finite differences of device losses, cosines on the host
     "mlp-bptt-dspike": ["--model", "mlp", "--method", "bptt", "--surrogate", "dspike:2",
                         "--dspike-adapt", "--fdg-samples", "16", *F64_SGD],
+    # the family's flow methods on the device: kernels/cuda_family.py
+    "mlp-dsr": ["--model", "mlp", "--method", "dsr", *F64_SGD],
+    "lenet-rate": ["--model", "lenet", "--method", "rate", *F64_SGD],
     # the default dtype and optimizer: float32 kernels and Adam on the device
     "mlp-ssf-f32-adam": ["--model", "mlp", "--method", "ssf"],
 }
