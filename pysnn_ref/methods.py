@@ -43,7 +43,7 @@ ASF scale factor S (:class:`~pysnn_ref.nn.LIF`), ``asf_variant``:
 
 * ``"paper"`` (ASF Eq. 12, Alg. 1): S = sum FO / sum FI over the layer, gathered over all
   forward passes of a refresh epoch; gain S for every neuron.  S is taken only where
-  sum FI > 1e-3 sum |FI| (``flows.ASF_RTOL``), else the previous S is kept: behind BatchNorm
+  sum FI > 1e-3 sum abs(FI) (``flows.ASF_RTOL``), else the previous S is kept: behind BatchNorm
   (beta = 0) sum FI is round-off and the bare ratio would be ~1e8 (docs/methods.md, "ASF").
 * ``"code"`` (the authors' public code, github.com/neural-lab/ASF-BP): S estimated per batch over
   neurons whose accumulated input is at least their spike count, S_new = 1 when that input sum

@@ -363,7 +363,7 @@ def _typed(dtype: Any) -> SimpleNamespace:
     return k
 
 
-# the float64 kernels under their own names (what tutorials/13 shows and launches)
+# the float64 kernels under their own names (what tutorials/18 shows and launches)
 _K64 = _typed(np.float64)
 _typed(np.float32)
 _surrogate_primitive_kernel = _K64._surrogate_primitive_kernel
