@@ -34,12 +34,15 @@ if "NUMBA_ENABLE_CUDASIM" not in os.environ and ctypes.util.find_library("cuda")
 
 
 def write_overview() -> None:
-    """docs/overview.md: the top-level README as the site's first page, its links to docs/*.md
-    and to tutorials/README.md pointed at the site's own pages (generated, not committed)."""
+    """docs/_generated/overview.md: the top-level README as the site's first page, its links to
+    docs/*.md and to tutorials/README.md pointed at the site's own pages (generated at each
+    build, not committed; outside docs/*.md, which tests/test_docs_code.py runs)."""
     text = (ROOT / "README.md").read_text()
-    text = text.replace("](docs/", "](").replace("](tutorials/README.md)",
-                                                  "](auto_tutorials/index.rst)")
-    (ROOT / "docs" / "overview.md").write_text(text)
+    text = text.replace("](docs/", "](../").replace("](tutorials/README.md)",
+                                                    "](../auto_tutorials/index.rst)")
+    out = ROOT / "docs" / "_generated"
+    out.mkdir(exist_ok=True)
+    (out / "overview.md").write_text(text)
 
 
 write_overview()
@@ -58,6 +61,8 @@ extensions = [
     "sphinx_gallery.gen_gallery",
 ]
 
+# literal blocks (the docstrings' equations) are text, not Python; code cells say their language
+highlight_language = "text"
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "auto_tutorials/*.ipynb", "auto_tutorials/*.py",
@@ -71,7 +76,7 @@ myst_heading_anchors = 3
 # autodoc: a module's members are its __all__; Google-style docstrings through napoleon
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_member_order = "bysource"
-autodoc_typehints = "description"
+autodoc_typehints = "signature"
 autodoc_mock_imports = ["cupy", "mpi4py", "nir", "torch"]
 napoleon_google_docstring = True
 napoleon_numpy_docstring = True
@@ -84,16 +89,23 @@ sphinx_gallery_conf = {
     "filename_pattern": r"/\d\d_",          # run every chapter, not only plot_*.py
     "within_subsection_order": "FileNameSortKey",
     "remove_config_comments": True,
+    # every build runs every chapter (quick or full as asked), never reusing a previous run's
+    # output from docs/auto_tutorials
+    "run_stale_examples": True,
     "download_all_examples": False,
     "line_numbers": False,
     "min_reported_time": 1,
     "show_signature": False,
     "image_srcset": [],
+    # what a cell prints is shown; the value of its last expression is not (it is never the
+    # point of a chapter's cell, e.g. threadpool_limits(...)'s object)
+    "capture_repr": (),
     "matplotlib_animations": False,
 }
 
 html_theme = "alabaster"
-html_theme_options = {"page_width": "1180px", "sidebar_width": "250px",
+html_theme_options = {"page_width": "1500px", "sidebar_width": "260px",
+                      "code_font_size": "0.8em",
                       "description": "Training spiking neural networks, by hand"}
 html_static_path: list[str] = []
 html_show_sourcelink = False

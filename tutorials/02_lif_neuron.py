@@ -46,12 +46,8 @@ import numpy as np
 from pysnn_ref.functional.neuron import lif_forward
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 
-
-# ------------------------------------------------------------------------------------------
-# 1. The neuron as a loop over time.  I is time-major (T, N): T steps of N neurons.
-# ------------------------------------------------------------------------------------------
 
 def lif_by_hand(I: np.ndarray, lam: float, v_th: float, reset: str) -> tuple[np.ndarray, ...]:
     """SSF Eqs. 6-7 (reset="hard") or 16-17 (reset="soft").  Returns (o, u), both (T, N):
@@ -83,33 +79,10 @@ def print_trace(I: np.ndarray, lam: float, v_th: float) -> None:
           " charge above threshold, so it fires more often")
 
 
-# ------------------------------------------------------------------------------------------
-# 2. The library's lif_forward computes the same thing (in a Numba kernel, one neuron per
-#    thread).  It also returns a cache holding u, which its backward needs (chapter 5).
-#    In float64 the two agree to the last bit.  In float32 the kernel does its arithmetic
-#    in double precision before storing, our NumPy loop in single precision: the membranes
-#    then differ by a rounding error (~1e-7), the spikes (here) not at all.
-# ------------------------------------------------------------------------------------------
-
-
-# ------------------------------------------------------------------------------------------
-# 3. Rate coding: drive every neuron with a constant current for many steps and count.
-#    Soft-reset IF: after n steps the membrane holds n*I - V_th*(#spikes) < V_th, so the
-#    rate is I/V_th up to 1/T -- the neuron computes a clamped ReLU of its input.
-#    Hard-reset neurons lose the charge above threshold at every spike (lower rate).
-#    A leaky neuron with constant input I settles at u = I / (1 - lam): it never fires if
-#    that stays below V_th, i.e. for I < (1 - lam) V_th.
-# ------------------------------------------------------------------------------------------
-
-
-# ------------------------------------------------------------------------------------------
-# 4. A picture: a noisy input current, the membrane under both resets, the spikes.
-# ------------------------------------------------------------------------------------------
-
-
 # %%
 # 1. One LIF neuron step by step, hard vs soft reset (SSF Eqs. 6-7 and 16-17)
 # ---------------------------------------------------------------------------
+# The neuron as a loop over time.  I is time-major (T, N): T steps of N neurons.
 
 def section_trace() -> None:
     print("1. One LIF neuron step by step (SSF Eqs. 6-7 and 16-17)")
@@ -125,6 +98,11 @@ section_trace()
 # %%
 # 2. The loop equals ``lif_forward`` (SSF Eqs. 6-7, 16-17; ASF Eq. 3: IF)
 # -----------------------------------------------------------------------
+# The library's lif_forward computes the same thing (in a Numba kernel, one neuron per thread).
+# It also returns a cache holding u, which its backward needs (chapter 5). In float64 the two
+# agree to the last bit.  In float32 the kernel does its arithmetic in double precision before
+# storing, our NumPy loop in single precision: the membranes then differ by a rounding error
+# (~1e-7), the spikes (here) not at all.
 
 def section_library(rng: np.random.Generator) -> None:
     print("\n2. The loop vs pysnn_ref.functional.lif_forward (SSF Eqs. 6-7, 16-17; ASF Eq. 3: IF)")
@@ -150,6 +128,12 @@ section_library(rng)
 # %%
 # 3. Firing rate vs constant input; soft-reset IF fires at clamp(I / V_th, 0, 1)
 # ------------------------------------------------------------------------------
+# Rate coding: drive every neuron with a constant current for many steps and count. Soft-reset
+# IF: after n steps the membrane holds n*I - V_th*(#spikes) < V_th, so the rate is I/V_th up to
+# 1/T -- the neuron computes a clamped ReLU of its input. Hard-reset neurons lose the charge
+# above threshold at every spike (lower rate). A leaky neuron with constant input I settles at u
+# = I / (1 - lam): it never fires if that stays below V_th, i.e. for I < (1 - lam) V_th.
+#
 # Firing rate vs constant input; soft-reset IF fires at clamp(I / V_th, 0, 1) (the relation SSF
 # Eq. 19 builds on).
 
@@ -184,6 +168,8 @@ currents, rates, err, T_rates = section_rates()
 # %%
 # 4. Plot the membrane and spikes under both resets
 # -------------------------------------------------
+# A picture: a noisy input current, the membrane under both resets, the spikes.
+#
 # Plot the membrane and spikes under both resets (SSF Eqs. 6-7 / 16-17) and the rate curves of
 # section 3.
 

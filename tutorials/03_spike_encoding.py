@@ -41,7 +41,7 @@ import numpy as np
 from pysnn_ref import data
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 
 
 def latency_encode(x: np.ndarray, T: int) -> np.ndarray:

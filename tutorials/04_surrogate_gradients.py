@@ -51,30 +51,16 @@ from pysnn_ref.gradcheck import numerical_gradient, rel_error
 from pysnn_ref.kernels import reference
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
-
-
-# ------------------------------------------------------------------------------------------
-# 1. The true gradient of spikes: zero almost everywhere, a delta at the threshold.
-#    L = sum_t sum_n G[t, n] o[t, n] for a random upstream gradient G; numerical_gradient
-#    perturbs every input current by +-h and measures the change of L (CS231n style).
-# ------------------------------------------------------------------------------------------
-
-
-# ------------------------------------------------------------------------------------------
-# 2. Surrogates: sigma' is the derivative of the smooth step sigma.  Check it numerically
-#    on a grid that avoids the kinks (rectangular and dspike have corners at |x| = 1/2).
-# ------------------------------------------------------------------------------------------
-
-
-# ------------------------------------------------------------------------------------------
-# 3. Smooth mode.  The spike becomes sigma(u - V_th) -- in the firing *and* in the reset.
-# ------------------------------------------------------------------------------------------
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 
 
 # %%
 # 1. Finite differences of real spikes o = H(u - V_th) (SSF Eq. 7) are zero
 # -------------------------------------------------------------------------
+# The true gradient of spikes: zero almost everywhere, a delta at the threshold. L = sum_t sum_n
+# G[t, n] o[t, n] for a random upstream gradient G; numerical_gradient perturbs every input
+# current by +-h and measures the change of L (CS231n style).
+#
 # Finite differences of real spikes o = H(u - V_th) (SSF Eq. 7) are zero, or a delta at the
 # threshold.
 
@@ -105,6 +91,9 @@ section_true_gradient(rng, lif)
 # %%
 # 2. Every surrogate's grad is d(primitive)/dx (Dspike Eqs. 7, 11-12
 # ------------------------------------------------------------------
+# Surrogates: sigma' is the derivative of the smooth step sigma.  Check it numerically on a grid
+# that avoids the kinks (rectangular and dspike have corners at |x| = 1/2).
+#
 # Every surrogate's grad is d(primitive)/dx (Dspike Eqs. 7, 11-12; TET Eq. 5), and the figure of
 # both.
 
@@ -152,6 +141,7 @@ section_surrogates()
 # %%
 # 3. Smooth mode, o = sigma(u - V_th)
 # -----------------------------------
+# Smooth mode.  The spike becomes sigma(u - V_th) -- in the firing *and* in the reset.
 
 def section_smooth(rng: np.random.Generator, lif: dict[str, Any]) -> list[float]:
     print("\n3. Smooth mode: o = sigma(u - V_th)")

@@ -61,7 +61,7 @@ from pysnn_ref.functional.surrogate import get_surrogate
 from pysnn_ref.gradcheck import cosine, neuron_gradcheck_cases, numerical_gradient, rel_error
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 
 
 def lif_backward_by_hand(g: np.ndarray, u: np.ndarray, o: np.ndarray, lam: float, v_th: float,
@@ -94,11 +94,6 @@ def lif_backward_by_hand(g: np.ndarray, u: np.ndarray, o: np.ndarray, lam: float
     return dI
 
 
-# ------------------------------------------------------------------------------------------
-# 4. The printed Eq. 8 and detach_reset against the same finite differences.
-# ------------------------------------------------------------------------------------------
-
-
 def plot_reset_variants(Ts: list[int], errs: dict[str, list[float]]) -> None:
     """Section 4's figure: each variant's relative error vs finite differences over T."""
     fig = plt.figure(figsize=(7, 4), layout="constrained")
@@ -113,12 +108,6 @@ def plot_reset_variants(Ts: list[int], errs: dict[str, list[float]]) -> None:
     path = OUT / "05_bptt.png"
     fig.savefig(path, dpi=90)
     print(f"   figure: {path}")
-
-
-# ------------------------------------------------------------------------------------------
-# 5. The library's table: every reset x surrogate, lam = 0.8 (LIF) and 1 (IF).
-#    (``python -m pysnn_ref.gradcheck`` prints it together with the layer checks.)
-# ------------------------------------------------------------------------------------------
 
 
 # %%
@@ -165,6 +154,7 @@ section_bptt(rng, lam, v_th, T, N)
 # %%
 # 4. The printed SSF Eq. 8 and detach_reset vs finite differences, over T
 # -----------------------------------------------------------------------
+# The printed Eq. 8 and detach_reset against the same finite differences.
 
 def section_reset_variants(rng: np.random.Generator, lam: float, v_th: float,
                            N: int) -> None:
@@ -210,6 +200,8 @@ section_reset_variants(rng, lam, v_th, N)
 # %%
 # 5. The library's neuron gradcheck table (SSF Eqs. 8-10, every reset x surrogate)
 # --------------------------------------------------------------------------------
+# The library's table: every reset x surrogate, lam = 0.8 (LIF) and 1 (IF). (``python -m
+# pysnn_ref.gradcheck`` prints it together with the layer checks.)
 
 def section_library_table() -> tuple[int, float]:
     print("\n5. pysnn_ref.gradcheck.neuron_gradcheck_cases()")

@@ -52,7 +52,7 @@ from pysnn_ref.methods import make_method
 from pysnn_ref.optim import Adam
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 NO_SURROGATE = "rectangular:1e-12"      # width 1e-12: H' as a Dirac delta, 0 a.e.
 
 

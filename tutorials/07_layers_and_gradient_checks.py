@@ -64,7 +64,7 @@ from pysnn_ref.gradcheck import numerical_gradient, rel_error
 from pysnn_ref.kernels import reference
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 CHECKS: list[tuple[str, float]] = []          # (name, rel error) of every check, for the figure
 
 

@@ -18,7 +18,7 @@ factor per layer (Eq. 12): S = sum over neurons of FO / sum over neurons of FI.
 **SSF** (stabilized spiking flow; Wang et al., ICCV 2023).  Weighted means with the weight
 w_t = lam^(T-1-t): FI = sum_t w_t I[t] / sum_t w_t, FO likewise for o[t], and the average spiking
 electricity R = sum_t w_t o[t] u[t] / (V_th sum_t w_t o[t]).  Multiplying the hard-reset
-recurrence (SSF Eq. 6) by w_t and summing gives the *exact* balance (Eqs. 11-12)
+recurrence (SSF Eq. 6) by w_t and summing gives the *exact* balance (Eqs. 11-12)::
 
     v[T-1] = sum_t w_t (I[t] - o[t] u[t])        (v[T-1]: the membrane left after the last step)
 
@@ -56,7 +56,7 @@ from pysnn_ref.gradcheck import numerical_gradient, rel_error
 from pysnn_ref.methods import make_method
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 OUT.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(0)
 

@@ -48,7 +48,7 @@ from pysnn_ref.methods import make_method
 from pysnn_ref.optim import Adam
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 OUT.mkdir(parents=True, exist_ok=True)
 T = 4
 COLORS = {"bptt": "C0", "asf": "C1", "ssf": "C2"}

@@ -72,7 +72,7 @@ from pysnn_ref.optim import Adam
 from pysnn_ref.train.dspike import adapt_dspike
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 T = 4
 EPOCHS = 2 if QUICK else 10
 DELTA_B = 0.2                    # Dspike Sec. 5: the temperature's step

@@ -40,7 +40,7 @@ from pysnn_ref import data, nn
 from pysnn_ref.gradcheck import cosine_vs, finite_difference_gradient
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 COLORS = {"bptt": "C0", "asf": "C1", "ssf": "C2"}
 METHODS = ("bptt", "asf", "ssf")
 T = 4

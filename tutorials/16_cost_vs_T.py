@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_limits
 from pysnn_ref.bench import benchmark
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 OUT.mkdir(parents=True, exist_ok=True)
 COLORS = {"bptt": "C0", "asf": "C1", "ssf": "C2"}
 TS = [2, 8] if QUICK else [4, 8, 16, 32]   # quick: 2 -> 8, a margin above timing noise

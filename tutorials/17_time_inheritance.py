@@ -53,7 +53,7 @@ from pysnn_ref.train.checkpoint import load
 from pysnn_ref.train.loop import train
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 T_SHORT, T_LONG = 2, 6
 E_SHORT, E_LONG = (4, 1) if QUICK else (12, 3)       # TIT stages: epochs at T_SHORT, at T_LONG
 COMMON = ["--loss", "tet", "--no-progress", "--no-plots", "--seed", "0"]

@@ -53,7 +53,7 @@ from pysnn_ref.kernels import cpu, reference  # noqa: E402
 from pysnn_ref.kernels import cuda as ck  # noqa: E402
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 SIM = bool(numba.config.ENABLE_CUDASIM)
 T, N = (6, 200) if QUICK else (8, 600)
 LAM, V_TH, A = 0.5, 1.0, 1.0

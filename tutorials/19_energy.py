@@ -47,7 +47,7 @@ from pysnn_ref.train.checkpoint import load
 from pysnn_ref.train.loop import train
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 T = 4
 EPOCHS = 2 if QUICK else 6
 TS = (1, 2, 4, 8) if QUICK else (1, 2, 4, 6, 8, 12, 16)

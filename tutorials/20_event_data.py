@@ -56,7 +56,7 @@ from pysnn_ref.train.__main__ import build_parser, explicit_args, resolve_config
 from pysnn_ref.train.loop import train
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 CLASSES = (0, 1, 2)
 N_TRAIN, N_TEST = (20, 10) if QUICK else (60, 30)       # files per class
 EPOCHS = 3 if QUICK else 6

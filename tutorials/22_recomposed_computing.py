@@ -59,7 +59,7 @@ from pysnn_ref.train.__main__ import build_parser, explicit_args, resolve_config
 from pysnn_ref.train.loop import train
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 M = 6                                        # window size: L = 8, w_o = 4
 M_DEMO = 12                                  # the spike picture: L = 16
 EPOCHS = 1 if QUICK else 3

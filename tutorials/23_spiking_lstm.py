@@ -55,7 +55,7 @@ from pysnn_ref.train.__main__ import build_parser, explicit_args, resolve_config
 from pysnn_ref.train.loop import train
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 EPOCHS = 1 if QUICK else 6
 
 

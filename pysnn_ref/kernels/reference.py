@@ -48,7 +48,9 @@ def heaviside(x):
 
 
 def surrogate_primitive_scalar(x, kind, a):
-    """The smooth function whose derivative is the surrogate (used as the spike in smooth mode)::
+    """The smooth function whose derivative is the surrogate (used as the spike in smooth mode).
+
+    Per surrogate kind::
 
         rectangular (Dspike Eq. 7, width a):   hard sigmoid  clip(x/a + 1/2, 0, 1)
         triangle    (TET Eq. 5, gamma = a):    piecewise quadratic, 0 below -a, 1 above a
@@ -80,7 +82,9 @@ def surrogate_primitive_scalar(x, kind, a):
 
 
 def surrogate_grad_scalar(x, kind, a):
-    """The surrogate gradient d o / d u, the derivative of :func:`surrogate_primitive_scalar`::
+    """The surrogate gradient d o / d u, the derivative of :func:`surrogate_primitive_scalar`.
+
+    Per surrogate kind::
 
         rectangular: 1/a if |x| < a/2 else 0                    (Dspike Eq. 7)
         triangle:    max(0, a - |x|) / a^2                      (TET Eq. 5)
@@ -235,7 +239,9 @@ def lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU):
 # --------------------------------------------------------------------------------------------
 
 def ssf_gain(FI, R, v_th, soft, r_max):
-    """The SSF mapping's derivative dFO/dFI, elementwise over arrays of the same shape::
+    """The SSF mapping's derivative dFO/dFI, elementwise over arrays of the same shape.
+
+    Per reset::
 
         hard reset (Eq. 14):  FO = max(0, FI / (R v_th))  ->  gain = 1/(R v_th) where FI > 0,
                               and 0 where R > r_max (the paper's cutoff, r_max = 2)
