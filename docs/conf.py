@@ -104,7 +104,7 @@ sphinx_gallery_conf = {
 }
 
 html_theme = "alabaster"
-html_theme_options = {"page_width": "1500px", "sidebar_width": "260px",
+html_theme_options = {"page_width": "1300px", "sidebar_width": "240px",
                       "code_font_size": "0.8em",
                       "description": "Training spiking neural networks, by hand"}
 html_static_path: list[str] = []

@@ -89,10 +89,10 @@ section_true_gradient(rng, lif)
 
 
 # %%
-# 2. Every surrogate's grad is d(primitive)/dx (Dspike Eqs. 7, 11-12
-# ------------------------------------------------------------------
+# 2. Every surrogate's grad is d(primitive)/dx
+# ---------------------------------------------
 # Surrogates: sigma' is the derivative of the smooth step sigma.  Check it numerically on a grid
-# that avoids the kinks (rectangular and dspike have corners at |x| = 1/2).
+# that avoids the kinks (rectangular and dspike have corners at abs(x) = 1/2).
 #
 # Every surrogate's grad is d(primitive)/dx (Dspike Eqs. 7, 11-12; TET Eq. 5), and the figure of
 # both.

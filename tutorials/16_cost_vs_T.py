@@ -40,6 +40,7 @@ QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 OUT.mkdir(parents=True, exist_ok=True)
 COLORS = {"bptt": "C0", "asf": "C1", "ssf": "C2"}
+STYLES = {"bptt": "o-", "asf": "s--", "ssf": "^:"}
 TS = [2, 8] if QUICK else [4, 8, 16, 32]   # quick: 2 -> 8, a margin above timing noise
 REPEATS = 5 if QUICK else 7
 BATCH = 128
@@ -113,7 +114,7 @@ def log_panel(ax: plt.Axes, key: str, scale: float, ylabel: str, title: str) -> 
     for m, c in COLORS.items():
         y = [t[m, T][key] * scale for T in TS]
         ys += y
-        ax.loglog(TS, y, "o-", color=c, label=m)
+        ax.loglog(TS, y, STYLES[m], color=c, label=m)   # dashed / dotted: ASF and SSF overlap
     ax.minorticks_off()
     ax.set_xticks(TS, [str(T) for T in TS])
     ticks = np.geomspace(min(ys), max(ys), 5)
