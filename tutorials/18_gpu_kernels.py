@@ -76,7 +76,7 @@ def _time(f: Callable, args: tuple) -> float:
 # given text: the time loop of each tier's LIF forward.
 
 
-def show_loop(fn: Callable, first: str, lines: int) -> None:
+def show_loop(fn: object, first: str, lines: int) -> None:
     src = inspect.getsource(fn).splitlines()
     i = next(k for k, s in enumerate(src) if first in s)
     print("\n".join("      " + s for s in src[i:i + lines]))
@@ -88,10 +88,10 @@ print(f"numba {numba.__version__}, CUDA simulator: {SIM}; LIF lam={LAM}, v_th={V
 print("\nTier 1, the reference loop (SSF Eqs. 6-7 / 16-17):")
 show_loop(reference.lif_forward, "for n in range(N)", 11)
 print("Tier 2, the Numba CPU kernel: blocks of neurons in parallel (prange), vectorised:")
-show_loop(cpu.neuron._lif_forward.py_func, "for blk in prange", 4)
+show_loop(cpu.neuron, "for blk in prange", 4)
 print("      ...")
 print("Tier 3, the CUDA kernel: the same body, one thread per neuron n (grid-stride):")
-show_loop(ck._lif_forward_kernel.py_func, "for n in range(cuda.grid(1)", 11)
+show_loop(ck.lif_forward_kernel().py_func, "for n in range(cuda.grid(1)", 11)
 blocks, tpb = ck.launch_config(N)
 print(f"   launch_config({N}) = {blocks} blocks x {tpb} threads (a multiple of the 32-thread "
       f"warp)")
@@ -146,7 +146,7 @@ o_ref = res[ref_name]["o soft=False"]
 print(f"   spikes: {int(o_ref.sum())} of {o_ref.size} neuron-steps, identical in all tiers")
 # grid-stride: ONE block of 32 threads walks over all N neurons
 o1, u1 = np.empty_like(I), np.empty_like(I)
-ck._lif_forward_kernel[1, 32](I, LAM, V_TH, False, False, TRIANGLE, A, o1, u1)
+ck.lif_forward_kernel()[1, 32](I, LAM, V_TH, False, False, TRIANGLE, A, o1, u1)
 e1 = rel_error(res[ref_name]["u soft=False"], u1)
 print(f"   one 32-thread block for {N} neurons (grid-stride): rel error of u {e1:.1e}, "
       f"spikes equal: {bool((o1 == o_ref).all())}")

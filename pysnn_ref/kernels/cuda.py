@@ -58,8 +58,8 @@ from .retype import retyped as _retyped
 
 __all__ = ["PROVIDES", "LARGE_LAUNCH", "MAX_BLOCKS", "launch_config", "launch_probe",
     "LOW_OCCUPANCY_BLOCKS", "SURROGATE_KINDS", "surrogate_primitive", "surrogate_grad",
-    "lif_forward", "lif_backward", "lif_forward_flows", "ssf_gain", "INDEX32_LIMIT", "im2col",
-    "col2im", "maxpool2d_forward", "maxpool2d_backward"]
+    "lif_forward", "lif_forward_kernel", "lif_backward", "lif_forward_flows", "ssf_gain",
+    "INDEX32_LIMIT", "im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward"]
 
 #: the fast paths of :data:`pysnn_ref.kernels.FAST_PATHS` this set has: none yet
 PROVIDES: frozenset[str] = frozenset()
@@ -373,6 +373,15 @@ _lif_backward_kernel = _K64._lif_backward_kernel
 _lif_forward_flows_kernel = _K64._lif_forward_flows_kernel
 _ssf_gain_kernel = _K64._ssf_gain_kernel
 SURROGATE_KINDS = _ref.SURROGATE_KINDS
+
+
+def lif_forward_kernel() -> Any:
+    """The float64 LIF forward kernel itself (SSF Eqs. 6-7 / 16-17), to launch by hand as
+    ``lif_forward_kernel()[blocks, threads](I, lam, v_th, soft, smooth, kind, a, o, u)``: one
+    thread per neuron, a grid-stride loop over the N neurons, the time loop in registers
+    (:func:`lif_forward` launches it with :func:`launch_config`; tutorial chapter 18 launches it
+    with a single 32-thread block and shows its source, ``.py_func``)."""
+    return _K64._lif_forward_kernel
 
 
 def _elementwise(name: str, x: Any, kind: int, a: float) -> Any:
