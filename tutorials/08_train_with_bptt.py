@@ -2,7 +2,7 @@
 Chapter 8 -- Training a whole spiking network with BPTT
 =======================================================
 
-Chapters 1-4 built the pieces; here they learn.  The task is the 8x8 handwritten digits that ship
+Chapters 2-7 built the pieces; here they learn.  The task is the 8x8 handwritten digits that ship
 inside scikit-learn (1,438 training and 359 test images, 10 classes; nothing is downloaded).
 
 * **Input encoding.**  ``DirectEncoder`` presents the (standardised) analog image unchanged at

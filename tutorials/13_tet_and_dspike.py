@@ -12,7 +12,7 @@ regulariser pulling the outputs toward phi (Eq. 12)::
 
 Section 1 checks ``sdt_loss_backward`` (TET Eq. 8) and ``tet_loss_backward`` (Eq. 10) by finite
 differences, shows TET's per-step gradient, and checks Lemma 4.1 (Eq. 11): L_SDT <= L_TET;
-section 2 trains the chapter-5 network with SDT and with TET and compares the accuracy of the
+section 2 trains the chapter-8 network with SDT and with TET and compares the accuracy of the
 mean output and of every single step's output.
 
 **Dspike** (differentiable spike; Li et al., NeurIPS 2021).  Which surrogate is "right"?  Dspike
@@ -147,11 +147,11 @@ section_tet(rng)
 
 
 # %%
-# 2. The chapter-5 MLP trained with SDT and with TET
+# 2. The chapter-8 MLP trained with SDT and with TET
 # --------------------------------------------------
 
 def section_train(ds: data.Dataset) -> None:
-    print(f"\n2. Training the chapter-5 MLP with SDT and with TET ({EPOCHS} epochs, BPTT)")
+    print(f"\n2. Training the chapter-8 MLP with SDT and with TET ({EPOCHS} epochs, BPTT)")
     for loss in ("sdt", "tet"):
         t0 = time.perf_counter()
         acc, per_step = train(ds, loss)
