@@ -43,7 +43,8 @@ def main() -> int:
           " -> functional -> backend -> kernels):")
     for name, what in LAYOUT:
         print(f"  {name:<27} {what}")
-    print("\nguides: README.md, docs/, tutorials/ (chapters 01-17)")
+    print("\nguides: README.md, docs/, tutorials/ (chapters 01-23); the site of all three: "
+          "python -m sphinx docs docs/_build/html")
     return 0
 
 

@@ -7,22 +7,22 @@ a spiking layer; the classifier (a non-spiking ``FC``) is appended last.  A pool
 skipped when the feature map is already smaller than 2x2, so every model adapts to small inputs
 such as the 8x8 digits.
 
-=========  =================================================================  ===============
-model      layers                                                             source
-=========  =================================================================  ===============
-mlp        FC800                                                              SSF/ASF MLP
-lenet      16C3-AP2-32C3-AP2-FC128  (no BN)                                   ASF LeNet
-vgg7       64C3-64C3-AP2-128C3-128C3-128C3-MP2-FC1024  (no BN)                ASF VGG-7
-snn5       16C3-64C5-AP2-128C5-AP2-256C5-AP2-512C3-AP2  (BN)                  TET SNN-5
-vggsnn     64C3-128C3-AP2-256C3-256C3-AP2-512C3-512C3-AP2-512C3-512C3-AP2     TET VGGSNN
-resnet     32C3 stem, residual blocks [32, 64 s2, 128 s2], global AP  (BN)    spiking ResNet
-window     4 windows (3L/4) of 16C3, Algorithm 1 recompose, AP2  (BPTT only)  window-partition
-lstm       SpikingLSTM(128) on a sequence (T, B, D), classifier  (BPTT only)  window-partition
-resnet19   128C3 stem, [3x128, 3x256 s2, 2x512 s2] blocks, FC256  (tdBN)       tdBN (SSF Tab. 1)
-preact_resnet18  pre-activation [2x64, 2x128, 2x256, 2x512], BN1d-SN head      DSR (SSF Tab. 1)
-vgg11      TET's VGGSNN for 2x48x48 DVS frames (conv bias + BN)               TET (SSF Tab. 1)
-sew_resnet34  SEW blocks [3, 4, 6, 3], ImageNet stem, connect g (ADD)          SEW (SSF Tab. 1)
-=========  =================================================================  ===============
+=============== ================================================================= =================
+model           layers                                                            source
+=============== ================================================================= =================
+mlp             FC800                                                             SSF/ASF MLP
+lenet           16C3-AP2-32C3-AP2-FC128  (no BN)                                  ASF LeNet
+vgg7            64C3-64C3-AP2-128C3-128C3-128C3-MP2-FC1024  (no BN)               ASF VGG-7
+snn5            16C3-64C5-AP2-128C5-AP2-256C5-AP2-512C3-AP2  (BN)                 TET SNN-5
+vggsnn          64C3-128C3-AP2-256C3-256C3-AP2-512C3-512C3-AP2-512C3-512C3-AP2    TET VGGSNN
+resnet          32C3 stem, residual blocks [32, 64 s2, 128 s2], global AP  (BN)   spiking ResNet
+window          4 windows (3L/4) of 16C3, Algorithm 1 recompose, AP2  (BPTT only) window-partition
+lstm            SpikingLSTM(128) on a sequence (T, B, D), classifier  (BPTT only) window-partition
+resnet19        128C3 stem, [3x128, 3x256 s2, 2x512 s2] blocks, FC256  (tdBN)     tdBN (SSF Tab. 1)
+preact_resnet18 pre-activation [2x64, 2x128, 2x256, 2x512], BN1d-SN head          DSR (SSF Tab. 1)
+vgg11           TET's VGGSNN for 2x48x48 DVS frames (conv bias + BN)              TET (SSF Tab. 1)
+sew_resnet34    SEW blocks [3, 4, 6, 3], ImageNet stem, connect g (ADD)           SEW (SSF Tab. 1)
+=============== ================================================================= =================
 
 The four SSF Table 1 networks (``resnet19`` ... ``sew_resnet34``) are built at full width as
 published (:func:`count_parameters`, tests/test_paper_models.py checks the counts).

@@ -7,7 +7,10 @@
 ``kernels``         ``python -m pysnn_ref.bench.kernels``: the fused LIF + pooling kernels alone
 ``distributed``     the MPI timing worker behind ``--workers`` (strong scaling)
 ``torch_ref``       the PyTorch autograd baseline of the same network (``--vs-torch``)
+``sweep``           :func:`benchmark`: the same sweep from Python, options as keyword arguments
 ==================  ==========================================================================
 """
 
-__all__: list[str] = []   # the subsystems are the modules above; import them by name
+from .sweep import benchmark
+
+__all__ = ["benchmark"]   # the subsystems are the modules above; import them by name

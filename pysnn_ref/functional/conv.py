@@ -9,7 +9,7 @@ with OH = floor((H + 2p - KH) / s) + 1 (likewise OW).  Spiking inputs are time-m
 convolutional layers of all the papers (SSF Sec. 4, ASF Sec. 4, TET SNN-5/VGGSNN, Dspike).
 
 How it is computed (Chellapilla et al. 2006; Caffe): :func:`~pysnn_ref.kernels.reference.im2col`
-unfolds each image into ``cols[n]`` (C*KH*KW, OH*OW), so with ``W2 = W.reshape(F, C*KH*KW)``
+unfolds each image into ``cols[n]`` (C*KH*KW, OH*OW), so with ``W2 = W.reshape(F, C*KH*KW)``::
 
     forward:  out[n]   = W2 @ cols[n]                   (F, OH*OW) -- already NCHW, no transpose
     backward: dW2     += dout[n] @ cols[n]^T            (F, C*KH*KW)

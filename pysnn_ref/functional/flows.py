@@ -88,6 +88,16 @@ class FlowState:
         z = lambda: xp.zeros(shape, dtype=dtype)  # noqa: E731
         return cls(z(), z(), z(), z(), float(w))
 
+    @classmethod
+    def like(cls, I: Any, w: float) -> FlowState:
+        """Zero state for the neurons that the input ``I`` (T, B, ...) drives: shape
+        ``I.shape[1:]``, ``I``'s dtype and ``I``'s device (NumPy or CuPy).  ``w`` is the decay
+        of the sums: 1 for ASF's accumulated flows (ASF Eq. 7), lam for SSF's stabilized flows
+        (SSF Sec. 3.3).
+        """
+        check_time_major("I", I)
+        return cls.zeros(tuple(I.shape[1:]), I.dtype, backend.array_module(I), w)
+
     def norm(self) -> float:
         """sum_{t<T} w^t, the total weight of the decayed sums (T for w = 1)."""
         return flow_norm(self.w, self.steps)
@@ -157,7 +167,7 @@ def ssf_gain(state: FlowState, p: NeuronParams, granularity: str = "neuron",
     return backend.kernels_for(FI).ssf_gain(FI, R, p.v_th, p.soft, r_max)
 
 
-#: :func:`asf_scale_paper`: S is defined only where sum FI > ASF_RTOL * sum |FI|.
+#: :func:`asf_scale_paper`: S is defined only where sum FI > ASF_RTOL * sum abs(FI).
 ASF_RTOL = 1e-3
 
 
@@ -167,9 +177,9 @@ def asf_scale_paper(sum_FO: float, sum_FI: float, previous: float,
 
     The sums run over every neuron of the layer and every sample of the forward passes gathered
     since the last refresh.  **Guard** (our rule; Eq. 12 has none): S is taken only where the
-    layer's net input is clearly positive, ``sum FI > rtol * sum |FI|``, and ``previous`` is
+    layer's net input is clearly positive, ``sum FI > rtol * sum abs(FI)``, and ``previous`` is
     kept otherwise.  Where the inputs cancel -- behind BatchNorm with beta = 0, sum FI is 0 up
-    to float round-off while sum |FI| is large -- the ratio is undefined, not large: without
+    to float round-off while sum abs(FI) is large -- the ratio is undefined, not large: without
     the guard a round-off epsilon of either sign decides between S = previous and S ~ 1e8
     (docs/benchmarks.md, "Flow memory with BatchNorm"; docs/methods.md, "ASF").  ``rtol`` is
     the fraction of the inputs' size that must survive the cancellation; ``sum_abs_FI=None``

@@ -1,12 +1,14 @@
 """Online neurons: OTTT (OTTT_A / OTTT_O) and SLTT / SLTT-K -- BPTT without the neuron's past.
 
 Papers:
+
 * OTTT: "Online Training Through Time for Spiking Neural Networks", Xiao, Meng, Zhang, Wang,
   Lin -- NeurIPS 2022, arXiv 2210.04195.  Authors' code: GitHub ``pkuxmq/OTTT-SNN``
   (``modules/neuron.py`` ``OnlineLIFNode``, ``models/spiking_vgg.py`` ``WrapedSNNOp``).
 * SLTT: "Towards Memory- and Time-Efficient Backpropagation for Training Spiking Neural
   Networks", Meng, Xiao, Yan, Wang, Lin, Luo -- ICCV 2023, arXiv 2302.14311.  Authors' code:
   GitHub ``qymeng94/SLTT`` (``modules/neuron.py`` ``SLTTNeuron``, ``train_SLTTK.py``).
+
 The paper bodies were not available to us: the formulas are the authors' code in the library's
 notation (the OTTT trace is OTTT Sec. 4.1 in the code's form).
 

@@ -12,15 +12,15 @@ x = u - v_th, in the backward pass.  Each surrogate here has
 ==============  =====================================  =========================================
 name            surrogate gradient sigma'(x)           parameter (``a``) and source
 ==============  =====================================  =========================================
-rectangular     1/a  if |x| < a/2                      width a = 1 (Dspike Eq. 7, Wu et al. 2018)
-triangle        max(0, g - |x|) / g^2                  gamma g = 1 (TET Eq. 5)
+rectangular     1/a  if abs(x) < a/2                   width a = 1 (Dspike Eq. 7, Wu et al. 2018)
+triangle        max(0, g - abs(x)) / g^2               gamma g = 1 (TET Eq. 5)
 sigmoid         k s(1 - s),  s = 1/(1+exp(-k x))       slope k = 4
 atan            (a/2) / (1 + (pi/2 a x)^2)             alpha a = 2 (SpikingJelly/snnTorch ATan)
 dspike          b (1 - tanh^2(b x)) / (2 tanh(b/2))    temperature b = 1 (Dspike Eqs. 11-12)
 ==============  =====================================  =========================================
 
 Dspike is defined in the paper on x in [0, 1] with the threshold at 0.5; we centre it on the
-threshold (x = u - v_th, window |x| <= 1/2), which is the paper's function for V_th = 0.5 and
+threshold (x = u - v_th, window abs(x) <= 1/2), which is the paper's function for V_th = 0.5 and
 its natural shift otherwise.  The formulas themselves live once, as scalar functions, in
 :mod:`pysnn_ref.kernels.reference`; the Numba and CUDA kernels compile those same functions.
 """

@@ -62,8 +62,9 @@ __all__ = ["PROVIDES", "LARGE_LAUNCH", "LARGE_PER_SM", "MAX_BLOCKS", "device_sha
     "launch_config", "launch_probe", "launch",
     "host_array_module", "as_contiguous", "device_surrogates",
     "LOW_OCCUPANCY_BLOCKS", "SURROGATE_KINDS", "surrogate_primitive", "surrogate_grad",
-    "lif_forward", "lif_backward", "synaptic_forward", "synaptic_backward", "lif_forward_flows",
-    "ssf_gain", "INDEX32_LIMIT", "im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward"]
+    "lif_forward", "lif_forward_kernel", "lif_backward", "synaptic_forward", "synaptic_backward",
+    "lif_forward_flows", "ssf_gain", "INDEX32_LIMIT", "im2col", "col2im", "maxpool2d_forward",
+    "maxpool2d_backward"]
 
 #: the fast paths of :data:`pysnn_ref.kernels.FAST_PATHS` this set has: none yet
 PROVIDES: frozenset[str] = frozenset()
@@ -409,7 +410,7 @@ def _typed(dtype: Any) -> SimpleNamespace:
     return k
 
 
-# the float64 kernels under their own names (what tutorials/13 shows and launches)
+# the float64 kernels under their own names (what tutorials/18 shows and launches)
 _K64 = _typed(np.float64)
 _typed(np.float32)
 _surrogate_primitive_kernel = _K64._surrogate_primitive_kernel
@@ -421,6 +422,15 @@ _synaptic_backward_kernel = _K64._synaptic_backward_kernel
 _lif_forward_flows_kernel = _K64._lif_forward_flows_kernel
 _ssf_gain_kernel = _K64._ssf_gain_kernel
 SURROGATE_KINDS = _ref.SURROGATE_KINDS
+
+
+def lif_forward_kernel() -> Any:
+    """The float64 LIF forward kernel itself (SSF Eqs. 6-7 / 16-17), to launch by hand as
+    ``lif_forward_kernel()[blocks, threads](I, lam, v_th, soft, smooth, kind, a, o, u)``: one
+    thread per neuron, a grid-stride loop over the N neurons, the time loop in registers
+    (:func:`lif_forward` launches it with :func:`launch_config`; tutorial chapter 18 launches it
+    with a single 32-thread block and shows its source, ``.py_func``)."""
+    return _K64._lif_forward_kernel
 
 
 def _elementwise(name: str, x: Any, kind: int, a: float) -> Any:

@@ -52,12 +52,14 @@ def heaviside(x):
 def surrogate_primitive_scalar(x, kind, a):
     """The smooth function whose derivative is the surrogate (used as the spike in smooth mode).
 
-    rectangular (Dspike Eq. 7, width a):   hard sigmoid  clip(x/a + 1/2, 0, 1)
-    triangle    (TET Eq. 5, gamma = a):    piecewise quadratic, 0 below -a, 1 above a
-    sigmoid     (slope k = a):             1 / (1 + exp(-a x))
-    atan        (alpha = a):               atan(pi/2 a x) / pi + 1/2
-    dspike      (Dspike Eqs. 11-12, b = a, centred on the threshold, window width 1):
-                                 (tanh(b x) + tanh(b/2)) / (2 tanh(b/2)), clipped to [0, 1]
+    Per surrogate kind::
+
+        rectangular (Dspike Eq. 7, width a):   hard sigmoid  clip(x/a + 1/2, 0, 1)
+        triangle    (TET Eq. 5, gamma = a):    piecewise quadratic, 0 below -a, 1 above a
+        sigmoid     (slope k = a):             1 / (1 + exp(-a x))
+        atan        (alpha = a):               atan(pi/2 a x) / pi + 1/2
+        dspike      (Dspike Eqs. 11-12, b = a, centred on the threshold, window width 1):
+                                     (tanh(b x) + tanh(b/2)) / (2 tanh(b/2)), clipped to [0, 1]
     """
     if kind == RECTANGULAR:
         return min(1.0, max(0.0, x / a + 0.5))
@@ -84,11 +86,13 @@ def surrogate_primitive_scalar(x, kind, a):
 def surrogate_grad_scalar(x, kind, a):
     """The surrogate gradient d o / d u, the derivative of :func:`surrogate_primitive_scalar`.
 
-    rectangular: 1/a if |x| < a/2 else 0                    (Dspike Eq. 7)
-    triangle:    max(0, a - |x|) / a^2                      (TET Eq. 5)
-    sigmoid:     a s (1 - s),  s = sigmoid(a x)
-    atan:        a/2 / (1 + (pi/2 a x)^2)
-    dspike:      b (1 - tanh^2(b x)) / (2 tanh(b/2)) for |x| <= 1/2, else 0   (Dspike Eq. 12)
+    Per surrogate kind::
+
+        rectangular: 1/a if |x| < a/2 else 0                    (Dspike Eq. 7)
+        triangle:    max(0, a - |x|) / a^2                      (TET Eq. 5)
+        sigmoid:     a s (1 - s),  s = sigmoid(a x)
+        atan:        a/2 / (1 + (pi/2 a x)^2)
+        dspike:      b (1 - tanh^2(b x)) / (2 tanh(b/2)) for |x| <= 1/2, else 0   (Dspike Eq. 12)
     """
     if kind == RECTANGULAR:
         return 1.0 / a if abs(x) < 0.5 * a else 0.0
@@ -163,13 +167,13 @@ def lif_forward(I, lam, v_th, soft, smooth, kind, a):
 def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
     """Exact BPTT through the LIF recurrence, backwards in time.  Returns dI (T, N).
 
-    With du_next = dL/du[t+1] (zero after the last step) and sg = sigma'(u[t] - v_th):
+    With du_next = dL/du[t+1] (zero after the last step) and sg = sigma'(u[t] - v_th)::
 
-    hard reset:  dL/do[t] = do[t] + du_next * (-lam * u[t])
-                 dL/du[t] = dL/do[t] * sg + du_next * lam * (1 - o[t])
-    soft reset:  dL/do[t] = do[t] + du_next * (-lam * v_th)
-                 dL/du[t] = dL/do[t] * sg + du_next * lam
-    dL/dI[t] = dL/du[t]                                                  (SSF Eq. 10)
+        hard reset:  dL/do[t] = do[t] + du_next * (-lam * u[t])
+                     dL/du[t] = dL/do[t] * sg + du_next * lam * (1 - o[t])
+        soft reset:  dL/do[t] = do[t] + du_next * (-lam * v_th)
+                     dL/du[t] = dL/do[t] * sg + du_next * lam
+        dL/dI[t] = dL/du[t]                                                  (SSF Eq. 10)
 
     SSF's printed Eq. 8 multiplies the reset term by only the spike path of dL/du[t] (the
     gradient reaching u[t] through o[t] and the next layer); the exact factor, used here, is the
@@ -314,9 +318,11 @@ def lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU):
 def ssf_gain(FI, R, v_th, soft, r_max):
     """The SSF mapping's derivative dFO/dFI, elementwise over arrays of the same shape.
 
-    hard reset (Eq. 14):  FO = max(0, FI / (R v_th))  ->  gain = 1/(R v_th) where FI > 0,
-                          and 0 where R > r_max (the paper's cutoff, r_max = 2)
-    soft reset (Eq. 19):  FO = clamp(FI / v_th, 0, 1) ->  gain = 1/v_th where 0 < FI < v_th
+    Per reset::
+
+        hard reset (Eq. 14):  FO = max(0, FI / (R v_th))  ->  gain = 1/(R v_th) where FI > 0,
+                              and 0 where R > r_max (the paper's cutoff, r_max = 2)
+        soft reset (Eq. 19):  FO = clamp(FI / v_th, 0, 1) ->  gain = 1/v_th where 0 < FI < v_th
     """
     gain = np.empty_like(FI)
     for i in range(FI.size):

@@ -29,7 +29,7 @@ DSR and rate-BP (the T-independent family, :mod:`pysnn_ref.functional.dsr`,
 their own state (``DSRState``, ``RateState``) and collapse the gradient with their own gain; the
 weight layers are the flow methods' (one backward on a ``(B, ...)`` gradient ``g`` standing for
 every step's).  DSR options: ``dsr_alpha`` (fire at alpha v_th; 1 = "DSR-noF"), ``dsr_spread``
-("exact" | "authors"), ``dsr_train_threshold`` (each spiking layer's v_th a Parameter, bounded
+(``"exact"`` or ``"authors"``), ``dsr_train_threshold`` (each spiking layer's v_th a Parameter, bounded
 below by 5e-4 before every forward).  Rate-BP option: ``rate_detach`` (the eligibility's
 recursion through the reset cut, as ``detach_reset``; rate-BP honours the neurons' own
 ``detach_reset`` too).  DSR is soft-reset only, and with the exact spread its
@@ -50,7 +50,7 @@ ASF scale factor S (:class:`~pysnn_ref.nn.LIF`), ``asf_variant``:
 
 * ``"paper"`` (ASF Eq. 12, Alg. 1): S = sum FO / sum FI over the layer, gathered over all
   forward passes of a refresh epoch; gain S for every neuron.  S is taken only where
-  sum FI > 1e-3 sum |FI| (``flows.ASF_RTOL``), else the previous S is kept: behind BatchNorm
+  sum FI > 1e-3 sum abs(FI) (``flows.ASF_RTOL``), else the previous S is kept: behind BatchNorm
   (beta = 0) sum FI is round-off and the bare ratio would be ~1e8 (docs/methods.md, "ASF").
 * ``"code"`` (the authors' public code, github.com/neural-lab/ASF-BP): S estimated per batch over
   neurons whose accumulated input is at least their spike count, S_new = 1 when that input sum

@@ -1,6 +1,8 @@
-"""Chapter 3 -- Back-propagation through time (BPTT) for the LIF neuron, by hand.
+"""
+Chapter 5 -- Back-propagation through time (BPTT) for the LIF neuron, by hand
+=============================================================================
 
-The forward pass of chapter 1, written with the membrane after the reset, v[t]:
+The forward pass of chapter 2, written with the membrane after the reset, v[t]::
 
     u[t] = lam * v[t-1] + I[t]             (v[-1] = 0)
     o[t] = sigma(u[t] - V_th)              (H in training; the primitive sigma in smooth mode)
@@ -12,13 +14,13 @@ layer; call the gradient that arrives from there g[t] = dL/do[t] ("from above").
 in time, u[t] reaches the loss along two paths -- through its spike o[t], and through the membrane
 it leaves behind, v[t] -> u[t+1] (dv[t]/du[t] = 1 - o[t] with the spike held fixed, du[t+1]/dv[t] =
 lam) -- and o[t] itself also enters the reset: dv[t]/do[t] = -u[t].  The chain rule gives the exact
-recurrence (``pysnn_ref/kernels/reference.py: lif_backward``), with du[T] = 0:
+recurrence (``pysnn_ref/kernels/reference.py: lif_backward``), with du[T] = 0::
 
     dL/do[t] = g[t] + dL/du[t+1] * (-lam * u[t])                        (soft: -lam * V_th)
     dL/du[t] = dL/do[t] * sigma'(u[t] - V_th) + dL/du[t+1] * lam * (1 - o[t])   (soft: * lam)
     dL/dI[t] = dL/du[t]                                                  (SSF Eq. 10)
 
-**Where SSF's printed Eq. 8 differs.**  Eq. 8 writes the reset term of dL/do[t] as
+**Where SSF's printed Eq. 8 differs.**  Eq. 8 writes the reset term of dL/do[t] as ::
 
     g[t+1] * sigma'(u[t+1] - V_th) * (-lam * u[t])
 
@@ -29,34 +31,37 @@ u[t+3], ...  The two agree for T <= 2 (there is no u[t+2]) and differ from T = 3
 
 ``detach_reset=True`` drops the reset term altogether (the spike in v[t] = u[t](1 - o[t]) is
 treated as a constant: SpyTorch's ``rst = out.detach()``, SpikingJelly's option).  It is a
-deliberate approximation, not the exact gradient.
+deliberate approximation, not the exact gradient, and it differs from it as soon as there is a
+reset to drop: from T = 2 on (one step earlier than the printed Eq. 8).
 
-This chapter
-  1. writes the recurrence (and the two variants) as a NumPy loop;
-  2. checks the loop against ``pysnn_ref.functional.lif_backward`` (same numbers);
-  3. checks both against finite differences in float64 smooth mode (chapter 2), CS231n style:
-     rel_error <= 1e-7, "you should be happy";
-  4. shows the printed Eq. 8 and detach_reset failing the same check, for T >= 3, and plots
-     their error against T (``tutorials/out/03_bptt.png``);
-  5. runs the library's own table of neuron checks (every reset x surrogate, LIF and IF).
+What this chapter does:
 
-Run:  python tutorials/03_bptt_by_hand.py      (PYSNN_TUTORIAL_QUICK=1 for a faster run)
+1. writes the recurrence (and the two variants) as a NumPy loop;
+2. checks the loop against ``pysnn_ref.functional.lif_backward`` (same numbers);
+3. checks both against finite differences in float64 smooth mode (chapter 4), CS231n style:
+   rel_error <= 1e-7, "you should be happy";
+4. shows the printed Eq. 8 (for T >= 3) and detach_reset (for T >= 2) failing the same check,
+   and plots their error against T (``tutorials/out/05_bptt.png``);
+5. runs the library's own table of neuron checks (every reset x surrogate, LIF and IF).
+
+Run:  python tutorials/05_bptt_by_hand.py      (PYSNN_TUTORIAL_QUICK=1 for a faster run)
 """
+
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 
 from pysnn_ref.functional.neuron import lif_backward, lif_forward
 from pysnn_ref.functional.surrogate import get_surrogate
 from pysnn_ref.gradcheck import cosine, neuron_gradcheck_cases, numerical_gradient, rel_error
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 
 
 def lif_backward_by_hand(g: np.ndarray, u: np.ndarray, o: np.ndarray, lam: float, v_th: float,
@@ -89,9 +94,29 @@ def lif_backward_by_hand(g: np.ndarray, u: np.ndarray, o: np.ndarray, lam: float
     return dI
 
 
+def plot_reset_variants(Ts: list[int], errs: dict[str, list[float]]) -> None:
+    """Section 4's figure: each variant's relative error vs finite differences over T."""
+    fig = plt.figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
+    for v, e in errs.items():
+        ax.semilogy(Ts, np.maximum(e, 1e-16), "o-", label=v)
+    ax.axhline(1e-7, color="k", ls=":", lw=1, label="1e-7 (CS231n: happy)")
+    ax.set_xlabel("time steps T")
+    ax.set_ylabel("rel. error vs finite differences")
+    ax.set_title("LIF backward, hard reset, smooth mode (float64)")
+    ax.legend(fontsize=8)
+    path = OUT / "05_bptt.png"
+    fig.savefig(path, dpi=90)
+    print(f"   figure: {path}")
+
+
+# %%
+# 1-3. The hand-written BPTT (SSF Eqs. 8-10
+# -----------------------------------------
+# The hand-written BPTT (SSF Eqs. 8-10, Eq. 8 corrected) equals lif_backward and finite
+# differences.
+
 def section_bptt(rng: np.random.Generator, lam: float, v_th: float, T: int, N: int) -> None:
-    """Sections 1-3: the hand-written BPTT (SSF Eqs. 8-10, Eq. 8 corrected) equals lif_backward
-    and finite differences."""
     # A loss L = sum_t sum_n G[t, n] o[t, n]: its upstream gradient is g = G, and
     # numerical_gradient(f, I, G) measures exactly d<f(I), G>/dI.
     I = rng.normal(0.6, 0.8, size=(T, N))
@@ -119,13 +144,20 @@ def section_bptt(rng: np.random.Generator, lam: float, v_th: float, T: int, N: i
     print("   with real 0/1 spikes (training mode) the loop equals lif_backward too")
 
 
-# ------------------------------------------------------------------------------------------
-# 4. The printed Eq. 8 and detach_reset against the same finite differences.
-# ------------------------------------------------------------------------------------------
+OUT.mkdir(parents=True, exist_ok=True)
+rng = np.random.default_rng(0)
+lam, v_th = 0.8, 1.0
+T, N = 8, 6 if QUICK else 12
+section_bptt(rng, lam, v_th, T, N)
+
+
+# %%
+# 4. The printed SSF Eq. 8 and detach_reset vs finite differences, over T
+# -----------------------------------------------------------------------
+# The printed Eq. 8 and detach_reset against the same finite differences.
 
 def section_reset_variants(rng: np.random.Generator, lam: float, v_th: float,
                            N: int) -> None:
-    """Section 4: the printed SSF Eq. 8 and detach_reset vs finite differences, over T."""
     print("\n4. Variants of the reset term vs finite differences (hard reset, sigmoid)")
     kw = dict(lam=lam, v_th=v_th, reset="hard", surrogate="sigmoid", smooth=True)
     Ts = list(range(1, 9 if QUICK else 13))
@@ -156,35 +188,22 @@ def section_reset_variants(rng: np.random.Generator, lam: float, v_th: float,
     assert min(errs["printed Eq. 8"][2:]) > 1e-4          # T >= 3: wrong
     assert min(errs["detach"][1:]) > 1e-4                 # T >= 2: not the exact gradient
     print("   the exact recurrence passes at every T; Eq. 8 as printed only for T <= 2;")
-    print("   detach_reset is a different (approximate) gradient, which many papers train with.")
+    print("   detach_reset only for T = 1 (no reset to drop): from T = 2 on it is a different\n"
+          "   (approximate) gradient, which many papers train with.")
 
     plot_reset_variants(Ts, errs)
 
 
-def plot_reset_variants(Ts: list[int], errs: dict[str, list[float]]) -> None:
-    """Section 4's figure: each variant's relative error vs finite differences over T."""
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.subplots()
-    for v, e in errs.items():
-        ax.semilogy(Ts, np.maximum(e, 1e-16), "o-", label=v)
-    ax.axhline(1e-7, color="k", ls=":", lw=1, label="1e-7 (CS231n: happy)")
-    ax.set_xlabel("time steps T")
-    ax.set_ylabel("rel. error vs finite differences")
-    ax.set_title("LIF backward, hard reset, smooth mode (float64)")
-    ax.legend(fontsize=8)
-    path = OUT / "03_bptt.png"
-    fig.savefig(path, dpi=90)
-    print(f"   figure: {path}")
+section_reset_variants(rng, lam, v_th, N)
 
 
-# ------------------------------------------------------------------------------------------
-# 5. The library's table: every reset x surrogate, lam = 0.8 (LIF) and 1 (IF).
-#    (``python -m pysnn_ref.gradcheck`` prints it together with the layer checks.)
-# ------------------------------------------------------------------------------------------
+# %%
+# 5. The library's neuron gradcheck table (SSF Eqs. 8-10, every reset x surrogate)
+# --------------------------------------------------------------------------------
+# The library's table: every reset x surrogate, lam = 0.8 (LIF) and 1 (IF). (``python -m
+# pysnn_ref.gradcheck`` prints it together with the layer checks.)
 
 def section_library_table() -> tuple[int, float]:
-    """Section 5: the library's neuron gradcheck table (SSF Eqs. 8-10, every reset x
-    surrogate); returns (number of cases, worst relative error)."""
     print("\n5. pysnn_ref.gradcheck.neuron_gradcheck_cases()")
     worst = 0.0
     cases = neuron_gradcheck_cases()
@@ -195,20 +214,15 @@ def section_library_table() -> tuple[int, float]:
     return len(cases), worst
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    lam, v_th = 0.8, 1.0
-    T, N = 8, 6 if QUICK else 12
-    section_bptt(rng, lam, v_th, T, N)
-    section_reset_variants(rng, lam, v_th, N)
-    n_cases, worst = section_library_table()
-    print("\nVerification (asserted above): the hand-written recurrence = lif_backward "
-          "(rel <= 1e-12) = finite differences (rel < 1e-7), hard and soft reset;\n   the "
-          f"library's {n_cases} neuron cases: worst rel error {worst:.1e} (< 1e-6); the printed "
-          "Eq. 8 and detach_reset fail the same check from T = 3 on")
-    print("Chapter 3 done: lif_backward is the exact gradient of the smooth LIF neuron.")
+n_cases, worst = section_library_table()
 
 
-if __name__ == "__main__":
-    main()
+# %%
+# What the asserts above checked
+# ------------------------------
+
+print("\nVerification (asserted above): the hand-written recurrence = lif_backward "
+      "(rel <= 1e-12) = finite differences (rel < 1e-7), hard and soft reset;\n   the "
+      f"library's {n_cases} neuron cases: worst rel error {worst:.1e} (< 1e-6); the printed "
+      "Eq. 8 fails the same check from T = 3 on, detach_reset from T = 2 on")
+print("Chapter 5 done: lif_backward is the exact gradient of the smooth LIF neuron.")

@@ -1,43 +1,47 @@
-"""Chapter 8 -- Spike encoding: how an image becomes T steps of network input.
+"""
+Chapter 3 -- Spike encoding: how an image becomes T steps of network input
+==========================================================================
 
 A spiking network runs for T time steps, so a static input x (B, ...) must first be turned into a
 time-major input (T, B, ...).  Three common codes:
 
-  * **direct** (repeat) encoding -- the analog x is presented unchanged at every step; the first
-    LIF layer turns it into spikes (SSF, Wang et al., ICCV 2023, Sec. 3.1; TET, Deng et al.,
-    ICLR 2022, Sec. 4): input[t] = x for t = 0..T-1.
-  * **Poisson** (Bernoulli rate) coding -- ASF-BP's input layer (Wu et al., AAAI 2021, Alg. 1
-    line 3): at every step, independently, input[t] = H(|x| - U[t]) sign(x), U[t] ~ Uniform[0, 1),
-    so each entry fires with rate clip(|x|, 0, 1) and the count over T steps is
-    Binomial(T, |x|): the rate error shrinks like sqrt(x (1 - x) / T).
-  * **latency** (time-to-first-spike) coding -- one spike per pixel, brighter pixels earlier:
-    t_spike = round((1 - x) (T - 1)) for x in [0, 1]; x = 1 fires at t = 0, x = 0 at t = T-1.
+* **direct** (repeat) encoding -- the analog x is presented unchanged at every step; the first
+  LIF layer turns it into spikes (SSF, Wang et al., ICCV 2023, Sec. 3.1; TET, Deng et al.,
+  ICLR 2022, Sec. 4): input[t] = x for t = 0..T-1.
+* **Poisson** (Bernoulli rate) coding -- ASF-BP's input layer (Wu et al., AAAI 2021, Alg. 1
+  line 3): at every step, independently, input[t] = H(abs(x) - U[t]) sign(x),
+  U[t] ~ Uniform[0, 1), so each entry fires with rate clip(abs(x), 0, 1) and the count over
+  T steps is Binomial(T, abs(x)): the rate error shrinks like sqrt(x (1 - x) / T).
+* **latency** (time-to-first-spike) coding -- one spike per pixel, brighter pixels earlier:
+  t_spike = round((1 - x) (T - 1)) for x in [0, 1]; x = 1 fires at t = 0, x = 0 at t = T-1.
 
 The library's encoders are ``pysnn_ref.data.make_encoder(name)`` (names in ``data.ENCODERS``);
 latency coding is written here in a few lines.
 
-This chapter
-  1. encodes the 8x8 digits (pixel intensities scaled to [0, 1]) with all three codes;
-  2. measures how the Poisson rate converges to the pixel intensity as T grows, against the
-     binomial standard error sqrt(x (1 - x) / T);
-  3. checks that latency coding gives every pixel exactly one spike, at the right step;
-  4. draws rasters of one digit under each code (``tutorials/out/08_spike_encoding.png``).
+What this chapter does:
 
-Run:  python tutorials/08_spike_encoding.py      (PYSNN_TUTORIAL_QUICK=1 for a faster run)
+1. encodes the 8x8 digits (pixel intensities scaled to [0, 1]) with all three codes;
+2. measures how the Poisson rate converges to the pixel intensity as T grows, against the
+   binomial standard error sqrt(x (1 - x) / T);
+3. checks that latency coding gives every pixel exactly one spike, at the right step;
+4. draws rasters of one digit under each code (``tutorials/out/03_spike_encoding.png``).
+
+Run:  python tutorials/03_spike_encoding.py      (PYSNN_TUTORIAL_QUICK=1 for a faster run)
 """
+
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 
 from pysnn_ref import data
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 
 
 def latency_encode(x: np.ndarray, T: int) -> np.ndarray:
@@ -51,16 +55,26 @@ def latency_encode(x: np.ndarray, T: int) -> np.ndarray:
     return out
 
 
+# %%
+# The first n digits, each scaled to [0, 1] (min-max), shape (n, 64).
+
 def unit_images(n: int) -> np.ndarray:
-    """The first n digits, each scaled to [0, 1] (min-max), shape (n, 64)."""
     ds = data.load_dataset("digits")
     x = ds.x_train[:n].reshape(n, -1).astype(np.float64)
     lo, hi = x.min(1, keepdims=True), x.max(1, keepdims=True)
     return (x - lo) / (hi - lo)
 
 
+OUT.mkdir(parents=True, exist_ok=True)
+n = 50 if QUICK else 400
+x = unit_images(n)
+
+
+# %%
+# 1. Direct encoding, input[t] = x at every step (a stride-0 view)
+# ----------------------------------------------------------------
+
 def section_direct(x: np.ndarray) -> None:
-    """Section 1: direct encoding, input[t] = x at every step (a stride-0 view)."""
     print("\n1. Direct encoding: input[t] = x at every step (a broadcast view, no copy)")
     direct = data.make_encoder("direct").encode(x, 8)
     print(f"   shape {direct.shape}, time-axis stride {direct.strides[0]} "
@@ -68,9 +82,15 @@ def section_direct(x: np.ndarray) -> None:
     assert direct.strides[0] == 0 and np.array_equal(direct[5], x)
 
 
+print(f"encoders in the library: data.ENCODERS = {data.ENCODERS}")
+section_direct(x)
+
+
+# %%
+# 2. Poisson coding (ASF Alg. 1), rate error vs the binomial bound
+# ----------------------------------------------------------------
+
 def section_poisson(x: np.ndarray) -> tuple[list[int], list[float], list[float]]:
-    """Section 2: Poisson coding (ASF Alg. 1), rate error vs the binomial bound; returns
-    (Ts, errs, bounds)."""
     print("\n2. Poisson coding (ASF Alg. 1): rate -> clip(|x|, 0, 1); "
           "binomial std error sqrt(x(1-x)/T)")
     Ts = [4, 16, 64, 256] if QUICK else [4, 16, 64, 256, 1024]
@@ -94,9 +114,14 @@ def section_poisson(x: np.ndarray) -> tuple[list[int], list[float], list[float]]
     return Ts, errs, bounds
 
 
+Ts, errs, bounds = section_poisson(x)
+
+
+# %%
+# 3. Latency coding, one spike per pixel at round((1 - x)(T - 1))
+# ---------------------------------------------------------------
+
 def section_latency(x: np.ndarray, n: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """Section 3: latency coding, one spike per pixel at round((1 - x)(T - 1)); returns
-    (T, spikes, spike times)."""
     print("\n3. Latency coding: t_spike = round((1 - x)(T - 1)), one spike per pixel")
     T = 16
     lat = latency_encode(x, T)
@@ -112,10 +137,15 @@ def section_latency(x: np.ndarray, n: int) -> tuple[int, np.ndarray, np.ndarray]
     return T, lat, first
 
 
+T, lat, first = section_latency(x, n)
+
+
+# %%
+# The figure: one digit under each code, the Poisson error vs T, latency vs intensity.
+
 def plot_encodings(x: np.ndarray, T: int, lat: np.ndarray, first: np.ndarray, Ts: list[int],
                    errs: list[float], bounds: list[float]) -> None:
-    """The figure: one digit under each code, the Poisson error vs T, latency vs intensity."""
-    fig = Figure(figsize=(13, 7), layout="constrained")
+    fig = plt.figure(figsize=(13, 7), layout="constrained")
     ax = fig.subplots(2, 3)
     img = x[0]
     ax[0, 0].imshow(img.reshape(8, 8), cmap="gray_r")
@@ -144,25 +174,19 @@ def plot_encodings(x: np.ndarray, T: int, lat: np.ndarray, first: np.ndarray, Ts
     ax[1, 2].set_xlabel("pixel intensity x")
     ax[1, 2].set_ylabel("spike time")
     ax[1, 2].set_title("latency: brighter fires earlier")
-    path = OUT / "08_spike_encoding.png"
+    path = OUT / "03_spike_encoding.png"
     fig.savefig(path, dpi=90)
     print(f"\nFigure: {path}")
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    n = 50 if QUICK else 400
-    x = unit_images(n)
-    print(f"encoders in the library: data.ENCODERS = {data.ENCODERS}")
-    section_direct(x)
-    Ts, errs, bounds = section_poisson(x)
-    T, lat, first = section_latency(x, n)
-    plot_encodings(x, T, lat, first, Ts, errs, bounds)
-    print(f"\nVerification (asserted): direct = a stride-0 view of x; Poisson rate error "
-          f"{errs[-1]:.4f} at T={Ts[-1]} (< 0.05, <= 1.1 x the binomial bound, shrinking with T);"
-          "\n   latency: exactly one spike per pixel at round((1 - x)(T - 1))")
-    print("Chapter 8 done: Poisson rates converge to x at 1/sqrt(T); latency uses one spike.")
+plot_encodings(x, T, lat, first, Ts, errs, bounds)
 
 
-if __name__ == "__main__":
-    main()
+# %%
+# What the asserts above checked
+# ------------------------------
+
+print(f"\nVerification (asserted): direct = a stride-0 view of x; Poisson rate error "
+      f"{errs[-1]:.4f} at T={Ts[-1]} (< 0.05, <= 1.1 x the binomial bound, shrinking with T);"
+      "\n   latency: exactly one spike per pixel at round((1 - x)(T - 1))")
+print("Chapter 3 done: Poisson rates converge to x at 1/sqrt(T); latency uses one spike.")

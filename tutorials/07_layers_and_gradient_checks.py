@@ -1,36 +1,40 @@
-"""Chapter 4 -- Layers and gradient checks, CS231n style.
+"""
+Chapter 7 -- Layers and gradient checks, CS231n style
+=====================================================
 
-Every layer of the library is a pair of functions (``pysnn_ref/functional/``):
+Every layer of the library is a pair of functions (``pysnn_ref/functional/``)::
 
     out, cache = X_forward(x, params...)      # cache: only what the backward needs
     dx, dparams... = X_backward(dout, cache)   # dout = dL/dout; returns dL/d(every input)
 
 and every backward is checked against finite differences: ``numerical_gradient(f, x, dout)``
 perturbs each element of x by +-h and returns sum((f(x+h) - f(x-h)) * dout) / 2h, the gradient
-of <f(x), dout>; ``rel_error(a, b) = max|a - b| / (max|a| + max|b|)``.  CS231n's scale: above
-1e-2 probably wrong, below 1e-7 "happy" (in float64; float32 cannot get there).
+of <f(x), dout>; ``rel_error(a, b) = maxabs(a - b) / (maxabs(a) + maxabs(b))``.  CS231n's
+scale: above 1e-2 probably wrong, below 1e-7 "happy" (in float64; float32 cannot get there).
 
 Spiking tensors are time-major (T, B, features...).  Stateless layers fold time into the batch,
 (T*B, ...), so one matrix product serves every time step -- the synaptic current of SSF Eq. 4,
 I[t] = W o[t], for all t at once.
 
 Sections:
-  1. Linear: y = x W^T + b.
-  2. Conv2d via im2col (Chellapilla et al. 2006): unfold every receptive field into a column,
-     then one GEMM; compared with a six-loop textbook convolution.
-  3. Average and max pooling (ASF / TET networks use average pooling, SSF max pooling).
-  4. Batch norm with time folded into the batch, and tdBN (Dspike Eqs. 4-5): normalise to
-     N(0, (alpha V_th)^2) so that the input matches the threshold.
-  5. A whole network (conv -> tdBN -> LIF -> avg-pool -> linear, SDT loss) in smooth mode:
-     the layers' backwards compose into the exact gradient of the network.
-  6. The loops behind the layers: ``kernels/reference.py`` (the equations as plain Python loops,
-     the teaching text) and ``kernels/cpu/`` (the same loops compiled by Numba) give the same
-     numbers -- ``backend.use_cpu_kernels("reference")`` switches -- and how much faster Numba is.
-  7. The figure ``tutorials/out/04_gradient_checks.png``: every check's relative error against
-     CS231n's 1e-7, and the time of each loop in both tiers.
 
-Run:  python tutorials/04_layers_and_gradient_checks.py    (PYSNN_TUTORIAL_QUICK=1: faster)
+1. Linear: y = x W^T + b.
+2. Conv2d via im2col (Chellapilla et al. 2006): unfold every receptive field into a column,
+   then one GEMM; compared with a six-loop textbook convolution.
+3. Average and max pooling (ASF / TET networks use average pooling, SSF max pooling).
+4. Batch norm with time folded into the batch, and tdBN (Dspike Eqs. 4-5): normalise to
+   N(0, (alpha V_th)^2) so that the input matches the threshold.
+5. A whole network (conv -> tdBN -> LIF -> avg-pool -> linear, SDT loss) in smooth mode:
+   the layers' backwards compose into the exact gradient of the network.
+6. The loops behind the layers: ``kernels/reference.py`` (the equations as plain Python loops,
+   the teaching text) and ``kernels/cpu/`` (the same loops compiled by Numba) give the same
+   numbers -- ``backend.use_cpu_kernels("reference")`` switches -- and how much faster Numba is.
+7. The figure ``tutorials/out/07_gradient_checks.png``: every check's relative error against
+   CS231n's 1e-7, and the time of each loop in both tiers.
+
+Run:  python tutorials/07_layers_and_gradient_checks.py    (PYSNN_TUTORIAL_QUICK=1: faster)
 """
+
 
 from __future__ import annotations
 
@@ -40,8 +44,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 from threadpoolctl import threadpool_limits
 
 from pysnn_ref import backend, nn
@@ -60,7 +64,7 @@ from pysnn_ref.gradcheck import numerical_gradient, rel_error
 from pysnn_ref.kernels import reference
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 CHECKS: list[tuple[str, float]] = []          # (name, rel error) of every check, for the figure
 
 
@@ -100,7 +104,7 @@ def best_time(fn: Callable[[], Any], repeat: int) -> float:
 def plot(timings: dict[str, dict[str, float]]) -> None:
     """Every gradient check's error (log scale) and both tiers' time per call."""
     OUT.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(13, 8), layout="constrained")
+    fig = plt.figure(figsize=(13, 8), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.3, 1])
     names = [n for n, _ in CHECKS]
     errs = [max(e, 1e-18) for _, e in CHECKS]            # an exact 0 on a log axis
@@ -124,13 +128,21 @@ def plot(timings: dict[str, dict[str, float]]) -> None:
     ax2.set_ylabel("kernel")
     ax2.set_title("reference loops vs Numba (Section 6)")
     ax2.legend(fontsize=8)
-    path = OUT / "04_gradient_checks.png"
+    path = OUT / "07_gradient_checks.png"
     fig.savefig(path, dpi=90)
     print(f"   figure: {path}")
 
 
+# One BLAS thread: the matrices here are small, and several threads fight over a
+# few cores (the training CLI does the same, ``--blas-threads 1``).
+threadpool_limits(limits=1, user_api="blas")
+
+
+# %%
+# 1. The linear layer's three gradients
+# -------------------------------------
+
 def section_linear(rng: np.random.Generator, R: Callable[..., Any]) -> None:
-    """Section 1: the linear layer's three gradients."""
     print("1. Linear, time-major input (T=3, B=4, in=5) -> (T, B, out=6)")
     x, W, b = R(size=(3, 4, 5)), R(size=(6, 5)), R(size=6)
     out, cache = linear_forward(x, W, b)
@@ -142,8 +154,16 @@ def section_linear(rng: np.random.Generator, R: Callable[..., Any]) -> None:
     check("db = sum of dout", db, numerical_gradient(lambda: linear_forward(x, W, b)[0], b, dout))
 
 
+rng = np.random.default_rng(0)
+R = rng.normal
+section_linear(rng, R)
+
+
+# %%
+# 2. Convolution as im2col + GEMM, and its gradients
+# --------------------------------------------------
+
 def section_conv(rng: np.random.Generator, R: Callable[..., Any]) -> None:
-    """Section 2: convolution as im2col + GEMM, and its gradients."""
     print("\n2. Conv2d = im2col + GEMM")
     img = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)
     cols = reference.im2col(img, 2, 2, 1, 0)               # kernel 2x2, stride 1, no padding
@@ -175,8 +195,14 @@ def section_conv(rng: np.random.Generator, R: Callable[..., Any]) -> None:
     print("   a time-major (T, B, C, H, W) input is the same as T*B separate images")
 
 
+section_conv(rng, R)
+
+
+# %%
+# 3. Average and max pooling
+# --------------------------
+
 def section_pooling(rng: np.random.Generator, R: Callable[..., Any]) -> None:
-    """Section 3: average and max pooling."""
     print("\n3. Pooling")
     x = R(size=(2, 3, 6, 6))
     out, cache = avgpool2d_forward(x, 2)
@@ -196,8 +222,14 @@ def section_pooling(rng: np.random.Generator, R: Callable[..., Any]) -> None:
           numerical_gradient(lambda: maxpool2d_forward(x, 3, stride=2)[0], x, dout))
 
 
+section_pooling(rng, R)
+
+
+# %%
+# 4. Batch norm and tdBN (Dspike Eqs. 4-5)
+# ----------------------------------------
+
 def section_batchnorm(rng: np.random.Generator, R: Callable[..., Any]) -> None:
-    """Section 4: batch norm and tdBN (Dspike Eqs. 4-5)."""
     print("\n4. Batch norm over (T, B, H, W) per channel, and tdBN")
     T, B, C = 4, 8, 3
     x = R(2.0, 3.0, size=(T, B, C, 3, 3))
@@ -224,8 +256,14 @@ def section_batchnorm(rng: np.random.Generator, R: Callable[..., Any]) -> None:
         check(f"{name} train: dbeta", dbeta, numerical_gradient(f, beta, dout))
 
 
+section_batchnorm(rng, R)
+
+
+# %%
+# 5. A whole spiking network, checked per parameter
+# -------------------------------------------------
+
 def section_network(rng: np.random.Generator, R: Callable[..., Any]) -> None:
-    """Section 5: a whole spiking network, checked per parameter."""
     print("\n5. A whole spiking network, smooth mode, float64: per-parameter check")
     # No bias on the conv: a training-mode BN right after it subtracts each channel's mean, so a
     # bias there cannot change the loss -- its exact gradient is 0 and a finite difference of it
@@ -255,8 +293,14 @@ def section_network(rng: np.random.Generator, R: Callable[..., Any]) -> None:
     check("the input X", dX, numerical_gradient(loss, X))
 
 
+section_network(rng, R)
+
+
+# %%
+# 6. The reference loops equal the Numba kernels
+# ----------------------------------------------
+
 def section_kernels(rng: np.random.Generator, R: Callable[..., Any]) -> int:
-    """Section 6: the reference loops equal the Numba kernels; returns how many were compared."""
     print("\n6. Reference loops vs Numba kernels: same numbers, different speed")
     I = R(0.5, 1.0, size=(8, 4096 if QUICK else 16384))
     x = R(size=(8 if QUICK else 32, 8, 8, 8))
@@ -299,22 +343,15 @@ def section_kernels(rng: np.random.Generator, R: Callable[..., Any]) -> int:
     return len(fns)
 
 
-def main() -> None:
-    rng = np.random.default_rng(0)
-    R = rng.normal
-    section_linear(rng, R)
-    section_conv(rng, R)
-    section_pooling(rng, R)
-    section_batchnorm(rng, R)
-    section_network(rng, R)
-    n_kernels = section_kernels(rng, R)
-    worst = max(CHECKS, key=lambda c: c[1])
-    print(f"\nVerification (asserted): {len(CHECKS)} gradient checks, worst rel error "
-          f"{worst[1]:.1e} ({worst[0]}) < 1e-7; {n_kernels} reference loops = Numba kernels "
-          "(rel <= 1e-10)")
-    print("Chapter 4 done: every backward above is the exact gradient of its forward.")
+n_kernels = section_kernels(rng, R)
 
 
-if __name__ == "__main__":
-    with threadpool_limits(limits=1, user_api="blas"):   # one BLAS thread: steadier timings
-        main()
+# %%
+# What the asserts above checked
+# ------------------------------
+
+worst = max(CHECKS, key=lambda c: c[1])
+print(f"\nVerification (asserted): {len(CHECKS)} gradient checks, worst rel error "
+      f"{worst[1]:.1e} ({worst[0]}) < 1e-7; {n_kernels} reference loops = Numba kernels "
+      "(rel <= 1e-10)")
+print("Chapter 7 done: every backward above is the exact gradient of its forward.")

@@ -1,26 +1,28 @@
-"""Chapter 7 -- Two refinements of surrogate-gradient training: the TET loss and Dspike.
+"""
+Chapter 13 -- Two refinements of surrogate-gradient training: the TET loss and Dspike
+=====================================================================================
 
-**TET** (temporal efficient training; Deng et al., ICLR 2022).  The SDT loss of chapter 5 only
+**TET** (temporal efficient training; Deng et al., ICLR 2022).  The SDT loss of chapter 8 only
 looks at the time-averaged output, so its gradient dL/dy[t] is the same at every step (TET
 Eq. 7).  TET puts the cross-entropy on every step's output instead (Eq. 9), plus a small
-regulariser pulling the outputs toward phi (Eq. 12):
+regulariser pulling the outputs toward phi (Eq. 12)::
 
     L_TET = (1/T) sum_t CE(y[t], label)                 L_MSE = (1/T) sum_t MSE(y[t], phi)
     L     = (1 - lam) L_TET + lam L_MSE                 (Eq. 13; lam = 0.05, phi = V_th = 1)
 
 Section 1 checks ``sdt_loss_backward`` (TET Eq. 8) and ``tet_loss_backward`` (Eq. 10) by finite
 differences, shows TET's per-step gradient, and checks Lemma 4.1 (Eq. 11): L_SDT <= L_TET;
-section 2 trains the chapter-5 network with SDT and with TET and compares the accuracy of the
+section 2 trains the chapter-8 network with SDT and with TET and compares the accuracy of the
 mean output and of every single step's output.
 
 **Dspike** (differentiable spike; Li et al., NeurIPS 2021).  Which surrogate is "right"?  Dspike
-measures it: the finite-difference gradient (FDG, Eq. 10) of the *true* spiking loss,
+measures it: the finite-difference gradient (FDG, Eq. 10) of the *true* spiking loss, ::
 
     FDG_i = (L(w + eps e_i) - L(w - eps e_i)) / (2 eps),      eps = 0.1,
 
 is a noisy but honest estimate of the direction the loss falls, and the cosine similarity between
 it and a surrogate gradient says how well the surrogate points.  Dspike's surrogate is a family
-with a temperature b (Eqs. 11-12, centred on the threshold, x = u - V_th, window |x| <= 1/2):
+with a temperature b (Eqs. 11-12, centred on the threshold, x = u - V_th, window abs(x) <= 1/2)::
 
     Dspike(x, b) = (tanh(b x) + tanh(b/2)) / (2 tanh(b/2)),    sigma'(x) = b (1 - tanh^2(b x)) /
                                                                            (2 tanh(b/2))
@@ -31,10 +33,11 @@ the one whose first-layer gradient has the highest cosine with the FDG.  Section
 family, section 4 computes the cosines (``pysnn_ref.gradcheck.cosine_vs(reference="fdg")``)
 and takes one step of Algorithm 1.  (``python -m pysnn_ref.train --surrogate dspike
 --dspike-adapt`` runs the whole algorithm during training.)
-Figure: ``tutorials/out/07_tet_dspike.png``.
+Figure: ``tutorials/out/13_tet_dspike.png``.
 
-Run:  python tutorials/07_tet_and_dspike.py      (PYSNN_TUTORIAL_QUICK=1 for a faster run)
+Run:  python tutorials/13_tet_and_dspike.py      (PYSNN_TUTORIAL_QUICK=1 for a faster run)
 """
+
 
 from __future__ import annotations
 
@@ -43,8 +46,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 from threadpoolctl import threadpool_limits
 
 from pysnn_ref import data, nn
@@ -69,7 +72,7 @@ from pysnn_ref.optim import Adam
 from pysnn_ref.train.dspike import adapt_dspike
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 T = 4
 EPOCHS = 2 if QUICK else 10
 DELTA_B = 0.2                    # Dspike Sec. 5: the temperature's step
@@ -102,8 +105,16 @@ def train(ds: data.Dataset, loss: str) -> tuple[float, list[float]]:
     return accuracy(y, ds.y_test), per_step
 
 
+# One BLAS thread: the matrices here are small, and several threads fight over a
+# few cores (the training CLI does the same, ``--blas-threads 1``).
+threadpool_limits(limits=1, user_api="blas")
+
+
+# %%
+# 1. The TET loss -- gradient check, per-step gradient, Lemma 4.1
+# ---------------------------------------------------------------
+
 def section_tet(rng: np.random.Generator) -> None:
-    """Section 1: the TET loss -- gradient check, per-step gradient, Lemma 4.1."""
     print("1. TET loss (Eqs. 9, 12, 13): gradient check and its per-step gradient")
     y = rng.normal(size=(T, 3, 5))
     labels = rng.integers(0, 5, size=3)
@@ -130,9 +141,17 @@ def section_tet(rng: np.random.Generator) -> None:
     assert all(g >= 0 for g in gaps)
 
 
+OUT.mkdir(parents=True, exist_ok=True)
+rng = np.random.default_rng(0)
+section_tet(rng)
+
+
+# %%
+# 2. The chapter-8 MLP trained with SDT and with TET
+# --------------------------------------------------
+
 def section_train(ds: data.Dataset) -> None:
-    """Section 2: the chapter-5 MLP trained with SDT and with TET."""
-    print(f"\n2. Training the chapter-5 MLP with SDT and with TET ({EPOCHS} epochs, BPTT)")
+    print(f"\n2. Training the chapter-8 MLP with SDT and with TET ({EPOCHS} epochs, BPTT)")
     for loss in ("sdt", "tet"):
         t0 = time.perf_counter()
         acc, per_step = train(ds, loss)
@@ -144,8 +163,15 @@ def section_train(ds: data.Dataset) -> None:
           "this one-hidden-layer MLP\n   the two losses end up close)")
 
 
+ds = data.load_dataset("digits")
+section_train(ds)
+
+
+# %%
+# 3. The Dspike family (Eqs. 11-12) and its limits
+# ------------------------------------------------
+
 def section_dspike_family(ax_f: Any, ax_g: Any) -> None:
-    """Section 3: the Dspike family (Eqs. 11-12) and its limits."""
     print("\n3. The Dspike family (Eqs. 11-12)")
     x = np.linspace(-1.0, 1.0, 401) + 0.0013
     for b in (0.5, 1.0, 2.0, 4.0, 8.0):
@@ -167,10 +193,20 @@ def section_dspike_family(ax_f: Any, ax_g: Any) -> None:
     assert err_small < 1e-6 and near[0] < 0.01 and near[1] > 0.99
 
 
-def section_fdg(ds: data.Dataset, ax_c: Any, fig: Figure) -> tuple[nn.Sequential, Any, Any,
+fig = plt.figure(figsize=(13, 4), layout="constrained")
+ax_f, ax_g, ax_c = fig.subplots(1, 3)
+section_dspike_family(ax_f, ax_g)
+# sphinx_gallery_defer_figures
+
+
+# %%
+# 4. The FDG (Eq. 10) vs the surrogate gradient over Dspike temperatures
+# ----------------------------------------------------------------------
+# The FDG (Eq. 10) vs the surrogate gradient over Dspike temperatures, and one step of Dspike's
+# Algorithm 1 by hand.
+
+def section_fdg(ds: data.Dataset, ax_c: Any, fig: plt.Figure) -> tuple[nn.Sequential, Any, Any,
                                                                    dict[float, float], float]:
-    """Section 4: the FDG (Eq. 10) vs the surrogate gradient over Dspike temperatures, and one
-    step of Dspike's Algorithm 1 by hand; returns what the library check needs."""
     hidden, batch = (8, 32) if QUICK else (32, 128)
     print(f"\n4. FDG (Eq. 10) vs surrogate gradient, first layer (64 x {hidden} weights), "
           f"batch {batch}")
@@ -213,15 +249,22 @@ def section_fdg(ds: data.Dataset, ax_c: Any, fig: Figure) -> tuple[nn.Sequential
     ax_c.set_ylabel("cosine(surrogate grad, FDG)")
     ax_c.set_title("first-layer gradient vs FDG (eps = 0.1)")
     ax_c.legend(fontsize=8)
-    path = OUT / "07_tet_dspike.png"
+    path = OUT / "13_tet_dspike.png"
     fig.savefig(path, dpi=90)
     print(f"   figure: {path}")
     return net, xb, yb, cands, b_new
 
 
+net, xb, yb, cands, b_new = section_fdg(ds, ax_c, fig)
+
+
+# %%
+# 5. The library's Alg. 1 step equals the one by hand
+# ---------------------------------------------------
+# ``train.dspike.adapt_dspike`` is what ``--dspike-adapt`` runs each epoch.
+
 def check_library_step(net: nn.Sequential, xb: Any, yb: Any, cands: dict[float, float],
                        b_new: float) -> None:
-    """The library's own Alg. 1 step equals the one by hand (asserted)."""
     b = 1.0
     enc = data.DirectEncoder()
     # The library's own Alg. 1 step (what ``--dspike-adapt`` runs each epoch) takes the same step
@@ -237,22 +280,7 @@ def check_library_step(net: nn.Sequential, xb: Any, yb: Any, cands: dict[float, 
           f"candidate cosines equal to those above within {diff:.1e};\n   TET loss gradient = "
           "finite differences; Dspike -> line (b -> 0) and step (b -> inf); cos(FDG) > 0.5")
     assert b_lib == b_new and diff < 1e-12, (b_lib, b_new, diff)
-    print("Chapter 7 done.")
+    print("Chapter 13 done.")
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    fig = Figure(figsize=(13, 4), layout="constrained")
-    ax_f, ax_g, ax_c = fig.subplots(1, 3)
-    section_tet(rng)
-    ds = data.load_dataset("digits")
-    section_train(ds)
-    section_dspike_family(ax_f, ax_g)
-    net, xb, yb, cands, b_new = section_fdg(ds, ax_c, fig)
-    check_library_step(net, xb, yb, cands, b_new)
-
-
-if __name__ == "__main__":
-    with threadpool_limits(limits=1, user_api="blas"):
-        main()
+check_library_step(net, xb, yb, cands, b_new)

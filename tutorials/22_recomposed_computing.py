@@ -1,11 +1,13 @@
-"""Chapter 16 -- Window partition and recomposed computing; S(theta) and the window complexity.
+"""
+Chapter 22 -- Window partition and recomposed computing; S(theta) and the window complexity
+===========================================================================================
 
 The window-partition supplement (Yao, Wu, Chen & Zhang, "Training a General Spiking Neural
 Network with Improved Efficiency and Minimum Latency", supplementary material; "WP" in
 docs/derivations.md) cuts an L x L feature map into four overlapping "dilated" windows of size
 M = 3L/4 (G1 top-left, G2 top-right, G3 bottom-left, G4 bottom-right; offset w_o = 2M - L),
 processes each window, and puts the four results back with **Algorithm 1, Recomposed
-Computing** (WP Alg. 1):
+Computing** (WP Alg. 1)::
 
     coverG1G2 = (G1[.., w_o/2 : 3w_o/2] + G2[.., 0 : w_o]) / 2               Weighted-Condense 1
     G1G2      = cat(G1[.., 0 : w_o/2], coverG1G2, G2[.., w_o : 3w_o/2])                          2
@@ -23,15 +25,16 @@ The same supplement's closed forms (WP Eqs. 1-2, 6) live in ``pysnn_ref.ecml``: 
 surface area S(theta) = 16 sin(3 theta pi th / 2) sin(theta pi th / 4)^2 / (theta^2 pi^2) and Table
 1's nabla D = S(theta) - S_plane; Eqs. 1-2, the operation counts of a spiking conv (SCNN-W) and a
 spiking LSTM (LSNN-W) in one window.  (The spiking LSTM itself is in the library
-and in chapter 17.)
+and in chapter 23.)
 
 Verification: Algorithm 1 written literally here == ``recompose_forward`` == the loop reference;
 the backward is the exact adjoint (dot-product test) and passes a float64 finite-difference
 check; Table 1's printed values are reproduced; the ``window`` model trains above chance.
-Figures: ``tutorials/out/16_recompose.png``, ``tutorials/out/16_surface_area.png``.
+Figures: ``tutorials/out/22_recompose.png``, ``tutorials/out/22_surface_area.png``.
 
-Run:  python tutorials/16_recomposed_computing.py      (PYSNN_TUTORIAL_QUICK=1 for a faster run)
+Run:  python tutorials/22_recomposed_computing.py      (PYSNN_TUTORIAL_QUICK=1 for a faster run)
 """
+
 
 from __future__ import annotations
 
@@ -39,8 +42,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 from threadpoolctl import threadpool_limits
 
 from pysnn_ref import ecml, nn
@@ -56,7 +59,7 @@ from pysnn_ref.train.__main__ import build_parser, explicit_args, resolve_config
 from pysnn_ref.train.loop import train
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 M = 6                                        # window size: L = 8, w_o = 4
 M_DEMO = 12                                  # the spike picture: L = 16
 EPOCHS = 1 if QUICK else 3
@@ -77,6 +80,16 @@ def algorithm1(G1: np.ndarray, G2: np.ndarray, G3: np.ndarray, G4: np.ndarray) -
         return np.concatenate([A[sl(0, h)], cover, B[sl(wo, 3 * h)]], axis=axis)  # step 2
 
     return condense(condense(G1, G2, -1), condense(G3, G4, -1), -2)
+
+
+# One BLAS thread: the matrices here are small, and several threads fight over a
+# few cores (the training CLI does the same, ``--blas-threads 1``).
+threadpool_limits(limits=1, user_api="blas")
+
+
+# %%
+# 1. Algorithm 1 as printed, the library's recompose and its exact adjoint
+# ------------------------------------------------------------------------
 
 
 def check_recompose(rng: np.random.Generator) -> None:
@@ -102,8 +115,19 @@ def check_recompose(rng: np.random.Generator) -> None:
     assert err <= 1e-8
 
 
+OUT.mkdir(parents=True, exist_ok=True)
+rng = np.random.default_rng(0)
+print("Verification 1: WP Alg. 1 (recomposed computing), its reference loop and its adjoint")
+check_recompose(rng)
+
+
+# %%
+# 2. Median spikes and the Region Threshold
+# -----------------------------------------
+# A conv + LIF body on the four windows of a spike map (``nn.WindowRecompose``).
+
+
 def spike_demo(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """A conv + LIF body on the four windows of a spike map: median spikes, Region Threshold."""
     L, _ = recompose_sizes(M_DEMO)
     x = (rng.random((1, 1, 1, L, L)) < 0.4).astype(np.float64)    # (T, B, C, L, L)
     conv = nn.Conv2d(1, 1, 3, padding=1, bias=False, dtype=np.float64)
@@ -121,6 +145,15 @@ def spike_demo(rng: np.random.Generator) -> dict[str, np.ndarray]:
           f"{int((G > 0).sum())} non-zero pixels, {int(((G > 0) & (G < 1)).sum())} of them median")
     assert set(np.unique(Xl)) <= {0.0, 1.0} and ((Xl > 0) == (G > 0.1)).all()
     return {"x": x[0, 0, 0], "G": G, "X": Xl}
+
+
+print("\nMedian spikes and the Region Threshold (nn.WindowRecompose, th_r=None then 0.1)")
+demo = spike_demo(rng)
+
+
+# %%
+# 3. S(theta) (Eq. 6, Table 1) and the window complexity (Eqs. 1-2)
+# -----------------------------------------------------------------
 
 
 def check_table1_and_complexity() -> tuple[list[int], list[float], list[float]]:
@@ -142,9 +175,18 @@ def check_table1_and_complexity() -> tuple[list[int], list[float], list[float]]:
     return dims, exact, approx
 
 
+print("\nVerification 2: Table 1 from Eq. 6 (truncated to 2 decimals as printed); Eqs. 1-2")
+dims, exact, approx = check_table1_and_complexity()
+
+
+# %%
+# 4. The window model trained, and the figures
+# --------------------------------------------
+
+
 def draw(demo: dict[str, np.ndarray], dims: list[int], exact: list[float],
          approx: list[float]) -> tuple[Path, Path]:
-    fig = Figure(figsize=(12, 3.8), layout="constrained")
+    fig = plt.figure(figsize=(12, 3.8), layout="constrained")
     axes = fig.subplots(1, 3)
     for ax, (k, title) in zip(axes, (("x", "input spikes"),
                                      ("G", "recomposed G: median spikes"),
@@ -154,10 +196,10 @@ def draw(demo: dict[str, np.ndarray], dims: list[int], exact: list[float],
         ax.set_xlabel("column")
         ax.set_ylabel("row")
     fig.colorbar(im, ax=axes, shrink=0.8, label="value")
-    p1 = OUT / "16_recompose.png"
+    p1 = OUT / "22_recompose.png"
     fig.savefig(p1, dpi=90)
 
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    fig = plt.figure(figsize=(11, 4.2), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     th = np.linspace(0.01, 1.0, 200)
     ax1.plot(th, ecml.surface_area(th, 0.5), label="S(theta), Eq. 6")
@@ -174,36 +216,29 @@ def draw(demo: dict[str, np.ndarray], dims: list[int], exact: list[float],
     ax2.set_ylabel("Omega(SCNN-W) / Omega(LSNN-W)")
     ax2.set_title("conv vs spiking-LSTM window cost, 3x3 kernel")
     ax2.legend(fontsize=8)
-    p2 = OUT / "16_surface_area.png"
+    p2 = OUT / "22_surface_area.png"
     fig.savefig(p2, dpi=90)
     return p1, p2
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    print("Verification 1: WP Alg. 1 (recomposed computing), its reference loop and its adjoint")
-    check_recompose(rng)
-    print("\nMedian spikes and the Region Threshold (nn.WindowRecompose, th_r=None then 0.1)")
-    demo = spike_demo(rng)
-    print("\nVerification 2: Table 1 from Eq. 6 (truncated to 2 decimals as printed); Eqs. 1-2")
-    dims, exact, approx = check_table1_and_complexity()
-    print(f"\nVerification 3: --model window (16C3 + LIF on the windows, recompose, AP2, FC), "
-          f"BPTT, T=2, {EPOCHS} epoch(s)")
-    with tempfile.TemporaryDirectory() as tmp:
-        argv = ["--model", "window", "--T", "2", "--epochs", str(EPOCHS), "--no-progress",
-                "--no-plots", "--out", str(Path(tmp) / "run")]
-        res = train(resolve_config(build_parser().parse_args(argv), explicit_args(argv)),
-                    log=lambda s: None)
-    for h in res["history"]:
-        print(f"   epoch {h['epoch']}: loss {h['loss']:.4f}  test_acc {h['test_acc']:.4f}")
-    assert res["test_acc"] > 0.25, res["test_acc"]          # chance: 0.1
-    p1, p2 = draw(demo, dims, exact, approx)
-    print(f"\nFigure: {p1}\nFigure: {p2}")
-    print(f"Chapter 16 done: recompose exact, Table 1 reproduced, window model test_acc "
-          f"{res['test_acc']:.4f}.")
+print(f"\nVerification 3: --model window (16C3 + LIF on the windows, recompose, AP2, FC), "
+      f"BPTT, T=2, {EPOCHS} epoch(s)")
+with tempfile.TemporaryDirectory() as tmp:
+    argv = ["--model", "window", "--T", "2", "--epochs", str(EPOCHS), "--no-progress",
+            "--no-plots", "--out", str(Path(tmp) / "run")]
+    res = train(resolve_config(build_parser().parse_args(argv), explicit_args(argv)),
+                log=lambda s: None)
+for h in res["history"]:
+    print(f"   epoch {h['epoch']}: loss {h['loss']:.4f}  test_acc {h['test_acc']:.4f}")
+assert res["test_acc"] > 0.25, res["test_acc"]          # chance: 0.1
+p1, p2 = draw(demo, dims, exact, approx)
 
 
-if __name__ == "__main__":
-    with threadpool_limits(limits=1, user_api="blas"):
-        main()
+# %%
+# What the asserts above checked
+# ------------------------------
+
+
+print(f"\nFigure: {p1}\nFigure: {p2}")
+print(f"Chapter 22 done: recompose exact, Table 1 reproduced, window model test_acc "
+      f"{res['test_acc']:.4f}.")

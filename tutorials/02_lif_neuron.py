@@ -1,9 +1,11 @@
-"""Chapter 1 -- The leaky integrate-and-fire (LIF) neuron, by hand.
+"""
+Chapter 2 -- The leaky integrate-and-fire (LIF) neuron, by hand
+===============================================================
 
 A spiking neuron is a tiny recurrent network.  In discrete time (SSF paper, Wang et al., ICCV 2023,
 Sec. 3.1) every neuron of a layer keeps a membrane potential u[t] that leaks by a factor lam per
 step, integrates its input current I[t], and fires a spike o[t] = 1 when u[t] reaches the
-threshold V_th.  After a spike the membrane is reset:
+threshold V_th.  After a spike the membrane is reset::
 
     hard reset (SSF Eqs. 6-7):   u[t] = lam * u[t-1] * (1 - o[t-1]) + I[t],   u[0] = I[0]
                                  o[t] = H(u[t] - V_th)            H(x) = 1 if x >= 0 else 0
@@ -19,35 +21,33 @@ strictly: it differs only when u lands exactly on V_th).  In the library, I[t] o
 W o[t] of the layer below (SSF Eq. 4); here we drive the neuron directly.
 
 What this chapter does:
-  1. writes Eqs. 6-7 / 16-17 as a short NumPy loop over time (vectorised over neurons);
-  2. prints one neuron step by step, hard vs soft reset;
-  3. checks the loop against ``pysnn_ref.functional.lif_forward`` (the same spikes, the same
-     membrane, to the last bit) for LIF and IF, hard and soft reset, float64 and float32;
-  4. measures the firing rate as a function of a constant input current: the soft-reset IF
-     neuron fires at rate clamp(I / V_th, 0, 1) -- the relation SSF's Eq. 19 builds on
-     (chapter 6) -- and a leaky neuron is silent below I = (1 - lam) V_th;
-  5. plots the membrane and the spikes (``tutorials/out/01_lif_neuron.png``).
 
-Run:  python tutorials/01_lif_neuron.py        (PYSNN_TUTORIAL_QUICK=1 for a faster run)
+1. writes Eqs. 6-7 / 16-17 as a short NumPy loop over time (vectorised over neurons);
+2. prints one neuron step by step, hard vs soft reset;
+3. checks the loop against ``pysnn_ref.functional.lif_forward`` (the same spikes, the same
+   membrane, to the last bit) for LIF and IF, hard and soft reset, float64 and float32;
+4. measures the firing rate as a function of a constant input current: the soft-reset IF
+   neuron fires at rate clamp(I / V_th, 0, 1) -- the relation SSF's Eq. 19 builds on
+   (chapter 11) -- and a leaky neuron is silent below I = (1 - lam) V_th;
+5. plots the membrane and the spikes (``tutorials/out/02_lif_neuron.png``).
+
+Run:  python tutorials/02_lif_neuron.py        (PYSNN_TUTORIAL_QUICK=1 for a faster run)
 """
+
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 
 from pysnn_ref.functional.neuron import lif_forward
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 
-
-# ------------------------------------------------------------------------------------------
-# 1. The neuron as a loop over time.  I is time-major (T, N): T steps of N neurons.
-# ------------------------------------------------------------------------------------------
 
 def lif_by_hand(I: np.ndarray, lam: float, v_th: float, reset: str) -> tuple[np.ndarray, ...]:
     """SSF Eqs. 6-7 (reset="hard") or 16-17 (reset="soft").  Returns (o, u), both (T, N):
@@ -79,23 +79,32 @@ def print_trace(I: np.ndarray, lam: float, v_th: float) -> None:
           " charge above threshold, so it fires more often")
 
 
+# %%
+# 1. One LIF neuron step by step, hard vs soft reset (SSF Eqs. 6-7 and 16-17)
+# ---------------------------------------------------------------------------
+# The neuron as a loop over time.  I is time-major (T, N): T steps of N neurons.
+
 def section_trace() -> None:
-    """Section 1: one LIF neuron step by step, hard vs soft reset (SSF Eqs. 6-7 and 16-17)."""
     print("1. One LIF neuron step by step (SSF Eqs. 6-7 and 16-17)")
     I_one = np.full(8, 0.7)
     print_trace(I_one, lam=0.9, v_th=1.0)
 
 
-# ------------------------------------------------------------------------------------------
-# 2. The library's lif_forward computes the same thing (in a Numba kernel, one neuron per
-#    thread).  It also returns a cache holding u, which its backward needs (chapter 3).
-#    In float64 the two agree to the last bit.  In float32 the kernel does its arithmetic
-#    in double precision before storing, our NumPy loop in single precision: the membranes
-#    then differ by a rounding error (~1e-7), the spikes (here) not at all.
-# ------------------------------------------------------------------------------------------
+OUT.mkdir(parents=True, exist_ok=True)
+rng = np.random.default_rng(0)
+section_trace()
+
+
+# %%
+# 2. The loop equals ``lif_forward`` (SSF Eqs. 6-7, 16-17; ASF Eq. 3: IF)
+# -----------------------------------------------------------------------
+# The library's lif_forward computes the same thing (in a Numba kernel, one neuron per thread).
+# It also returns a cache holding u, which its backward needs (chapter 5). In float64 the two
+# agree to the last bit.  In float32 the kernel does its arithmetic in double precision before
+# storing, our NumPy loop in single precision: the membranes then differ by a rounding error
+# (~1e-7), the spikes (here) not at all.
 
 def section_library(rng: np.random.Generator) -> None:
-    """Section 2: the loop equals ``lif_forward`` (SSF Eqs. 6-7, 16-17; ASF Eq. 3: IF)."""
     print("\n2. The loop vs pysnn_ref.functional.lif_forward (SSF Eqs. 6-7, 16-17; ASF Eq. 3: IF)")
     N = 200 if QUICK else 2000
     for dtype in (np.float64, np.float32):
@@ -113,18 +122,22 @@ def section_library(rng: np.random.Generator) -> None:
                 assert du == 0.0 if dtype == np.float64 else du < 1e-5
 
 
-# ------------------------------------------------------------------------------------------
-# 3. Rate coding: drive every neuron with a constant current for many steps and count.
-#    Soft-reset IF: after n steps the membrane holds n*I - V_th*(#spikes) < V_th, so the
-#    rate is I/V_th up to 1/T -- the neuron computes a clamped ReLU of its input.
-#    Hard-reset neurons lose the charge above threshold at every spike (lower rate).
-#    A leaky neuron with constant input I settles at u = I / (1 - lam): it never fires if
-#    that stays below V_th, i.e. for I < (1 - lam) V_th.
-# ------------------------------------------------------------------------------------------
+section_library(rng)
+
+
+# %%
+# 3. Firing rate vs constant input; soft-reset IF fires at clamp(I / V_th, 0, 1)
+# ------------------------------------------------------------------------------
+# Rate coding: drive every neuron with a constant current for many steps and count. Soft-reset
+# IF: after n steps the membrane holds n*I - V_th*(#spikes) < V_th, so the rate is I/V_th up to
+# 1/T -- the neuron computes a clamped ReLU of its input. Hard-reset neurons lose the charge
+# above threshold at every spike (lower rate). A leaky neuron with constant input I settles at u
+# = I / (1 - lam): it never fires if that stays below V_th, i.e. for I < (1 - lam) V_th.
+#
+# Firing rate vs constant input; soft-reset IF fires at clamp(I / V_th, 0, 1) (the relation SSF
+# Eq. 19 builds on).
 
 def section_rates() -> tuple[np.ndarray, dict[str, np.ndarray], float, int]:
-    """Section 3: firing rate vs constant input; soft-reset IF fires at clamp(I / V_th, 0, 1)
-    (the relation SSF Eq. 19 builds on).  Returns (currents, rates, err, T)."""
     print("\n3. Firing rate vs constant input current (T steps)")
     T = 100 if QUICK else 400
     currents = np.linspace(-0.2, 1.4, 161)
@@ -149,19 +162,24 @@ def section_rates() -> tuple[np.ndarray, dict[str, np.ndarray], float, int]:
     return currents, rates, err, len(I)
 
 
-# ------------------------------------------------------------------------------------------
-# 4. A picture: a noisy input current, the membrane under both resets, the spikes.
-# ------------------------------------------------------------------------------------------
+currents, rates, err, T_rates = section_rates()
+
+
+# %%
+# 4. Plot the membrane and spikes under both resets
+# -------------------------------------------------
+# A picture: a noisy input current, the membrane under both resets, the spikes.
+#
+# Plot the membrane and spikes under both resets (SSF Eqs. 6-7 / 16-17) and the rate curves of
+# section 3.
 
 def section_plot(rng: np.random.Generator, currents: np.ndarray, rates: dict[str, np.ndarray],
                  T_rates: int) -> None:
-    """Section 4: plot the membrane and spikes under both resets (SSF Eqs. 6-7 / 16-17) and
-    the rate curves of section 3."""
     T = 40
     I_noisy = np.clip(rng.normal(0.45, 0.35, size=T), -0.5, None)[:, None]
     oh, uh = lif_by_hand(I_noisy, 0.8, 1.0, "hard")
     os_, us = lif_by_hand(I_noisy, 0.8, 1.0, "soft")
-    fig = Figure(figsize=(10, 10), layout="constrained")
+    fig = plt.figure(figsize=(10, 10), layout="constrained")
     ax = fig.subplots(4, 1, sharex=False, height_ratios=[1, 2, 2, 2])
     t = np.arange(T)
     ax[0].step(t, I_noisy[:, 0], where="mid", color="gray")
@@ -185,23 +203,19 @@ def section_plot(rng: np.random.Generator, currents: np.ndarray, rates: dict[str
     ax[3].set_xlabel("constant input current I")
     ax[3].set_ylabel("firing rate")
     ax[3].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    path = OUT / "01_lif_neuron.png"
+    path = OUT / "02_lif_neuron.png"
     fig.savefig(path, dpi=90)
     print(f"\nFigure: {path}")
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    section_trace()
-    section_library(rng)
-    currents, rates, err, T_rates = section_rates()
-    section_plot(rng, currents, rates, T_rates)
-    print("\nVerification (asserted above): the loop = lif_forward, same spikes and membranes "
-          "(bit for bit in float64) in all 8 cases;\n   IF soft-reset rate = clamp(I/V_th, 0, 1) "
-          f"within {err:.4f} <= 1/T; LIF silent below (1 - lam) V_th")
-    print("Chapter 1 done: the loop above is the whole forward pass of a spiking neuron.")
+section_plot(rng, currents, rates, T_rates)
 
 
-if __name__ == "__main__":
-    main()
+# %%
+# What the asserts above checked
+# ------------------------------
+
+print("\nVerification (asserted above): the loop = lif_forward, same spikes and membranes "
+      "(bit for bit in float64) in all 8 cases;\n   IF soft-reset rate = clamp(I/V_th, 0, 1) "
+      f"within {err:.4f} <= 1/T; LIF silent below (1 - lam) V_th")
+print("Chapter 2 done: the loop above is the whole forward pass of a spiking neuron.")

@@ -1,4 +1,6 @@
-"""Chapter 2 -- Why spikes have no gradient, and surrogate gradients.
+"""
+Chapter 4 -- Why spikes have no gradient, and surrogate gradients
+=================================================================
 
 A spike is o = H(u - V_th) (SSF Eq. 7).  The Heaviside step H is flat everywhere except at the
 threshold, where it jumps: its derivative is 0 almost everywhere and a Dirac delta at 0.  So the
@@ -10,7 +12,7 @@ Surrogate-gradient training (Neftci, Mostafa & Zenke 2019; SpyTorch) keeps H in 
 and, in the backward pass only, replaces dH/dx by a smooth bump sigma'(x), x = u - V_th.  Each
 surrogate is the derivative of a smooth step sigma(x) (its *primitive*), going from 0 to 1 --
 so every bump has unit area, like the delta it stands in for.  The library's five
-(``pysnn_ref/functional/surrogate.py``; formulas in ``pysnn_ref/kernels/reference.py``):
+(``pysnn_ref/functional/surrogate.py``; formulas in ``pysnn_ref/kernels/reference.py``)::
 
     rectangular  sigma'(x) = 1/a on |x| < a/2                     (Dspike Eq. 7, Wu et al. 2018)
     triangle     sigma'(x) = max(0, g - |x|) / g^2                 (TET Eq. 5; Dspike Eq. 8 with
@@ -21,16 +23,17 @@ so every bump has unit area, like the delta it stands in for.  The library's fiv
 
 Section 2 checks, for every surrogate, that ``grad`` is the derivative of ``primitive`` (a
 finite-difference check) and that the primitive climbs from 0 to 1; the figure
-``tutorials/out/02_surrogates.png`` plots both.
+``tutorials/out/04_surrogates.png`` plots both.
 
 Section 3 introduces *smooth mode*: ``lif_forward(..., smooth=True)`` uses the primitive sigma
 itself as the spike, o = sigma(u - V_th).  Then the network is an ordinary differentiable
 function, the surrogate gradient is its *exact* gradient, and finite differences can check the
-hand-written backward (chapter 3).  As the surrogate sharpens (sigmoid slope k -> infinity) the
+hand-written backward (chapter 5).  As the surrogate sharpens (sigmoid slope k -> infinity) the
 smooth spikes approach the real ones.
 
-Run:  python tutorials/02_surrogate_gradients.py      (PYSNN_TUTORIAL_QUICK=1 for a faster run)
+Run:  python tutorials/04_surrogate_gradients.py      (PYSNN_TUTORIAL_QUICK=1 for a faster run)
 """
+
 
 from __future__ import annotations
 
@@ -39,8 +42,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 
 from pysnn_ref.functional.neuron import lif_forward
 from pysnn_ref.functional.surrogate import SURROGATE_KINDS, get_surrogate
@@ -48,20 +51,22 @@ from pysnn_ref.gradcheck import numerical_gradient, rel_error
 from pysnn_ref.kernels import reference
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 
 
-# ------------------------------------------------------------------------------------------
-# 1. The true gradient of spikes: zero almost everywhere, a delta at the threshold.
-#    L = sum_t sum_n G[t, n] o[t, n] for a random upstream gradient G; numerical_gradient
-#    perturbs every input current by +-h and measures the change of L (CS231n style).
-# ------------------------------------------------------------------------------------------
+# %%
+# 1. Finite differences of real spikes o = H(u - V_th) (SSF Eq. 7) are zero
+# -------------------------------------------------------------------------
+# The true gradient of spikes: zero almost everywhere, a delta at the threshold. L = sum_t sum_n
+# G[t, n] o[t, n] for a random upstream gradient G; numerical_gradient perturbs every input
+# current by +-h and measures the change of L (CS231n style).
+#
+# Finite differences of real spikes o = H(u - V_th) (SSF Eq. 7) are zero, or a delta at the
+# threshold.
 
 def section_true_gradient(rng: np.random.Generator, lif: dict[str, Any]) -> None:
-    """Section 1: finite differences of real spikes o = H(u - V_th) (SSF Eq. 7) are zero, or
-    a delta at the threshold."""
     print("1. Finite differences of real (Heaviside) spikes, o = H(u - V_th) (SSF Eq. 7)")
-    T, N = 6, 50 if QUICK else 500
+    T, N = 6, 20 if QUICK else 500     # quick: 120 currents, 720 calls of lif_forward
     I = rng.normal(0.5, 0.8, size=(T, N))
     G = rng.normal(size=(T, N))
     dI = numerical_gradient(lambda: lif_forward(I, **lif)[0], I, G, h=1e-6)
@@ -77,18 +82,26 @@ def section_true_gradient(rng: np.random.Generator, lif: dict[str, Any]) -> None
         assert abs(d) > 0.1 / h
 
 
-# ------------------------------------------------------------------------------------------
-# 2. Surrogates: sigma' is the derivative of the smooth step sigma.  Check it numerically
-#    on a grid that avoids the kinks (rectangular and dspike have corners at |x| = 1/2).
-# ------------------------------------------------------------------------------------------
+OUT.mkdir(parents=True, exist_ok=True)
+rng = np.random.default_rng(0)
+lif = dict(lam=0.8, v_th=1.0, reset="hard")
+section_true_gradient(rng, lif)
+
+
+# %%
+# 2. Every surrogate's grad is d(primitive)/dx
+# ---------------------------------------------
+# Surrogates: sigma' is the derivative of the smooth step sigma.  Check it numerically on a grid
+# that avoids the kinks (rectangular and dspike have corners at abs(x) = 1/2).
+#
+# Every surrogate's grad is d(primitive)/dx (Dspike Eqs. 7, 11-12; TET Eq. 5), and the figure of
+# both.
 
 def section_surrogates() -> None:
-    """Section 2: every surrogate's grad is d(primitive)/dx (Dspike Eqs. 7, 11-12; TET Eq. 5),
-    and the figure of both."""
     print("\n2. The surrogates (Dspike Eq. 7 rectangular, TET Eq. 5 triangle, Dspike Eqs. 11-12):"
           " grad = d(primitive)/dx, primitive from 0 to 1")
     x = np.linspace(-2.5, 2.5, 201 if QUICK else 1001) + 0.0037
-    fig = Figure(figsize=(11, 4), layout="constrained")
+    fig = plt.figure(figsize=(11, 4), layout="constrained")
     ax_p, ax_g = fig.subplots(1, 2)
     ax_p.step(x, (x >= 0).astype(float), "k", where="post", lw=2, alpha=0.3,
               label="Heaviside H(x)")
@@ -117,18 +130,20 @@ def section_surrogates() -> None:
     for a in (ax_p, ax_g):
         a.set_xlabel("x = u - V_th")
         a.legend(fontsize=8)
-    path = OUT / "02_surrogates.png"
+    path = OUT / "04_surrogates.png"
     fig.savefig(path, dpi=90)
     print(f"   figure: {path}")
 
 
-# ------------------------------------------------------------------------------------------
-# 3. Smooth mode.  The spike becomes sigma(u - V_th) -- in the firing *and* in the reset.
-# ------------------------------------------------------------------------------------------
+section_surrogates()
+
+
+# %%
+# 3. Smooth mode, o = sigma(u - V_th)
+# -----------------------------------
+# Smooth mode.  The spike becomes sigma(u - V_th) -- in the firing *and* in the reset.
 
 def section_smooth(rng: np.random.Generator, lif: dict[str, Any]) -> list[float]:
-    """Section 3: smooth mode, o = sigma(u - V_th); returns the mean gaps to real spikes as
-    the sigmoid sharpens."""
     print("\n3. Smooth mode: o = sigma(u - V_th)")
     I = rng.normal(0.5, 0.8, size=(8, 2000))
     o_hard, _ = lif_forward(I, **lif)
@@ -147,7 +162,7 @@ def section_smooth(rng: np.random.Generator, lif: dict[str, Any]) -> list[float]
             np.ones_like(I1))
         assert rel_error(s.grad(I1 - 1.0), fd) < 1e-6
     print("   T = 1: finite differences of the smooth forward = sigma'(I - V_th), "
-          "for every surrogate (chapter 3 does T > 1)")
+          "for every surrogate (chapter 5 does T > 1)")
 
     print("   sharper sigmoid -> smooth spikes approach real spikes:")
     gaps = []
@@ -161,19 +176,15 @@ def section_smooth(rng: np.random.Generator, lif: dict[str, Any]) -> list[float]
     return gaps
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    lif = dict(lam=0.8, v_th=1.0, reset="hard")
-    section_true_gradient(rng, lif)
-    section_surrogates()
-    gaps = section_smooth(rng, lif)
-    print("\nVerification (asserted above): FD of real spikes = 0 everywhere (a delta at "
-          "the threshold);\n   every surrogate's grad = d(primitive)/dx (FD rel err < 1e-6), "
-          "primitive 0 -> 1; smooth-mode FD = sigma' at T = 1;\n   smooth spikes -> real spikes "
-          f"as the sigmoid sharpens (mean gap {gaps[0]:.3f} -> {gaps[-1]:.4f})")
-    print("Chapter 2 done.")
+gaps = section_smooth(rng, lif)
 
 
-if __name__ == "__main__":
-    main()
+# %%
+# What the asserts above checked
+# ------------------------------
+
+print("\nVerification (asserted above): FD of real spikes = 0 everywhere (a delta at "
+      "the threshold);\n   every surrogate's grad = d(primitive)/dx (FD rel err < 1e-6), "
+      "primitive 0 -> 1; smooth-mode FD = sigma' at T = 1;\n   smooth spikes -> real spikes "
+      f"as the sigmoid sharpens (mean gap {gaps[0]:.3f} -> {gaps[-1]:.4f})")
+print("Chapter 4 done.")

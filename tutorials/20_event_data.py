@@ -1,4 +1,6 @@
-"""Chapter 15 -- Neuromorphic event data: an event camera's (x, y, t, p), frames, a trained SNN.
+"""
+Chapter 20 -- Neuromorphic event data: an event camera's (x, y, t, p), frames, a trained SNN
+============================================================================================
 
 An event camera (DVS) has no frames: each pixel reports an *event* (x, y, t, p) when its log
 brightness changes by more than a contrast threshold, with polarity p = 1 (ON, brighter) or 0
@@ -6,8 +8,8 @@ brightness changes by more than a contrast threshold, with polarity p = 1 (ON, b
 such a sensor over the MNIST digits in three saccades; TET (Deng et al., ICLR 2022, Sec. 5) and
 Dspike (Li et al., NeurIPS 2021, Sec. 5) train on neuromorphic data of this kind (DVS-CIFAR10,
 N-Caltech101) by integrating the events into T frames, one channel per polarity: already 0/1-like
-spike input, so no encoder is needed (chapter 8), and the first layer does accumulates only
-(chapter 14).
+spike input, so no encoder is needed (chapter 3), and the first layer does accumulates only
+(chapter 19).
 
 ``pysnn_ref.data.events`` does this: ``read_nmnist_bin`` / ``write_nmnist_bin`` (N-MNIST's 5-byte
 records), ``frames_by_time(ev, T)`` (T equal time bins, k = floor((t - t_min) T / (t_max - t_min
@@ -20,15 +22,16 @@ Nothing is downloaded here: the chapter *simulates* an event camera.  A digit (8
 changes by more than a threshold between two positions fires an ON or OFF event at a jittered
 time.  Then:
 
-  1. the events are written as an N-MNIST .bin file and read back (verification: identical);
-  2. they are framed by time and by count (figure ``tutorials/out/15_event_frames.png``), and
-     the time binning nests: 20 frames summed 5 at a time are exactly the 4-frame result (what the
-     ``events`` encoder relies on); frames conserve every event;
-  3. a folder of simulated digits 0, 1, 2 is trained through ``trainer.train``
-     (``--dataset nmnist --encoder events``); the test accuracy must beat chance by far.
+1. the events are written as an N-MNIST .bin file and read back (verification: identical);
+2. they are framed by time and by count (figure ``tutorials/out/20_event_frames.png``), and
+   the time binning nests: 20 frames summed 5 at a time are exactly the 4-frame result (what the
+   ``events`` encoder relies on); frames conserve every event;
+3. a folder of simulated digits 0, 1, 2 is trained through ``trainer.train``
+   (``--dataset nmnist --encoder events``); the test accuracy must beat chance by far.
 
-Run:  python tutorials/15_event_data.py      (PYSNN_TUTORIAL_QUICK=1 for a faster run)
+Run:  python tutorials/20_event_data.py      (PYSNN_TUTORIAL_QUICK=1 for a faster run)
 """
+
 
 from __future__ import annotations
 
@@ -36,8 +39,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 from threadpoolctl import threadpool_limits
 
 from pysnn_ref import data
@@ -53,7 +56,7 @@ from pysnn_ref.train.__main__ import build_parser, explicit_args, resolve_config
 from pysnn_ref.train.loop import train
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 CLASSES = (0, 1, 2)
 N_TRAIN, N_TEST = (20, 10) if QUICK else (60, 30)       # files per class
 EPOCHS = 3 if QUICK else 6
@@ -101,22 +104,19 @@ def digit_images() -> tuple[np.ndarray, np.ndarray]:
     return (x - lo) / (hi - lo), y
 
 
-def write_folder(root: Path, rng: np.random.Generator) -> int:
-    """Train/<d>/*.bin and Test/<d>/*.bin of simulated events; returns the number of files."""
-    imgs, labels = digit_images()
-    n = 0
-    for d in CLASSES:
-        idx = np.flatnonzero(labels == d)
-        for split, sel in (("Train", idx[:N_TRAIN]), ("Test", idx[N_TRAIN:N_TRAIN + N_TEST])):
-            (root / split / str(d)).mkdir(parents=True, exist_ok=True)
-            for i in sel:
-                write_nmnist_bin(root / split / str(d) / f"{i:05d}.bin", simulate_dvs(imgs[i], rng))
-                n += 1
-    return n
+# One BLAS thread: the matrices here are small, and several threads fight over a
+# few cores (the training CLI does the same, ``--blas-threads 1``).
+threadpool_limits(limits=1, user_api="blas")
+
+
+# %%
+# 1. Simulated events, their file format and their frames
+# -------------------------------------------------------
+# ``check_files_and_frames`` checks the file round trip, that framing conserves every event,
+# and that 20 time bins summed 5 by 5 give the 4-bin result.
 
 
 def check_sample(ev: Events, tmp: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The file round trip, frame conservation and the nesting of the time bins."""
     path = tmp / "sample.bin"
     write_nmnist_bin(path, ev)
     back = read_nmnist_bin(path)
@@ -139,7 +139,7 @@ def check_sample(ev: Events, tmp: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def draw(ev: Events, by_time: np.ndarray, by_count: np.ndarray) -> Path:
-    fig = Figure(figsize=(13, 6.2), layout="constrained")
+    fig = plt.figure(figsize=(13, 6.2), layout="constrained")
     grid = fig.subplots(2, T + 1, width_ratios=[1.6] + [1] * T)
     gs = grid[0, 0].get_gridspec()
     for ax in grid[:, 0]:
@@ -162,45 +162,61 @@ def draw(ev: Events, by_time: np.ndarray, by_count: np.ndarray) -> Path:
             a.set_ylabel("y")
     fig.colorbar(im, ax=grid[:, 1:], shrink=0.6, label="ON - OFF events per pixel")
     fig.suptitle(f"events -> {T} frames (ON - OFF counts), N-MNIST-like 34x34 sensor")
-    path = OUT / "15_event_frames.png"
+    path = OUT / "20_event_frames.png"
     fig.savefig(path, dpi=80)
     return path
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
+def write_folder(root: Path, rng: np.random.Generator) -> int:
     imgs, labels = digit_images()
-    ev = simulate_dvs(imgs[0], rng)
-    print(f"A digit {labels[0]} seen by a simulated DVS over {STEPS} positions x {DT_US // 1000} "
-          f"ms along 3 saccades (N-MNIST-like; TET Sec. 5 and Dspike Sec. 5 train on DVS events "
-          f"framed this way)")
-    with tempfile.TemporaryDirectory() as tmp:
-        print("\nVerification 1-2: file round trip, frames conserve events, time bins nest")
-        by_time, by_count = check_sample(ev, Path(tmp))
-        path = draw(ev, by_time, by_count)
-        n = write_folder(Path(tmp) / "nmnist", rng)
-        print(f"\nA folder of {n} simulated N-MNIST files (classes {CLASSES}, {N_TRAIN} train / "
-              f"{N_TEST} test each); train --dataset nmnist --encoder events --T {T}")
-        argv = ["--dataset", "nmnist", "--data-dir", str(Path(tmp) / "nmnist"), "--encoder",
-                "events", "--T", str(T), "--epochs", str(EPOCHS), "--batch-size", "16",
-                "--no-progress", "--no-plots", "--out", str(Path(tmp) / "run")]
-        res = train(resolve_config(build_parser().parse_args(argv), explicit_args(argv)),
-                    log=lambda s: None)
-    for h in res["history"]:
-        print(f"   epoch {h['epoch']}: loss {h['loss']:.4f}  test_acc {h['test_acc']:.4f}  "
-              f"firing rate {h['firing_rate']:.3f}")
-    e = res["energy"]
-    print(f"   energy per sample: {e['macs']:.3g} MAC + {e['sops']:.3g} SOP (event input: "
-          f"accumulates only, chapter 14)")
-    chance = 1 / len(CLASSES)
-    print(f"\nVerification 3: test accuracy {res['test_acc']:.4f} vs chance {chance:.3f}")
-    assert res["test_acc"] > chance + 0.3, res["test_acc"]
-    assert e["macs"] == 0
-    print(f"\nFigure: {path}")
-    print(f"Chapter 15 done: event frames exact, test_acc {res['test_acc']:.4f}.")
+    n = 0
+    for d in CLASSES:
+        idx = np.flatnonzero(labels == d)
+        for split, sel in (("Train", idx[:N_TRAIN]), ("Test", idx[N_TRAIN:N_TRAIN + N_TEST])):
+            (root / split / str(d)).mkdir(parents=True, exist_ok=True)
+            for i in sel:
+                write_nmnist_bin(root / split / str(d) / f"{i:05d}.bin", simulate_dvs(imgs[i], rng))
+                n += 1
+    return n
 
 
-if __name__ == "__main__":
-    with threadpool_limits(limits=1, user_api="blas"):
-        main()
+OUT.mkdir(parents=True, exist_ok=True)
+rng = np.random.default_rng(0)
+imgs, labels = digit_images()
+ev = simulate_dvs(imgs[0], rng)
+print(f"A digit {labels[0]} seen by a simulated DVS over {STEPS} positions x {DT_US // 1000} "
+      f"ms along 3 saccades (N-MNIST-like; TET Sec. 5 and Dspike Sec. 5 train on DVS events "
+      f"framed this way)")
+with tempfile.TemporaryDirectory() as tmp:
+    print("\nVerification 1-2: file round trip, frames conserve events, time bins nest")
+    by_time, by_count = check_sample(ev, Path(tmp))
+    path = draw(ev, by_time, by_count)
+    n = write_folder(Path(tmp) / "nmnist", rng)
+    print(f"\nA folder of {n} simulated N-MNIST files (classes {CLASSES}, {N_TRAIN} train / "
+          f"{N_TEST} test each); train --dataset nmnist --encoder events --T {T}")
+    argv = ["--dataset", "nmnist", "--data-dir", str(Path(tmp) / "nmnist"), "--encoder",
+            "events", "--T", str(T), "--epochs", str(EPOCHS), "--batch-size", "16",
+            "--no-progress", "--no-plots", "--out", str(Path(tmp) / "run")]
+    res = train(resolve_config(build_parser().parse_args(argv), explicit_args(argv)),
+                log=lambda s: None)
+
+
+# %%
+# 2. A spiking network trained on the events
+# ------------------------------------------
+# A folder of simulated digits 0-2 in N-MNIST's layout, trained through ``train.loop.train``
+# (``--dataset nmnist --encoder events``).
+
+
+for h in res["history"]:
+    print(f"   epoch {h['epoch']}: loss {h['loss']:.4f}  test_acc {h['test_acc']:.4f}  "
+          f"firing rate {h['firing_rate']:.3f}")
+e = res["energy"]
+print(f"   energy per sample: {e['macs']:.3g} MAC + {e['sops']:.3g} SOP (event input: "
+      f"accumulates only, chapter 19)")
+chance = 1 / len(CLASSES)
+print(f"\nVerification 3: test accuracy {res['test_acc']:.4f} vs chance {chance:.3f}")
+assert res["test_acc"] > chance + 0.3, res["test_acc"]
+assert e["macs"] == 0
+print(f"\nFigure: {path}")
+print(f"Chapter 20 done: event frames exact, test_acc {res['test_acc']:.4f}.")

@@ -1,9 +1,11 @@
-"""Chapter 9 -- Why surrogates: without one, a spiking network's gradient is exactly zero.
+"""
+Chapter 6 -- Why surrogates: without one, a spiking network's gradient is exactly zero
+======================================================================================
 
 A spike is o[t] = H(u[t] - V_th) (SSF, Wang et al., ICCV 2023, Eq. 7).  The Heaviside's
 derivative is 0 everywhere except at u = V_th, where it is a Dirac delta -- the problem
 surrogates solve (Dspike, Li et al., NeurIPS 2021, Sec. 3).  By the chain rule every weight
-*below* a spiking layer gets
+*below* a spiking layer gets ::
 
     dL/dW = sum_t dL/do[t] * H'(u[t] - V_th) * du[t]/dW = 0     (almost surely)
 
@@ -11,28 +13,31 @@ surrogates solve (Dspike, Li et al., NeurIPS 2021, Sec. 3).  By the chain rule e
 readout (above the last spiking layer) learns.  Surrogate-gradient training keeps H in the
 forward and uses a smooth sigma'(x) in the backward (Dspike Eq. 7 rectangular; TET, Deng et
 al., ICLR 2022, Eq. 5 triangle).  A rectangular surrogate of width a -> 0 tends to the Dirac
-delta: its gradient vanishes as soon as no |u - V_th| is below a/2.
+delta: its gradient vanishes as soon as no abs(u - V_th) is below a/2.
 
-This chapter
-  1. measures the true gradient of a small 2-hidden-layer LIF network by finite differences of
-     the real (Heaviside) loss with a tiny step: exactly 0 below the spiking layers;
-  2. shrinks a rectangular surrogate's width a -> 0: the library's BPTT gradient goes to exactly 0;
-  3. shows the triangle surrogate's gradient is nonzero and checks it against finite differences
-     of the smooth-mode network (spikes = the surrogate's primitive), float64;
-  4. trains a digits MLP a few steps with and without a surrogate: without one the hidden
-     weights never move.
-Figure: ``tutorials/out/09_vanishing_gradient.png``.
+What this chapter does:
 
-Run:  python tutorials/09_vanishing_gradient.py      (PYSNN_TUTORIAL_QUICK=1 for a faster run)
+1. measures the true gradient of a small 2-hidden-layer LIF network by finite differences of
+   the real (Heaviside) loss with a tiny step: exactly 0 below the spiking layers;
+2. shrinks a rectangular surrogate's width a -> 0: the library's BPTT gradient goes to exactly 0;
+3. shows the triangle surrogate's gradient is nonzero and checks it against finite differences
+   of the smooth-mode network (spikes = the surrogate's primitive), float64;
+4. trains a digits MLP a few steps with and without a surrogate: without one the hidden
+   weights never move.
+
+Figure: ``tutorials/out/06_vanishing_gradient.png``.
+
+Run:  python tutorials/06_vanishing_gradient.py      (PYSNN_TUTORIAL_QUICK=1 for a faster run)
 """
+
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 from threadpoolctl import threadpool_limits
 
 from pysnn_ref import data, nn
@@ -47,7 +52,7 @@ from pysnn_ref.methods import make_method
 from pysnn_ref.optim import Adam
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 NO_SURROGATE = "rectangular:1e-12"      # width 1e-12: H' as a Dirac delta, 0 a.e.
 
 
@@ -65,6 +70,21 @@ def mlp(sizes: tuple, surrogate: str, smooth: bool = False, dtype: type = np.flo
 
 def norms(grads: dict) -> dict[str, float]:
     return {k: float(np.linalg.norm(v)) for k, v in grads.items() if k.endswith("W")}
+
+
+# One BLAS thread: the matrices here are small, and several threads fight over a
+# few cores (the training CLI does the same, ``--blas-threads 1``).
+threadpool_limits(limits=1, user_api="blas")
+
+
+# %%
+# 1-3. The true gradient, a shrinking rectangular surrogate, the triangle surrogate
+# ----------------------------------------------------------------------------------
+# A small network 6-10-8-4 (two LIF layers), T = 6, batch 8.  Finite differences of the real
+# (Heaviside) loss see no change at all in any weight below a spiking layer; the library's BPTT
+# gradient with a rectangular surrogate of width a -> 0 goes to 0 as well; the triangle
+# surrogate's gradient is nonzero, and in smooth mode it is the exact gradient (float64 check).
+# The figure is finished in the next cell.
 
 
 def section_gradients(axes) -> None:
@@ -129,6 +149,21 @@ def section_gradients(axes) -> None:
     axes[1].legend(fontsize=8)
 
 
+OUT.mkdir(parents=True, exist_ok=True)
+fig = plt.figure(figsize=(14, 4.5), layout="constrained")
+axes = fig.subplots(1, 3)
+section_gradients(axes)
+# sphinx_gallery_defer_figures
+
+
+# %%
+# 4. Training with and without a surrogate
+# ----------------------------------------
+# The same MLP on the digits, a few Adam steps each.  Without a surrogate (``H'``, the true
+# derivative) only the readout learns: the first hidden layer's weights never move.
+
+
+
 def train(surrogate: str, ds: data.Dataset, steps: int) -> tuple[list[float], float]:
     net = mlp((64, 128, 128, 10), surrogate, dtype=np.float32)
     W0 = net.layers[1].own_parameters()[0].data.copy()
@@ -147,40 +182,34 @@ def train(surrogate: str, ds: data.Dataset, steps: int) -> tuple[list[float], fl
     return losses, moved
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(14, 4.5), layout="constrained")
-    axes = fig.subplots(1, 3)
-    section_gradients(axes)
+steps = 15 if QUICK else 60
+print(f"\n4. Training a digits MLP 64-128-128-10 (T=4, BPTT, Adam) for {steps} steps")
+ds = data.load_dataset("digits")
+curves = {}
+for label, s in (("triangle surrogate", "triangle"), ("no surrogate (H')", NO_SURROGATE)):
+    losses, moved = train(s, ds, steps)
+    curves[label] = losses
+    print(f"   {label:20s}: loss {losses[0]:.3f} -> {losses[-1]:.3f}; first hidden weight "
+          f"max |W - W0| = {moved:.2e}")
+    if s == NO_SURROGATE:
+        assert moved == 0.0                     # zero gradient: Adam never moves it
+    else:
+        assert moved > 0.0
+    axes[2].plot(losses, label=label)
+axes[2].set_xlabel("training step")
+axes[2].set_ylabel("SDT loss (cross-entropy)")
+axes[2].set_title("training: no surrogate = readout only")
+axes[2].legend(fontsize=8)
+path = OUT / "06_vanishing_gradient.png"
+fig.savefig(path, dpi=90)
+print(f"\nFigure: {path}")
 
-    steps = 15 if QUICK else 60
-    print(f"\n4. Training a digits MLP 64-128-128-10 (T=4, BPTT, Adam) for {steps} steps")
-    ds = data.load_dataset("digits")
-    curves = {}
-    for label, s in (("triangle surrogate", "triangle"), ("no surrogate (H')", NO_SURROGATE)):
-        losses, moved = train(s, ds, steps)
-        curves[label] = losses
-        print(f"   {label:20s}: loss {losses[0]:.3f} -> {losses[-1]:.3f}; first hidden weight "
-              f"max |W - W0| = {moved:.2e}")
-        if s == NO_SURROGATE:
-            assert moved == 0.0                     # zero gradient: Adam never moves it
-        else:
-            assert moved > 0.0
-        axes[2].plot(losses, label=label)
-    axes[2].set_xlabel("training step")
-    axes[2].set_ylabel("SDT loss (cross-entropy)")
-    axes[2].set_title("training: no surrogate = readout only")
-    axes[2].legend(fontsize=8)
-    path = OUT / "09_vanishing_gradient.png"
-    fig.savefig(path, dpi=90)
-    print(f"\nFigure: {path}")
-    print("\nVerification (asserted): FD of the Heaviside loss = 0 exactly for every hidden "
-          "weight (readout only); rectangular a = 1e-12 the same;\n   the triangle surrogate's "
-          "gradient passes the float64 smooth-mode FD check; without a surrogate the hidden "
-          "weights never move")
-    print("Chapter 9 done: H' = 0 a.e., so spiking layers need a surrogate to pass a gradient.")
+# %%
+# What the asserts above checked
+# ------------------------------
 
-
-if __name__ == "__main__":
-    with threadpool_limits(limits=1, user_api="blas"):
-        main()
+print("\nVerification (asserted): FD of the Heaviside loss = 0 exactly for every hidden "
+      "weight (readout only); rectangular a = 1e-12 the same;\n   the triangle surrogate's "
+      "gradient passes the float64 smooth-mode FD check; without a surrogate the hidden "
+      "weights never move")
+print("Chapter 6 done: H' = 0 a.e., so spiking layers need a surrogate to pass a gradient.")
