@@ -105,16 +105,10 @@ def test_chapter_docstring_cites_paper_equations(chapter: Path) -> None:
     assert CITATION.search(doc), f"{chapter.name}: the docstring cites no paper equation"
 
 
-#: chapters of issue 27 written on other branches: delete this set when they are merged
-MISSING_UNTIL_MERGE = {1, 9, 10, 14, 21}
-
-
 def test_chapters_are_numbered_from_01_without_gaps_and_the_readme_lists_them() -> None:
     assert len(CHAPTERS) >= 12, [c.name for c in CHAPTERS]
     numbers = [int(c.name[:2]) for c in CHAPTERS]
-    expected = [n for n in range(1, max(numbers) + 1)
-                if n in numbers or n not in MISSING_UNTIL_MERGE]
-    assert numbers == expected, [c.name for c in CHAPTERS]
+    assert numbers == list(range(1, max(numbers) + 1)), [c.name for c in CHAPTERS]
     readme = (TUTORIALS / "README.md").read_text()
     for chapter in CHAPTERS:
         assert chapter.name in readme, f"tutorials/README.md does not list {chapter.name}"
