@@ -28,14 +28,14 @@ DSR and rate-BP (the T-independent family, :mod:`pysnn_ref.functional.dsr`,
 :mod:`pysnn_ref.functional.rate`) run through the same flow-mode seam: their neurons stream
 their own state (``DSRState``, ``RateState``) and collapse the gradient with their own gain; the
 weight layers are the flow methods' (one backward on a ``(B, ...)`` gradient ``g`` standing for
-every step's).  DSR options: ``dsr_alpha`` (fire at alpha v_th; 1 = "DSR-noF"),
-``dsr_spread`` (``"exact"`` or ``"authors"``), ``dsr_train_threshold`` (each spiking
-layer's v_th a Parameter, bounded below by 5e-4 before every forward).  Rate-BP option:
-``rate_detach`` (the eligibility's recursion through the reset cut, as ``detach_reset``;
-rate-BP honours the neurons' own ``detach_reset`` too).  DSR is soft-reset only, and with the
-exact spread its layers must share one lam (the weight layers keep their input's sum weighted by it).  Neither
-method handles BatchNorm in training or MaxPool2d (their per-step fallbacks assume ASF/SSF's
-flow weights); :meth:`Method.check_network` refuses them.
+every step's). DSR options: ``dsr_alpha`` (fire at alpha v_th; 1 = "DSR-noF"), ``dsr_spread``
+(``"exact"`` or ``"authors"``), ``dsr_train_threshold`` (each spiking layer's v_th a Parameter,
+bounded below by 5e-4 before every forward). Rate-BP option: ``rate_detach`` (the eligibility's
+recursion through the reset cut, as ``detach_reset``; rate-BP honours the neurons' own
+``detach_reset`` too). DSR is soft-reset only, and with the exact spread its layers must share
+one lam (the weight layers keep their input's sum weighted by it). Neither method handles
+BatchNorm in training or MaxPool2d (their per-step fallbacks assume ASF/SSF's flow weights);
+:meth:`Method.check_network` refuses them.
 
 In the flow methods the input is streamed ``time_chunk`` steps at a time, so no tensor with a
 time axis longer than one chunk exists (except the network's small ``(T, B, classes)`` output).
