@@ -37,8 +37,8 @@ library and neuron                                    pysnn_ref (``lif_forward``
 snnTorch ``Leaky(beta, reset_mechanism="zero")``      ``lam = beta``, hard reset, same I
 snnTorch ``Leaky(beta)`` (default "subtract")         **not the same neuron** for beta < 1:
                                                       it subtracts V_th after the decay
-SpikingJelly ``LIFNode(tau, decay_input=True,         ``lam = 1 - 1/tau``, hard reset,
-v_reset=0.)``                                         ``I = X / tau``
+SpikingJelly ``LIFNode(tau, v_reset=0.)``             ``lam = 1 - 1/tau``, hard reset,
+(``decay_input=True``, its default)                   ``I = X / tau``
 SpikingJelly ``LIFNode(..., v_reset=None)``           the same with the soft reset
 Norse ``LIFBoxParameters(tau_mem_inv)``, ``dt``       ``lam = 1 - dt tau_mem_inv``, hard,
                                                       ``I = dt tau_mem_inv X``
@@ -83,7 +83,7 @@ from scipy.integrate import solve_ivp
 from pysnn_ref.functional import lif_forward
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 OUT.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(0)
 Pair = tuple[np.ndarray, np.ndarray]     # (spikes, membrane before reset), each (T, N)

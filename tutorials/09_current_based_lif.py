@@ -70,7 +70,7 @@ from pysnn_ref.gradcheck import numerical_gradient, rel_error
 from pysnn_ref.optim import Adam
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 OUT.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(0)
 checks: list[str] = []  # what the asserts verified, for the closing line

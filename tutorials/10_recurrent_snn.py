@@ -1,6 +1,6 @@
 """
 Chapter 10 -- A recurrent spiking network: BPTT through the recurrence, and an activity regulariser
-=================================================================================================
+===================================================================================================
 
 Until now every layer only looked down: a neuron's current came from the layer below,
 ``I[t] = W o_below[t] + b`` (SSF Eq. 4), and the only memory was the membrane.  A *recurrent*
@@ -74,7 +74,7 @@ from pysnn_ref.optim import Adam
 from pysnn_ref.parameter import Parameter
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 OUT.mkdir(parents=True, exist_ok=True)
 threadpool_limits(limits=1, user_api="blas")      # small GEMMs: one BLAS thread is fastest
 LAM, V_TH = 0.8, 1.0

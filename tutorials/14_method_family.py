@@ -1,6 +1,6 @@
 """
 Chapter 14 -- The T-independent family: DSR, OTTT, SLTT and rate-based BP beside BPTT, ASF and SSF
-=================================================================================================
+==================================================================================================
 
 BPTT's backward (chapter 5, SSF Eqs. 8-10) runs the neuron's recurrence backwards through all T
 steps, so it keeps every membrane u[t] (memory ~ T) and walks every step (time ~ T).  ASF and
@@ -71,7 +71,7 @@ from pysnn_ref.methods import make_method
 from pysnn_ref.optim import Adam
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
-OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", Path(__file__).resolve().parent / "out"))
+OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
 OUT.mkdir(parents=True, exist_ok=True)
 threadpool_limits(limits=1, user_api="blas")
 LAM, V_TH = 0.5, 1.0

@@ -241,14 +241,14 @@ def synaptic_forward(I, alpha, lam, v_th, soft, smooth, kind, a):
 def synaptic_backward(do, u, alpha, lam, v_th, soft, smooth, detach_reset, kind, a):
     """Exact BPTT through :func:`synaptic_forward` with two adjoints.  Returns dI (T, N).
 
-    du_next = dL/du[t+1], ds_next = dL/dsyn[t+1] (both zero after the last step):
+    du_next = dL/du[t+1], ds_next = dL/dsyn[t+1] (both zero after the last step)::
 
-    membrane adjoint (as in lif_backward):
-      hard: dL/do[t] = do[t] - du_next lam u[t];  dL/du[t] = dL/do[t] sg + du_next lam (1 - o[t])
-      soft: dL/do[t] = do[t] - du_next lam v_th;  dL/du[t] = dL/do[t] sg + du_next lam
-    synaptic adjoint (syn[t] reaches u[t] with weight 1 and syn[t+1] with weight alpha):
-      dL/dsyn[t] = dL/du[t] + alpha ds_next
-    dL/dI[t] = dL/dsyn[t]
+      membrane adjoint (as in lif_backward):
+        hard: dL/do[t] = do[t] - du_next lam u[t];  dL/du[t] = dL/do[t] sg + du_next lam (1 - o[t])
+        soft: dL/do[t] = do[t] - du_next lam v_th;  dL/du[t] = dL/do[t] sg + du_next lam
+      synaptic adjoint (syn[t] reaches u[t] with weight 1 and syn[t+1] with weight alpha):
+        dL/dsyn[t] = dL/du[t] + alpha ds_next
+      dL/dI[t] = dL/dsyn[t]
 
     ``detach_reset`` drops the reset term -du_next lam u[t] (hard) / -du_next lam v_th (soft),
     as in :func:`lif_backward`.
