@@ -17,9 +17,8 @@ github.com/fangwei123456/spikingjelly):
   ``surrogate_primitive_scalar``, ``surrogate_grad_scalar`` and ``heaviside`` are compiled with
   ``cuda.jit(device=True)`` (their float literals cast to the array dtype), so each formula has
   one definition for all three kernel sets.
-* Launch configuration: :func:`launch_config` -- one thread per independent item, threads per
-  block a multiple of 32, ``blocks = ceil(n / threads)``; every kernel bounds-checks its index,
-  so any ``n`` works.
+* Launch configuration: :func:`launch_config`, one thread per independent item; every kernel
+  bounds-checks its index and strides over the grid, so any ``n`` works.
 * Kernels are compiled lazily for the argument types of the first call, so float32 and float64
   inputs each get their own machine code. Host wrappers cast the scalar parameters to the array
   dtype, so a float32 call gets float32 parameters. A float literal is float64 in Numba's
@@ -31,11 +30,11 @@ github.com/fangwei123456/spikingjelly):
 Arrays: the host wrappers take CuPy arrays on a real GPU -- passed straight to the kernels
 (numba reads them through ``__cuda_array_interface__`` / DLPack, no host round trip) and launched
 on CuPy's current stream -- and plain NumPy arrays under the simulator. Outputs are allocated with
-the input's own array module (:func:`_array_module`; kernels never import the
+the input's own array module (:func:`host_array_module`; kernels never import the
 backend). The only CuPy-specific line is the stream lookup in :func:`_stream_for`.
 
-This module imports ``numba.cuda``; it is itself imported only when the GPU device is chosen
-(:mod:`pysnn_ref.backend`) or by the CUDA tests, so the CPU path never loads numba.cuda.
+Imported only when the GPU device is chosen (:mod:`pysnn_ref.backend`) or by the CUDA tests:
+the CPU path never loads numba.cuda.
 
 Sections: 1. surrogate functions; 2. LIF/IF neuron (BPTT); 2c. current-based (synaptic) LIF (its
 kernels in :mod:`pysnn_ref.kernels.cuda_synaptic`); 3. LIF/IF streaming with spiking flows;
@@ -103,18 +102,12 @@ def device_shape() -> tuple[int, int, int]:
 
 
 def launch_config(n: int, max_blocks: int | None = None) -> tuple[int, int]:
-    """``(blocks, threads_per_block)`` for ``n`` independent threads (n >= 1), chosen at run
-    time from the device (:func:`device_shape`).
-
-    Threads per block: 128 below ``SMs x 1024`` threads (:data:`LARGE_PER_SM`), 256 from there
-    on, never more than the device's maximum; in both cases at most ``n`` rounded up to a
-    multiple of the warp size, so a tiny launch is one small block.
-    Blocks: ``ceil(n / threads_per_block)``, at most ``max_blocks`` (default
-    :data:`MAX_BLOCKS`); every kernel strides over the grid, so fewer blocks only give each
-    thread more items.  The kernels keep their state in registers, no shared memory, so the
-    block size only decides how evenly the blocks spread over the SMs: below one 1024-thread
-    wave per SM, 128-thread blocks give 2x more blocks; 256 saves scheduling work beyond.  A
-    reasoned default, not a measured optimum (no GPU was available; see docs/gpu.md)."""
+    """``(blocks, threads_per_block)`` for ``n`` independent threads (n >= 1), from the device
+    (:func:`device_shape`): 128 threads per block below ``SMs x`` :data:`LARGE_PER_SM` threads,
+    256 from there on, at most the device's maximum and ``n`` rounded up to the warp size;
+    ``ceil(n / threads_per_block)`` blocks, at most ``max_blocks`` (default :data:`MAX_BLOCKS`;
+    the kernels stride over the grid).  A reasoned default, not a measured optimum: the
+    reasoning is in docs/gpu.md ("Launch configuration")."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     sms, warp, max_tpb = device_shape()
@@ -131,7 +124,7 @@ def _is_gpu_array(x: Any) -> bool:
     return type(x).__module__.startswith("cupy")
 
 
-def _array_module(x: Any) -> Any:
+def host_array_module(x: Any) -> Any:
     """``cupy`` for a CuPy array, else ``numpy``: the kernels' own look-up, so that this module
     never imports :mod:`pysnn_ref.backend` (the layers stack downwards only)."""
     if _is_gpu_array(x):
@@ -140,23 +133,20 @@ def _array_module(x: Any) -> Any:
         return cupy
     return np
 
+
 def _stream_for(x: Any) -> Any:
-    """The stream to launch on: CuPy's current stream for a CuPy array, so that the kernel is
-    ordered with the CuPy work before and after it; numba's default stream otherwise (NumPy
-    arrays under the simulator, or CuPy's null stream, which is that same default stream)."""
+    """CuPy's current stream for a CuPy array (the kernel is ordered with the CuPy work around
+    it); numba's default stream otherwise (the simulator's NumPy arrays, CuPy's null stream)."""
     if _is_gpu_array(x):
-        ptr = _array_module(x).cuda.get_current_stream().ptr
+        ptr = host_array_module(x).cuda.get_current_stream().ptr
         if ptr:
             return cuda.external_stream(ptr)
     return 0
 
 
-def _contiguous(xp: Any, x: Any, dtype: Any = None) -> Any:
-    """``x`` as a C-contiguous array (of ``dtype``), copied only when needed.
-
-    A read-only NumPy array (``broadcast_to`` gives one) is copied too: numba treats the NumPy
-    arguments of a kernel (the simulator's case) as in/out and writes them back after a launch.
-    """
+def as_contiguous(xp: Any, x: Any, dtype: Any = None) -> Any:
+    """``x`` C-contiguous (of ``dtype``), copied only when needed or when it is a read-only
+    NumPy array (``broadcast_to``): the simulator writes a kernel's NumPy arguments back."""
     x = xp.ascontiguousarray(x, dtype=dtype)
     if xp is np and not x.flags.writeable:
         x = x.copy()
@@ -216,16 +206,6 @@ def launch(kernel: Any, n: int, x: Any, *args: Any) -> None:
     """Launch ``kernel`` over ``n`` items on the stream of array ``x`` (:func:`launch_config`,
     the library's launch rule): the sibling kernel modules' (kernels/cuda_family.py) entry."""
     _launch(kernel, n, x, *args)
-
-
-def host_array_module(x: Any) -> Any:
-    """``cupy`` for a CuPy array, else ``numpy`` (the kernels' own look-up, no backend)."""
-    return _array_module(x)
-
-
-def as_contiguous(xp: Any, x: Any, dtype: Any = None) -> Any:
-    """``x`` C-contiguous (of ``dtype``), writable under the simulator (:func:`_contiguous`)."""
-    return _contiguous(xp, x, dtype)
 
 
 def device_surrogates(dtype: Any) -> tuple[Any, Any]:
@@ -434,8 +414,8 @@ def lif_forward_kernel() -> Any:
 
 
 def _elementwise(name: str, x: Any, kind: int, a: float) -> Any:
-    xp = _array_module(x)
-    xf = _contiguous(xp, x).reshape(-1)
+    xp = host_array_module(x)
+    xf = as_contiguous(xp, x).reshape(-1)
     out = xp.empty_like(xf)
     _launch(getattr(_typed(xf.dtype), name), xf.size, x, xf, int(kind), xf.dtype.type(a), out)
     return out.reshape(x.shape)
@@ -453,8 +433,8 @@ def surrogate_grad(x, kind, a):
 
 def lif_forward(I, lam, v_th, soft, smooth, kind, a):
     """LIF forward, ``(o, u)``; see :func:`pysnn_ref.kernels.reference.lif_forward`."""
-    xp = _array_module(I)
-    I = _contiguous(xp, I)
+    xp = host_array_module(I)
+    I = as_contiguous(xp, I)
     o = xp.empty_like(I)
     u = xp.empty_like(I)
     f = I.dtype.type
@@ -465,9 +445,9 @@ def lif_forward(I, lam, v_th, soft, smooth, kind, a):
 
 def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
     """Exact BPTT, ``dI``; see :func:`pysnn_ref.kernels.reference.lif_backward`."""
-    xp = _array_module(u)
-    u = _contiguous(xp, u)
-    do = _contiguous(xp, do, u.dtype)
+    xp = host_array_module(u)
+    u = as_contiguous(xp, u)
+    do = as_contiguous(xp, do, u.dtype)
     dI = xp.empty_like(u)
     f = u.dtype.type
     _launch(_typed(u.dtype)._lif_backward_kernel, u.shape[1] if u.shape[0] else 0, u,
@@ -478,8 +458,8 @@ def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
 
 def synaptic_forward(I, alpha, lam, v_th, soft, smooth, kind, a):
     """Current-based LIF forward, ``(o, u)``; see the reference module's ``synaptic_forward``."""
-    xp = _array_module(I)
-    I = _contiguous(xp, I)
+    xp = host_array_module(I)
+    I = as_contiguous(xp, I)
     o = xp.empty_like(I)
     u = xp.empty_like(I)
     f = I.dtype.type
@@ -490,9 +470,9 @@ def synaptic_forward(I, alpha, lam, v_th, soft, smooth, kind, a):
 
 def synaptic_backward(do, u, alpha, lam, v_th, soft, smooth, detach_reset, kind, a):
     """Exact BPTT with two adjoints, ``dI``; see the reference module's ``synaptic_backward``."""
-    xp = _array_module(u)
-    u = _contiguous(xp, u)
-    do = _contiguous(xp, do, u.dtype)
+    xp = host_array_module(u)
+    u = as_contiguous(xp, u)
+    do = as_contiguous(xp, do, u.dtype)
     dI = xp.empty_like(u)
     f = u.dtype.type
     _launch(_typed(u.dtype)._synaptic_backward_kernel, u.shape[1] if u.shape[0] else 0, u,
@@ -507,8 +487,8 @@ def lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU):
     ``v``, ``sI``, ``sO``, ``sOU`` are updated in place (they are passed to the kernel as they
     are, never copied, so they may be views).
     """
-    xp = _array_module(I)
-    I = _contiguous(xp, I)
+    xp = host_array_module(I)
+    I = as_contiguous(xp, I)
     o = xp.empty_like(I)
     f = I.dtype.type
     _launch(_typed(I.dtype)._lif_forward_flows_kernel, I.shape[1] if I.shape[0] else 0, I,
@@ -519,9 +499,9 @@ def lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU):
 
 def ssf_gain(FI, R, v_th, soft, r_max):
     """SSF dFO/dFI; see :func:`pysnn_ref.kernels.reference.ssf_gain`."""
-    xp = _array_module(FI)
-    FIf = _contiguous(xp, FI).reshape(-1)
-    Rf = _contiguous(xp, xp.broadcast_to(xp.asarray(R, dtype=FI.dtype), FI.shape)).reshape(-1)
+    xp = host_array_module(FI)
+    FIf = as_contiguous(xp, FI).reshape(-1)
+    Rf = as_contiguous(xp, xp.broadcast_to(xp.asarray(R, dtype=FI.dtype), FI.shape)).reshape(-1)
     gain = xp.empty_like(FIf)
     f = FI.dtype.type
     _launch(_typed(FI.dtype)._ssf_gain_kernel, FIf.size, FI, FIf, Rf, f(v_th), bool(soft),
@@ -530,28 +510,9 @@ def ssf_gain(FI, R, v_th, soft, r_max):
 
 
 # --------------------------------------------------------------------------------------------
-# 5-6. The index kernels: im2col / col2im and max pooling (reference module, sections 5-6).
-#    One thread per OUTPUT element, so no two threads write the same address and nothing needs
-#    atomics: im2col has a thread per entry of ``cols`` (consecutive threads write consecutive
-#    columns p = oh*OW + ow: coalesced stores), col2im a thread per input pixel that GATHERS the
-#    KH*KW column entries that came from it (the Caffe GPU col2im pattern), adding them in the
-#    reference's (kh, kw) order -- so the float64 sums are bit-identical to the reference.
-#    Pooling forward: one thread per output element scans its k x k window (strict ">": the
-#    first maximum wins, as in the reference).  Backward: one thread per input pixel gathers
-#    dout from the windows whose recorded maximum is that pixel, in the reference's (oh, ow)
-#    order -- overlapping windows add up, no atomics.
-#
-#    Index arithmetic is UNSIGNED and, when every array of the launch has fewer than
-#    INDEX32_LIMIT (2^31) elements, 32-bit (issue 22): a GPU has no 64-bit integer divider, so
-#    each 64-bit ``//`` or ``%`` is a ~70-instruction emulation, where a 32-bit one is a few
-#    instructions.  Numba widens every integer operation to 64 bits, so each intermediate is
-#    cast back with ``U(...)`` (LLVM then narrows the division of two zero-extended 32-bit
-#    values to one 32-bit division), literals are written ``U(c)`` (a signed int64 literal
-#    mixed with a uint64 would make a float64), the grid-stride loops are ``while`` loops (a
-#    ``range`` computes its trip count with a 64-bit division), and negative offsets are
-#    avoided by comparing before subtracting (``ih = ihp - pad`` only when ``ihp >= pad``).
-#    tests/test_cuda_ptx.py checks that the 32-bit kernels' PTX has no 64-bit div/rem.
-#    Arrays from 2^31 elements on get the same kernels built with ``U = uint64``.
+# 5-6. The index kernels' host wrappers: im2col / col2im and max pooling (reference module,
+#    sections 5-6).  How the kernels are laid out, and why their index arithmetic is unsigned and
+#    32-bit where sizes allow: :mod:`pysnn_ref.kernels.cuda_index`.
 # --------------------------------------------------------------------------------------------
 
 #: from this many elements on, an index kernel computes its indices in 64 bits
@@ -580,8 +541,8 @@ def _ints(U: Any, *values: int) -> list[Any]:
 
 def im2col(x, KH, KW, stride, pad):
     """x (N, C, H, W) -> cols (N, C*KH*KW, OH*OW); see the reference module's ``im2col``."""
-    xp = _array_module(x)
-    x = _contiguous(xp, x)
+    xp = host_array_module(x)
+    x = as_contiguous(xp, x)
     N, C, H, W = x.shape
     OH = _ref.conv_out_size(H, KH, stride, pad)
     OW = _ref.conv_out_size(W, KW, stride, pad)
@@ -595,8 +556,8 @@ def im2col(x, KH, KW, stride, pad):
 
 def col2im(cols, x_shape, KH, KW, stride, pad):
     """The adjoint of :func:`im2col`, dx with shape ``x_shape``; see the reference module."""
-    xp = _array_module(cols)
-    cols = _contiguous(xp, cols)
+    xp = host_array_module(cols)
+    cols = as_contiguous(xp, cols)
     dx = xp.empty(tuple(int(s) for s in x_shape), dtype=cols.dtype)
     _, C, H, W = dx.shape
     OH = _ref.conv_out_size(H, KH, stride, pad)
@@ -610,8 +571,8 @@ def col2im(cols, x_shape, KH, KW, stride, pad):
 
 def maxpool2d_forward(x, k, stride):
     """``(out, idx)`` of k x k max pooling; see the reference module's ``maxpool2d_forward``."""
-    xp = _array_module(x)
-    x = _contiguous(xp, x)
+    xp = host_array_module(x)
+    x = as_contiguous(xp, x)
     N, C, H, W = x.shape
     OH = _ref.conv_out_size(H, k, stride, 0)
     OW = _ref.conv_out_size(W, k, stride, 0)
@@ -625,9 +586,9 @@ def maxpool2d_forward(x, k, stride):
 
 def maxpool2d_backward(dout, idx, x_shape, k, stride):
     """Route ``dout`` to the window maxima; see the reference module."""
-    xp = _array_module(dout)
-    dout = _contiguous(xp, dout)
-    idx = _contiguous(xp, idx, np.int32)
+    xp = host_array_module(dout)
+    dout = as_contiguous(xp, dout)
+    idx = as_contiguous(xp, idx, np.int32)
     dx = xp.empty(tuple(int(s) for s in x_shape), dtype=dout.dtype)
     _, C, H, W = dx.shape
     OH, OW = dout.shape[2:]

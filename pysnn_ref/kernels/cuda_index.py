@@ -2,8 +2,29 @@
 (reference module, sections 5-6), built per index type.
 
 Only the kernels live here (:func:`index_kernels`); their host wrappers, the launch and the
-choice of the index type are in :mod:`pysnn_ref.kernels.cuda` (sections 5-6 there say how the
-kernels are laid out and why their index arithmetic is unsigned and 32-bit where sizes allow).
+choice of the index type are in :mod:`pysnn_ref.kernels.cuda` (sections 5-6 there).
+
+One thread per OUTPUT element, so no two threads write the same address and nothing needs
+atomics: im2col has a thread per entry of ``cols`` (consecutive threads write consecutive
+columns p = oh*OW + ow: coalesced stores), col2im a thread per input pixel that GATHERS the
+KH*KW column entries that came from it (the Caffe GPU col2im pattern), adding them in the
+reference's (kh, kw) order -- so the float64 sums are bit-identical to the reference.
+Pooling forward: one thread per output element scans its k x k window (strict ">": the
+first maximum wins, as in the reference).  Backward: one thread per input pixel gathers
+dout from the windows whose recorded maximum is that pixel, in the reference's (oh, ow)
+order -- overlapping windows add up, no atomics.
+
+Index arithmetic is UNSIGNED and, when every array of the launch has fewer than
+``kernels.cuda.INDEX32_LIMIT`` (2^31) elements, 32-bit (issue 22): a GPU has no 64-bit integer
+divider, so each 64-bit ``//`` or ``%`` is a ~70-instruction emulation, where a 32-bit one is a few
+instructions.  Numba widens every integer operation to 64 bits, so each intermediate is
+cast back with ``U(...)`` (LLVM then narrows the division of two zero-extended 32-bit
+values to one 32-bit division), literals are written ``U(c)`` (a signed int64 literal
+mixed with a uint64 would make a float64), the grid-stride loops are ``while`` loops (a
+``range`` computes its trip count with a 64-bit division), and negative offsets are
+avoided by comparing before subtracting (``ih = ihp - pad`` only when ``ihp >= pad``).
+tests/test_cuda_ptx.py checks that the 32-bit kernels' PTX has no 64-bit div/rem.
+Arrays from 2^31 elements on get the same kernels built with ``U = uint64``.
 """
 
 from __future__ import annotations
