@@ -33,10 +33,11 @@ code.  Write the exact recurrence of one LIF layer (hard reset; soft: -lam V_th 
   a = clamp(Ibar_w, 0, V_th) of the (lam-weighted) mean input: gain 1 inside the clamp, 0
   outside, no surrogate, no time.
 
-The library implements DSR and rate-BP as methods (``make_method("dsr" | "rate")``); OTTT and
-SLTT are at the functional level (``functional.online``: ``online_forward`` carries the neuron
-state between calls, ``online_backward`` is the spatial term), so the chapter writes their
-per-step loop.  Three measurements: the cosine of each method's weight gradient with BPTT's as T
+The library trains with all seven as methods (``make_method(name)``, ``python -m
+pysnn_ref.train --method dsr | rate | ottt | sltt``); to show what OTTT and SLTT do, this chapter
+writes their per-step loop itself from the functional level (``functional.online``:
+``online_forward`` carries the neuron state between calls, ``online_backward`` is the spatial
+term).  Three measurements: the cosine of each method's weight gradient with BPTT's as T
 grows, peak memory and time of one training step as T grows (tracemalloc), and a short training
 run of every method on the digits.  The papers' bodies were not available to the library's
 authors (their formulas are the authors' public code), so no equation numbers are cited for
