@@ -37,8 +37,8 @@ library and neuron                                    pysnn_ref (``lif_forward``
 snnTorch ``Leaky(beta, reset_mechanism="zero")``      ``lam = beta``, hard reset, same I
 snnTorch ``Leaky(beta)`` (default "subtract")         **not the same neuron** for beta < 1:
                                                       it subtracts V_th after the decay
-SpikingJelly ``LIFNode(tau, v_reset=0.)``             ``lam = 1 - 1/tau``, hard reset,
-(``decay_input=True``, its default)                   ``I = X / tau``
+SpikingJelly ``LIFNode(tau, v_reset=0.)``             ``lam = 1 - 1/tau``, hard, ``I = X / tau``
+                                                      (``decay_input=True``, its default)
 SpikingJelly ``LIFNode(..., v_reset=None)``           the same with the soft reset
 Norse ``LIFBoxParameters(tau_mem_inv)``, ``dt``       ``lam = 1 - dt tau_mem_inv``, hard,
                                                       ``I = dt tau_mem_inv X``
