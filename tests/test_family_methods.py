@@ -299,7 +299,6 @@ def test_cli_one_epoch_on_digits(tmp_path, capsys, argv):
     (["--method", "dsr", "--model", "snn5"], "BatchNorm"),
     (["--method", "asf", "--model", "lstm"], "--model lstm"),
     (["--method", "rate", "--model", "window"], "--model window"),
-    (["--method", "ottt", "--device", "gpu"], "--device cpu"),
     (["--method", "dsr", "--dsr-alpha", "0"], "--dsr-alpha"),
     (["--method", "ssf", "--dsr-spread", "authors"], "--dsr-spread"),
     (["--method", "dsr", "--rate-detach"], "--rate-detach"),
@@ -334,14 +333,6 @@ def test_bench_times_the_family_and_their_memory_is_flat(tmp_path, capsys):
         assert by[(m, 16)]["peak_mem_bytes"] <= 1.3 * by[(m, 4)]["peak_mem_bytes"], m
         assert by[(m, 16)]["backward_speedup_vs_bptt"] > 0
         assert f"{m} vs bptt at T=16" in out
-
-
-def test_bench_refuses_the_online_methods_on_the_gpu(capsys):
-    """dsr and rate run on the GPU (kernels/cuda_family.py; tests/test_gpu_e2e.py), the online
-    methods' per-step loop does not yet."""
-    assert bench_main(["--methods", "sltt", "--device", "gpu"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--device cpu" in err[0]
 
 
 @pytest.mark.parametrize("name", ["dsr", "rate"])

@@ -55,6 +55,10 @@ TRAIN_JOBS = {
     # the family's flow methods on the device: kernels/cuda_family.py
     "mlp-dsr": ["--model", "mlp", "--method", "dsr", *F64_SGD],
     "lenet-rate": ["--model", "lenet", "--method", "rate", *F64_SGD],
+    # the online methods' per-step loop on the device (OTTT_O: an SGD step after every step)
+    "mlp-ottt-o": ["--model", "mlp", "--method", "ottt", "--ottt-update", "O", "--loss", "tet",
+                   *F64_SGD],
+    "lenet-sltt": ["--model", "lenet", "--method", "sltt", "--loss", "tet", *F64_SGD],
     # the default dtype and optimizer: float32 kernels and Adam on the device
     "mlp-ssf-f32-adam": ["--model", "mlp", "--method", "ssf"],
 }

@@ -183,7 +183,6 @@ def test_a_short_run_on_digits_learns(argv, tmp_path):
     (["--method", "sltt", "--model", "vgg7"], "--model vgg7"),
     (["--method", "ottt", "--time-chunk", "2"], "--time-chunk only applies"),
     (["--method", "ottt", "--distributed"], "--distributed does not combine"),
-    (["--method", "sltt", "--device", "gpu"], "--device cpu"),
 ])
 def test_bad_flags_are_one_line_exit_2(argv, what, tmp_path, capsys):
     out = tmp_path / "run"

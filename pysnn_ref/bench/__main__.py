@@ -63,7 +63,6 @@ from .._check import check_choice
 from ..backend import get_backend
 from ..cli import RANGES, ArgumentParser, in_range, ranged, run_main
 from ..functional.loss import LOSSES
-from ..methods import ONLINE
 from .distributed import format_workers_table, run_workers
 from .measure import (
     DTYPES,
@@ -113,8 +112,6 @@ def _validate(args: argparse.Namespace) -> None:
         raise ValueError(f"methods must name at least one of {METHOD_CHOICES}")
     for m in methods:
         check_choice("methods", m, METHOD_CHOICES)
-        if m in ONLINE and args.device != "cpu":
-            raise ValueError(f"methods: {m!r} has no GPU kernels yet; use --device cpu")
     args.methods = list(dict.fromkeys(methods))
     args.T = _int_list("T", args.T)
     args.input_shape = (tuple(_int_list("input-shape", args.input_shape))

@@ -441,8 +441,6 @@ def _check_method_model(m: str, cfg: dict[str, Any], explicit: set[str]) -> None
         cfg["reset"] = "soft"
     if m in ONLINE:
         _check_online(m, cfg)
-    if m in ONLINE and cfg["device"] != "cpu":
-        raise ValueError(f"--method {m} has no GPU kernels yet; use --device cpu")
 
 
 def _check_online(m: str, cfg: dict[str, Any]) -> None:
