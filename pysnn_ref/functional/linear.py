@@ -17,6 +17,10 @@ Static input (direct encoding): a time-broadcast input -- ``np.broadcast_to(x0, 
 recognised by ``x.ndim >= 3`` and ``x.strides[0] == 0`` -- is the same at every step, so the
 forward computes one GEMM on ``x[0]`` and returns a read-only broadcast view of it, and the
 backward computes ``dW = (sum_t dout[t])^T @ x[0]``: B rows instead of T*B.
+
+Uniform output gradient (a loss on the time-mean output, SDT): a time-broadcast ``dout`` is the
+same ``d`` at every step, so ``dW = d^T @ (sum_t x[t])`` (B rows again) and ``dx = d @ W`` once,
+passed down as a time-broadcast view.
 """
 
 from __future__ import annotations
@@ -114,6 +118,8 @@ def linear_backward(dout: Any, cache: LinearCache, need_dx: bool = True
     if dout.dtype != x.dtype:
         dout = dout.astype(x.dtype)
     F = W.shape[0]
+    if is_time_broadcast(dout) and not is_time_broadcast(x):
+        return _backward_uniform_dout(dout, cache, need_dx)
     if is_time_broadcast(x):
         dW, db = linear_backward_time_sum(dout.sum(axis=0), cache)
     else:
@@ -123,6 +129,24 @@ def linear_backward(dout: Any, cache: LinearCache, need_dx: bool = True
     dx = None
     if need_dx:
         dx = _gemm(dout.reshape(-1, F), W).reshape(x.shape)
+    return dx, dW, db
+
+
+def _backward_uniform_dout(dout: Any, cache: LinearCache, need_dx: bool
+                           ) -> tuple[Any | None, Any, Any | None]:
+    """:func:`linear_backward` for a time-broadcast ``dout`` (a loss on the time-mean output,
+    e.g. SDT: ``dout[t] = d`` at every step): ``dW = d^T (sum_t x[t])`` and ``db = T sum d``,
+    one GEMM of B rows instead of T*B, and ``dx[t] = d W`` the same at every step, returned as
+    a read-only time-broadcast view of one GEMM."""
+    x, W, has_bias = cache
+    xp = backend.array_module(x)
+    T, F = x.shape[0], W.shape[0]
+    d = dout[0].reshape(-1, F)
+    dW = _gemm(d.T, x.sum(axis=0).reshape(-1, x.shape[-1]))
+    db = d.sum(axis=0) * d.dtype.type(T) if has_bias else None
+    dx = None
+    if need_dx:
+        dx = xp.broadcast_to(_gemm(d, W).reshape(x.shape[1:]), x.shape)
     return dx, dW, db
 
 

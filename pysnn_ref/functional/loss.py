@@ -133,15 +133,16 @@ def sdt_loss_forward(y: Any, labels: Any) -> tuple[float, dict[str, Any]]:
 def sdt_loss_backward(cache: dict[str, Any]) -> Any:
     """Gradient of :func:`sdt_loss_forward` (TET paper Eq. 8's error term).
 
-    ``dL/dy[t] = (softmax(ȳ) - onehot(labels)) / (T · B)`` -- the same for every step ``t``.
+    ``dL/dy[t] = (softmax(ȳ) - onehot(labels)) / (T · B)`` -- the same for every step ``t``,
+    returned as a read-only view ``(T, B, C)`` of one row (axis 0 of stride 0).
     """
     T, B, C = cache["shape"]
     p, labels = cache["p"], cache["labels"]
     xp = backend.array_module(p)
     d_mean = (p - _one_hot(labels, C, p.dtype, xp)) / B       # dL/dȳ, (B, C)
-    dy = xp.empty((T, B, C), dtype=cache["dtype"])
-    dy[...] = d_mean / T                                      # ȳ = (1/T) Σ_t y[t]
-    return dy
+    # ȳ = (1/T) Σ_t y[t]: one row for every step, as a read-only time-broadcast view (the
+    # output layer then needs one GEMM of B rows, functional/linear.py)
+    return xp.broadcast_to((d_mean / T).astype(cache["dtype"], copy=False), (T, B, C))
 
 
 # ----------------------------------------------------------------------------------------------

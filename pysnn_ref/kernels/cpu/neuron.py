@@ -154,10 +154,12 @@ def _bptt_row(d_o, ut, m, lam, v_th, s, c, smooth, kind, a, dn, g):
 @njit(cache=True, parallel=True)
 def _lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, dI):
     """BPTT recurrence, dI (T, N) written row by row: sigma'(u - v_th) first, then the
-    recurrence over it in place.  With ``u`` of one row and T = ``do.shape[0]`` > 1, ``u`` is
+    recurrence over it in place.  With ``u`` of one row and T = ``dI.shape[0]`` > 1, ``u`` is
     the static current (the forward did not store the membrane): each block recomputes its T
-    rows of u into a buffer that stays in cache (_membrane_block)."""
-    T, N = do.shape
+    rows of u into a buffer that stays in cache (_membrane_block).  ``do`` of one row: the same
+    dL/do at every step (a loss on the time-mean output, :func:`grad_rows`)."""
+    T, N = dI.shape
+    d1 = do.shape[0] == 1
     recompute = u.shape[0] == 1 and T > 1
     s = u.dtype.type(1.0 if soft else 0.0)
     c = u.dtype.type(0.0 if detach_reset else 1.0)
@@ -172,16 +174,18 @@ def _lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, dI):
         for t in range(T - 1, -1, -1):
             ut = ub[t] if recompute else u[t, n0:n0 + m]
             grad_row(ut, v_th, kind, a, m, dI[t, n0:n0 + m])
-            _bptt_row(do[t, n0:n0 + m], ut, m, lam, v_th, s, c, smooth, kind, a, dn,
+            _bptt_row(do[0 if d1 else t, n0:n0 + m], ut, m, lam, v_th, s, c, smooth, kind, a, dn,
                       dI[t, n0:n0 + m])
 
 
 @njit(cache=True, parallel=True)
-def _lif_backward_time_sum(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, dI_sum):
+def _lif_backward_time_sum(do, u, T, lam, v_th, soft, smooth, detach_reset, kind, a, dI_sum):
     """The recurrence of _lif_backward keeping only ``dI_sum = sum_t dI[t]``: each step's
     sigma' goes into a block buffer (its own loop, which vectorises) and dI is never written.
-    ``u`` of one row: the static current, as in _lif_backward."""
-    T, N = do.shape
+    ``u`` of one row: the static current, as in _lif_backward; ``do`` of one row: the same
+    dL/do at every one of the T steps."""
+    N = dI_sum.shape[0]
+    d1 = do.shape[0] == 1
     recompute = u.shape[0] == 1 and T > 1
     s = u.dtype.type(1.0 if soft else 0.0)
     c = u.dtype.type(0.0 if detach_reset else 1.0)
@@ -197,7 +201,8 @@ def _lif_backward_time_sum(do, u, lam, v_th, soft, smooth, detach_reset, kind, a
         for t in range(T - 1, -1, -1):
             ut = ub[t] if recompute else u[t, n0:n0 + m]
             grad_row(ut, v_th, kind, a, m, g)
-            _bptt_row(do[t, n0:n0 + m], ut, m, lam, v_th, s, c, smooth, kind, a, dn, g)
+            _bptt_row(do[0 if d1 else t, n0:n0 + m], ut, m, lam, v_th, s, c, smooth, kind, a, dn,
+                      g)
             for j in range(m):
                 acc[j] += g[j]
         dI_sum[n0:n0 + m] = acc
@@ -233,13 +238,24 @@ def lif_forward_count(I, lam, v_th, soft, smooth, kind, a):
     return _lif_forward_host(I, lam, v_th, soft, smooth, kind, a, True)
 
 
+def grad_rows(do, dtype):
+    """The upstream gradient ``do`` (T, N) as the kernels read it: contiguous, in ``dtype``; a
+    time-broadcast ``do`` (axis 0 of stride 0: a loss on the time-mean output gives every step
+    the same dL/do) as its one row, not copied out T times.  Returns ``(rows, T)``."""
+    T = do.shape[0]
+    if T > 1 and do.strides[0] == 0:
+        do = do[:1]
+    return np.ascontiguousarray(do, dtype=dtype), T
+
+
 def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
     """Exact BPTT, ``dI`` (T, N); see :func:`pysnn_ref.kernels.reference.lif_backward`.  ``u``
-    is what :func:`lif_forward` returned (the membrane, or the static current's row)."""
-    do = np.ascontiguousarray(do, dtype=u.dtype)
+    is what :func:`lif_forward` returned (the membrane, or the static current's row); ``do``
+    may be time-broadcast (:func:`grad_rows`)."""
+    do, T = grad_rows(do, u.dtype)
     u = np.ascontiguousarray(u)
     f = u.dtype.type
-    dI = np.empty(do.shape, u.dtype)
+    dI = np.empty((T, u.shape[1]), u.dtype)
     _lif_backward(do, u, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset),
                   int(kind), f(a), dI)
     return dI
@@ -248,11 +264,11 @@ def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
 def lif_backward_time_sum(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
     """``sum_t dI[t]`` (N,) of :func:`lif_backward`, without writing dI (T, N): all that a layer
     below with a time-broadcast input needs for its weight gradient."""
-    do = np.ascontiguousarray(do, dtype=u.dtype)
+    do, T = grad_rows(do, u.dtype)
     u = np.ascontiguousarray(u)
     f = u.dtype.type
     dI_sum = np.empty(u.shape[1], u.dtype)
-    _lif_backward_time_sum(do, u, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset),
+    _lif_backward_time_sum(do, u, T, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset),
                            int(kind), f(a), dI_sum)
     return dI_sum
 
@@ -302,16 +318,17 @@ def _lif_avgpool_forward(I, lam, v_th, soft, smooth, kind, a, H, W, k, u, out, c
 
 
 @njit(cache=True, parallel=True)
-def _lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a, H, W, k, dI,
-                          dI_sum):
+def _lif_avgpool_backward(dp, u, T, lam, v_th, soft, smooth, detach_reset, kind, a, H, W, k,
+                          dI, dI_sum):
     """BPTT recurrence of _lif_backward with dL/do read from the pooled gradient ``dp``.  With
     ``dI`` (T, N): written row by row as in _lif_backward.  With ``dI`` of 0 rows (the time-sum
     variant): each step's sigma' goes into a block buffer and only ``dI_sum = sum_t dI[t]`` is
     written.
     With ``u`` of one row and T = ``dp.shape[0]`` > 1, ``u`` is the static current I (the
     forward did not store the membrane): each block first recomputes its T rows of u from it,
-    into a buffer that stays in cache, with the forward's own step (lif_step_row)."""
-    T = dp.shape[0]
+    into a buffer that stays in cache, with the forward's own step (lif_step_row).  ``dp`` of
+    one row: the same pooled gradient at every one of the T steps, spread once."""
+    d1 = dp.shape[0] == 1
     N = u.shape[1]
     recompute = u.shape[0] == 1 and T > 1
     HW = H * W
@@ -337,9 +354,10 @@ def _lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a,
             dob[:] = 0
         for t in range(T - 1, -1, -1):
             ut = ub[t] if recompute else u[t, n0:n0 + m]
-            dpt = dp[t]
-            for q in range(np_):
-                spread_plane_t(dpt, (p0 + q) * PO, H, W, k, scale, dob, q * HW)
+            if t == T - 1 or not d1:
+                dpt = dp[0 if d1 else t]
+                for q in range(np_):
+                    spread_plane_t(dpt, (p0 + q) * PO, H, W, k, scale, dob, q * HW)
             if total:
                 grad_row(ut, v_th, kind, a, m, g)
                 _bptt_row(dob, ut, m, lam, v_th, s, c, smooth, kind, a, dn, g)
@@ -379,12 +397,12 @@ def lif_avgpool_forward(I, lam, v_th, soft, smooth, kind, a, H, W, k):
 
 def lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a, H, W, k):
     """dI (T, N) of :func:`lif_avgpool_forward` from the pooled gradient ``dp`` (T, ...);
-    ``u`` is what the forward returned (the membrane, or the static current's row)."""
-    dp = np.ascontiguousarray(dp, dtype=u.dtype)
+    ``u`` is what the forward returned (the membrane, or the static current's row); ``dp`` may
+    be time-broadcast (:func:`grad_rows`)."""
+    dp, T = grad_rows(dp, u.dtype)
     f = u.dtype.type
-    T = dp.shape[0]
     dI = np.empty((T, u.shape[1]), u.dtype)
-    _lif_avgpool_backward(dp, u, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset),
+    _lif_avgpool_backward(dp, u, T, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset),
                           int(kind), f(a), int(H), int(W), int(k), dI, dI[0, :0])
     return dI
 
@@ -392,10 +410,10 @@ def lif_avgpool_backward(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a, 
 def lif_avgpool_backward_time_sum(dp, u, lam, v_th, soft, smooth, detach_reset, kind, a, H, W,
                                   k):
     """``sum_t dI[t]`` (N,) of :func:`lif_avgpool_backward`, without writing dI (T, N)."""
-    dp = np.ascontiguousarray(dp, dtype=u.dtype)
+    dp, T = grad_rows(dp, u.dtype)
     f = u.dtype.type
     dI_sum = np.empty(u.shape[1], u.dtype)
-    _lif_avgpool_backward(dp, u, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset),
+    _lif_avgpool_backward(dp, u, T, f(lam), f(v_th), bool(soft), bool(smooth), bool(detach_reset),
                           int(kind), f(a), int(H), int(W), int(k), np.empty((0, u.shape[1]),
                           u.dtype), dI_sum)
     return dI_sum
