@@ -122,7 +122,7 @@ def grad_row(ut, v_th, kind, a, m, g):
 
 
 @njit(cache=True, inline="always")
-def _bptt_row(d_o, ut, m, lam, v_th, s, c, smooth, kind, a, dn, g):
+def bptt_row(d_o, ut, m, lam, v_th, s, c, smooth, kind, a, dn, g):
     """One step t of the BPTT recurrence over a block of m neurons: on entry ``g`` holds
     sigma'(u[t] - v_th) and ``dn`` dL/du[t+1]; on exit both hold dL/du[t] (= dL/dI[t])."""
     one = ut.dtype.type(1.0)
@@ -174,7 +174,7 @@ def _lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, dI):
         for t in range(T - 1, -1, -1):
             ut = ub[t] if recompute else u[t, n0:n0 + m]
             grad_row(ut, v_th, kind, a, m, dI[t, n0:n0 + m])
-            _bptt_row(do[0 if d1 else t, n0:n0 + m], ut, m, lam, v_th, s, c, smooth, kind, a, dn,
+            bptt_row(do[0 if d1 else t, n0:n0 + m], ut, m, lam, v_th, s, c, smooth, kind, a, dn,
                       dI[t, n0:n0 + m])
 
 
@@ -201,7 +201,7 @@ def _lif_backward_time_sum(do, u, T, lam, v_th, soft, smooth, detach_reset, kind
         for t in range(T - 1, -1, -1):
             ut = ub[t] if recompute else u[t, n0:n0 + m]
             grad_row(ut, v_th, kind, a, m, g)
-            _bptt_row(do[0 if d1 else t, n0:n0 + m], ut, m, lam, v_th, s, c, smooth, kind, a, dn,
+            bptt_row(do[0 if d1 else t, n0:n0 + m], ut, m, lam, v_th, s, c, smooth, kind, a, dn,
                       g)
             for j in range(m):
                 acc[j] += g[j]
@@ -360,12 +360,12 @@ def _lif_avgpool_backward(dp, u, T, lam, v_th, soft, smooth, detach_reset, kind,
                     spread_plane_t(dpt, (p0 + q) * PO, H, W, k, scale, dob, q * HW)
             if total:
                 grad_row(ut, v_th, kind, a, m, g)
-                _bptt_row(dob, ut, m, lam, v_th, s, c, smooth, kind, a, dn, g)
+                bptt_row(dob, ut, m, lam, v_th, s, c, smooth, kind, a, dn, g)
                 for j in range(m):
                     acc[j] += g[j]
             else:
                 grad_row(ut, v_th, kind, a, m, dI[t, n0:n0 + m])
-                _bptt_row(dob, ut, m, lam, v_th, s, c, smooth, kind, a, dn, dI[t, n0:n0 + m])
+                bptt_row(dob, ut, m, lam, v_th, s, c, smooth, kind, a, dn, dI[t, n0:n0 + m])
         if total:
             dI_sum[n0:n0 + m] = acc
 

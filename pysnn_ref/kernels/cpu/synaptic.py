@@ -7,7 +7,8 @@ Layout as in :mod:`pysnn_ref.kernels.cpu.neuron`: neurons are split into blocks 
 thread runs the whole time loop over its block, walking one contiguous time row at a time, with
 the two states (syn, v) forward and the two adjoints (dL/du, dL/dsyn) backward held in block
 buffers.  The membrane step is the LIF kernel's own :func:`lif_step_row` (one definition of the
-update), fed the synaptic current instead of the input.
+update), fed the synaptic current instead of the input, and its adjoint the LIF kernel's
+:func:`bptt_row`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .neuron import BLOCK, lif_step_row
-from .surrogate import grad_t, spike_t
+from .neuron import BLOCK, bptt_row, grad_row, lif_step_row
 
 __all__ = ["synaptic_forward", "synaptic_backward"]
 
@@ -41,15 +41,12 @@ def _synaptic_forward(I, alpha, lam, v_th, soft, smooth, kind, a, o, u):
 
 @njit(cache=True, parallel=True)
 def _synaptic_backward(do, u, alpha, lam, v_th, soft, smooth, detach_reset, kind, a, dI):
-    """The two-adjoint BPTT recurrence backwards in time, dI (T, N) written row by row:
+    """The two-adjoint BPTT recurrence backwards in time, dI (T, N) written row by row: the
+    membrane adjoint is the LIF kernel's own step (:func:`bptt_row`, section 2), then
 
-    dL/du[t]   = (do[t] - c lam r dn) sigma'(u[t] - v_th) + lam keep dn      dn = dL/du[t+1]
     dL/dsyn[t] = dL/du[t] + alpha ds                                         ds = dL/dsyn[t+1]
-
-    r = u[t] (hard) or v_th (soft), keep = 1 - o[t] (hard) or 1 (soft), c = 0 with detach_reset.
     """
     T, N = u.shape
-    one = u.dtype.type(1.0)
     s = u.dtype.type(1.0 if soft else 0.0)
     c = u.dtype.type(0.0 if detach_reset else 1.0)
     for blk in prange((N + BLOCK - 1) // BLOCK):
@@ -57,21 +54,15 @@ def _synaptic_backward(do, u, alpha, lam, v_th, soft, smooth, detach_reset, kind
         m = min(N, n0 + BLOCK) - n0
         dn = np.zeros(m, u.dtype)
         ds = np.zeros(m, u.dtype)
+        g = np.empty(m, u.dtype)
         for t in range(T - 1, -1, -1):
             ut = u[t, n0:n0 + m]
-            dot = do[t, n0:n0 + m]
+            grad_row(ut, v_th, kind, a, m, g)
+            bptt_row(do[t, n0:n0 + m], ut, m, lam, v_th, s, c, smooth, kind, a, dn, g)
             dIt = dI[t, n0:n0 + m]
-            for j in range(m):
-                u_t = ut[j]
-                x = u_t - v_th
-                o_t = spike_t(x, smooth, kind, a)
-                r = s * v_th + (one - s) * u_t
-                keep = one - (one - s) * o_t
-                d_u = (dot[j] - c * lam * r * dn[j]) * grad_t(x, kind, a) + lam * keep * dn[j]
-                d_s = d_u + alpha * ds[j]
-                dn[j] = d_u
-                ds[j] = d_s
-                dIt[j] = d_s
+            for j in range(m):  # g = dL/du[t]
+                ds[j] = g[j] + alpha * ds[j]
+                dIt[j] = ds[j]
 
 
 def synaptic_forward(I, alpha, lam, v_th, soft, smooth, kind, a):
