@@ -258,5 +258,6 @@ def test_dsr_exact_spread_with_lif_and_batchnorm_is_refused():
     make_method("dsr", dsr_spread="authors").check_network(_conv_net(0.8, rng))
     make_method("dsr").check_network(_conv_net(1.0, rng))
     net = _conv_net(0.8, rng)
-    net.eval()  # BN in eval mode is affine: any spread
-    make_method("dsr").check_network(net)
+    net.eval()  # eval mode too: dgamma would need the lam-weighted sum of x_hat
+    with pytest.raises(ValueError, match="dsr_spread"):
+        make_method("dsr").check_network(net)

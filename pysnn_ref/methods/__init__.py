@@ -35,8 +35,8 @@ recursion through the reset cut, as ``detach_reset``; rate-BP honours the neuron
 ``detach_reset`` too). DSR is soft-reset only, and with the exact spread its layers must share
 one lam (the weight layers keep their input's sum weighted by it). Neither handles MaxPool2d;
 BatchNorm in training is DSR's for IF neurons or ``dsr_spread="authors"`` (its gradient then
-the same at every step, as the collapsed BN backward takes it), refused for rate-BP and for
-DSR's exact spread with lam < 1 (:meth:`Method.check_network`).
+the same at every step, as the collapsed BN backward takes it), refused for rate-BP; any
+BatchNorm is refused for DSR's exact spread with lam < 1 (:meth:`Method.check_network`).
 
 In the flow methods the input is streamed ``time_chunk`` steps at a time, so no tensor with a
 time axis longer than one chunk exists (except the network's small ``(T, B, classes)`` output).

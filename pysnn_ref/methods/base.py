@@ -165,17 +165,17 @@ class Method:
                     n.train_threshold(dtype)
 
     def _check_dsr_batchnorm(self, net: Module, neurons: list[LIF]) -> None:
-        """DSR with BatchNorm in training: both BN backwards (collapsed, per-step fallback) take
-        the gradient from above as the same at every step, which DSR's is for IF (lam = 1) and
-        for ``dsr_spread="authors"`` (uniform 1/T); the exact spread with lam < 1 gives
-        dL/dI[t] ~ lam^(T-1-t), which neither computes (docs/derivations.md, "DSR and
-        BatchNorm")."""
+        """DSR with BatchNorm: both BN backwards (collapsed, per-step fallback) take the gradient
+        from above as the same at every step, which DSR's is for IF (lam = 1) and for
+        ``dsr_spread="authors"`` (uniform 1/T); the exact spread with lam < 1 gives
+        dL/dI[t] ~ lam^(T-1-t), which neither computes (docs/methods.md, "DSR and
+        BatchNorm"); in eval mode too (dgamma then needs the weighted sum of x_hat)."""
         lam = [n.p.lam for n in neurons if n.p.lam != 1.0]
-        bn = any(isinstance(m, BatchNorm) and m.training for m in net.modules())
+        bn = any(isinstance(m, BatchNorm) for m in net.modules())
         if bn and lam and self.opts["dsr_spread"] == "exact":
             raise ValueError(f"dsr_spread='exact' with lam = {lam[0]:g} < 1 cannot train "
-                             "BatchNorm in training (its gradient is not the same at every "
-                             "step): use dsr_spread='authors' or IF neurons (lam = 1)")
+                             "BatchNorm (its gradient is not the same at every step): use "
+                             "dsr_spread='authors' or IF neurons (lam = 1)")
 
     def begin_epoch(self, net: Module, epoch: int) -> None:
         """ASF: decide whether this epoch refreshes the scale factors (ASF Alg. 1)."""
