@@ -66,3 +66,48 @@ def test_bad_input_one_line_exit_2(argv, needle, capsys):
     assert rc == 2
     lines = [s for s in err.splitlines() if s.strip()]
     assert len(lines) == 1 and needle in lines[0], err
+
+
+# ---------------------------------------------------------------------------------------------
+# --paper ssf-table2: SSF vs DSR (whole training step)
+# ---------------------------------------------------------------------------------------------
+
+_T2_ROW = re.compile(r"^\s*(\d+) (bptt|ssf|dsr|dsr-noF)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+"
+                     r"([\d.]+)\s+([\d.]+)x\s+([\d.]+)x\s+(-|[\d.]+x)$")
+
+
+def test_table2_tiny_timed_run_prints_every_method_and_T(capsys):
+    """Wiring, not timing: at 8 x 8 images and T = 2, 3 every (T, method) row is printed in
+    order with positive finite times, step = the sum of its parts, bptt's speed-ups 1.00x, and
+    the paper's column '-' (Table 2 gives speed-ups at T = 20 only)."""
+    import math
+    rc, out, _ = _run(["--paper", "ssf-table2", "--T", "2,3", "--image-size", "8"], capsys)
+    assert rc == 0, out
+    rows = [m.groups() for m in map(_T2_ROW.match, out.splitlines()) if m]
+    assert [(int(r[0]), r[1]) for r in rows] == [(T, m) for T in (2, 3)
+                                                 for m in ("bptt", "ssf", "dsr", "dsr-noF")]
+    for r in rows:
+        f, b, u, step, sx, bx = map(float, r[2:8])
+        assert all(math.isfinite(v) and v > 0 for v in (f, b, u, step, sx, bx)), r
+        assert abs(step - (f + b + u)) < 0.0021, r
+        assert r[8] == "-"
+        if r[1] == "bptt":
+            assert sx == 1.0 and bx == 1.0
+
+
+def test_table2_dry_run_shows_the_papers_cells(capsys):
+    rc, out, _ = _run(["--paper", "ssf-table2", "--dry-run", "--image-size", "8"], capsys)
+    assert rc == 0
+    lines = out.splitlines()
+    assert any(ln.split()[:2] == ["20", "ssf"] and ln.endswith("2.75x") for ln in lines)
+    assert any(ln.split()[:2] == ["20", "dsr"] and ln.endswith("2.69x") for ln in lines)
+    assert sum(ln.split()[:1] in (["5"], ["10"], ["20"]) for ln in lines) == 12
+    assert "dsr-noF: alpha 1" in out
+
+
+@pytest.mark.parametrize("argv, needle", [(["--T", "5,x"], "--T"), (["--T", ""], "--T"),
+                                          (["--repeats", "0"], "repeats")])
+def test_table2_bad_input_one_line_exit_2(argv, needle, capsys):
+    rc, _, err = _run(["--paper", "ssf-table2", *argv], capsys)
+    lines = [s for s in err.splitlines() if s.strip()]
+    assert rc == 2 and len(lines) == 1 and needle in lines[0], err

@@ -4,7 +4,9 @@ sltt) -- time and memory vs T.
 ``python -m pysnn_ref.bench --model convnet --methods bptt,asf,ssf --T 4,10,20,40,80``
 
 ``python -m pysnn_ref.bench --paper ssf-table1 [--T 20] [--batch-size 1] [--dry-run]``: the
-backward-time column of SSF's Table 1 on its networks (:mod:`pysnn_ref.bench.paper`).
+backward-time column of SSF's Table 1 on its networks (:mod:`pysnn_ref.bench.paper`);
+``--paper ssf-table2 [--T 5,10,20] [--batch-size 1] [--dry-run]``: SSF's Table 2, the whole
+training step of bptt, ssf, dsr and dsr-noF on PreAct-ResNet-18 (IF), speed-ups vs bptt.
 
 For every method and number of time steps T, on a synthetic batch of the model's input shape
 (direct encoding by default: the same analog input at every step), the benchmark runs whole
@@ -196,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the benchmark; errors propagate (see :func:`cli`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a == "--paper" or a.startswith("--paper=") for a in argv):
-        from .paper import main as paper_main  # SSF Table 1 (bench/paper.py)
+        from .paper import main as paper_main  # SSF Tables 1 and 2 (bench/paper.py)
 
         return paper_main(argv)
     args = make_parser().parse_args(argv)

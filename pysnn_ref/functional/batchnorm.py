@@ -33,7 +33,8 @@ than one chunk is needed; :func:`batchnorm_forward` computes the same moments of
 as one chunk.  Then a second pass normalises (:func:`batchnorm_normalize`).
 
 **Collapsed backward** (:func:`batchnorm_flow_backward`): under ASF/SSF the gradient arriving
-from the spiking layer above is one ``G`` for every step (SSF Eq. 15, ASF Eqs. 10-11).  With
+from the spiking layer above is one ``G`` for every step (SSF Eq. 15, ASF Eqs. 10-11); so is
+DSR's (Meng et al., CVPR 2022: dL/dI[t] = m G / T) for IF neurons or the authors' spread.  With
 ``dout[t] = G`` the training-mode dx above becomes affine in the step's own input::
 
     dx[t] = a + c (x[t] - mean),   a = gamma scale inv_std (G - mean_N G),

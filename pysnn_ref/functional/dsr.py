@@ -41,6 +41,10 @@ alpha enters the forward only.  **Forward keeps** ``Ibar_w`` per neuron, nothing
   not in the spiking network; at a readout of the weighted rate G itself differs (a factor
   T sum w_t^2 / W^2, 1.08 at the code's defaults).  ``spread="exact"`` (default) is the clamp
   network's exact gradient; ``spread="authors"`` reproduces the code.
+* BatchNorm: the code folds time into batch (statistics over T*B) and sends its dL/dI[t],
+  uniform in t, through the ordinary per-step BN backward.  The library's collapsed BN backward
+  is that exactly when dL/dI[t] is the same at every step: IF neurons, or ``spread="authors"``;
+  the exact spread with lam < 1 is refused with BN (docs/methods.md, "DSR and BatchNorm").
 * "DSR-noF" (the SSF paper's Table 2: DSR without its firing-mechanism modification) is
   ``alpha = 1`` with threshold training kept.
 * Threshold training: v_th is a parameter; before every forward the code sets

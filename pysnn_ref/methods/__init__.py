@@ -33,9 +33,10 @@ every step's). DSR options: ``dsr_alpha`` (fire at alpha v_th; 1 = "DSR-noF"), `
 bounded below by 5e-4 before every forward). Rate-BP option: ``rate_detach`` (the eligibility's
 recursion through the reset cut, as ``detach_reset``; rate-BP honours the neurons' own
 ``detach_reset`` too). DSR is soft-reset only, and with the exact spread its layers must share
-one lam (the weight layers keep their input's sum weighted by it). Neither method handles
-BatchNorm in training or MaxPool2d (their per-step fallbacks assume ASF/SSF's flow weights);
-:meth:`Method.check_network` refuses them.
+one lam (the weight layers keep their input's sum weighted by it). Neither handles MaxPool2d;
+BatchNorm in training is DSR's for IF neurons or ``dsr_spread="authors"`` (its gradient then
+the same at every step, as the collapsed BN backward takes it), refused for rate-BP; any
+BatchNorm is refused for DSR's exact spread with lam < 1 (:meth:`Method.check_network`).
 
 In the flow methods the input is streamed ``time_chunk`` steps at a time, so no tensor with a
 time axis longer than one chunk exists (except the network's small ``(T, B, classes)`` output).

@@ -140,11 +140,13 @@ class Method:
         ``dsr_train_threshold``, makes every spiking layer's v_th a Parameter (do this before
         the optimizer collects ``net.parameters()``)."""
         for m in net.modules():
-            if isinstance(m, MaxPool2d) or (isinstance(m, BatchNorm) and m.training):
+            if isinstance(m, MaxPool2d) or (isinstance(m, BatchNorm) and m.training
+                                            and self.name == "rate"):
                 raise ValueError(f"method {self.name!r} cannot train a network with "
                                  f"{type(m).__name__} (in training): its per-step fallback "
                                  "assumes ASF/SSF's flows; use bptt, asf or ssf")
         if self.name == "dsr":
+            self._check_dsr_batchnorm(net, neurons)
             if any(n.p.detach_reset for n in neurons):
                 raise ValueError("detach_reset=True only changes the BPTT backward; method "
                                  "'dsr' has no reset path to detach -- use detach_reset=False")
@@ -161,6 +163,19 @@ class Method:
                 dtype = ps[0].data.dtype if ps else np.float32
                 for n in neurons:
                     n.train_threshold(dtype)
+
+    def _check_dsr_batchnorm(self, net: Module, neurons: list[LIF]) -> None:
+        """DSR with BatchNorm: both BN backwards (collapsed, per-step fallback) take the gradient
+        from above as the same at every step, which DSR's is for IF (lam = 1) and for
+        ``dsr_spread="authors"`` (uniform 1/T); the exact spread with lam < 1 gives
+        dL/dI[t] ~ lam^(T-1-t), which neither computes (docs/methods.md, "DSR and
+        BatchNorm"); in eval mode too (dgamma then needs the weighted sum of x_hat)."""
+        lam = [n.p.lam for n in neurons if n.p.lam != 1.0]
+        bn = any(isinstance(m, BatchNorm) for m in net.modules())
+        if bn and lam and self.opts["dsr_spread"] == "exact":
+            raise ValueError(f"dsr_spread='exact' with lam = {lam[0]:g} < 1 cannot train "
+                             "BatchNorm (its gradient is not the same at every step): use "
+                             "dsr_spread='authors' or IF neurons (lam = 1)")
 
     def begin_epoch(self, net: Module, epoch: int) -> None:
         """ASF: decide whether this epoch refreshes the scale factors (ASF Alg. 1)."""
