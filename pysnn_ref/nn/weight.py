@@ -56,6 +56,13 @@ class WeightLayer(Module):
         if self.b is not None:
             self.b.grad += db
 
+    @property
+    def kept_steps_nbytes(self) -> int:
+        """Bytes of the per-step inputs ``x[t]`` this layer keeps for its flow backward: after
+        a flow forward planned per step (``keep_steps``, e.g. the output layer under a per-step
+        loss), ``T x`` one step's input; 0 on the collapsed path and after the backward."""
+        return sum(int(x.nbytes) for x in getattr(self, "_steps", []))
+
     def has_static_input(self) -> bool:
         """BPTT, after ``forward``: was the input time-broadcast (direct encoding)?  Then the
         weight gradient reads only ``sum_t dout[t]`` (:meth:`backward_time_sum`)."""
