@@ -106,6 +106,22 @@ def test_per_step_loss_output_layer_equals_bptt(method, case):
     assert rel_error(old[k], ref[k]) > 1e-3
 
 
+@pytest.mark.parametrize("case", sorted(SMALL))
+def test_pooling_and_flatten_pass_the_collapsed_gradient(case):
+    """Only AvgPool2d / Flatten between the output layer and the top spiking layer: the output
+    layer hands down the collapsed gradient (nothing in between keeps or forms per-step
+    tensors); a MaxPool2d or a SEW block in between gets the per-step gradient."""
+    build, shape = SMALL[case]
+    net = build()
+    make_method("ssf", loss="tet").forward(net, _input(shape))
+    per_step_below = case in ("conv-maxpool", "sew-top")
+    assert _output_layer(net).keep_steps
+    assert _output_layer(net).flow_out_per_step(True) is per_step_below
+    top = max(i for i, la in enumerate(net.layers) if isinstance(la, nn.LIF))
+    between = [la for la in net.layers[top + 1:-1] if not isinstance(la, nn.SEWResidual)]
+    assert all(la.keep_steps is per_step_below for la in between)
+
+
 @pytest.mark.parametrize("method", ["ssf", "asf"])
 @pytest.mark.parametrize("case", ["mlp", "conv-avgpool", "sew-top"])
 def test_per_step_path_leaves_the_layers_below_unchanged(method, case):

@@ -48,8 +48,8 @@ the time-averaged or accumulated output (SDT, ASF-MSE) the per-step gradients ar
 one ``(B, classes)`` gradient by the top spiking layer's flow weights before it (exact there);
 for a per-step loss (TET; ``Method(..., loss="tet")``,
 :func:`~pysnn_ref.functional.loss.is_per_step`) the layers above the top spiking layer keep their
-per-step inputs (memory ~ T for those alone) and back-propagate ``dy`` per step, and that
-spiking layer collapses the result with its own flow weights.
+per-step inputs (memory ~ T for those alone) and back-propagate ``dy`` per step, collapsed
+with that spiking layer's own flow weights on the way down.
 
 ASF scale factor S (:class:`~pysnn_ref.nn.LIF`), ``asf_variant``:
 

@@ -273,14 +273,15 @@ class Method:
     def backward(self, net: Module, dy: Any) -> None:
         """Accumulate parameter gradients from ``dy`` = dL/dy ``(T, B, classes)``.
 
-        Flow methods: with a per-step loss (``loss="tet"``) ``dy`` goes down per step through
-        the layers above the top spiking layer, which kept their per-step inputs, so the output
-        layer's ``dW = sum_t dy[t]^T x[t]`` and ``db`` are BPTT's exactly; the top spiking
-        layer collapses the per-step gradient with its flow weights (the method's own rule).
-        Otherwise ``dy`` is collapsed at once with those weights: exact at the output layer for
-        a ``dy`` that is the same at every step (SDT, ASF-MSE), an approximation for any other.
-        Through linear layers between the two (pooling, flatten, residual adds) both paths
-        hand the top spiking layer the same collapsed gradient."""
+        Flow methods: with a per-step loss (``loss="tet"``) ``dy`` goes down per step to the
+        output layer, which kept its per-step input, so its ``dW = sum_t dy[t]^T x[t]`` and
+        ``db`` are BPTT's exactly; the gradient is collapsed with the top spiking layer's flow
+        weights (the method's own rule) by the output layer itself where only pooling /
+        flatten lie between (:meth:`~pysnn_ref.nn.WeightLayer.collapse_into`), else by that
+        spiking layer.  Otherwise ``dy`` is collapsed at once with those weights: exact at the
+        output layer for a ``dy`` that is the same at every step (SDT, ASF-MSE), an
+        approximation for any other.  Through linear layers between the two (pooling,
+        flatten, residual adds) both paths hand the top spiking layer the same gradient."""
         if not self.is_flow:
             net.backward(dy, need_dx=False)
             return
