@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..data import make_encoder
-from ..methods import make_method
+from ..methods import ONLINE, make_method
 from ..optim import SGD
 from ..train import distributed as D
 from .measure import build_model, loss_functions, set_threads, synthetic_batch
@@ -68,7 +68,7 @@ def _worker(a: argparse.Namespace) -> dict[str, Any] | None:
     shape = tuple(int(s) for s in a.input_shape.split(","))
     net = build_model(a.model, shape, a.classes, dtype=np.dtype(a.dtype), seed=a.seed)
     net.train()
-    method = make_method(a.method)
+    method = make_method(a.method, **({} if a.method in ONLINE else {"loss": a.loss}))
     opt = SGD(net.parameters(), lr=0.01, momentum=0.9)
     loss_fwd, loss_bwd = loss_functions(a.loss)
     x, y = synthetic_batch(a.batch_size, shape, a.classes, np.dtype(a.dtype), a.seed)

@@ -184,8 +184,10 @@ class Runner:
         self.net.to(args.device)
         self.net.train()
         opts = {}
-        if method_name not in ("bptt", *ONLINE) and args.time_chunk is not None:
-            opts["time_chunk"] = args.time_chunk
+        if method_name not in ("bptt", *ONLINE):
+            opts["loss"] = args.loss  # a per-step loss (TET): the exact output layer
+            if args.time_chunk is not None:
+                opts["time_chunk"] = args.time_chunk
         self.method = make_method(method_name, **opts)
         self.method.check_network(self.net)
         self.encoder = make_encoder(args.encoder, seed=args.seed)

@@ -125,7 +125,7 @@ def make_input(row: Row, shape: tuple, T: int, batch: int, seed: int = 0) -> tup
 def backward_seconds(net: Any, method: str, loss: str, X: Any, labels: Any) -> float:
     """One step's forward (untimed), then the timed backward: loss backward +
     ``Method.backward``."""
-    m = make_method(method)
+    m = make_method(method, loss=loss)
     m.check_network(net)
     fwd, bwd = loss_pair(loss)
     net.zero_grad()

@@ -48,6 +48,8 @@ __all__ = [
     "predict",
     "accuracy",
     "LOSSES",
+    "PER_STEP_LOSSES",
+    "is_per_step",
     "loss_pair",
 ]
 
@@ -288,6 +290,21 @@ LOSS_PAIRS: dict[str, tuple[Callable, Callable]] = {
     "asf-mse": (asf_mse_loss_forward, asf_mse_loss_backward),
 }
 LOSSES = tuple(LOSS_PAIRS)
+#: the losses whose gradient ``dL/dy[t]`` differs from step to step (TET Eq. 9: a loss per
+#: step); the others' is the same at every step (SDT Eq. 7 and ASF Eq. 6 read only the time
+#: mean / sum of ``y``) -- the one place that says which is which
+PER_STEP_LOSSES = ("tet",)
+
+
+def is_per_step(name: str) -> bool:
+    """Whether loss ``name`` (one of :data:`LOSSES`) has a per-step gradient
+    (:data:`PER_STEP_LOSSES`).
+
+    A flow method back-propagates such a gradient per step through the layers above the top
+    spiking layer (the output layer's ``dW = sum_t dy[t]^T x[t]`` exactly); for the others it
+    collapses ``dy`` to one ``(B, C)`` gradient first, which is exact there
+    (:meth:`pysnn_ref.methods.Method.backward`)."""
+    return check_choice("loss", name, LOSSES) in PER_STEP_LOSSES
 
 
 def loss_pair(name: str, *, tet_lambda: float | None = None,

@@ -39,13 +39,18 @@ the same at every step, as the collapsed BN backward takes it), refused for rate
 BatchNorm is refused for DSR's exact spread with lam < 1 (:meth:`Method.check_network`).
 
 In the flow methods the input is streamed ``time_chunk`` steps at a time, so no tensor with a
-time axis longer than one chunk exists (except the network's small ``(T, B, classes)`` output).
+time axis longer than one chunk exists (except the network's small ``(T, B, classes)`` output
+and, under a per-step loss, the output layer's kept input).
 BatchNorm in training mode needs its batch statistics before it can normalise: the forward then
 makes L + 1 passes over the chunks (L BN layers), L statistics passes and the normalised pass
 (two-pass streaming, see :class:`~pysnn_ref.nn.BatchNorm`); every pass sees the same input.
-The output layer does not spike; its per-step gradients are collapsed into one ``(B, classes)``
-gradient by the top spiking layer's flow weights -- exact for losses on the time-averaged or
-accumulated output (SDT, ASF-MSE), an approximation for the per-step TET loss.
+The output layer does not spike; its gradient is BPTT's exactly for every loss.  For losses on
+the time-averaged or accumulated output (SDT, ASF-MSE) the per-step gradients are collapsed into
+one ``(B, classes)`` gradient by the top spiking layer's flow weights before it (exact there);
+for a per-step loss (TET; ``Method(..., loss="tet")``,
+:func:`~pysnn_ref.functional.loss.is_per_step`) the layers above the top spiking layer keep their
+per-step inputs (memory ~ T for those alone) and back-propagate ``dy`` per step, collapsed
+with that spiking layer's own flow weights on the way down.
 
 ASF scale factor S (:class:`~pysnn_ref.nn.LIF`), ``asf_variant``:
 

@@ -14,6 +14,7 @@ from .. import backend
 from .._check import check_choice, check_in_range, check_int
 from ..functional.dsr import DSR_SPREADS
 from ..functional.flows import R_GRANULARITIES, weighted_time_mean
+from ..functional.loss import is_per_step
 from ..nn import ASF_VARIANTS, LIF, BatchNorm, MaxPool2d, Module, check_method, spiking_layers
 
 __all__ = ["DEFAULT_TIME_CHUNK", "FAMILY_FLOW", "ONLINE", "OTTT_UPDATES", "METHODS", "SUMMARY",
@@ -70,7 +71,12 @@ class Method:
     Options (flow methods only): ``time_chunk`` (steps streamed at once; default 4),
     ``asf_variant`` ("paper" | "code"),
     ``asf_refresh`` (K >= 1 epochs, or "batch"), ``r_granularity`` ("neuron" | "channel" |
-    "sample" | "layer", SSF Table 3), ``r_max`` (SSF's R cutoff, 2).
+    "sample" | "layer", SSF Table 3), ``r_max`` (SSF's R cutoff, 2), ``loss`` (the name of
+    the loss the method trains with, one of :data:`~pysnn_ref.functional.loss.LOSSES`: with a
+    per-step loss (TET, :func:`~pysnn_ref.functional.loss.is_per_step`) the layers above the
+    top spiking layer keep their per-step inputs and back-propagate ``dy`` per step, so the
+    output layer's gradient is exact; None or a loss read through the time mean (SDT, ASF-MSE):
+    ``dy`` is collapsed first, see :meth:`backward`).
     """
 
     def __init__(self, name: str, *, time_chunk: int | None = None,
@@ -78,8 +84,11 @@ class Method:
                  r_granularity: str | None = None, r_max: float = 2.0,
                  dsr_alpha: float | None = None, dsr_spread: str | None = None,
                  dsr_train_threshold: bool | None = None,
-                 rate_detach: bool | None = None) -> None:
+                 rate_detach: bool | None = None, loss: str | None = None) -> None:
         self.name = check_method(name)
+        #: the loss's gradient differs per step: back-propagate it per step above the top
+        #: spiking layer (:meth:`backward`); only a flow method's plan reads it
+        self.per_step_loss = loss is not None and is_per_step(loss)
         if rate_detach is not None and name != "rate":
             raise ValueError(f"rate_detach only applies to method 'rate', not {name!r}")
         dsr = (dsr_alpha, dsr_spread, dsr_train_threshold)
@@ -209,7 +218,7 @@ class Method:
         if not self.is_flow:
             X = x if encoder is _SliceEncoder else encoder.encode(x, T)
             return net.forward(X)
-        net.plan_flow(False)
+        net.plan_flow(self.per_step_loss)  # per-step: the layers above the top LIF keep x[t]
         chunk = self.time_chunk_for(net, T)
         bns = [m for m in net.modules() if isinstance(m, BatchNorm) and m.training]
         if bns:
@@ -277,9 +286,22 @@ class Method:
         return [n.spike_rate for n in layers]
 
     def backward(self, net: Module, dy: Any) -> None:
-        """Accumulate parameter gradients from ``dy`` = dL/dy ``(T, B, classes)``."""
+        """Accumulate parameter gradients from ``dy`` = dL/dy ``(T, B, classes)``.
+
+        Flow methods: with a per-step loss (``loss="tet"``) ``dy`` goes down per step to the
+        output layer, which kept its per-step input, so its ``dW = sum_t dy[t]^T x[t]`` and
+        ``db`` are BPTT's exactly; the gradient is collapsed with the top spiking layer's flow
+        weights (the method's own rule) by the output layer itself where only pooling /
+        flatten lie between (:meth:`~pysnn_ref.nn.WeightLayer.collapse_into`), else by that
+        spiking layer.  Otherwise ``dy`` is collapsed at once with those weights: exact at the
+        output layer for a ``dy`` that is the same at every step (SDT, ASF-MSE), an
+        approximation for any other.  Through linear layers between the two (pooling,
+        flatten, residual adds) both paths hand the top spiking layer the same gradient."""
         if not self.is_flow:
             net.backward(dy, need_dx=False)
+            return
+        if self.per_step_loss:
+            net.backward_flow(dy, True, dy.shape[0], need_dx=False)
             return
         top = spiking_layers(net)[-1]
         G = weighted_time_mean(dy, top.flow_decay) if dy.shape[0] > 1 else dy[0]

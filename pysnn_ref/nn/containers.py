@@ -116,6 +116,8 @@ class Sequential(Module):
             if isinstance(layer, BatchNorm):
                 layer.pair_below(self.layers[i - 1] if i > 0 else None,
                                  belows[i - 1] if i > 0 else None)
+            if isinstance(layer, WeightLayer):  # a per-step gradient leaves it collapsed
+                layer.collapse_into(belows[i] if isinstance(belows[i], LIF) else None)
         for layer, under in zip(reversed(self.layers), reversed(belows), strict=True):
             if isinstance(layer, (Sequential, Residual)):
                 per_step = layer.plan_flow(per_step, under)

@@ -18,7 +18,7 @@ from ..functional.conv import (
     conv2d_backward_time_sum,
     conv2d_forward,
 )
-from ..functional.flows import decayed_sum, flow_norm
+from ..functional.flows import decayed_sum, flow_norm, weighted_time_mean
 from ..functional.linear import (
     LinearCache,
     is_time_broadcast,
@@ -41,6 +41,7 @@ class WeightLayer(Module):
     """
 
     _bn_above: Module | None = None  # a BatchNorm
+    _collapse_lif: Module | None = None  # a LIF: see collapse_into
 
     def own_parameters(self) -> list[Parameter]:
         """``[W]`` or ``[W, b]``."""
@@ -51,10 +52,28 @@ class WeightLayer(Module):
         its flow pass keeps ``A`` for the collapsed BN backward; None: it does not."""
         self._bn_above = bn
 
+    def collapse_into(self, lif: Module | None) -> None:
+        """Plan (:meth:`Sequential.plan_flow`): ``lif`` is the spiking layer that collapses the
+        gradient leaving this layer's input, reached through pooling / flatten only (linear and
+        the same at every step), or None.  A per-step gradient arriving here (a per-step loss,
+        the output layer) then leaves already collapsed by ``lif``'s flow weights: what ``lif``
+        makes of the per-step one, without the ``(T, B, ...)`` gradients in between."""
+        self._collapse_lif = lif
+
+    def flow_out_per_step(self, per_step: bool) -> bool:
+        return per_step and self._collapse_lif is None
+
     def _accumulate(self, g: Any, dW: Any, db: Any) -> None:
         self.W.grad += dW
         if self.b is not None:
             self.b.grad += db
+
+    @property
+    def kept_steps_nbytes(self) -> int:
+        """Bytes of the per-step inputs ``x[t]`` this layer keeps for its flow backward: after
+        a flow forward planned per step (``keep_steps``, e.g. the output layer under a per-step
+        loss), ``T x`` one step's input; 0 on the collapsed path and after the backward."""
+        return sum(int(x.nbytes) for x in getattr(self, "_steps", []))
 
     def has_static_input(self) -> bool:
         """BPTT, after ``forward``: was the input time-broadcast (direct encoding)?  Then the
@@ -133,6 +152,8 @@ class WeightLayer(Module):
                       ) -> tuple[Any, bool]:
         if isinstance(g, BatchNormFlowGrad):
             return self._backward_below_bn(g, T, need_dx), False
+        if per_step and self._collapse_lif is not None:
+            return self._backward_steps_collapsed(g, need_dx), False
         if per_step:
             xp = backend.array_module(g)
             x = self._steps[0] if len(self._steps) == 1 else xp.concatenate(self._steps)
@@ -146,6 +167,26 @@ class WeightLayer(Module):
         dx, dW, db = self._bwd(g, self._make_cache(X), need_dx)
         self._accumulate(g, dW, None if db is None else db * T)
         return dx, False
+
+
+    def _backward_steps_collapsed(self, g: Any, need_dx: bool) -> Any:
+        """Per-step ``g`` (T, B, ...) from above (a per-step loss), one collapsed gradient
+        below: the exact ``dW = sum_t wgrad(g[t], x[t])`` and ``db = sum_t sum g[t]`` over the
+        kept chunks (BPTT's; TET Eqs. 9-13 at the output layer), and ``dx`` = the input
+        gradient of ``G``, the flow-weighted time mean of ``g`` by the spiking layer below
+        (:meth:`collapse_into`; SSF Sec. 3.3) -- equal to that layer's collapse of the per-step
+        ``dx``, since ``dx`` is linear in ``g`` and so are the pooling / flatten between."""
+        xp, t0 = backend.array_module(g), 0
+        for x in self._steps:
+            gc = xp.ascontiguousarray(g[t0:t0 + x.shape[0]])
+            _, dW, db = self._bwd(gc, self._make_cache(x), False)
+            self._accumulate(gc, dW, db)
+            t0 += x.shape[0]
+        self._steps = []
+        if not need_dx:
+            return None
+        G = weighted_time_mean(g, self._collapse_lif.flow_decay)
+        return self._bwd(G, self._make_cache(self._x_sum), True)[0]
 
 
 class Linear(WeightLayer):

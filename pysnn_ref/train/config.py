@@ -208,6 +208,7 @@ def build_method(cfg: RunConfig) -> Method:
     opts: dict[str, Any] = {}
     if m not in ("bptt", *ONLINE):
         opts["time_chunk"] = cfg.time_chunk
+        opts["loss"] = cfg.loss  # a per-step loss (TET): the output layer's exact backward
     if m == "asf":
         opts.update(asf_variant=cfg.asf_variant, asf_refresh=cfg.asf_refresh)
     if m == "ssf":
