@@ -296,7 +296,8 @@ def test_cli_one_epoch_on_digits(tmp_path, capsys, argv):
 @pytest.mark.parametrize("argv, says", [
     (["--method", "dsr", "--reset", "hard"], "--reset"),
     (["--method", "rate", "--model", "vgg7"], "max pooling"),
-    (["--method", "dsr", "--model", "snn5"], "BatchNorm"),
+    (["--method", "dsr", "--model", "snn5"], "--dsr-spread authors or --neuron if"),
+    (["--method", "rate", "--model", "snn5"], "BatchNorm"),
     (["--method", "asf", "--model", "lstm"], "--model lstm"),
     (["--method", "rate", "--model", "window"], "--model window"),
     (["--method", "dsr", "--dsr-alpha", "0"], "--dsr-alpha"),

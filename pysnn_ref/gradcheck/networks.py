@@ -68,10 +68,13 @@ def encode_once(x: Any, T: int | None, encoder: Any) -> tuple[Any, None]:
 def method_gradients(net: nn.Module, method: str | Method, x: Any, labels: Any, *,
                      loss: Any = "sdt", T: int | None = None,
                      encoder: Any = None) -> tuple[float, dict[str, np.ndarray]]:
-    """Loss and every parameter's gradient under ``method`` (a name or a Method).
+    """Loss and every parameter's gradient under ``method`` (a name or a Method; a name is
+    made with ``loss`` when that is a loss name, so a per-step loss gets its exact output layer).
 
     The network's buffers and ASF state are restored afterwards (:class:`PreservedState`)."""
-    m = method if isinstance(method, Method) else make_method(method)
+    # a loss given by name reaches the method (a per-step loss: the exact output layer)
+    m = method if isinstance(method, Method) else make_method(
+        method, **({"loss": loss} if isinstance(loss, str) and method != "bptt" else {}))
     fwd, bwd = _loss_fns(loss)
     x, encoder = encode_once(x, T, encoder)
     with PreservedState(net):

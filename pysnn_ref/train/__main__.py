@@ -50,7 +50,7 @@ from ..data.fetch import DOWNLOADABLE, MIRROR_ENV, download
 from ..functional.dsr import DSR_SPREADS
 from ..functional.surrogate import get_surrogate
 from ..methods import DEFAULT_TIME_CHUNK, FAMILY_FLOW, METHODS, ONLINE, OTTT_UPDATES
-from ..models import LAYER_STRINGS, LSTM_V_TH, MODELS
+from ..models import LAYER_STRINGS, LSTM_V_TH, MODELS, PAPER_MODELS
 from ..optim import OPTIMIZERS, SCHEDULES
 from .checkpoint import checkpoint_path, read_checkpoint
 from .config import LOSSES, RunConfig
@@ -425,15 +425,20 @@ def _check_method_model(m: str, cfg: dict[str, Any], explicit: set[str]) -> None
     if m != "bptt" and model in ("lstm", "window"):
         raise ValueError(f"--method {m} cannot train --model {model}: its recurrence has no "
                          "equivalent rate network; use method 'bptt' (--method bptt)")
-    if m in FAMILY_FLOW and model in LAYER_STRINGS:
-        spec, bn = LAYER_STRINGS[model]
-        if bn or "MP" in spec:
+    if m in FAMILY_FLOW and (model in LAYER_STRINGS or model == "resnet"):
+        # DSR trains BatchNorm (IF, or lam < 1 with the authors' spread: Method checks that)
+        spec, bn = LAYER_STRINGS.get(model, ("", True))
+        if (bn and m == "rate") or "MP" in spec:
             raise ValueError(f"--method {m} cannot train --model {model} (its "
-                             f"{'BatchNorm' if bn else 'max pooling'} has no {m} backward); "
-                             "use --model mlp or lenet")
-    if m in FAMILY_FLOW and model == "resnet":
-        raise ValueError(f"--method {m} cannot train --model resnet (its BatchNorm has no {m} "
-                         "backward); use --model mlp or lenet")
+                             f"{'max pooling' if 'MP' in spec else 'BatchNorm'} has no {m} "
+                             "backward); use --model mlp or lenet")
+    bn_model = model in PAPER_MODELS or model == "resnet" or LAYER_STRINGS.get(model, ("",
+                                                                                   False))[1]
+    if (m == "dsr" and bn_model and cfg["neuron"] == "lif" and cfg["lam"] != 1.0
+            and (cfg["dsr_spread"] or "exact") == "exact"):
+        raise ValueError(f"--dsr-spread exact with --neuron lif (lam < 1) cannot train the "
+                         f"BatchNorm of --model {model} (DSR's gradient then differs per step); "
+                         "use --dsr-spread authors or --neuron if")
     if m == "dsr":
         if "reset" in explicit and cfg["reset"] != "soft":
             raise ValueError("--reset: --method dsr defines only the soft reset, got "
