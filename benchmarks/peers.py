@@ -1,23 +1,41 @@
 """One BPTT training step of pysnn_ref against its real peers, SpikingJelly and snnTorch, on CPU.
 
     python benchmarks/peers.py --model convnet --T 20 --batch-size 64 --repeats 15 --warmup 3
+    python benchmarks/peers.py --model mlp --encoder poisson --threads 1 --json out/p.json
     python benchmarks/peers.py --model mlp --peers torch,snntorch --json out/peers-mlp.json
     python benchmarks/peers.py --model on-lif    # the Open Neuromorphic workload (peers_on.py)
 
 **What is measured.** The benchmark network of :mod:`pysnn_ref.bench` (``convnet``:
 Conv2d(1,16,3,p1) LIF AvgPool2d(2) Conv2d(16,32,3,p1) LIF AvgPool2d(2) Flatten Linear(1568,10);
 ``mlp``: Flatten Linear(784,800) LIF Linear(800,10)) is built once in pysnn_ref and then, with
-the same weights copied in, in every peer.  Every configuration runs the same whole training step
-on the same synthetic batch (uniform [0, 1) images, direct encoding: the same analog image at
-each of the T steps, float32): ``zero_grad`` (in place, ``set_to_none=False`` on the torch
-side), forward + loss (cross-entropy of the time-mean of the output layer, ``sdt``), backward,
-SGD (lr 0.01, momentum 0.9).  The configurations are timed *interleaved*
+the same weights copied in, in every peer (the builders: ``peers_nets.py``).  Every
+configuration runs the same whole training step on the same synthetic batch (uniform [0, 1)
+images, float32): ``zero_grad`` (in place, ``set_to_none=False`` on the torch side), forward +
+loss (cross-entropy of the time-mean of the output layer, ``sdt``), backward, SGD (lr 0.01,
+momentum 0.9).  The configurations are timed *interleaved*
 (:func:`pysnn_ref.bench.measure.time_steps`, the order rotating round by round, so background
 load hits them alike): ``--warmup`` untimed rounds, then ``--repeats`` timed rounds; medians of
-forward / backward / optimizer / whole step and the fastest step are reported.  Every torch
-configuration runs with ``torch.set_num_threads`` equal to our Numba thread count.  The first
-layer sees a static input, so every configuration runs it once on ``(B, ...)`` and reuses its
-output at all T steps (our stride-0 path, ``torch_ref``'s ``expand``, the peers as below).
+forward / backward / optimizer / whole step and the fastest step are reported.  Threads: every
+torch configuration runs with ``torch.set_num_threads`` equal to our Numba thread count, which
+is Numba's default or ``--threads N`` (then Numba gets N, ``numba.set_num_threads``, and
+NumPy's BLAS is capped at N as :func:`pysnn_ref.bench.measure.set_threads` does; N must not
+exceed the cores nor ``NUMBA_NUM_THREADS``).
+
+**The input** (``--encoder``).  ``direct`` (default): the same analog image at each of the T
+steps.  The first layer then sees a static input, so every configuration runs it once on
+``(B, ...)`` and reuses its output at all T steps (our stride-0 path, ``torch_ref``'s
+``expand``, the peers as below).  ``poisson``: one spike tensor ``(T, B, C, H, W)`` is drawn
+*once*, before anything is built or timed, by our Poisson encoder
+(:class:`pysnn_ref.data.PoissonEncoder`, seed 0, rate = the image's intensity, so about half
+the entries fire per step), and every configuration gets that same tensor (each record carries
+``input_sha256``, the digest of the input the configuration holds; the summary line says
+whether they are all equal).  No configuration draws spikes inside the timed step: what is
+timed is the network on a spiking input, where the first layer has a different input at every
+step and runs on all ``T * B`` rows *everywhere* -- ours through a
+:class:`pysnn_ref.bench.measure.Runner` given the tensor as its (already time-major) input, no
+encoder; ``torch`` through ``torch_ref`` with ``static_input=False``; SpikingJelly with its
+first conv / linear in ``step_mode='m'``; snnTorch with its first layer inside the per-step
+loop, on ``x[t]``.  The gradient check and the spike comparison below run on the same spikes.
 
 **Correctness first.** Before timing, on identical fresh weights and input, each configuration's
 parameter gradients are compared with ours: ``grad diff`` = max over parameters of
@@ -31,7 +49,8 @@ triangle surrogate ``sigma'(x) = max(0, 1 - |x|)``):
 
 * ``ours`` -- pysnn_ref BPTT (:class:`pysnn_ref.bench.measure.Runner`).
 * ``torch`` -- plain PyTorch autograd through the LIF loop (:mod:`pysnn_ref.bench.torch_ref`,
-  :class:`pysnn_ref.bench.measure.TorchRunner`).  Same dynamics exactly.  (Its LIF loop walks
+  :class:`pysnn_ref.bench.measure.TorchRunner`; Poisson input: the same network with
+  ``static_input=False``, stepped like the peers).  Same dynamics exactly.  (Its LIF loop walks
   ``I.unbind(0)``; it used to read ``I[t]``, whose backward materialises a zero ``(T, B, ...)``
   gradient per step: 866 vs 207 ms per conv-net step at T = 20.)
 * ``spikingjelly`` -- SpikingJelly 2.0.0 ``layer.*`` with ``step_mode='m'`` and
@@ -50,12 +69,14 @@ triangle surrogate ``sigma'(x) = max(0, 1 - |x|)``):
   ``torch-reference`` for every CPU neuron).  Its CUDA implementations (native ``cuda``,
   ``triton``) and the ``cuda_graph`` execution mode need a GPU and are not timed.  The static
   first layer runs once (``step_mode='s'``) and is expanded over T (no copy) -- SpikingJelly
-  2.0.0's own examples instead expand the *image* and run the first conv T times.
+  2.0.0's own examples instead expand the *image* and run the first conv T times (as every
+  configuration does with ``--encoder poisson``, ``step_mode='m'``).
 * ``spikingjelly-compile`` -- the same network under ``torch.compile`` (inductor), SpikingJelly
   2.0.0's ``execution_mode='compile'`` (``examples/common/train_classify.py``), its only fused
   CPU path.  The one-off compile time is printed; spikes are not counted (no hooks inside the
   compiled graph), the gradient check covers it.
-* ``snntorch`` -- snnTorch 1.0.0's idiom: the first layer once outside the loop, then
+* ``snntorch`` -- snnTorch 1.0.0's idiom: the first layer once outside the loop (Poisson input:
+  on ``x[t]`` inside it), then
   ``for t in range(T): spk, mem = lif(cur, mem)`` with per-step layers, ``snn.Leaky(beta=0.5,
   threshold=1.0, reset_mechanism='zero', spike_grad=surrogate.custom_surrogate(triangle))``
   (snnTorch's own ``surrogate.triangular`` is not a triangle: its gradient is +-threshold).
@@ -87,6 +108,7 @@ Bad arguments and a missing peer: one line on stderr, exit code 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -117,7 +139,7 @@ DESCRIPTIONS = {
 INSTALL = ("install torch and the peers in a separate venv with pysnn_ref (they are not its "
            "dependencies): pip install torch spikingjelly==2.0.0 snntorch==1.0.0 (the peers with "
            "--no-deps, plus loguru, if pip would replace your torch)")
-LAM, V_TH, SJ_TAU = 0.5, 1.0, 2.0  # SpikingJelly: decay_input=False -> V - V/tau + X = 0.5 V + X
+ENCODERS = ("direct", "poisson")
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,7 +148,7 @@ LAM, V_TH, SJ_TAU = 0.5, 1.0, 2.0  # SpikingJelly: decay_input=False -> V - V/ta
 
 def make_parser() -> argparse.ArgumentParser:
     """The script's parser; its errors are one line on stderr, exit 2."""
-    from pysnn_ref.cli import ArgumentParser
+    from pysnn_ref.cli import ArgumentParser, ranged
 
     ap = ArgumentParser(prog=PROG, description="Time one BPTT training step of pysnn_ref against "
                         "PyTorch autograd, SpikingJelly and snnTorch on the same network (CPU).")
@@ -144,8 +166,37 @@ def make_parser() -> argparse.ArgumentParser:
                     help=f"comma list of libraries {tuple(PEER_GROUPS)} (each: all its "
                          f"configurations) or single configurations {CONFIGS} (default: "
                          "torch,spikingjelly,snntorch; on-lif: also norse, peers_on.ON_GROUPS)")
+    ap.add_argument("--encoder", default="direct", choices=ENCODERS,
+                    help="convnet / mlp input: direct (the image at every step; the first layer "
+                         "runs once) or poisson (one (T, B, ...) spike tensor drawn before timing,"
+                         " the same for every configuration; the first layer runs T times)")
+    ap.add_argument("--threads", type=ranged("threads"), default=None,
+                    help="threads of every configuration: Numba's (BLAS capped to it, as the "
+                         "library does) and torch.set_num_threads (default: Numba's count)")
     ap.add_argument("--json", default=None, help="write the records as JSON to this file")
     return ap
+
+
+def set_threads(n: int | None) -> Callable[[], None]:
+    """``--threads n``: Numba's threads and the BLAS cap (:func:`pysnn_ref.bench.measure
+    .set_threads`); every torch configuration then takes the same count.  ``n`` (>= 1, the
+    parser checks) must not exceed the cores this process may use, nor ``NUMBA_NUM_THREADS``
+    (Numba's pool; torch would otherwise get more threads than Numba).  Returns a
+    function restoring the previous counts (nothing to restore for ``None``)."""
+    import os
+
+    import numba
+
+    from pysnn_ref.bench import measure
+
+    if n is None:
+        return lambda: None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    limit = min(int(cores or 1), int(numba.config.NUMBA_NUM_THREADS))
+    if not 1 <= n <= limit:
+        raise ValueError(f"threads must be between 1 and {limit} (cores this process may use: "
+                         f"{cores}, NUMBA_NUM_THREADS: {numba.config.NUMBA_NUM_THREADS}), got {n}")
+    return measure.set_threads(n)
 
 
 def select_configs(text: str, groups: dict[str, tuple[str, ...]] | None = None
@@ -212,211 +263,13 @@ def version_of(library: str) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
-# The peers' networks (weights copied from ours)
-# --------------------------------------------------------------------------------------------
-
-def copy_weights(net: Any, layers: Sequence[Any]) -> dict[str, Any]:
-    """Copy our parameters, in order, into the ``weight`` / ``bias`` of the torch ``layers``;
-    returns ``{our parameter name: torch Parameter}``."""
-    import torch
-
-    from pysnn_ref.backend import to_numpy
-
-
-    theirs = [p for m in layers for p in (m.weight, m.bias)]
-    ours = net.named_parameters()
-    if len(theirs) != len(ours):
-        raise ValueError(f"{len(ours)} parameters in our net but {len(theirs)} in the peer's")
-    out = {}
-    with torch.no_grad():
-        for (name, p), t in zip(ours.items(), theirs, strict=True):
-            w = np.ascontiguousarray(to_numpy(p.data))
-            if tuple(t.shape) != w.shape:
-                raise ValueError(f"{name}: shape {w.shape} vs the peer's {tuple(t.shape)}")
-            t.copy_(torch.from_numpy(w))
-            out[name] = t
-    return out
-
-
-def spikingjelly_net(model: str, T: int) -> tuple[Any, Callable, list[Any]]:
-    """(modules, forward(x) -> (T, B, classes), weighted layers in our order)."""
-    import torch
-    from spikingjelly.activation_based import layer, neuron, surrogate
-
-    def lif() -> Any:
-        return neuron.LIFNode(tau=SJ_TAU, decay_input=False, v_threshold=V_TH, v_reset=0.0,
-                              surrogate_function=surrogate.PiecewiseQuadratic(alpha=1.0),
-                              detach_reset=False, step_mode="m")
-
-    m = "m"
-    if model == "convnet":
-        c1 = layer.Conv2d(1, 16, 3, padding=1)  # step_mode 's': once on the static batch
-        c2 = layer.Conv2d(16, 32, 3, padding=1, step_mode=m)
-        fc = layer.Linear(1568, 10, step_mode=m)
-        first = c1
-        body = torch.nn.Sequential(lif(), layer.AvgPool2d(2, step_mode=m), c2, lif(),
-                                   layer.AvgPool2d(2, step_mode=m), layer.Flatten(step_mode=m),
-                                   fc)
-        weighted = [c1, c2, fc]
-    else:
-        fc1, fc2 = layer.Linear(784, 800), layer.Linear(800, 10, step_mode=m)
-        first = torch.nn.Sequential(layer.Flatten(), fc1)
-        body = torch.nn.Sequential(lif(), fc2)
-        weighted = [fc1, fc2]
-
-    def forward(x: Any) -> Any:
-        h = first(x)
-        return body(h.unsqueeze(0).expand(T, *h.shape))
-
-    return torch.nn.ModuleList([first, body]), forward, weighted
-
-
-def triangle_surrogate(input_: Any, grad_input: Any, spikes: Any) -> Any:
-    """Our triangle with a = 1, ``max(0, 1 - |x|)``, in snnTorch's custom-surrogate signature."""
-    return grad_input * (1.0 - input_.abs()).clamp(min=0.0)
-
-
-def snntorch_net(model: str, T: int, reset_delay: bool) -> tuple[Any, Callable, list[Any]]:
-    """(modules, forward(x) -> (T, B, classes), weighted layers in our order): snnTorch's
-    per-time-step loop, the first layer computed once outside it."""
-    import snntorch as snn
-    import torch
-    from snntorch import surrogate
-
-    def leaky() -> Any:
-        return snn.Leaky(beta=LAM, threshold=V_TH, reset_mechanism="zero", reset_delay=reset_delay,
-                         spike_grad=surrogate.custom_surrogate(triangle_surrogate))
-
-    nn = torch.nn
-    if model == "convnet":
-        c1, c2, fc = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 32, 3, padding=1), \
-            nn.Linear(1568, 10)
-        lif1, lif2, pool = leaky(), leaky(), nn.AvgPool2d(2)
-
-        def forward(x: Any) -> Any:
-            mem1, mem2 = lif1.init_leaky(), lif2.init_leaky()
-            cur1 = c1(x)
-            out = []
-            for _ in range(T):
-                spk1, mem1 = lif1(cur1, mem1)
-                spk2, mem2 = lif2(c2(pool(spk1)), mem2)
-                out.append(fc(pool(spk2).flatten(1)))
-            return torch.stack(out)
-
-        return nn.ModuleList([c1, lif1, c2, lif2, fc]), forward, [c1, c2, fc]
-    fc1, fc2, lif1 = nn.Linear(784, 800), nn.Linear(800, 10), leaky()
-
-    def forward_mlp(x: Any) -> Any:
-        mem1 = lif1.init_leaky()
-        cur1 = fc1(x.flatten(1))
-        out = []
-        for _ in range(T):
-            spk1, mem1 = lif1(cur1, mem1)
-            out.append(fc2(spk1))
-        return torch.stack(out)
-
-    return nn.ModuleList([fc1, lif1, fc2]), forward_mlp, [fc1, fc2]
-
-
-# --------------------------------------------------------------------------------------------
-# One peer configuration, ready to step
-# --------------------------------------------------------------------------------------------
-
-class PeerRunner:
-    """A peer's network, its SGD and the batch: ``step()`` times one training step as
-    :class:`pysnn_ref.bench.measure.TorchRunner` does."""
-
-    def __init__(self, config: str, b: argparse.Namespace, threads: int) -> None:
-        import torch
-
-        from pysnn_ref.bench.measure import build_model, synthetic_batch
-
-        torch.set_num_threads(threads)
-        self.torch = torch
-        net = build_model(b.model, b.input_shape, b.classes, seed=b.seed)  # our fresh weights
-        self.reset: Callable[[], None] | None = None
-        if config.startswith("spikingjelly"):
-            from spikingjelly.activation_based import functional, neuron
-
-            self.modules, forward, weighted = spikingjelly_net(b.model, b.T[0])
-            self.reset = lambda: functional.reset_net(self.modules)
-            self.spiking_type: Any = neuron.LIFNode
-        else:
-            import snntorch as snn
-
-            self.modules, forward, weighted = snntorch_net(b.model, b.T[0],
-                                                           reset_delay=config == "snntorch")
-            self.spiking_type = snn.Leaky
-        self.params = copy_weights(net, weighted)
-        self.compiled = config.endswith("-compile")
-        if self.compiled:
-            import torch._inductor.config as inductor_config
-
-            inductor_config.compile_threads = 1  # no compile-worker pool on a shared machine
-            forward = torch.compile(forward)
-        self.forward = forward
-        self.opt = torch.optim.SGD(list(self.params.values()), lr=b.lr, momentum=0.9)
-        x, labels = synthetic_batch(b.batch_size, b.input_shape, b.classes, np.float32, b.seed)
-        self.x, self.labels = torch.from_numpy(x), torch.from_numpy(labels)
-
-    def _loss(self) -> Any:
-        from pysnn_ref.bench.torch_ref import torch_loss
-
-        if self.reset is not None:  # SpikingJelly's neurons keep v between calls
-            self.reset()
-        return torch_loss("sdt", self.forward(self.x), self.labels)
-
-    def step(self) -> tuple[float, float, float, float]:
-        """One training step; returns (forward, backward, optimizer, total) seconds."""
-        clock = time.perf_counter
-        t0 = clock()
-        self.opt.zero_grad(set_to_none=False)
-        loss = self._loss()
-        t1 = clock()
-        loss.backward()
-        del loss
-        t2 = clock()
-        self.opt.step()
-        t3 = clock()
-        return t1 - t0, t2 - t1, t3 - t2, t3 - t0
-
-    def gradients(self) -> dict[str, np.ndarray]:
-        """Every parameter's gradient (by our names) at the current weights; no update."""
-        self.opt.zero_grad(set_to_none=False)
-        self._loss().backward()
-        grads = {k: p.grad.detach().numpy().copy() for k, p in self.params.items()}
-        self.opt.zero_grad(set_to_none=False)
-        return grads
-
-    def spikes(self) -> list[np.ndarray] | None:
-        """Every spiking layer's (T, B, ...) spikes of one forward (None when compiled)."""
-        if self.compiled:
-            return None
-        cells = [m for m in self.modules.modules() if isinstance(m, self.spiking_type)]
-        seen: dict[int, list[Any]] = {id(m): [] for m in cells}
-
-        def hook(mod: Any, inputs: Any, out: Any) -> None:  # snnTorch returns (spk, mem)
-            seen[id(mod)].append((out[0] if isinstance(out, tuple) else out).detach())
-
-        handles = [m.register_forward_hook(hook) for m in cells]
-        try:
-            with self.torch.no_grad():
-                if self.reset is not None:
-                    self.reset()
-                self.forward(self.x)
-        finally:
-            for h in handles:
-                h.remove()
-        return [(s[0] if len(s) == 1 else self.torch.stack(s)).numpy()
-                for s in (seen[id(m)] for m in cells)]
-
-
-# --------------------------------------------------------------------------------------------
 # Correctness: gradients and spikes against ours
 # --------------------------------------------------------------------------------------------
 
-def our_reference(b: argparse.Namespace, detach_reset: bool = False) -> dict[str, Any]:
-    """Our network on fresh weights: its BPTT gradients and every LIF layer's spikes."""
+def our_reference(b: argparse.Namespace, inputs: np.ndarray | None = None,
+                  detach_reset: bool = False) -> dict[str, Any]:
+    """Our network on fresh weights: its BPTT gradients and every LIF layer's spikes, on the
+    static synthetic batch (direct encoding) or on the (T, B, ...) spikes ``inputs``."""
     from pysnn_ref import nn as snn
     from pysnn_ref.backend import to_numpy
     from pysnn_ref.bench.measure import build_model, synthetic_batch
@@ -426,13 +279,33 @@ def our_reference(b: argparse.Namespace, detach_reset: bool = False) -> dict[str
     T = b.T[0]
     net = build_model(b.model, b.input_shape, b.classes, detach_reset=detach_reset, seed=b.seed)
     x, labels = synthetic_batch(b.batch_size, b.input_shape, b.classes, np.float32, b.seed)
-    _, grads = method_gradients(net, "bptt", x, labels, loss=b.loss, T=T,
-                                encoder=make_encoder("direct"))
+    X = make_encoder("direct").encode(x, T) if inputs is None else inputs
+    _, grads = method_gradients(net, "bptt", X, labels, loss=b.loss)
     with snn.SpikeMonitor(net) as monitor:  # each LIF's output (as torch_ref.compare_spikes)
-        net.forward(make_encoder("direct").encode(x, T))
-    spikes = monitor.spikes
-    return {"net": net, "x": x, "labels": labels, "spikes": spikes,
-            "grads": {k: to_numpy(v) for k, v in grads.items()}}
+        net.forward(X)
+    return {"net": net, "x": x, "labels": labels, "spikes": monitor.spikes,
+            "static": inputs is None, "grads": {k: to_numpy(v) for k, v in grads.items()}}
+
+
+def poisson_input(b: argparse.Namespace) -> np.ndarray:
+    """The (T, B, C, H, W) float32 spikes of ``--encoder poisson``, drawn once: our Poisson
+    encoder (:class:`pysnn_ref.data.PoissonEncoder`, seed ``b.seed``) at rate = the synthetic
+    image's intensity (uniform [0, 1), so half the entries fire per step on average)."""
+    from pysnn_ref.bench.measure import synthetic_batch
+    from pysnn_ref.data import make_encoder
+
+    x, _ = synthetic_batch(b.batch_size, b.input_shape, b.classes, np.float32, b.seed)
+    return np.ascontiguousarray(make_encoder("poisson", seed=b.seed).encode(x, b.T[0]))
+
+
+def input_digest(x: Any) -> str:
+    """sha256 (first 16 hex digits) of an input array or CPU tensor: its shape, dtype, bytes."""
+    import hashlib
+
+    a = np.ascontiguousarray(x.detach().numpy() if hasattr(x, "detach") else np.asarray(x))
+    h = hashlib.sha256(f"{a.shape} {a.dtype}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()[:16]
 
 
 def spike_mismatch(ours: list[np.ndarray], theirs: list[np.ndarray] | None
@@ -452,7 +325,7 @@ def check(name: str, runner: Any, ref: dict[str, Any], b: argparse.Namespace,
     from pysnn_ref.bench import torch_ref
 
     t0 = time.perf_counter()
-    if name == "torch":
+    if name == "torch" and ref["static"]:  # measure.TorchRunner (direct input)
         _, grads, _ = torch_ref.torch_gradients(runner.tnet, ref["x"], ref["labels"], b.T[0],
                                                 b.loss)
         first_call = time.perf_counter() - t0
@@ -475,38 +348,44 @@ def check(name: str, runner: Any, ref: dict[str, Any], b: argparse.Namespace,
 # The run
 # --------------------------------------------------------------------------------------------
 
-def build_runners(b: argparse.Namespace, configs: Sequence[str], threads: int) -> dict[str, Any]:
+def build_runners(b: argparse.Namespace, configs: Sequence[str], threads: int,
+                  inputs: np.ndarray | None) -> dict[str, Any]:
+    """Ours and every configuration, on the static batch (``inputs`` None) or on ``inputs``."""
     from pysnn_ref.bench.measure import Runner, TorchRunner
 
-    runners: dict[str, Any] = {"ours": Runner(b, "bptt", b.T[0])}
+    runners: dict[str, Any] = {"ours": Runner(b, "bptt", b.T[0], inputs=inputs)}
     for c in configs:
-        runners[c] = TorchRunner(b, b.T[0], threads) if c == "torch" else PeerRunner(c, b, threads)
+        runners[c] = (TorchRunner(b, b.T[0], threads) if c == "torch" and inputs is None
+                      else sibling("peers_nets").PeerRunner(c, b, threads, inputs))
     return runners
 
 
-def run(b: argparse.Namespace, configs: Sequence[str]
-        ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def run(b: argparse.Namespace, configs: Sequence[str], encoder: str = "direct",
+        threads_from: str = "Numba's default") -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Check every configuration against ours, then time them all interleaved; returns the
     common fields and one record per configuration (ours first)."""
     from pysnn_ref.bench.measure import blas_threads, omp_wait_policy, thread_count, time_steps
 
     threads = thread_count()
+    inputs = poisson_input(b) if encoder == "poisson" else None
     common = {"model": b.model, "T": b.T[0], "batch": b.batch_size, "dtype": "float32",
-              "loss": b.loss, "threads": threads, "blas_threads": blas_threads(),
+              "loss": b.loss, "encoder": encoder,
+              "input_rate": None if inputs is None else float(inputs.mean()),
+              "threads": threads, "threads_from": threads_from, "blas_threads": blas_threads(),
               "omp_wait_policy": omp_wait_policy(), "repeats": b.repeats, "warmup": b.warmup,
               "versions": {lib: version_of(lib) for lib in PEER_GROUPS}}
     print(header(common), flush=True)
-    runners = build_runners(b, configs, threads)
-    ref = our_reference(b)
-    detached = our_reference(b, detach_reset=True) if "snntorch" in configs else None
+    runners = build_runners(b, configs, threads, inputs)
+    ref = our_reference(b, inputs)
+    detached = our_reference(b, inputs, detach_reset=True) if "snntorch" in configs else None
     checks = {c: check(c, runners[c], ref, b, detached if c == "snntorch" else None)
               for c in configs}
     timings = time_steps({n: r.step for n, r in runners.items()}, b.warmup, b.repeats)
     records = []
-    for name in runners:
+    for name, r in runners.items():
         rec = {**common, "config": name, "library": "pysnn_ref" if name == "ours"
-               else library_of(name), "description": DESCRIPTIONS[name], **timings[name],
-               **checks.get(name, {})}
+               else library_of(name), "description": DESCRIPTIONS[name],
+               "input_sha256": input_digest(r.x), **timings[name], **checks.get(name, {})}
         if name != "ours":
             rec["ours_over_peer"] = timings["ours"]["step_s"] / rec["step_s"]
         records.append(rec)
@@ -519,9 +398,13 @@ def run(b: argparse.Namespace, configs: Sequence[str]
 
 def header(common: dict[str, Any]) -> str:
     v = common["versions"]
+    enc = ("direct (the same image at every step)" if common["encoder"] == "direct" else
+           f"poisson (one (T, B, ...) spike tensor drawn once, mean rate "
+           f"{common['input_rate']:.3f}, the same in every configuration)")
     return (f"peers: model={common['model']} T={common['T']} batch={common['batch']} float32 "
-            f"loss={common['loss']} threads={common['threads']} (Numba; torch.set_num_threads "
-            f"the same) blas_threads={common['blas_threads']} "
+            f"loss={common['loss']} encoder={enc} threads={common['threads']} (Numba, "
+            f"{common['threads_from']}; torch.set_num_threads the same) "
+            f"blas_threads={common['blas_threads']} "
             f"OMP_WAIT_POLICY={common['omp_wait_policy']} | torch {v['torch']} "
             f"spikingjelly {v['spikingjelly'] or '-'} snntorch {v['snntorch'] or '-'} | "
             f"warmup={common['warmup']} repeats={common['repeats']} (medians)")
@@ -548,7 +431,9 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
 
 def summary(records: Sequence[dict[str, Any]]) -> list[str]:
     ours = records[0]
-    out = []
+    digests = {r["config"]: r["input_sha256"] for r in records}
+    out = [f"input ({ours['encoder']}): sha256 {ours['input_sha256']} in every configuration"
+           if len(set(digests.values())) == 1 else f"INPUTS DIFFER (sha256): {digests}"]
     for r in records[1:]:
         out.append(f"our bptt step / {r['config']} step = {r['ours_over_peer']:.2f} "
                    f"({_ms(ours['step_s'])} ms vs {_ms(r['step_s'])} ms)")
@@ -582,15 +467,28 @@ def legend(records: Sequence[dict[str, Any]]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run, print; errors propagate (see :func:`cli`)."""
     args = make_parser().parse_args(argv)
-    if args.model == "on-lif":
-        return main_on(args)
+    if args.model == "on-lif" and args.encoder != "direct":
+        raise ValueError("encoder: --model on-lif has its own input (torch.randn, the blog's); "
+                         "--encoder applies to convnet and mlp")
+    restore = set_threads(args.threads)
+    try:
+        if args.model == "on-lif":
+            return main_on(args)
+        return main_nets(args)
+    finally:
+        restore()
+
+
+def main_nets(args: argparse.Namespace) -> int:
+    """``--model convnet | mlp``: check, time and print."""
     configs = select_configs(args.peers or "torch,spikingjelly,snntorch")
     b = bench_args(args)
     for lib in dict.fromkeys(["torch", *(library_of(c) for c in configs)]):
         import_peer(lib)
     if args.json:  # fail before the run, not after it
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    _, records = run(b, configs)
+    _, records = run(b, configs, args.encoder,
+                     "Numba's default" if args.threads is None else "--threads")
     print(format_table(records))
     print("grad diff = max over parameters of max|g_peer - g_ours| / max|g_ours| (fresh weights, "
           "same batch); 1st = first timed-loop step")
@@ -603,15 +501,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def on_module() -> Any:
-    """benchmarks/peers_on.py (the Open Neuromorphic workload), imported by path."""
+@functools.cache
+def sibling(name: str) -> Any:
+    """``benchmarks/<name>.py`` (``peers_nets``, ``peers_on``), imported by path once (a script
+    folder, not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("peers_on", Path(__file__).with_name(
-        "peers_on.py"))
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
     mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
     return mod
+
+
+def on_module() -> Any:
+    """benchmarks/peers_on.py (the Open Neuromorphic workload)."""
+    return sibling("peers_on")
 
 
 def main_on(args: argparse.Namespace) -> int:

@@ -170,9 +170,14 @@ def set_threads(n: int) -> Callable[[], None]:
 
 
 class Runner:
-    """One configuration: a network, a method, an optimizer and a batch, ready to step."""
+    """One configuration: a network, a method, an optimizer and a batch, ready to step.
 
-    def __init__(self, args: argparse.Namespace, method_name: str, T: int) -> None:
+    ``inputs`` (optional): an already time-major input ``(T, B, *input_shape)`` (e.g. spikes a
+    Poisson encoder drew once, shared with other libraries) that every step takes as it is, with
+    no encoder, in place of ``args.encoder`` applied to the synthetic batch (same labels)."""
+
+    def __init__(self, args: argparse.Namespace, method_name: str, T: int,
+                 inputs: Any = None) -> None:
         self.be = backend.get_backend(args.device)
         self.dtype = np.dtype(args.dtype)
         self.T = T
@@ -190,12 +195,15 @@ class Runner:
                 opts["time_chunk"] = args.time_chunk
         self.method = make_method(method_name, **opts)
         self.method.check_network(self.net)
-        self.encoder = make_encoder(args.encoder, seed=args.seed)
+        self.encoder = make_encoder(args.encoder, seed=args.seed) if inputs is None else None
         # named_parameters walks every layer's own parameters (robust to container details)
         self.opt = SGD(list(self.net.named_parameters().values()), lr=args.lr, momentum=0.9)
         x, labels = synthetic_batch(args.batch_size, args.input_shape, args.classes, self.dtype,
                                     args.seed)
-        self.x = self.be.asarray(x)
+        if inputs is not None and tuple(inputs.shape) != (T, *x.shape):
+            raise ValueError(f"inputs must have shape (T, batch, *input_shape) = {(T, *x.shape)}"
+                             f", got {tuple(inputs.shape)}")
+        self.x = self.be.asarray(x if inputs is None else inputs.astype(self.dtype, copy=False))
         self.labels = self.be.asarray(labels)
         self.loss_fwd, self.loss_bwd = loss_functions(args.loss)
 
