@@ -208,12 +208,13 @@ def launch(kernel: Any, n: int, x: Any, *args: Any) -> None:
     _launch(kernel, n, x, *args)
 
 
-def device_surrogates(dtype: Any) -> tuple[Any, Any]:
-    """``(spike, grad)``: the device functions of section 1 in float ``dtype`` --
+def device_surrogates(dtype: Any) -> tuple[Any, Any, Any]:
+    """``(step, spike, grad)``: the device functions of section 1 in float ``dtype`` --
+    ``step(v, I_t, lam, v_th, soft, smooth, kind, a) -> (u_t, o_t, v_t)`` (the neuron's step),
     ``spike(x, smooth, kind, a)`` (Heaviside or the primitive) and ``grad(x, kind, a)``, the
     reference's scalar formulas compiled once for every CUDA kernel module."""
     k = _typed(dtype)
-    return k.spike, k.grad
+    return k.step, k.spike, k.grad
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,6 +243,11 @@ def _surrogate_kernels(F: Any) -> dict[str, Any]:
             return _primitive(x, kind, a)
         return _heaviside(x)
 
+    # the neuron's step and its BPTT adjoint: the reference's scalar functions, compiled
+    _step = cuda.jit(device=True)(_retyped(_ref.membrane_step_scalar, F, spike_scalar=_spike))
+    _adjoint = cuda.jit(device=True)(_retyped(_ref.membrane_adjoint_scalar, F,
+                                              surrogate_grad_scalar=_grad, spike_scalar=_spike))
+
     @cuda.jit
     def _surrogate_primitive_kernel(x, kind, a, out):
         """out[i] = primitive(x[i]); x, out flat (n,). Launch: launch_config(n), grid-stride."""
@@ -254,17 +260,19 @@ def _surrogate_kernels(F: Any) -> dict[str, Any]:
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):  # grid-stride
             out[i] = _grad(x[i], kind, a)
 
-    return {"spike": _spike, "grad": _grad, "primitive": _primitive,
+    return {"spike": _spike, "grad": _grad, "primitive": _primitive, "step": _step,
+            "adjoint": _adjoint,
             "_surrogate_primitive_kernel": _surrogate_primitive_kernel,
             "_surrogate_grad_kernel": _surrogate_grad_kernel}
 
 
-def _lif_kernels(F: Any, _spike: Any, _grad: Any) -> dict[str, Any]:
+def _lif_kernels(F: Any, _step: Any, _adjoint: Any) -> dict[str, Any]:
     """Section 2: LIF / IF neuron, BPTT -- one thread per neuron, the time loop inside it."""
 
     @cuda.jit
     def _lif_forward_kernel(I, lam, v_th, soft, smooth, kind, a, o, u):
-        """SSF Eqs. 6-7 / 16-17 for neuron n = thread index, t = 0..T-1 in registers.
+        """SSF Eqs. 6-7 / 16-17 (reference.membrane_step_scalar) for neuron n = thread index,
+        t = 0..T-1 in registers.
 
         I, o, u: (T, N). Launch: launch_config(N) -- one thread per neuron, one launch for all T.
         """
@@ -272,12 +280,7 @@ def _lif_kernels(F: Any, _spike: Any, _grad: Any) -> dict[str, Any]:
         for n in range(cuda.grid(1), N, cuda.gridsize(1)):  # grid-stride
             v = F(0.0)
             for t in range(T):
-                u_t = lam * v + I[t, n]
-                o_t = _spike(u_t - v_th, smooth, kind, a)
-                if soft:
-                    v = u_t - v_th * o_t
-                else:
-                    v = u_t * (F(1.0) - o_t)
+                u_t, o_t, v = _step(v, I[t, n], lam, v_th, soft, smooth, kind, a)
                 u[t, n] = u_t
                 o[t, n] = o_t
 
@@ -285,34 +288,23 @@ def _lif_kernels(F: Any, _spike: Any, _grad: Any) -> dict[str, Any]:
     def _lif_backward_kernel(do, u, lam, v_th, soft, smooth, detach_reset, kind, a, dI):
         """Exact BPTT (reference.lif_backward) for neuron n = thread index, t = T-1..0.
 
-        dL/du[t+1] is carried in a register; o[t] and sigma'(u[t] - v_th) are recomputed from u.
-        do, u, dI: (T, N). Launch: launch_config(N) -- one thread per neuron, one launch for all T.
+        dL/du[t+1] is carried in a register; o[t] and sigma'(u[t] - v_th) are recomputed from u
+        (reference.membrane_adjoint_scalar).  do, u, dI: (T, N). Launch: launch_config(N) --
+        one thread per neuron, one launch for all T.
         """
         T, N = u.shape
         for n in range(cuda.grid(1), N, cuda.gridsize(1)):  # grid-stride
             du_next = F(0.0)
             for t in range(T - 1, -1, -1):
-                u_t = u[t, n]
-                x = u_t - v_th
-                sg = _grad(x, kind, a)
-                do_t = do[t, n]
-                if soft:
-                    if not detach_reset:
-                        do_t += du_next * (-lam * v_th)
-                    du_t = do_t * sg + du_next * lam
-                else:
-                    o_t = _spike(x, smooth, kind, a)
-                    if not detach_reset:
-                        do_t += du_next * (-lam * u_t)
-                    du_t = do_t * sg + du_next * lam * (F(1.0) - o_t)
-                dI[t, n] = du_t
-                du_next = du_t
+                du_next = _adjoint(do[t, n], u[t, n], du_next, lam, v_th, soft, smooth,
+                                   detach_reset, kind, a)
+                dI[t, n] = du_next
 
     return {"_lif_forward_kernel": _lif_forward_kernel,
             "_lif_backward_kernel": _lif_backward_kernel}
 
 
-def _flow_kernels(F: Any, _spike: Any) -> dict[str, Any]:
+def _flow_kernels(F: Any, _step: Any) -> dict[str, Any]:
     """Section 3: LIF / IF streaming over a time chunk with spiking-flow accumulators."""
 
     @cuda.jit
@@ -331,12 +323,7 @@ def _flow_kernels(F: Any, _spike: Any) -> dict[str, Any]:
             sou = sOU[n]
             for t in range(Tc):
                 i_t = I[t, n]
-                u_t = lam * vn + i_t
-                o_t = _spike(u_t - v_th, smooth, kind, a)
-                if soft:
-                    vn = u_t - v_th * o_t
-                else:
-                    vn = u_t * (F(1.0) - o_t)
+                u_t, o_t, vn = _step(vn, i_t, lam, v_th, soft, smooth, kind, a)
                 si = w * si + i_t
                 so = w * so + o_t
                 sou = w * sou + o_t * u_t
@@ -383,9 +370,9 @@ def _typed(dtype: Any) -> SimpleNamespace:
             raise TypeError(f"the CUDA neuron kernels need a float array, got dtype {dt}")
         F = dt.type
         sur = _surrogate_kernels(F)
-        k = SimpleNamespace(**sur, **_lif_kernels(F, sur["spike"], sur["grad"]),
-                            **synaptic_kernels(F, sur["spike"], sur["grad"]),
-                            **_flow_kernels(F, sur["spike"]), **_gain_kernels(F))
+        k = SimpleNamespace(**sur, **_lif_kernels(F, sur["step"], sur["adjoint"]),
+                            **synaptic_kernels(F, sur["step"], sur["adjoint"]),
+                            **_flow_kernels(F, sur["step"]), **_gain_kernels(F))
         _TYPED[dt] = k
     return k
 

@@ -9,8 +9,8 @@ in numba's CUDA simulator against the reference (``tests/test_cuda_family_sim.py
 Built as :mod:`pysnn_ref.kernels.cuda` builds the BPTT kernels (SpikingJelly's fused multi-step
 pattern): **one thread per neuron** with the time loop of the chunk inside it, the neuron's
 state (membrane, trace, kappa, running sums) in registers, read once and written back once;
-thread ``n`` reads column ``n`` of each time row, so a warp's loads are coalesced.  The spike
-and surrogate-gradient formulas are the reference's scalars compiled once per dtype by
+thread ``n`` reads column ``n`` of each time row, so a warp's loads are coalesced.  The neuron
+step and surrogate-gradient formulas are the reference's scalars compiled once per dtype by
 :func:`pysnn_ref.kernels.cuda.device_surrogates`; every constant is written ``F(c)`` in the
 kernel factory :func:`_family_kernels`, so a float32 kernel does float32 maths only.  Launches
 go through :func:`pysnn_ref.kernels.cuda.launch` (block size and grid from
@@ -74,7 +74,7 @@ def _dsr_kernels(F: Any) -> dict[str, Any]:
             "dsr_backward_kernel": dsr_backward_kernel}
 
 
-def _online_kernels(F: Any, _spike: Any, _grad: Any) -> dict[str, Any]:
+def _online_kernels(F: Any, _step: Any, _grad: Any) -> dict[str, Any]:
     """Section 2: online neurons of OTTT (Xiao et al., NeurIPS 2022) and SLTT (Meng et al.,
     ICCV 2023), reference_family.online_forward / online_backward."""
 
@@ -88,12 +88,7 @@ def _online_kernels(F: Any, _spike: Any, _grad: Any) -> dict[str, Any]:
             vn = v[n]
             tn = tr[n] if trace else F(0.0)
             for t in range(Tc):
-                u_t = lam * vn + I[t, n]
-                o_t = _spike(u_t - v_th, smooth, kind, a)
-                if soft:
-                    vn = u_t - v_th * o_t
-                else:
-                    vn = u_t * (F(1.0) - o_t)
+                u_t, o_t, vn = _step(vn, I[t, n], lam, v_th, soft, smooth, kind, a)
                 u[t, n] = u_t
                 o[t, n] = o_t
                 if trace:
@@ -114,7 +109,7 @@ def _online_kernels(F: Any, _spike: Any, _grad: Any) -> dict[str, Any]:
             "online_backward_kernel": online_backward_kernel}
 
 
-def _rate_kernels(F: Any, _spike: Any, _grad: Any) -> dict[str, Any]:
+def _rate_kernels(F: Any, _step: Any, _grad: Any) -> dict[str, Any]:
     """Section 3: rate-based backpropagation (Yu et al., NeurIPS 2024),
     reference_family.rate_forward."""
 
@@ -130,18 +125,14 @@ def _rate_kernels(F: Any, _spike: Any, _grad: Any) -> dict[str, Any]:
             so = sO[n]
             se = sE[n]
             for t in range(Tc):
-                u_t = lam * vn + I[t, n]
-                x = u_t - v_th
-                o_t = _spike(x, smooth, kind, a)
-                sg = _grad(x, kind, a)
+                u_t, o_t, vn = _step(vn, I[t, n], lam, v_th, soft, smooth, kind, a)
+                sg = _grad(u_t - v_th, kind, a)
                 so += o_t
                 se += kn * sg
                 if soft:
                     rho = F(1.0) if detach_reset else F(1.0) - v_th * sg
-                    vn = u_t - v_th * o_t
                 else:
                     rho = (F(1.0) - o_t) if detach_reset else (F(1.0) - o_t) - u_t * sg
-                    vn = u_t * (F(1.0) - o_t)
                 kn = F(1.0) + lam * kn * rho
                 o[t, n] = o_t
             v[n] = vn
@@ -163,9 +154,9 @@ def _family_kernels(dtype: Any) -> SimpleNamespace:
         if dt.kind != "f":
             raise TypeError(f"the CUDA family kernels need a float array, got dtype {dt}")
         F = dt.type
-        spike, grad = device_surrogates(dt)
-        k = SimpleNamespace(**_dsr_kernels(F), **_online_kernels(F, spike, grad),
-                            **_rate_kernels(F, spike, grad))
+        step, _, grad = device_surrogates(dt)
+        k = SimpleNamespace(**_dsr_kernels(F), **_online_kernels(F, step, grad),
+                            **_rate_kernels(F, step, grad))
         _TYPED[dt] = k
     return k
 

@@ -2,12 +2,12 @@
 section 2c), built per float dtype.
 
 Only the kernels live here (:func:`synaptic_kernels`, called by ``kernels/cuda.py`` for each
-dtype with that dtype's surrogate device functions); their host wrappers and the launch are in
-:mod:`pysnn_ref.kernels.cuda`.  The pattern is the LIF kernels' (section 2 there): **one thread
-per neuron**, the whole time loop inside the thread, the two states (syn, v) forward and the two
-adjoints (dL/du, dL/dsyn) backward in registers, so a T-step pass is one launch; thread ``n``
-reads column ``n`` of row ``t`` (coalesced); every float constant is written ``F(c)`` so a
-float32 kernel does float32 maths only.
+dtype with that dtype's neuron step and adjoint device functions); their host wrappers and the
+launch are in :mod:`pysnn_ref.kernels.cuda`. The pattern is the LIF kernels' (section 2 there):
+**one thread per neuron**, the whole time loop inside the thread, the two states (syn, v)
+forward and the two adjoints (dL/du, dL/dsyn) backward in registers, so a T-step pass is one
+launch; thread ``n`` reads column ``n`` of row ``t`` (coalesced); every float constant is
+written ``F(c)`` so a float32 kernel does float32 maths only.
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ from numba import cuda
 __all__ = ["synaptic_kernels"]
 
 
-def synaptic_kernels(F: Any, _spike: Any, _grad: Any) -> dict[str, Any]:
+def synaptic_kernels(F: Any, _step: Any, _adjoint: Any) -> dict[str, Any]:
     """The forward and backward kernels in dtype ``F`` (np.float32 / np.float64), calling the
-    device functions ``_spike(x, smooth, kind, a)`` and ``_grad(x, kind, a)`` of that dtype."""
+    device functions of that dtype compiled from the reference's scalar step and adjoint
+    (``_step`` = reference.membrane_step_scalar, ``_adjoint`` =
+    reference.membrane_adjoint_scalar)."""
 
     @cuda.jit
     def _synaptic_forward_kernel(I, alpha, lam, v_th, soft, smooth, kind, a, o, u):
         """reference.synaptic_forward for neuron n = thread index, t = 0..T-1 in registers:
-        syn = alpha syn + I[t];  u[t] = lam v + syn;  o[t] = spike;  v = reset(u[t], o[t]).
+        syn = alpha syn + I[t], then the LIF step on syn.
 
         I, o, u: (T, N). Launch: launch_config(N) -- one thread per neuron, one launch for all T.
         """
@@ -36,12 +38,7 @@ def synaptic_kernels(F: Any, _spike: Any, _grad: Any) -> dict[str, Any]:
             v = F(0.0)
             for t in range(T):
                 syn = alpha * syn + I[t, n]
-                u_t = lam * v + syn
-                o_t = _spike(u_t - v_th, smooth, kind, a)
-                if soft:
-                    v = u_t - v_th * o_t
-                else:
-                    v = u_t * (F(1.0) - o_t)
+                u_t, o_t, v = _step(v, syn, lam, v_th, soft, smooth, kind, a)
                 u[t, n] = u_t
                 o[t, n] = o_t
 
@@ -50,31 +47,18 @@ def synaptic_kernels(F: Any, _spike: Any, _grad: Any) -> dict[str, Any]:
                                   dI):
         """Exact BPTT (reference.synaptic_backward) for neuron n = thread index, t = T-1..0.
 
-        dL/du[t+1] and dL/dsyn[t+1] are carried in registers; o[t] and sigma'(u[t] - v_th) are
-        recomputed from u.  do, u, dI: (T, N). Launch: launch_config(N), one thread per neuron.
+        dL/du[t+1] and dL/dsyn[t+1] are carried in registers; the membrane adjoint is the LIF's
+        (``_adjoint``).  do, u, dI: (T, N). Launch: launch_config(N), one thread per neuron.
         """
         T, N = u.shape
         for n in range(cuda.grid(1), N, cuda.gridsize(1)):  # grid-stride
             du_next = F(0.0)
             ds_next = F(0.0)
             for t in range(T - 1, -1, -1):
-                u_t = u[t, n]
-                x = u_t - v_th
-                sg = _grad(x, kind, a)
-                do_t = do[t, n]
-                if soft:
-                    if not detach_reset:
-                        do_t += du_next * (-lam * v_th)
-                    du_t = do_t * sg + du_next * lam
-                else:
-                    o_t = _spike(x, smooth, kind, a)
-                    if not detach_reset:
-                        do_t += du_next * (-lam * u_t)
-                    du_t = do_t * sg + du_next * lam * (F(1.0) - o_t)
-                ds_t = du_t + alpha * ds_next
-                dI[t, n] = ds_t
-                du_next = du_t
-                ds_next = ds_t
+                du_next = _adjoint(do[t, n], u[t, n], du_next, lam, v_th, soft, smooth,
+                                   detach_reset, kind, a)
+                ds_next = du_next + alpha * ds_next
+                dI[t, n] = ds_next
 
     return {"_synaptic_forward_kernel": _synaptic_forward_kernel,
             "_synaptic_backward_kernel": _synaptic_backward_kernel}

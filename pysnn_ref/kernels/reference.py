@@ -23,7 +23,8 @@ import numpy as np
 
 __all__ = ["PROVIDES", "SURROGATE_KINDS", "heaviside", "surrogate_primitive_scalar",
     "surrogate_grad_scalar", "spike_scalar", "surrogate_primitive", "surrogate_grad",
-    "lif_forward", "lif_backward", "synaptic_forward", "synaptic_backward", "lif_forward_flows",
+    "membrane_step_scalar", "membrane_adjoint_scalar", "lif_forward", "lif_backward",
+    "synaptic_forward", "synaptic_backward", "lif_forward_flows",
     "ssf_gain", "conv_out_size", "im2col",
     "col2im", "maxpool2d_forward", "maxpool2d_backward", "recompose_forward",
     "recompose_backward", "sigmoid_scalar", "lstm_cell_scalar", "lstm_cell_backward_scalar",
@@ -138,6 +139,39 @@ def surrogate_grad(x, kind, a):
 # 2. LIF / IF neuron, BPTT.  SSF Eqs. 6-7 (hard reset), 16-17 (soft reset); IF is lam = 1.
 # --------------------------------------------------------------------------------------------
 
+def membrane_step_scalar(v, I_t, lam, v_th, soft, smooth, kind, a):
+    """One step of one neuron: ``(u_t, o_t, v_t)`` from the membrane ``v`` after the previous
+    step's reset and the input ``I_t`` (SSF Eqs. 6-7 hard, 16-17 soft)::
+
+        u_t = lam v + I_t      o_t = H(u_t - v_th)
+        hard: v_t = u_t (1 - o_t)        soft: v_t = u_t - v_th o_t
+
+    The ONE definition of the step: every forward here calls it and the CUDA kernels compile
+    it (``cuda.jit(device=True)``)."""
+    u_t = lam * v + I_t
+    o_t = spike_scalar(u_t - v_th, smooth, kind, a)
+    if soft:
+        return u_t, o_t, u_t - v_th * o_t
+    return u_t, o_t, u_t * (1.0 - o_t)
+
+
+def membrane_adjoint_scalar(do_t, u_t, du_next, lam, v_th, soft, smooth, detach_reset, kind, a):
+    """One step of the exact BPTT adjoint of one neuron: dL/du[t] from ``do_t`` = dL/do[t]
+    (from the layer above) and ``du_next`` = dL/du[t+1] (SSF Eqs. 8-10, see
+    :func:`lif_backward`).  The ONE definition: the backward passes here call it and the CUDA
+    kernels compile it."""
+    x = u_t - v_th
+    sg = surrogate_grad_scalar(x, kind, a)
+    if soft:
+        if not detach_reset:
+            do_t += du_next * (-lam * v_th)
+        return do_t * sg + du_next * lam
+    o_t = spike_scalar(x, smooth, kind, a)
+    if not detach_reset:
+        do_t += du_next * (-lam * u_t)
+    return do_t * sg + du_next * lam * (1.0 - o_t)
+
+
 def lif_forward(I, lam, v_th, soft, smooth, kind, a):
     """LIF forward over T steps for N independent neurons.  Returns ``(o, u)``, both (T, N).
 
@@ -153,12 +187,7 @@ def lif_forward(I, lam, v_th, soft, smooth, kind, a):
     for n in range(N):
         v = 0.0
         for t in range(T):
-            u_t = lam * v + I[t, n]
-            o_t = spike_scalar(u_t - v_th, smooth, kind, a)
-            if soft:
-                v = u_t - v_th * o_t
-            else:
-                v = u_t * (1.0 - o_t)
+            u_t, o_t, v = membrane_step_scalar(v, I[t, n], lam, v_th, soft, smooth, kind, a)
             u[t, n] = u_t
             o[t, n] = o_t
     return o, u
@@ -186,20 +215,9 @@ def lif_backward(do, u, lam, v_th, soft, smooth, detach_reset, kind, a):
     for n in range(N):
         du_next = 0.0
         for t in range(T - 1, -1, -1):
-            x = u[t, n] - v_th
-            o_t = spike_scalar(x, smooth, kind, a)
-            sg = surrogate_grad_scalar(x, kind, a)
-            do_t = do[t, n]
-            if soft:
-                if not detach_reset:
-                    do_t += du_next * (-lam * v_th)
-                du_t = do_t * sg + du_next * lam
-            else:
-                if not detach_reset:
-                    do_t += du_next * (-lam * u[t, n])
-                du_t = do_t * sg + du_next * lam * (1.0 - o_t)
-            dI[t, n] = du_t
-            du_next = du_t
+            du_next = membrane_adjoint_scalar(do[t, n], u[t, n], du_next, lam, v_th, soft,
+                                              smooth, detach_reset, kind, a)
+            dI[t, n] = du_next
     return dI
 
 
@@ -227,12 +245,7 @@ def synaptic_forward(I, alpha, lam, v_th, soft, smooth, kind, a):
         v = 0.0
         for t in range(T):
             syn = alpha * syn + I[t, n]
-            u_t = lam * v + syn
-            o_t = spike_scalar(u_t - v_th, smooth, kind, a)
-            if soft:
-                v = u_t - v_th * o_t
-            else:
-                v = u_t * (1.0 - o_t)
+            u_t, o_t, v = membrane_step_scalar(v, syn, lam, v_th, soft, smooth, kind, a)
             u[t, n] = u_t
             o[t, n] = o_t
     return o, u
@@ -259,18 +272,8 @@ def synaptic_backward(do, u, alpha, lam, v_th, soft, smooth, detach_reset, kind,
         du_next = 0.0
         ds_next = 0.0
         for t in range(T - 1, -1, -1):
-            x = u[t, n] - v_th
-            o_t = spike_scalar(x, smooth, kind, a)
-            sg = surrogate_grad_scalar(x, kind, a)
-            do_t = do[t, n]
-            if soft:
-                if not detach_reset:
-                    do_t += du_next * (-lam * v_th)
-                du_t = do_t * sg + du_next * lam
-            else:
-                if not detach_reset:
-                    do_t += du_next * (-lam * u[t, n])
-                du_t = do_t * sg + du_next * lam * (1.0 - o_t)
+            du_t = membrane_adjoint_scalar(do[t, n], u[t, n], du_next, lam, v_th, soft, smooth,
+                                           detach_reset, kind, a)
             ds_t = du_t + alpha * ds_next
             dI[t, n] = ds_t
             du_next = du_t
@@ -297,12 +300,7 @@ def lif_forward_flows(I, v, lam, v_th, soft, smooth, kind, a, w, sI, sO, sOU):
     for n in range(N):
         vn = v[n]
         for t in range(Tc):
-            u_t = lam * vn + I[t, n]
-            o_t = spike_scalar(u_t - v_th, smooth, kind, a)
-            if soft:
-                vn = u_t - v_th * o_t
-            else:
-                vn = u_t * (1.0 - o_t)
+            u_t, o_t, vn = membrane_step_scalar(vn, I[t, n], lam, v_th, soft, smooth, kind, a)
             sI[n] = w * sI[n] + I[t, n]
             sO[n] = w * sO[n] + o_t
             sOU[n] = w * sOU[n] + o_t * u_t

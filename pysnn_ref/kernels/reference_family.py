@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .reference import spike_scalar, surrogate_grad_scalar
+from .reference import membrane_step_scalar, surrogate_grad_scalar
 
 __all__ = ["dsr_forward", "dsr_backward", "online_forward", "online_backward", "rate_forward"]
 
@@ -109,9 +109,7 @@ def online_forward(I, v, tr, lam, v_th, soft, smooth, kind, a):
     for n in range(N):
         vn = v[n]
         for t in range(Tc):
-            u_t = lam * vn + I[t, n]
-            o_t = spike_scalar(u_t - v_th, smooth, kind, a)
-            vn = u_t - v_th * o_t if soft else u_t * (1.0 - o_t)
+            u_t, o_t, vn = membrane_step_scalar(vn, I[t, n], lam, v_th, soft, smooth, kind, a)
             u[t, n] = u_t
             o[t, n] = o_t
             if trace:
@@ -162,18 +160,14 @@ def rate_forward(I, v, kappa, sO, sE, lam, v_th, soft, smooth, detach_reset, kin
         vn = v[n]
         kn = kappa[n]
         for t in range(Tc):
-            u_t = lam * vn + I[t, n]
-            x = u_t - v_th
-            o_t = spike_scalar(x, smooth, kind, a)
-            sg = surrogate_grad_scalar(x, kind, a)
+            u_t, o_t, vn = membrane_step_scalar(vn, I[t, n], lam, v_th, soft, smooth, kind, a)
+            sg = surrogate_grad_scalar(u_t - v_th, kind, a)
             sO[n] += o_t
             sE[n] += kn * sg
             if soft:
                 rho = 1.0 if detach_reset else 1.0 - v_th * sg
-                vn = u_t - v_th * o_t
             else:
                 rho = (1.0 - o_t) if detach_reset else (1.0 - o_t) - u_t * sg
-                vn = u_t * (1.0 - o_t)
             kn = 1.0 + lam * kn * rho
             o[t, n] = o_t
         v[n] = vn
