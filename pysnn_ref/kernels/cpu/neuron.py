@@ -25,7 +25,7 @@ __all__ = ["BLOCK", "lif_step_row", "grad_row", "lif_forward", "lif_forward_coun
 # cache line at every step).  The reset and the detach switch are folded into coefficients, and
 # the surrogate dispatch is hoisted out of the recurrence (at each step the backward first writes
 # sigma'(u - v_th) of the block's row in a loop of its own, grad_row, then runs the recurrence
-# over that row, _bptt_row, while it is in cache), so the inner loops have no branches and
+# over that row, bptt_row, while it is in cache), so the inner loops have no branches and
 # vectorise.  Arithmetic stays in the input dtype (the surrogates too: section 1).
 #   hard reset: v = u - o*u,      dL/do = do - c*lam*u*dn,      dL/du = dL/do*sg + lam*(1-o)*dn
 #   soft reset: v = u - o*v_th,   dL/do = do - c*lam*v_th*dn,   dL/du = dL/do*sg + lam*dn
