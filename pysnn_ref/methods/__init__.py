@@ -41,9 +41,17 @@ BatchNorm is refused for DSR's exact spread with lam < 1 (:meth:`Method.check_ne
 In the flow methods the input is streamed ``time_chunk`` steps at a time, so no tensor with a
 time axis longer than one chunk exists (except the network's small ``(T, B, classes)`` output
 and, under a per-step loss, the output layer's kept input).
-BatchNorm in training mode needs its batch statistics before it can normalise: the forward then
-makes L + 1 passes over the chunks (L BN layers), L statistics passes and the normalised pass
-(two-pass streaming, see :class:`~pysnn_ref.nn.BatchNorm`); every pass sees the same input.
+BatchNorm in training mode needs its batch statistics before it can normalise.  When the chunk
+holds all T steps, every layer sees its whole input at once and each BN takes the statistics
+from it (**one-pass forward**: one pass, ``stats_in_chunk`` in the flow options); that holds T
+steps of one layer's activation at a time, transiently (nothing of length T is kept for the
+backward).  With a chunk shorter than T the forward makes L + 1 passes over the chunks (L BN
+layers), L statistics passes and the normalised pass (two-pass streaming, see
+:class:`~pysnn_ref.nn.BatchNorm`); every pass sees the same input.  ``time_chunk="auto"`` (the
+default) takes the one pass for a network with BN in training when the largest per-layer
+activation, ``T x B x features x itemsize``, is at most ``one_pass_bytes`` (1 GiB), else
+streams chunks of :data:`DEFAULT_TIME_CHUNK` (:meth:`Method.time_chunk_for`); an explicit
+``time_chunk`` < T streams.
 The output layer does not spike; its gradient is BPTT's exactly for every loss.  For losses on
 the time-averaged or accumulated output (SDT, ASF-MSE) the per-step gradients are collapsed into
 one ``(B, classes)`` gradient by the top spiking layer's flow weights before it (exact there);

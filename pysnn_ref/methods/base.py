@@ -5,6 +5,7 @@ names and one-line summaries of all methods (:mod:`pysnn_ref.methods` has the ov
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,12 +16,29 @@ from .._check import check_choice, check_in_range, check_int
 from ..functional.dsr import DSR_SPREADS
 from ..functional.flows import R_GRANULARITIES, weighted_time_mean
 from ..functional.loss import is_per_step
-from ..nn import ASF_VARIANTS, LIF, BatchNorm, MaxPool2d, Module, check_method, spiking_layers
+from ..nn import (
+    ASF_VARIANTS,
+    LIF,
+    AvgPool2d,
+    BatchNorm,
+    Conv2d,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    Module,
+    Residual,
+    Sequential,
+    check_method,
+    spiking_layers,
+)
 
-__all__ = ["DEFAULT_TIME_CHUNK", "FAMILY_FLOW", "ONLINE", "OTTT_UPDATES", "METHODS", "SUMMARY",
-           "StepTimes", "Method"]
+__all__ = ["DEFAULT_TIME_CHUNK", "ONE_PASS_BYTES", "FAMILY_FLOW", "ONLINE", "OTTT_UPDATES",
+           "METHODS", "SUMMARY", "StepTimes", "Method"]
 
 DEFAULT_TIME_CHUNK = 4
+#: ``time_chunk="auto"`` with BatchNorm in training: the one-pass forward (chunk = T) when the
+#: largest per-layer activation of all T steps, T x B x features x itemsize, is at most this
+ONE_PASS_BYTES = 1 << 30
 #: the T-independent family's methods that run in flow mode (their own neuron rule and gain)
 FAMILY_FLOW = ("dsr", "rate")
 #: the online methods: per-step forward and backward, the neuron's past cut (OnlineMethod)
@@ -68,7 +86,9 @@ class _SliceEncoder:
 class Method:
     """A training method.  ``forward`` runs the network, ``backward`` fills parameter grads.
 
-    Options (flow methods only): ``time_chunk`` (steps streamed at once; default 4),
+    Options (flow methods only): ``time_chunk`` (steps streamed at once: an int, or
+    ``"auto"``/None, the default -- see :meth:`time_chunk_for`), ``one_pass_bytes`` (the
+    memory budget of the one-pass BN forward under ``"auto"``, default :data:`ONE_PASS_BYTES`),
     ``asf_variant`` ("paper" | "code"),
     ``asf_refresh`` (K >= 1 epochs, or "batch"), ``r_granularity`` ("neuron" | "channel" |
     "sample" | "layer", SSF Table 3), ``r_max`` (SSF's R cutoff, 2), ``loss`` (the name of
@@ -79,7 +99,8 @@ class Method:
     ``dy`` is collapsed first, see :meth:`backward`).
     """
 
-    def __init__(self, name: str, *, time_chunk: int | None = None,
+    def __init__(self, name: str, *, time_chunk: int | str | None = None,
+                 one_pass_bytes: int = ONE_PASS_BYTES,
                  asf_variant: str | None = None, asf_refresh: int | str = 5,
                  r_granularity: str | None = None, r_max: float = 2.0,
                  dsr_alpha: float | None = None, dsr_spread: str | None = None,
@@ -100,8 +121,13 @@ class Method:
                                        0.0, 1.0)
             dsr_spread = check_choice("dsr_spread", dsr_spread or "exact", DSR_SPREADS)
         self.dsr_train_threshold = bool(dsr_train_threshold) if name == "dsr" else False
-        if time_chunk is not None:
-            check_int("time_chunk", time_chunk)
+        if time_chunk == "auto":
+            time_chunk = None
+        if time_chunk is not None and (isinstance(time_chunk, (bool, str))
+                                       or not isinstance(time_chunk, (int, np.integer))
+                                       or time_chunk < 1):
+            raise ValueError(f"time_chunk must be an integer >= 1 or 'auto', got {time_chunk!r}")
+        self.one_pass_bytes = check_int("one_pass_bytes", one_pass_bytes, minimum=0)
         if asf_variant is not None:
             if name != "asf":
                 raise ValueError(f"asf_variant only applies to method 'asf', not {name!r}")
@@ -119,6 +145,7 @@ class Method:
                      "rate_detach": bool(rate_detach)}
         self.asf_refresh = asf_refresh
         self._T = 0
+        self._input_seen: tuple[int, tuple, int] | None = None  # (B, step shape, itemsize)
 
     @property
     def is_flow(self) -> bool:
@@ -196,9 +223,33 @@ class Method:
             if refresh:
                 n.asf_refresh()
 
-    def time_chunk_for(self, net: Module, T: int) -> int:
-        """The steps streamed at once for ``net`` at ``T``: the option or the default, <= T."""
-        return min(T, self.time_chunk or DEFAULT_TIME_CHUNK)
+    def time_chunk_for(self, net: Module, T: int, x: Any = None, encoder: Any = None) -> int:
+        """The steps streamed at once for ``net`` at ``T`` (<= T).
+
+        An explicit ``time_chunk`` is kept (< T with BatchNorm in training: two-pass streaming).
+        ``"auto"`` (the default): :data:`DEFAULT_TIME_CHUNK`, except for a network with
+        BatchNorm in training, where it is T -- the **one-pass forward**, no statistics passes
+        -- when the largest activation of one layer over all T steps, estimated from the input
+        ``x`` (the ``encoder``'s static batch, or the time-major input) and the layers' shapes
+        as ``T x B x features x itemsize`` (:func:`_largest_step_features`), is at most
+        ``one_pass_bytes`` (default :data:`ONE_PASS_BYTES`, 1 GiB); else the default.  Without
+        ``x``: the estimate from the last forward's input.  The one pass holds T steps of one
+        layer's activation (and the few temporaries of that layer) at a time, transiently;
+        nothing of length T is kept for the backward."""
+        if self.time_chunk is not None:
+            return min(T, self.time_chunk)
+        if x is not None and getattr(x, "shape", None) is not None:
+            shape = x.shape
+            B, step = (shape[1], shape[2:]) if encoder in (None, _SliceEncoder) else (
+                shape[0], shape[1:])
+            itemsize = max([np.dtype(getattr(x, "dtype", np.float32)).itemsize]
+                           + [p.data.dtype.itemsize for p in net.parameters()])
+            self._input_seen = (int(B), tuple(step), itemsize)
+        if self._input_seen is None or not _training_bns(net):  # without x: the last forward's
+            return min(T, DEFAULT_TIME_CHUNK)
+        B, step, itemsize = self._input_seen
+        need = T * B * _largest_step_features(net, step) * itemsize
+        return T if need <= self.one_pass_bytes else min(T, DEFAULT_TIME_CHUNK)
 
     def forward(self, net: Module, x: Any, T: int | None = None, encoder: Any = None) -> Any:
         """Run ``net`` and return its output ``(T, B, classes)``.
@@ -219,13 +270,17 @@ class Method:
             X = x if encoder is _SliceEncoder else encoder.encode(x, T)
             return net.forward(X)
         net.plan_flow(self.per_step_loss)  # per-step: the layers above the top LIF keep x[t]
-        chunk = self.time_chunk_for(net, T)
-        bns = [m for m in net.modules() if isinstance(m, BatchNorm) and m.training]
-        if bns:
+        chunk = self.time_chunk_for(net, T, x, encoder)
+        bns = _training_bns(net)
+        one_pass = chunk >= T  # every BN sees all T steps at once: statistics in the chunk
+        for bn in bns:
+            bn.forget_statistics()
+        if bns and not one_pass:
             if _stateful(encoder) and backend.array_module(x) is not np:
                 x, encoder = encoder.encode(x, T), _SliceEncoder  # no state copy on the device
             self._statistics_passes(net, bns, x, T, encoder, chunk)
-        net.flow_begin(self.name, self._flow_opts(net))
+        net.flow_begin(self.name, {**self._flow_opts(net), "stats_in_chunk": one_pass,
+                                   "time_steps": T})
         xp = backend.array_module(x)
         ys = [net.forward_chunk(c) for c in encoder.chunks(x, T, chunk)]
         net.flow_end()
@@ -244,9 +299,9 @@ class Method:
         training, bottom to top (``net.modules()`` order is a topological order).  Each pass
         ends at the first BN without statistics, which merges the chunks' moments; nothing is
         accumulated for the backward.  A stateful encoder (Poisson) is replayed from a copy of
-        its state, so every pass and the final one see the same input."""
-        for bn in bns:
-            bn.forget_statistics()
+        its state, so every pass and the final one see the same input.  Only when the chunk is
+        shorter than T: a chunk of all T steps is normalised in the one pass (:meth:`forward`,
+        ``stats_in_chunk``)."""
         opts = {**self.opts, "stats_pass": True}
         for bn in bns:
             net.flow_begin(self.name, opts)
@@ -309,6 +364,46 @@ class Method:
 
     def __repr__(self) -> str:
         return f"Method({self.name!r})"
+
+
+def _training_bns(net: Module) -> list[BatchNorm]:
+    """The BatchNorm layers of ``net`` in training mode, bottom to top."""
+    return [m for m in net.modules() if isinstance(m, BatchNorm) and m.training]
+
+
+def _largest_step_features(m: Module, shape: tuple[int, ...]) -> float:
+    """The largest per-sample activation (elements of one step) of ``m`` and the layers in it,
+    its input ``shape`` included, for the one-pass memory estimate of
+    :meth:`Method.time_chunk_for`: shapes walked through Sequential, Residual (both branches
+    from the block input), Conv2d, Linear, pooling and Flatten; any other layer keeps its
+    input's shape; an unknown container gives ``inf`` (streamed)."""
+    return _walk_shape(m, shape)[0]
+
+
+def _walk_shape(m: Module, shape: tuple[int, ...]) -> tuple[float, tuple[int, ...]]:
+    big = float(math.prod(shape))
+    if isinstance(m, Sequential):
+        for layer in m.layers:
+            b, shape = _walk_shape(layer, shape)
+            big = max(big, b)
+        return big, shape
+    if isinstance(m, Residual):
+        b, out = _walk_shape(m.main, shape)
+        bs = 0.0 if m.shortcut is None else _walk_shape(m.shortcut, shape)[0]
+        return max(big, b, bs), out
+    if isinstance(m, Conv2d) and len(shape) == 3:
+        co, k = m.W.data.shape[0], m.W.data.shape[-1]
+        shape = (co, *((n + 2 * m.padding - k) // m.stride + 1 for n in shape[1:]))
+    elif isinstance(m, Linear):
+        shape = (*shape[:-1], m.out_features)
+    elif isinstance(m, (AvgPool2d, MaxPool2d)) and len(shape) == 3:
+        s = m.stride or m.k
+        shape = (shape[0], *((n - m.k) // s + 1 for n in shape[1:]))
+    elif isinstance(m, Flatten):
+        shape = (int(math.prod(shape)),)
+    elif m.children():
+        return math.inf, shape
+    return max(big, float(math.prod(shape))), shape
 
 
 def _stateful(encoder: Any) -> bool:

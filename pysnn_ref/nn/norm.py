@@ -39,12 +39,17 @@ class BatchNorm(Module):
     runs one *statistics pass* over the time chunks per BN layer, bottom to top: each pass ends
     at the first BN without statistics, which merges the chunks' moments in float64 (Chan's
     pairwise update, :func:`~pysnn_ref.functional.batchnorm.merge_moments`); then the normalised
-    pass.  **Collapsed BN backward**: the gradient from above is one ``G`` for every step, so the
+    pass.  **One pass** when a chunk holds all T steps (``stats_in_chunk`` in the flow options,
+    set by the Method): the statistics come from the chunk itself (the same float64 moments,
+    the running statistics updated once), then it is normalised in the same call.
+    **Collapsed BN backward**: the gradient from above is one ``G`` for every step, so the
     input gradient is ``dz[t] = a + c (z[t] - mean)``
     (:func:`~pysnn_ref.functional.batchnorm.batchnorm_flow_backward`).  The normalised pass keeps
     ``sum_t (z[t] - mean)`` and, with the flow weights of the spiking layer below the weight
-    layer under BN, the weighted mean ``zc_flow`` of ``z[t] - mean``; that weight layer keeps
-    ``A`` (:class:`WeightLayer`).  Nothing of length T is stored.  Fallback, when BN's input is
+    layer under BN, the weighted mean ``zc_flow`` of ``z[t] - mean``; it hands ``z[t] - mean``
+    to that weight layer, which keeps ``A`` (:meth:`WeightLayer.keep_bn_product`: the mean is
+    known only here, in one-pass mode after the weight layer's forward).  Nothing of length T
+    is stored.  Fallback, when BN's input is
     not a weight layer with a spiking layer (through pooling/flatten) or the input below it, or
     the gradient arrives per step: the per-step backward on its kept per-step input (memory ~T).
     Eval mode (running statistics) is affine per channel: collapsed with ``c = 0``.
@@ -105,6 +110,9 @@ class BatchNorm(Module):
 
     def flow_begin(self, method: str, opts: dict) -> None:
         self._stats_pass = bool(opts.get("stats_pass", False))
+        # one-pass forward: the chunk holds all ``time_steps`` steps, the statistics come from it
+        self._stats_in_chunk = bool(opts.get("stats_in_chunk", False))
+        self._time_steps = int(opts.get("time_steps", 0))
         self._steps: list[Any] = []
         self._sum_xc = self._xc_flow = None
         self._n_steps = 0
@@ -130,9 +138,15 @@ class BatchNorm(Module):
         return self.running_mean, 1.0 / xp.sqrt(self.running_var + self.eps)
 
     def forward_chunk(self, x: Any) -> Any:
-        if self.training and self.batch_mean is None:  # statistics pass: it ends here
-            self._moments = merge_moments(self._moments, chunk_moments(x, 2))
-            return None
+        if self.training and self.batch_mean is None:
+            if not self._stats_in_chunk:  # statistics pass: it ends here
+                self._moments = merge_moments(self._moments, chunk_moments(x, 2))
+                return None
+            if x.shape[0] != self._time_steps:
+                raise ValueError(f"stats_in_chunk: the chunk must hold all T = "
+                                 f"{self._time_steps} steps, got {x.shape[0]}")
+            self._moments = chunk_moments(x, 2)  # one pass: all T steps are here
+            self.freeze_statistics()
         mean, inv_std = self._flow_statistics()
         y = batchnorm_normalize(x, mean, inv_std, self.gamma.data, self.beta.data, self.scale, 2)
         if self._stats_pass:
@@ -141,6 +155,8 @@ class BatchNorm(Module):
             self._steps.append(x)
             return y
         xc = x - mean.astype(x.dtype).reshape(channel_shape(x.ndim, 2))
+        if self.training:  # the weight layer below: A += sum_t wgrad(xc[t], its input[t])
+            self._below_weight.keep_bn_product(xc)
         s = xc.sum(axis=0)
         self._sum_xc = s if self._sum_xc is None else self._sum_xc + s
         if self._below_lif is not None:  # its flow weights w^(T-1-t), w = its state's decay

@@ -37,7 +37,9 @@ class WeightLayer(Module):
 
     Under a streamed :class:`BatchNorm` (:meth:`stream_under`, called by its plan) it also keeps
     ``A = sum_t wgrad(z[t] - mean, x[t])`` (z: this layer's output, mean: BN's batch mean), the
-    one per-step product the collapsed BN backward needs.
+    one per-step product the collapsed BN backward needs; the BN hands ``z[t] - mean`` back
+    (:meth:`keep_bn_product`), as only it knows the mean (in the one-pass forward, after the
+    weight layer's output is computed).
     """
 
     _bn_above: Module | None = None  # a BatchNorm
@@ -94,7 +96,7 @@ class WeightLayer(Module):
         # DSR: keep the input's decayed sum sum_t w^(T-1-t) x[t] (the spike representation's
         # weights; functional/dsr.py), used as T times its weighted mean; 1: the plain sum
         self._x_decay = float(opts.get("x_decay", 1.0))
-        self._A = None
+        self._A = self._pending_x = None
         self._steps: list[Any] = []
         self._static: tuple[Any, Any] | None = None  # (input x[0], output) of a static input
 
@@ -108,12 +110,18 @@ class WeightLayer(Module):
         else:
             s = time_sum(x)
             self._x_sum = s if self._x_sum is None else self._x_sum + s
-        z = self._forward_chunk(x)
-        if self._bn_above is not None:  # A += sum_t wgrad(z[t] - mean, x[t]) over the chunk
-            zc = z - self._bn_above.batch_mean.reshape(channel_shape(z.ndim, 2))
-            dA = self._bwd(zc, self._make_cache(x), False)[1]
-            self._A = dA if self._A is None else self._A + dA
-        return z
+        if self._bn_above is not None:  # A: when the BN above has centred z (keep_bn_product)
+            self._pending_x = x
+        return self._forward_chunk(x)
+
+    def keep_bn_product(self, zc: Any) -> None:
+        """The streamed BatchNorm above (:meth:`stream_under`) hands back this chunk's output
+        centred by its batch mean, ``zc = z - mean``: ``A += sum_t wgrad(zc[t], x[t])`` over the
+        chunk, ``x`` the chunk's input kept since :meth:`forward_chunk`.  BN knows its mean only
+        after it has seen ``z`` in the one-pass forward, so ``A`` is formed here, not there."""
+        x, self._pending_x = self._pending_x, None
+        dA = self._bwd(zc, self._make_cache(x), False)[1]
+        self._A = dA if self._A is None else self._A + dA
 
     def _forward_chunk(self, x: Any) -> Any:
         if is_static(x):  # direct encoding: every chunk is the same tensor -> one GEMM
