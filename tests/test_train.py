@@ -88,7 +88,7 @@ def test_cli_run_folder_and_last_line(cli_runs, method):
     assert cfg["method"] == method and cfg["T"] == 2 and cfg["epochs"] == 2
     assert cfg["lr"] == 1e-3 and cfg["loss"] == "sdt"          # resolved defaults are recorded
     assert cfg["versions"]["pysnn_ref"] and cfg["input_shape"] == [1, 8, 8]
-    assert (cfg["time_chunk"] is None) == (method == "bptt")
+    assert cfg["time_chunk"] is None  # flows: "auto" (Method.time_chunk_for)
     rows = _metrics(run, drop_timings=False)
     assert [r["epoch"] for r in rows] == [1, 2]
     for r in rows:

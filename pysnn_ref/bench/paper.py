@@ -329,5 +329,6 @@ def main2(argv: Sequence[str] | None = None, log: Callable[[str], None] = print)
         for label, *_ in TABLE2_METHODS:
             log(format_table2(label, T, res.get((label, T)), res.get(("bptt", T))))
     log("dsr: IF V_th 6, alpha 0.5, threshold training (DSR README); dsr-noF: alpha 1; the "
-        "flow methods' forward makes one statistics pass per BatchNorm (two-pass streaming)")
+        "flow methods' forward runs all T steps in one pass (time_chunk 'auto': each BatchNorm "
+        "takes its statistics from the T steps it sees)")
     return 0

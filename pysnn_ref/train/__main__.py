@@ -223,8 +223,9 @@ def _add_method_args(p: ArgumentParser, D: dict[str, Any]) -> None:
                    help="--loss tet: weight of the MSE regulariser (TET's lambda)")
     g.add_argument("--T", type=positive_int, default=D["T"], help="time steps per sample")
     g.add_argument("--time-chunk", type=positive_int, default=None,
-                   help=f"asf/ssf: time steps streamed through the network at once "
-                        f"(default: {DEFAULT_TIME_CHUNK}; all T with BatchNorm in training)")
+                   help=f"flow methods: time steps streamed through the network at once "
+                        f"(default: auto -- {DEFAULT_TIME_CHUNK}, or all T in one pass for a "
+                        "BatchNorm network whose largest T-step activation fits 1 GiB)")
     g.add_argument("--asf-variant", choices=("paper", "code"), default=None,
                    help="asf: scale factor S of ASF Eq. 12 over the refresh epoch (paper) or "
                         "the authors' per-batch EMA (code) (default: paper)")
@@ -385,8 +386,6 @@ def resolve_config(args: argparse.Namespace, explicit: set[str]) -> RunConfig:
         cfg["asf_refresh"] = cfg["asf_refresh"] or DEFAULT_ASF_REFRESH
     if m == "ssf":
         cfg["r_granularity"] = cfg["r_granularity"] or "neuron"
-    if m not in ("bptt", *ONLINE):
-        cfg["time_chunk"] = cfg["time_chunk"] or DEFAULT_TIME_CHUNK
     if m == "ottt":
         cfg["ottt_update"] = cfg["ottt_update"] or "A"
     cfg["loss"] = cfg["loss"] or DEFAULT_LOSS[m]

@@ -280,8 +280,7 @@ def check(obj: Any, schema: dict[str, Field], where: str, prefix: str = "") -> N
 def check_config(cfg: Any, where: str) -> None:
     """:data:`CONFIG`, and the options the run's method needs (asf / ssf)."""
     check(cfg, CONFIG, where)
-    need = {"asf": ("time_chunk", "asf_variant", "asf_refresh"), "ssf": ("time_chunk",
-                                                                       "r_granularity")}
+    need = {"asf": ("asf_variant", "asf_refresh"), "ssf": ("r_granularity",)}
     for k in need.get(cfg["method"], ()):
         if cfg[k] is None:
             raise RunFormatError(f"{where}: key {k!r}: expected {CONFIG[k].what or 'a value'} "
