@@ -25,7 +25,11 @@ sew_resnet34    SEW blocks [3, 4, 6, 3], ImageNet stem, connect g (ADD)         
 =============== ================================================================= =================
 
 The four SSF Table 1 networks (``resnet19`` ... ``sew_resnet34``) are built at full width as
-published (:func:`count_parameters`, tests/test_paper_models.py checks the counts).
+published (:func:`count_parameters`, tests/test_paper_models.py checks the counts).  Their
+``width`` option (``make_model(..., width=0.25)``) multiplies every channel count, hidden FC
+width included, by ``width`` (rounded, at least 1; the classifier's outputs stay
+``num_classes``): the reduced networks of ``benchmarks/ssf_accuracy.py``.  ``width = 1``
+builds the published network.
 
 ``lstm`` takes sequence input, ``input_shape = (D,)`` features per step (``--dataset
 digits-rows --encoder sequence``: one 8-pixel image row per step); its spike threshold
@@ -41,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ._check import check_choice, check_int
+from ._check import check_choice, check_in_range, check_int
 from .nn import (
     AvgPool2d,
     BatchNorm,
@@ -60,7 +64,7 @@ from .nn import (
 
 __all__ = ["LAYER_STRINGS", "MODELS", "LSTM_V_TH", "LSTM_HIDDEN", "build_from_string",
     "make_model", "TDBN_RES_ALPHA", "count_parameters", "resnet19", "preact_resnet18", "vgg11",
-    "sew_resnet34", "PAPER_MODELS"]
+    "sew_resnet34", "PAPER_MODELS", "MAX_WIDTH", "scaled_width"]
 
 LAYER_STRINGS = {
     "mlp": ("FC800", False),
@@ -184,15 +188,22 @@ def _lstm(input_shape, num_classes, v_th, surrogate, seed, dtype,
 def make_model(name: str, input_shape: tuple[int, ...], num_classes: int,
                neuron: Callable[[], Module], *, tdbn_alpha: float | None = None,
                v_th: float = 1.0, seed: int = 0, dtype: Any = np.float32,
-               batch_norm: bool | None = None, surrogate: str = "triangle") -> Sequential:
+               batch_norm: bool | None = None, surrogate: str = "triangle",
+               width: float = 1.0) -> Sequential:
     """Build model ``name`` (see the module table) for ``input_shape`` and ``num_classes``.
 
     ``batch_norm`` overrides the model's default (BN where its source paper uses it).
+    ``width`` (the SSF Table 1 networks only) multiplies their channel counts
+    (:func:`scaled_width`); 1 builds them as published.
     ``surrogate`` is used by ``lstm`` only (the other models' neurons come from ``neuron``).
     """
     check_choice("model", name, MODELS)
     check_int("num_classes", num_classes, minimum=2)
     shape = tuple(input_shape)
+    width = check_in_range("width", width, 0.0, MAX_WIDTH)
+    if width != 1.0 and name not in PAPER_MODELS:
+        raise ValueError(f"width applies to the SSF Table 1 networks "
+                         f"({', '.join(PAPER_MODELS)}), not model {name!r}; got width={width}")
     if name == "lstm":
         return _lstm(shape, num_classes, v_th, surrogate, seed, dtype)
     if name == "window":
@@ -210,7 +221,7 @@ def make_model(name: str, input_shape: tuple[int, ...], num_classes: int,
                              "source puts them: batch_norm and tdbn_alpha (--tdbn-alpha) do "
                              "not apply")
         return PAPER_MODELS[name](shape, num_classes, neuron, v_th=v_th, seed=seed,
-                                  dtype=dtype)
+                                  dtype=dtype, width=width)
     spec, bn = LAYER_STRINGS[name]
     if name != "mlp" and len(shape) != 3:
         raise ValueError(f"model {name!r} needs image input (C, H, W), got input_shape {shape}")
@@ -227,6 +238,16 @@ def make_model(name: str, input_shape: tuple[int, ...], num_classes: int,
 TDBN_RES_ALPHA = 1 / np.sqrt(2)  #: tdBN's alpha on the BNs before a residual sum (Zheng 2021)
 
 
+MAX_WIDTH = 4.0  #: the largest ``width`` accepted (4x the published channel counts)
+
+
+def scaled_width(channels: int, width: float) -> int:
+    """``channels`` of the published network times ``width``, rounded, at least 1 (``width``
+    in (0, :data:`MAX_WIDTH`]; 1 gives ``channels`` unchanged)."""
+    width = check_in_range("width", width, 0.0, MAX_WIDTH)
+    return max(1, int(round(channels * width)))
+
+
 def count_parameters(net: Module) -> int:
     """Number of trainable scalars of ``net`` (weights, biases, BN gamma / beta)."""
     return int(sum(p.data.size for p in net.parameters()))
@@ -239,7 +260,7 @@ def _conv_bn(rng, dtype, ci, co, k, s=1, *, bias=False, alpha=None, v_th=1.0):
 
 def resnet19(input_shape: tuple[int, ...], num_classes: int,
              neuron: Callable[[], Module], *, tdbn: bool = True, v_th: float = 1.0,
-             seed: int = 0, dtype: Any = np.float32) -> Sequential:
+             seed: int = 0, dtype: Any = np.float32, width: float = 1.0) -> Sequential:
     """ResNet-19 of tdBN (Zheng et al., "Going Deeper With Directly-Trained Larger Spiking
     Neural Networks", AAAI 2021; layout as in RBP's ``model/resnet.py`` ``resnet19`` and
     ``yfguo91/Re-Loss`` ``models/spike_block.py``): conv3x3 C->128 + BN + SN; BasicBlock =
@@ -247,29 +268,31 @@ def resnet19(input_shape: tuple[int, ...], num_classes: int,
     (stride 1), 3 x 256 (stride 2), 2 x 512 (stride 2); global average pooling; FC 512->256 +
     SN; FC 256->classes.  Convolutions bias-free.  tdBN (``tdbn``): alpha = 1 / sqrt(2) on the
     two BNs that meet at a residual sum (bn2 and the shortcut's BN, as in Re-Loss's code),
-    alpha = 1 elsewhere, threshold ``v_th``."""
+    alpha = 1 elsewhere, threshold ``v_th``.  ``width`` scales every channel count and the
+    hidden FC (:func:`scaled_width`)."""
     rng = np.random.default_rng(seed)
+    k = lambda c: scaled_width(c, width)  # noqa: E731
     a1, ar = (1.0, TDBN_RES_ALPHA) if tdbn else (None, None)
     cb = lambda ci, co, k, s=1, a=a1: _conv_bn(rng, dtype, ci, co, k, s,  # noqa: E731
                                                   alpha=a, v_th=v_th)
     C, H, W = input_shape
-    layers: list[Module] = [*cb(C, 128, 3), neuron()]
-    c, h = 128, H
-    for w, n, stride in ((128, 3, 1), (256, 3, 2), (512, 2, 2)):
+    layers: list[Module] = [*cb(C, k(128), 3), neuron()]
+    c, h = k(128), H
+    for w, n, stride in ((k(128), 3, 1), (k(256), 3, 2), (k(512), 2, 2)):
         for i in range(n):
             s = stride if i == 0 else 1
             main = Sequential(*cb(c, w, 3, s), neuron(), *cb(w, w, 3, 1, ar))
             short = None if (s == 1 and c == w) else Sequential(*cb(c, w, 1, s, ar))
             layers += [Residual(main, short), neuron()]
             c, h = w, (h - 1) // s + 1
-    layers += [AvgPool2d(h), Flatten(), Linear(c, 256, rng=rng, dtype=dtype), neuron(),
-               Linear(256, num_classes, rng=rng, dtype=dtype)]
+    layers += [AvgPool2d(h), Flatten(), Linear(c, k(256), rng=rng, dtype=dtype), neuron(),
+               Linear(k(256), num_classes, rng=rng, dtype=dtype)]
     return Sequential(*layers)
 
 
 def preact_resnet18(input_shape: tuple[int, ...], num_classes: int,
                     neuron: Callable[[], Module], *, v_th: float = 1.0, seed: int = 0,
-                    dtype: Any = np.float32) -> Sequential:
+                    dtype: Any = np.float32, width: float = 1.0) -> Sequential:
     """Spiking PreAct-ResNet-18 as in DSR's code (Meng et al., "Training High-Performance
     Low-Latency Spiking Neural Networks by Differentiation on Spike Representation", CVPR 2022;
     ``qymeng94/DSR`` ``cifar/modules/preresnet.py``), the network SSF's Table 1 uses for TET and
@@ -278,12 +301,14 @@ def preact_resnet18(input_shape: tuple[int, ...], num_classes: int,
     bias)``, ``h = conv3x3(SN(BN(h)), bias)``, ``out = h + sc(s)`` with ``sc`` = conv1x1(stride,
     bias) or identity, on the spikes ``s``; head BN(512) -> SN -> AvgPool(4) -> SN -> Linear ->
     BN1d -> SN (the output is the last layer's spikes: the loss reads their rate).  DSR's
-    dropout (between the two convolutions of a block) has no parameters and is left out."""
+    dropout (between the two convolutions of a block) has no parameters and is left out.
+    ``width`` scales every channel count (:func:`scaled_width`)."""
     rng = np.random.default_rng(seed)
+    k = lambda c: scaled_width(c, width)  # noqa: E731
     C, H, W = input_shape
-    layers: list[Module] = [Conv2d(C, 64, 3, padding=1, bias=False, rng=rng, dtype=dtype)]
-    c, h = 64, H
-    for w, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+    layers: list[Module] = [Conv2d(C, k(64), 3, padding=1, bias=False, rng=rng, dtype=dtype)]
+    c, h = k(64), H
+    for w, stride in ((k(64), 1), (k(128), 2), (k(256), 2), (k(512), 2)):
         for i in range(2):
             s = stride if i == 0 else 1
             main = Sequential(Conv2d(c, w, 3, stride=s, padding=1, rng=rng, dtype=dtype),
@@ -301,19 +326,20 @@ def preact_resnet18(input_shape: tuple[int, ...], num_classes: int,
 
 def vgg11(input_shape: tuple[int, ...], num_classes: int,
           neuron: Callable[[], Module], *, v_th: float = 1.0, seed: int = 0,
-          dtype: Any = np.float32) -> Sequential:
+          dtype: Any = np.float32, width: float = 1.0) -> Sequential:
     """The "VGG-11" of SSF's DVS-CIFAR10 rows (TET and RecDis): TET's ``VGGSNN`` (Deng et al.,
     "Temporal Efficient Training of Spiking Neural Network via Gradient Re-weighting", ICLR
     2022; ``brain-intelligence-lab/temporal_efficient_training`` ``models/VGG_models.py``, the
     only DVS network of TET's code), for 2 x 48 x 48 event frames: 8 layers conv3x3 (with bias)
     + BN + SN, 64-128-AP2-256-256-AP2-512-512-AP2-512-512-AP2, then FC 512 * 3 * 3 -> classes
-    (non-spiking).  The library's ``vggsnn`` is the same layout with bias-free convolutions."""
+    (non-spiking).  The library's ``vggsnn`` is the same layout with bias-free convolutions.
+    ``width`` scales every channel count (:func:`scaled_width`)."""
     rng = np.random.default_rng(seed)
     C, H, W = input_shape
     layers: list[Module] = []
     c, h, w_ = C, H, W
     for widths in ((64, 128), (256, 256), (512, 512), (512, 512)):
-        for co in widths:
+        for co in (scaled_width(w, width) for w in widths):
             layers += [*_conv_bn(rng, dtype, c, co, 3, bias=True, v_th=v_th), neuron()]
             c = co
         if min(h, w_) >= 2:
@@ -325,7 +351,7 @@ def vgg11(input_shape: tuple[int, ...], num_classes: int,
 
 def sew_resnet34(input_shape: tuple[int, ...], num_classes: int,
                  neuron: Callable[[], Module], *, g: str = "ADD", v_th: float = 1.0,
-                 seed: int = 0, dtype: Any = np.float32) -> Sequential:
+                 seed: int = 0, dtype: Any = np.float32, width: float = 1.0) -> Sequential:
     """SEW-ResNet-34 (Fang et al., "Deep Residual Learning in Spiking Neural Networks", NeurIPS
     2021; ``fangwei123456/Spike-Element-Wise-ResNet`` ``imagenet/sew_resnet.py``, torchvision's
     ``resnet34`` layout): stem conv7x7/2 (pad 3) + BN + SN + maxpool 3x3/2 (pad 1); stages
@@ -334,15 +360,17 @@ def sew_resnet34(input_shape: tuple[int, ...], num_classes: int,
     shape changes, ``SN(BN(conv1x1(stride)))``; global average pooling; FC 512->classes on the
     spikes' time mean.  Convolutions bias-free.  ``g`` = ``"ADD"`` (the paper's ImageNet
     choice), ``"AND"`` or ``"IAND"`` (:class:`~pysnn_ref.nn.SEWResidual`).  SSF trains it on
-    Tiny-ImageNet (3 x 64 x 64, 200 classes) with the ImageNet stem unchanged."""
+    Tiny-ImageNet (3 x 64 x 64, 200 classes) with the ImageNet stem unchanged.  ``width``
+    scales every channel count (:func:`scaled_width`)."""
     rng = np.random.default_rng(seed)
+    k = lambda c: scaled_width(c, width)  # noqa: E731
     cb = lambda ci, co, k, s=1: _conv_bn(rng, dtype, ci, co, k, s, v_th=v_th)  # noqa: E731
     C, H, W = input_shape
-    layers: list[Module] = [Conv2d(C, 64, 7, stride=2, padding=3, bias=False, rng=rng,
-                                   dtype=dtype), BatchNorm(64, v_th=v_th, dtype=dtype),
+    layers: list[Module] = [Conv2d(C, k(64), 7, stride=2, padding=3, bias=False, rng=rng,
+                                   dtype=dtype), BatchNorm(k(64), v_th=v_th, dtype=dtype),
                             neuron(), ZeroPad2d(1), MaxPool2d(3, 2)]
-    c, h = 64, ((H - 1) // 2 + 1 - 1) // 2 + 1
-    for w, n, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+    c, h = k(64), ((H - 1) // 2 + 1 - 1) // 2 + 1
+    for w, n, stride in ((k(64), 3, 1), (k(128), 4, 2), (k(256), 6, 2), (k(512), 3, 2)):
         for i in range(n):
             s = stride if i == 0 else 1
             main = Sequential(*cb(c, w, 3, s), neuron(), *cb(w, w, 3), neuron())

@@ -164,3 +164,37 @@ def test_train_cli_refuses_a_bn_flag_for_a_paper_model_in_one_line(capsys, tmp_p
     err = capsys.readouterr().err
     lines = [s for s in err.splitlines() if s.strip()]
     assert rc == 2 and len(lines) == 1 and "tdbn_alpha" in lines[0], err
+
+
+def _conv_channels(net):
+    return [m.W.data.shape[0] for m in net.modules() if isinstance(m, nn.Conv2d)]
+
+
+@pytest.mark.parametrize("name, shape", [("resnet19", (3, 32, 32)), ("preact_resnet18",
+                                         (3, 32, 32)), ("vgg11", (2, 48, 48)),
+                                         ("sew_resnet34", (3, 64, 64))])
+def test_width_scales_every_channel_count(name, shape):
+    """width = 1 is the published network (the same parameters, seed for seed); width = 0.25
+    builds every convolution with a quarter of its output channels (the same layer list) and
+    keeps the classifier's outputs; the reduced network trains (wiring)."""
+    full = make_model(name, shape, 10, _lif, seed=3)
+    same = make_model(name, shape, 10, _lif, seed=3, width=1.0)
+    for p, q in zip(full.parameters(), same.parameters(), strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+    small = make_model(name, shape, 10, _lif, seed=3, width=0.25)
+    assert [c // 4 for c in _conv_channels(full)] == _conv_channels(small)
+    assert 10 < count_parameters(full) / count_parameters(small) < 20  # ~16 = 4**2
+    x = np.ones((2, 1, *shape), np.float32)
+    assert small.forward(x).shape == (2, 1, 10)
+
+
+@pytest.mark.parametrize("width", [0, -0.5, float("nan"), 5.0, "wide"])
+def test_width_out_of_range_is_a_clear_error(width):
+    with pytest.raises(ValueError, match=r"width must be"):
+        make_model("vgg11", (2, 48, 48), 10, _lif, width=width)
+
+
+def test_width_applies_to_the_paper_models_only():
+    with pytest.raises(ValueError, match="width applies to the SSF Table 1 networks"):
+        make_model("lenet", (1, 8, 8), 10, _lif, width=0.5)
+    assert count_parameters(make_model("lenet", (1, 8, 8), 10, _lif, width=1.0)) > 0
