@@ -121,6 +121,7 @@ RANGES: dict[str, tuple[float, float, bool, str]] = {
     "tit_lr": (0, 1e6, False, "a number in (0, 1e6]"),
     "weight_decay": (0, 1e6, True, "a number in [0, 1e6]"),
     "tdbn_alpha": (0, 1e6, False, "a number in (0, 1e6]"),
+    "width": (0, 4, False, "a number in (0, 4]"),  # models.MAX_WIDTH
     "tet_lambda": (0, 1e6, True, "a number in [0, 1e6]"),
     "momentum": (0, 1, True, "a number in [0, 1)"),
     "lam": (0, 1, False, "a number in (0, 1]"),

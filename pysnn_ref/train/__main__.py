@@ -184,6 +184,10 @@ def _add_network_args(p: ArgumentParser, D: dict[str, Any]) -> None:
     g.add_argument("--tdbn-alpha", type=finite_float, default=None,
                    help="models with BatchNorm: use tdBN with this alpha (normalised input "
                         "scaled by alpha * v_th, Dspike Eqs. 4-5) (default: none, plain BN)")
+    g.add_argument("--width", type=finite_float, default=1.0,
+                   help="the SSF Table 1 networks (resnet19, preact_resnet18, vgg11, "
+                        "sew_resnet34): multiply every channel count by this (reduced-width "
+                        "runs, benchmarks/ssf_accuracy.py)")
     g.add_argument("--dtype", choices=("float32", "float64"), default=D["dtype"],
                    help="floating-point type of parameters and activations")
 
@@ -365,6 +369,8 @@ def resolve_config(args: argparse.Namespace, explicit: set[str]) -> RunConfig:
     for flag in ("dsr_alpha", "dsr_spread", "dsr_train_threshold"):
         only(flag, m == "dsr", "--method dsr")
     only("rate_detach", m == "rate", "--method rate")
+    only("width", cfg["model"] in PAPER_MODELS, "the SSF Table 1 networks (--model resnet19, "
+         "preact_resnet18, vgg11, sew_resnet34)")
     only("ottt_update", m == "ottt", "--method ottt")
     only("sltt_k", m == "sltt", "--method sltt")
     _check_method_model(m, cfg, explicit)

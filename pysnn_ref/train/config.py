@@ -102,6 +102,7 @@ class RunConfig:
     dsr_alpha: float | None = None
     dsr_spread: str | None = None
     dsr_train_threshold: bool = False
+    width: float = 1.0  # the SSF Table 1 networks' channel multiplier (models.make_model)
     rate_detach: bool = False
     ottt_update: str | None = None
     sltt_k: int | None = None
@@ -199,7 +200,7 @@ def build_model(cfg: RunConfig, input_shape: Sequence[int], num_classes: int) ->
         neuron = lambda: nn_.IF(v_th, reset, sg)
     return make_model(cfg.model, tuple(input_shape), num_classes, neuron,
                       tdbn_alpha=cfg.tdbn_alpha, v_th=v_th, seed=cfg.seed,
-                      dtype=np.dtype(cfg.dtype), surrogate=sg)
+                      dtype=np.dtype(cfg.dtype), surrogate=sg, width=cfg.width)
 
 
 def build_method(cfg: RunConfig) -> Method:

@@ -143,6 +143,7 @@ CONFIG: dict[str, Field] = {
     "dsr_alpha": _ranged("dsr_alpha", nullable=True, required=False),
     "dsr_spread": _choice(DSR_SPREADS, nullable=True, required=False),
     "dsr_train_threshold": _bool(required=False),
+    "width": _ranged("width", required=False),
     "rate_detach": _bool(required=False),
     "ottt_update": _choice(OTTT_UPDATES, nullable=True, required=False),
     "sltt_k": _ranged("sltt_k", nullable=True, required=False),
