@@ -28,7 +28,8 @@ CONTEXT = {"tit_lr": ["--tit", "2:1,2:1"], "tet_lambda": ["--loss", "tet"],
            "dsr_alpha": ["--method", "dsr"], "sltt_k": ["--method", "sltt", "--T", "10000"],
            "fdg_samples": ["--surrogate", "dspike", "--dspike-adapt"],
            "time_chunk": ["--method", "ssf"], "asf_refresh": ["--method", "asf"],
-           "momentum": ["--optimizer", "sgd"], "tdbn_alpha": ["--model", "snn5"]}
+           "momentum": ["--optimizer", "sgd"], "tdbn_alpha": ["--model", "snn5"],
+           "width": ["--model", "vgg11"]}
 INTS = set(flags.INT_SETTINGS)
 
 
