@@ -170,3 +170,21 @@ def test_one_pass_with_poisson_input():
     y_ref = make_method("bptt").forward(_conv_net("ssf"), ref_enc.encode(x, T))
     assert np.max(np.abs(y - y_ref)) < 1e-12
     assert np.array_equal(enc.encode(x, 2), ref_enc.encode(x, 2))
+
+
+@pytest.mark.parametrize("name,shape,classes", [("resnet19", (3, 32, 32), 10),
+                                                ("preact_resnet18", (3, 32, 32), 10),
+                                                ("vgg11", (2, 48, 48), 10),
+                                                ("sew_resnet34", (3, 64, 64), 200)])
+def test_step_extent_walks_every_paper_network_to_its_classifier(name, shape, classes):
+    """Module.step_extent: every layer of the four paper networks knows its output shape (the
+    one-pass estimate is finite), the walk ends at the classifier's (classes,), and the
+    largest activation is the first convolution's output (shapes by hand)."""
+    from pysnn_ref.models import make_model
+
+    net = make_model(name, shape, classes, lambda: nn.LIF(0.5, 1.0), width=0.125)
+    largest, out = net.step_extent(shape)
+    assert out == (classes,)
+    first = {"resnet19": 16 * 32 * 32, "preact_resnet18": 8 * 32 * 32, "vgg11": 8 * 48 * 48,
+             "sew_resnet34": 8 * 32 * 32 + 0}[name]
+    assert largest >= first and np.isfinite(largest)

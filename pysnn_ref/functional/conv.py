@@ -40,8 +40,8 @@ from ..kernels import provides
 from ..kernels.reference import conv_out_size
 from .linear import is_time_broadcast
 
-__all__ = ["CHUNK_BYTES", "GPU_CHUNK_BYTES", "Conv2dCache", "conv2d_forward", "conv2d_backward",
-    "conv2d_backward_time_sum"]
+__all__ = ["CHUNK_BYTES", "GPU_CHUNK_BYTES", "Conv2dCache", "conv_out_size", "conv2d_forward",
+    "conv2d_backward", "conv2d_backward_time_sum"]
 
 #: bytes of im2col columns per chunk of images on the CPU: small enough to stay in the L2/L3
 #: cache between im2col and the GEMMs that read it (about 9 images of 16x28x28 with a 3x3 kernel)

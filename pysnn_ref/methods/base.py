@@ -5,7 +5,6 @@ names and one-line summaries of all methods (:mod:`pysnn_ref.methods` has the ov
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,15 +18,9 @@ from ..functional.loss import is_per_step
 from ..nn import (
     ASF_VARIANTS,
     LIF,
-    AvgPool2d,
     BatchNorm,
-    Conv2d,
-    Flatten,
-    Linear,
     MaxPool2d,
     Module,
-    Residual,
-    Sequential,
     check_method,
     spiking_layers,
 )
@@ -231,7 +224,7 @@ class Method:
         BatchNorm in training, where it is T -- the **one-pass forward**, no statistics passes
         -- when the largest activation of one layer over all T steps, estimated from the input
         ``x`` (the ``encoder``'s static batch, or the time-major input) and the layers' shapes
-        as ``T x B x features x itemsize`` (:func:`_largest_step_features`), is at most
+        as ``T x B x features x itemsize`` (:meth:`~pysnn_ref.nn.Module.step_extent`), is at most
         ``one_pass_bytes`` (default :data:`ONE_PASS_BYTES`, 1 GiB); else the default.  Without
         ``x``: the estimate from the last forward's input.  The one pass holds T steps of one
         layer's activation (and the few temporaries of that layer) at a time, transiently;
@@ -248,7 +241,7 @@ class Method:
         if self._input_seen is None or not _training_bns(net):  # without x: the last forward's
             return min(T, DEFAULT_TIME_CHUNK)
         B, step, itemsize = self._input_seen
-        need = T * B * _largest_step_features(net, step) * itemsize
+        need = T * B * net.step_extent(step)[0] * itemsize
         return T if need <= self.one_pass_bytes else min(T, DEFAULT_TIME_CHUNK)
 
     def forward(self, net: Module, x: Any, T: int | None = None, encoder: Any = None) -> Any:
@@ -369,41 +362,6 @@ class Method:
 def _training_bns(net: Module) -> list[BatchNorm]:
     """The BatchNorm layers of ``net`` in training mode, bottom to top."""
     return [m for m in net.modules() if isinstance(m, BatchNorm) and m.training]
-
-
-def _largest_step_features(m: Module, shape: tuple[int, ...]) -> float:
-    """The largest per-sample activation (elements of one step) of ``m`` and the layers in it,
-    its input ``shape`` included, for the one-pass memory estimate of
-    :meth:`Method.time_chunk_for`: shapes walked through Sequential, Residual (both branches
-    from the block input), Conv2d, Linear, pooling and Flatten; any other layer keeps its
-    input's shape; an unknown container gives ``inf`` (streamed)."""
-    return _walk_shape(m, shape)[0]
-
-
-def _walk_shape(m: Module, shape: tuple[int, ...]) -> tuple[float, tuple[int, ...]]:
-    big = float(math.prod(shape))
-    if isinstance(m, Sequential):
-        for layer in m.layers:
-            b, shape = _walk_shape(layer, shape)
-            big = max(big, b)
-        return big, shape
-    if isinstance(m, Residual):
-        b, out = _walk_shape(m.main, shape)
-        bs = 0.0 if m.shortcut is None else _walk_shape(m.shortcut, shape)[0]
-        return max(big, b, bs), out
-    if isinstance(m, Conv2d) and len(shape) == 3:
-        co, k = m.W.data.shape[0], m.W.data.shape[-1]
-        shape = (co, *((n + 2 * m.padding - k) // m.stride + 1 for n in shape[1:]))
-    elif isinstance(m, Linear):
-        shape = (*shape[:-1], m.out_features)
-    elif isinstance(m, (AvgPool2d, MaxPool2d)) and len(shape) == 3:
-        s = m.stride or m.k
-        shape = (shape[0], *((n - m.k) // s + 1 for n in shape[1:]))
-    elif isinstance(m, Flatten):
-        shape = (int(math.prod(shape)),)
-    elif m.children():
-        return math.inf, shape
-    return max(big, float(math.prod(shape))), shape
 
 
 def _stateful(encoder: Any) -> bool:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import backend
@@ -48,6 +49,16 @@ class Sequential(Module):
     def children(self) -> list[Module]:
         """The layers, in order."""
         return self.layers
+
+    def step_extent(self, shape: tuple[int, ...]) -> tuple[float, tuple[int, ...] | None]:
+        """The layers' extents in order, each on the previous one's output."""
+        big = float(math.prod(shape))
+        for layer in self.layers:
+            b, shape = layer.step_extent(shape)
+            big = max(big, b)
+            if shape is None:
+                return math.inf, None
+        return big, shape
 
     def fusion_plan(self) -> list[int]:
         """Indices ``i`` where ``layers[i]`` (a LIF) may run ``layers[i + 1]`` (an AvgPool2d)
@@ -182,6 +193,12 @@ class Residual(Module):
     def children(self) -> list[Module]:
         """The main branch and, if any, the shortcut."""
         return [self.main] + ([self.shortcut] if self.shortcut is not None else [])
+
+    def step_extent(self, shape: tuple[int, ...]) -> tuple[float, tuple[int, ...] | None]:
+        """Both branches from the block input; the output has the main branch's shape."""
+        b, out = self.main.step_extent(shape)
+        bs = 0.0 if self.shortcut is None else self.shortcut.step_extent(shape)[0]
+        return max(float(math.prod(shape)), b, bs), out
 
     def forward(self, x: Any) -> Any:
         a = self.main(x)

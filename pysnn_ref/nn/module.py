@@ -4,6 +4,7 @@ flow-mode interfaces, ``state_dict``) and the helpers the layers share.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -108,6 +109,22 @@ class Module:
     def children(self) -> list[Module]:
         """The direct sub-modules (none for a leaf layer)."""
         return []
+
+    def step_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of one sample's output at one step for an input of ``shape`` (no batch,
+        no time axis): a leaf keeps it unless it says otherwise (Conv2d, Linear, pooling,
+        Flatten, padding); a container without its own rule returns None (unknown)."""
+        return None if self.children() else tuple(shape)
+
+    def step_extent(self, shape: tuple[int, ...]) -> tuple[float, tuple[int, ...] | None]:
+        """``(largest, out)``: the largest per-sample activation (elements of one step) of this
+        module and the layers in it, its input included, and its output shape -- the one-pass
+        memory estimate of the flow methods (:meth:`pysnn_ref.methods.Method.time_chunk_for`).
+        ``inf`` where a shape is unknown."""
+        out = self.step_shape(shape)
+        if out is None:
+            return math.inf, None
+        return float(max(math.prod(shape), math.prod(out))), out
 
     def modules(self) -> list[Module]:
         """This module and every module below it, parents first."""

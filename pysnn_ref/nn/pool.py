@@ -5,11 +5,13 @@ collapsed backward) and :class:`Flatten` (:mod:`pysnn_ref.functional.pool`,
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import backend
 from .._check import check_int
 from ..functional import flows as F
+from ..functional.conv import conv_out_size
 from ..functional.pool import (
     avgpool2d_backward,
     avgpool2d_forward,
@@ -52,6 +54,11 @@ class AvgPool2d(Module):
         if per_step:
             return avgpool2d_backward(g, cache), True
         return avgpool2d_backward(g[None], cache)[0], False
+
+    def step_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(C, OH, OW) of a (C, H, W) input (window k, stride ``stride or k``)."""
+        s = self.stride or self.k
+        return (shape[0], *(conv_out_size(n, self.k, s, 0) for n in shape[1:]))
 
     def __repr__(self) -> str:
         return f"AvgPool2d({self.k})"
@@ -133,6 +140,11 @@ class MaxPool2d(Module):
         self._caches = []
         return (outs[0] if len(outs) == 1 else xp.concatenate(outs)), True
 
+    def step_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(C, OH, OW) of a (C, H, W) input (window k, stride ``stride or k``)."""
+        s = self.stride or self.k
+        return (shape[0], *(conv_out_size(n, self.k, s, 0) for n in shape[1:]))
+
     def __repr__(self) -> str:
         return f"MaxPool2d({self.k})"
 
@@ -154,6 +166,10 @@ class Flatten(Module):
                       ) -> tuple[Any, bool]:
         lead = g.shape[:2] if per_step else g.shape[:1]
         return g.reshape(*lead, *self._shape), per_step
+
+    def step_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Every axis in one."""
+        return (int(math.prod(shape)),)
 
     def __repr__(self) -> str:
         return "Flatten()"

@@ -98,5 +98,9 @@ class ZeroPad2d(Module):
         p = self.p
         return dy[..., p:dy.shape[-2] - p, p:dy.shape[-1] - p]
 
+    def step_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """H and W grown by 2p."""
+        return (*shape[:-2], *(n + 2 * self.p for n in shape[-2:]))
+
     def __repr__(self) -> str:
         return f"ZeroPad2d({self.p})"

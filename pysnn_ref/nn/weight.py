@@ -17,6 +17,7 @@ from ..functional.conv import (
     conv2d_backward,
     conv2d_backward_time_sum,
     conv2d_forward,
+    conv_out_size,
 )
 from ..functional.flows import decayed_sum, flow_norm, weighted_time_mean
 from ..functional.linear import (
@@ -235,6 +236,10 @@ class Linear(WeightLayer):
         self._cache = None
         return dx
 
+    def step_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The input's leading axes, then ``out_features``."""
+        return (*shape[:-1], self.out_features)
+
     def __repr__(self) -> str:
         return f"Linear({self.in_features}, {self.out_features}, bias={self.b is not None})"
 
@@ -275,6 +280,11 @@ class Conv2d(WeightLayer):
 
     forward = Linear.forward
     backward = Linear.backward
+
+    def step_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(C_out, OH, OW) of a (C_in, H, W) input."""
+        co, k = self.W.data.shape[0], self.W.data.shape[-1]
+        return (co, *(conv_out_size(n, k, self.stride, self.padding) for n in shape[1:]))
 
     def __repr__(self) -> str:
         ci, co, k = self.shape_args
