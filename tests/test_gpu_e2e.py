@@ -61,6 +61,10 @@ TRAIN_JOBS = {
     "lenet-sltt": ["--model", "lenet", "--method", "sltt", "--loss", "tet", *F64_SGD],
     # the default dtype and optimizer: float32 kernels and Adam on the device
     "mlp-ssf-f32-adam": ["--model", "mlp", "--method", "ssf"],
+    # BatchNorm in training under the flows: the one-pass BN forward (time_chunk auto) and
+    # the collapsed BN backward, SSF and DSR (IF neurons) on the device
+    "resnet-ssf": ["--model", "resnet", "--method", "ssf", *F64_SGD],
+    "resnet-dsr-if": ["--model", "resnet", "--method", "dsr", "--neuron", "if", *F64_SGD],
 }
 #: relative tolerance of GPU vs CPU (weights, losses, rates) per dtype
 RTOL = {"float64": 1e-9, "float32": 1e-4}
