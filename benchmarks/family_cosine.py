@@ -17,21 +17,12 @@ import time
 
 import numpy as np
 
-from pysnn_ref import data, nn
+from pysnn_ref import data
 from pysnn_ref.gradcheck import cosine_vs, finite_difference_gradient
+from pysnn_ref.models import lif_mlp
 
 METHODS = ("bptt", "asf", "ssf", "dsr", "rate", "ottt", "sltt")
 PARAMS = ["1.W", "3.W"]
-
-
-def mlp(sizes: tuple[int, ...], seed: int = 0, lam: float = 0.5) -> nn.Sequential:
-    """Flatten, then Linear + LIF per hidden layer, then a Linear readout (float64)."""
-    rng = np.random.default_rng(seed)
-    layers: list[nn.Module] = [nn.Flatten()]
-    for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
-        layers += [nn.Linear(a, b, rng=rng, dtype=np.float64), nn.LIF(lam=lam, v_th=1.0)]
-    layers.append(nn.Linear(sizes[-2], sizes[-1], rng=rng, dtype=np.float64))
-    return nn.Sequential(*layers)
 
 
 def measure(T: int, hidden: int, batch: int, eps: float) -> dict[str, dict[str, dict]]:
@@ -40,7 +31,7 @@ def measure(T: int, hidden: int, batch: int, eps: float) -> dict[str, dict[str, 
     x = ds.x_train[:batch].astype(np.float64)
     labels = ds.y_train[:batch]
     X = data.DirectEncoder().encode(x, T)
-    net = mlp((int(np.prod(x.shape[1:])), hidden, hidden, 10))
+    net = lif_mlp((int(np.prod(x.shape[1:])), hidden, hidden, 10))
     fdg = finite_difference_gradient(net, X, labels, PARAMS, eps=eps, loss="tet")
     out: dict[str, dict[str, dict]] = {"bptt": {}, "fdg": {}}
     for m in METHODS:

@@ -40,13 +40,14 @@ applies to the membrane ``o tanh(c)`` in (-1, 1), so it must lie in (0, 1)
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ._check import check_choice, check_in_range, check_int
 from .nn import (
+    LIF,
     AvgPool2d,
     BatchNorm,
     Conv2d,
@@ -64,7 +65,7 @@ from .nn import (
 
 __all__ = ["LAYER_STRINGS", "MODELS", "LSTM_V_TH", "LSTM_HIDDEN", "build_from_string",
     "make_model", "TDBN_RES_ALPHA", "count_parameters", "resnet19", "preact_resnet18", "vgg11",
-    "sew_resnet34", "PAPER_MODELS", "MAX_WIDTH", "scaled_width"]
+    "sew_resnet34", "PAPER_MODELS", "MAX_WIDTH", "scaled_width", "lif_mlp"]
 
 LAYER_STRINGS = {
     "mlp": ("FC800", False),
@@ -246,6 +247,20 @@ def scaled_width(channels: int, width: float) -> int:
     in (0, :data:`MAX_WIDTH`]; 1 gives ``channels`` unchanged)."""
     width = check_in_range("width", width, 0.0, MAX_WIDTH)
     return max(1, int(round(channels * width)))
+
+
+def lif_mlp(sizes: Sequence[int], lam: float = 0.5, seed: int = 0, v_th: float = 1.0,
+            dtype: Any = np.float64) -> Sequential:
+    """``Flatten -> [Linear -> LIF] per hidden size -> Linear`` readout: ``sizes`` = (inputs,
+    hidden..., outputs), one generator seeded ``seed`` drawing the weights layer by layer.  The
+    small float64 network of the gradient-quality studies (chapters 11 and 15,
+    ``benchmarks/family_cosine.py``)."""
+    rng = np.random.default_rng(seed)
+    layers: list[Module] = [Flatten()]
+    for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
+        layers += [Linear(a, b, rng=rng, dtype=dtype), LIF(lam=lam, v_th=v_th)]
+    layers.append(Linear(sizes[-2], sizes[-1], rng=rng, dtype=dtype))
+    return Sequential(*layers)
 
 
 def count_parameters(net: Module) -> int:

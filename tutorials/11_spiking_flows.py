@@ -54,6 +54,7 @@ from pysnn_ref.functional.loss import sdt_loss_backward, sdt_loss_forward
 from pysnn_ref.functional.neuron import lif_forward, make_neuron_params
 from pysnn_ref.gradcheck import numerical_gradient, rel_error
 from pysnn_ref.methods import make_method
+from pysnn_ref.models import lif_mlp
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
@@ -176,17 +177,8 @@ print(f"   figure: {path}")
 # value = the real mean firing rate FO0, slope = the flow gain (ASF: the layer's S; SSF:
 # 1/(R V_th) per neuron, 0 where FI <= 0 or R > 2).  The library's ``make_method("asf")`` and
 # ``make_method("ssf")`` backward passes (ASF Eqs. 9-11, SSF Eq. 15) must be the exact gradient of
-# this small network: finite differences in float64 check it for every weight.
-
-
-def mlp(sizes: tuple, lam: float, seed: int = 0) -> nn.Sequential:
-    """Flatten -> [Linear -> LIF] x hidden -> Linear readout, in float64."""
-    g = np.random.default_rng(seed)
-    layers: list[nn.Module] = [nn.Flatten()]
-    for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
-        layers += [nn.Linear(a, b, rng=g, dtype=np.float64), nn.LIF(lam=lam, v_th=1.0)]
-    layers.append(nn.Linear(sizes[-2], sizes[-1], rng=g, dtype=np.float64))
-    return nn.Sequential(*layers)
+# this small network: finite differences in float64 check it for every weight.  The network:
+# ``pysnn_ref.models.lif_mlp``, Flatten -> [Linear -> LIF] per hidden size -> Linear, float64.
 
 
 def rate_network_loss(net: nn.Sequential, X: np.ndarray, labels: np.ndarray,
@@ -208,7 +200,7 @@ print("\n4. ASF and SSF backward = exact gradient of the equivalent rate network
 X = rng.normal(0.6, 1.0, size=(6, 5, 6))                 # T = 6 steps, batch 5, 6 inputs
 labels = rng.integers(0, 4, size=5)
 for method in ("asf", "ssf"):
-    net = mlp((6, 8, 7, 4), lam=0.9)
+    net = lif_mlp((6, 8, 7, 4), lam=0.9)
     m = make_method(method)
     net.zero_grad()
     _, c = sdt_loss_forward(m.forward(net, X), labels)

@@ -36,8 +36,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from pysnn_ref import data, nn
+from pysnn_ref import data
 from pysnn_ref.gradcheck import cosine_vs, finite_difference_gradient
+from pysnn_ref.models import lif_mlp
 
 QUICK = os.environ.get("PYSNN_TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("PYSNN_TUTORIAL_OUT", "tutorials/out"))
@@ -57,23 +58,15 @@ threadpool_limits(limits=1, user_api="blas")
 # %%
 # 1. The network and the batch
 # -----------------------------
-# An MLP of LIF neurons in float64, the first 256 digits, direct encoding.
-
-def mlp(sizes: tuple, seed: int = 0, lam: float = 0.5) -> nn.Sequential:
-    rng = np.random.default_rng(seed)
-    layers: list[nn.Module] = [nn.Flatten()]
-    for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
-        layers += [nn.Linear(a, b, rng=rng, dtype=np.float64), nn.LIF(lam=lam, v_th=1.0)]
-    layers.append(nn.Linear(sizes[-2], sizes[-1], rng=rng, dtype=np.float64))
-    return nn.Sequential(*layers)
-
+# An MLP of LIF neurons in float64 (``pysnn_ref.models.lif_mlp``), the first 256 digits, direct
+# encoding.
 
 OUT.mkdir(parents=True, exist_ok=True)
 ds = data.load_dataset("digits")
 x = ds.x_train[:256].astype(np.float64)
 labels = ds.y_train[:256]
 X = data.DirectEncoder().encode(x, T)
-net = mlp((64, H, H, 10))
+net = lif_mlp((64, H, H, 10))
 
 
 # %%
