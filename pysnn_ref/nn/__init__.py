@@ -50,7 +50,15 @@ its docstring); elsewhere it falls back to the per-step backward too.
 from __future__ import annotations
 
 from .containers import Residual, Sequential
-from .module import ASF_VARIANTS, FLOW_INPUT, FLOW_METHODS, HookHandle, Module, check_method
+from .module import (
+    ASF_VARIANTS,
+    FLOW_INPUT,
+    FLOW_METHODS,
+    HookHandle,
+    Module,
+    SpikingModule,
+    check_method,
+)
 from .monitor import SpikeMonitor
 from .neurons import IF, LIF, SpikingLSTM, spiking_layers
 from .norm import BatchNorm
@@ -61,7 +69,8 @@ from .synaptic import SynapticLIF
 from .weight import Conv2d, Linear, WeightLayer
 
 __all__ = [
-    "ASF_VARIANTS", "FLOW_INPUT", "FLOW_METHODS", "Module", "check_method", "Conv2d", "Linear",
+    "ASF_VARIANTS", "FLOW_INPUT", "FLOW_METHODS", "Module", "SpikingModule", "check_method",
+    "Conv2d", "Linear",
     "WeightLayer", "BatchNorm", "AvgPool2d", "Flatten", "MaxPool2d", "IF", "LIF",
     "SpikingLSTM", "spiking_layers", "Residual", "Sequential", "WindowRecompose", "SpikeMonitor",
     "HookHandle", "SEWResidual", "ZeroPad2d", "SynapticLIF",

@@ -17,7 +17,7 @@ from ..functional.linear import is_time_broadcast
 from ..parameter import Parameter
 
 __all__ = ["FLOW_METHODS", "FLOW_INPUT", "ASF_VARIANTS", "is_static", "time_sum", "channel_shape",
-    "HookHandle", "ForwardHook", "Module", "check_method"]
+    "HookHandle", "ForwardHook", "Module", "SpikingModule", "check_method"]
 
 #: methods run in flow mode (streamed chunks, one collapsed backward): ASF, SSF and, from the
 #: T-independent family, DSR and rate-based BP (their neuron rules: functional/dsr.py, rate.py)
@@ -272,3 +272,22 @@ class Module:
 def check_method(method: str) -> str:
     """``method`` must be "bptt" or one of :data:`FLOW_METHODS`."""
     return check_choice("method", method, ("bptt",) + FLOW_METHODS)
+
+
+class SpikingModule(Module):
+    """A layer of spiking neurons (LIF/IF, SynapticLIF, SpikingLSTM): the firing rate of its
+    last forward pass, kept in ``_rate`` by the subclass's forward."""
+
+    _rate: Any = 0.0  # mean spikes per neuron per step, last forward (on the device)
+
+    @property
+    def firing_rate(self) -> float:
+        """Mean spikes per neuron per time step in the last forward pass (LIF under SSF:
+        lam-weighted)."""
+        return float(self._rate)
+
+    @property
+    def spike_rate(self) -> Any:
+        """:attr:`firing_rate` where it was computed: a device scalar on the GPU (reading it
+        there is a host sync, which the training loop does once per read-out)."""
+        return self._rate

@@ -33,12 +33,12 @@ from ..functional.neuron import (
 from ..functional.rate import RateState, rate_finish, rate_forward_chunk
 from ..functional.surrogate import Surrogate
 from ..parameter import Parameter
-from .module import Module
+from .module import Module, SpikingModule
 
 __all__ = ["LIF", "IF", "spiking_layers", "SpikingLSTM"]
 
 
-class LIF(Module):
+class LIF(SpikingModule):
     """LIF spiking neurons (IF for ``lam=1``): SSF Eqs. 6-7 (hard reset), 16-17 (soft reset).
 
     BPTT: exact backward through time.  Flow mode: keeps a :class:`FlowState` (membrane and
@@ -60,17 +60,6 @@ class LIF(Module):
         self.update_S = True
         self._asf_tot = [0.0, 0.0, 0.0]  # sum FO, sum FI, sum |FI| since the last refresh
         self._rate: Any = 0.0       # mean spikes per neuron per step, last forward (on device)
-
-    @property
-    def firing_rate(self) -> float:
-        """Mean spikes per neuron per time step in the last forward pass (SSF: lam-weighted)."""
-        return float(self._rate)
-
-    @property
-    def spike_rate(self) -> Any:
-        """:attr:`firing_rate` where it was computed: a device scalar on the GPU (reading it
-        there is a host sync, which the training loop does once per read-out)."""
-        return self._rate
 
     def set_surrogate(self, surrogate: Surrogate) -> None:
         """Use ``surrogate`` for the BPTT backward from now on (the forward is unchanged)."""
@@ -280,7 +269,7 @@ def spiking_layers(net: Module) -> list[LIF]:
     return [m for m in net.modules() if isinstance(m, LIF)]
 
 
-class SpikingLSTM(Module):
+class SpikingLSTM(SpikingModule):
     """Spiking LSTM layer (the LSNN of the window-partition supplement, Sec. 3.1 Eq. 1):
     (T, B, in_features) -> spikes (T, B, hidden).  Equations (L1)-(L4) and the BPTT backward
     (B1)-(B4) are in :mod:`pysnn_ref.functional.lstm`; the gates are analog, the hidden output
@@ -323,16 +312,6 @@ class SpikingLSTM(Module):
     def own_parameters(self) -> list[Parameter]:
         """``[W_x, W_h, b]``: the four gates' input and recurrent weights and their bias."""
         return [self.W_x, self.W_h, self.b]
-
-    @property
-    def firing_rate(self) -> float:
-        """Mean spikes per neuron per time step in the last forward pass."""
-        return float(self._rate)
-
-    @property
-    def spike_rate(self) -> Any:
-        """:attr:`firing_rate` where it was computed (a device scalar on the GPU)."""
-        return self._rate
 
     def forward(self, x: Any) -> Any:
         s, self._cache = lstm_forward(x, self.W_x.data, self.W_h.data, self.b.data, self.p)

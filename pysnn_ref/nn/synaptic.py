@@ -8,12 +8,12 @@ from typing import Any
 
 from ..functional.surrogate import Surrogate
 from ..functional.synaptic import make_synaptic_params, synaptic_backward, synaptic_forward_p
-from .module import Module
+from .module import SpikingModule
 
 __all__ = ["SynapticLIF"]
 
 
-class SynapticLIF(Module):
+class SynapticLIF(SpikingModule):
     """Current-based LIF neurons (snnTorch's ``Synaptic``; Neftci, Mostafa & Zenke, IEEE SPM
     2019; Zenke & Ganguli 2018): a synaptic current that decays by ``alpha`` and integrates the
     input, a membrane that decays by ``lam`` and integrates the synaptic current::
@@ -40,16 +40,6 @@ class SynapticLIF(Module):
                                       surrogate=surrogate, smooth=smooth,
                                       detach_reset=detach_reset)
         self._rate: Any = 0.0
-
-    @property
-    def firing_rate(self) -> float:
-        """Mean spikes per neuron per time step in the last forward pass."""
-        return float(self._rate)
-
-    @property
-    def spike_rate(self) -> Any:
-        """:attr:`firing_rate` where it was computed (a device scalar on the GPU)."""
-        return self._rate
 
     def set_surrogate(self, surrogate: Surrogate) -> None:
         """Use ``surrogate`` for the BPTT backward from now on (the forward is unchanged)."""
