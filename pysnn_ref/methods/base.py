@@ -231,6 +231,8 @@ class Method:
         nothing of length T is kept for the backward."""
         if self.time_chunk is not None:
             return min(T, self.time_chunk)
+        if not _training_bns(net):  # no statistics to gather: stream (nothing to estimate)
+            return min(T, DEFAULT_TIME_CHUNK)
         if x is not None and getattr(x, "shape", None) is not None:
             shape = x.shape
             B, step = (shape[1], shape[2:]) if encoder in (None, _SliceEncoder) else (
@@ -238,7 +240,7 @@ class Method:
             itemsize = max([np.dtype(getattr(x, "dtype", np.float32)).itemsize]
                            + [p.data.dtype.itemsize for p in net.parameters()])
             self._input_seen = (int(B), tuple(step), itemsize)
-        if self._input_seen is None or not _training_bns(net):  # without x: the last forward's
+        if self._input_seen is None:  # without x: the last forward's input, if any
             return min(T, DEFAULT_TIME_CHUNK)
         B, step, itemsize = self._input_seen
         need = T * B * net.step_extent(step)[0] * itemsize
